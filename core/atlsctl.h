@@ -1,0 +1,12 @@
+// atlsctl.h: subcommand entry points of the atlsctl tool (client side and operator side).
+#ifndef ATLS_ATLSCTL_H
+#define ATLS_ATLSCTL_H
+
+// atlsctl_attest_main runs `nonce`, `client-cert` and `report` (argv[0] is the subcommand name).
+// Returns the process exit status: 0 success, 1 verification/operation failed, 2 usage error.
+int atlsctl_attest_main(int argc, char **argv);
+
+// atlsctl_audit_main runs `audit list|show|verify` (argv[0] is "audit"). Same exit statuses.
+int atlsctl_audit_main(int argc, char **argv);
+
+#endif // ATLS_ATLSCTL_H

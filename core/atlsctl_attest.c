@@ -1,0 +1,10 @@
+// atlsctl_attest.c: placeholder until the attest subcommands land; fails loudly, never pretends.
+#include <stdio.h>
+
+#include "atlsctl.h"
+
+int atlsctl_attest_main(int argc, char **argv) {
+    (void)argc;
+    fprintf(stderr, "atlsctl: '%s' is not implemented yet\n", argv[0]);
+    return 2;
+}
