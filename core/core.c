@@ -1,0 +1,186 @@
+// core.c: main(): load config -> build TLS context -> start one pinned worker per core ->
+// handle signals (SIGTERM/SIGINT drain, SIGHUP reload) -> join -> exit.
+#include <getopt.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+
+#include "core_internal.h"
+
+static void usage(FILE *out) {
+    fputs("usage: atls-proxy --config FILE          run the gateway\n"
+          "       atls-proxy --check-config FILE    validate config and policy, exit 0 or 2\n"
+          "       atls-proxy --version\n",
+          out);
+}
+
+static int check_config(const char *path) {
+    struct core_config cfg;
+    char err[512];
+    if (core_config_load(&cfg, err, sizeof(err), path) != 0) {
+        fprintf(stderr, "%s\n", err);
+        return 2;
+    }
+    if (cfg.mode == CORE_MODE_TERMINATE) {
+        SSL_CTX *ctx = core_tls_ctx_new(&cfg, err, sizeof(err));
+        if (ctx == NULL) {
+            fprintf(stderr, "%s\n", err);
+            return 2;
+        }
+        SSL_CTX_free(ctx);
+    }
+    printf("%s: ok\n", path);
+    return 0;
+}
+
+static void reload_tls(struct core_proc *proc) {
+    char err[512];
+    SSL_CTX *ctx = core_tls_ctx_new(&proc->cfg, err, sizeof(err));
+    if (ctx == NULL) {
+        LOG_ERROR("reload failed, keeping the current certificate: %s", err);
+        return;
+    }
+    for (uint32_t i = 0; i < proc->worker_count; i++) {
+        SSL_CTX_up_ref(ctx);
+        SSL_CTX *old = atomic_exchange(&proc->shards[i].ssl_ctx_next, ctx);
+        SSL_CTX_free(old); // a reload the worker had not picked up yet
+        core_shard_wake(&proc->shards[i]);
+    }
+    SSL_CTX_free(ctx);
+    LOG_INFO("reloaded certificate %s", proc->cfg.tls_cert);
+}
+
+static int run(const char *path) {
+    static struct core_proc proc; // large; lives for the whole process
+    char err[512];
+    if (core_config_load(&proc.cfg, err, sizeof(err), path) != 0) {
+        fprintf(stderr, "%s\n", err);
+        return 2;
+    }
+    if (proc.cfg.attestation_required) {
+        // Until attestation enforcement lands in the gateway (issue 4) we refuse to start in a
+        // mode we cannot honour rather than admit unattested clients.
+        fprintf(stderr,
+                "%s: [attestation] required = true is not supported by this build yet; set "
+                "required = false and [tls] client_ca for mutual TLS\n",
+                path);
+        return 2;
+    }
+    SSL_CTX *ctx = NULL;
+    if (proc.cfg.mode == CORE_MODE_TERMINATE) {
+        ctx = core_tls_ctx_new(&proc.cfg, err, sizeof(err));
+        if (ctx == NULL) {
+            fprintf(stderr, "%s\n", err);
+            return 2;
+        }
+    } else {
+        // Passthrough never terminates TLS, but the shard code keeps one context reference.
+        ctx = SSL_CTX_new(TLS_method());
+    }
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    proc.worker_count = proc.cfg.workers ? proc.cfg.workers : (uint32_t)(ncpu > 0 ? ncpu : 1);
+    if (proc.worker_count > CORE_WORKERS_MAX) {
+        proc.worker_count = CORE_WORKERS_MAX;
+    }
+    proc.shards = calloc(proc.worker_count, sizeof(*proc.shards));
+    proc.started_ns = core_base_now_ns();
+
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);
+    sigaddset(&mask, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &mask, NULL); // workers inherit the mask
+    int sfd = signalfd(-1, &mask, SFD_CLOEXEC);
+
+    for (uint32_t i = 0; i < proc.worker_count; i++) {
+        if (core_shard_start(&proc, &proc.shards[i], i, ctx, err, sizeof(err)) != 0) {
+            fprintf(stderr, "%s: %s\n", path, err);
+            return 2;
+        }
+    }
+    SSL_CTX_free(ctx);
+    LOG_INFO("atls-proxy %s: %u workers, listening on %s (%s), backend %s", proc.cfg.node_id,
+             proc.worker_count, proc.cfg.listen[0].text,
+             proc.cfg.mode == CORE_MODE_TERMINATE ? "terminate" : "passthrough",
+             proc.cfg.backends[0].text);
+    // Readiness line for scripts and tests.
+    printf("ready\n");
+    fflush(stdout);
+
+    for (;;) {
+        struct signalfd_siginfo si;
+        ssize_t n = read(sfd, &si, sizeof(si));
+        if (n != (ssize_t)sizeof(si)) {
+            continue;
+        }
+        if (si.ssi_signo == SIGHUP) {
+            reload_tls(&proc);
+            continue;
+        }
+        if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+            LOG_INFO("signal %u: draining (deadline %u ms)", si.ssi_signo,
+                     proc.cfg.drain_timeout_ms);
+            proc.drain_deadline_ns =
+                core_base_now_ns() + (uint64_t)proc.cfg.drain_timeout_ms * 1000000ull;
+            atomic_store(&proc.draining, true);
+            for (uint32_t i = 0; i < proc.worker_count; i++) {
+                core_shard_wake(&proc.shards[i]);
+            }
+            break;
+        }
+    }
+    for (uint32_t i = 0; i < proc.worker_count; i++) {
+        core_shard_join(&proc.shards[i]);
+    }
+    free(proc.shards);
+    close(sfd);
+    LOG_INFO("drained, exiting");
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"check-config", required_argument, NULL, 'k'},
+        {"version", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *config = NULL;
+    const char *check = NULL;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            config = optarg;
+            break;
+        case 'k':
+            check = optarg;
+            break;
+        case 'v':
+            printf("atls-proxy 0.1.0\n");
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (getenv("ATLS_DEBUG") != NULL) {
+        core_base_log_set_level(CORE_LOG_DEBUG);
+    }
+    if (check != NULL) {
+        return check_config(check);
+    }
+    if (config == NULL) {
+        usage(stderr);
+        return 2;
+    }
+    return run(config);
+}

@@ -1,0 +1,409 @@
+// core_config.c: the sole inih handler. Routes (section, key) through key tables into the flat
+// struct core_config, resolves paths against the config file's directory, validates.
+#include <errno.h>
+#include <ini.h>
+#include <limits.h>
+#include <netdb.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include "core.h"
+#include "core_base.h"
+
+enum key_type {
+    KEY_STR,       // plain string
+    KEY_PATH,      // string, resolved against the config directory
+    KEY_U32,
+    KEY_BOOL,
+    KEY_LISTEN,    // repeatable host:port
+    KEY_SERVERS,   // comma-separated host:port list
+    KEY_ADDR,      // one host:port
+    KEY_MODE,      // terminate | passthrough
+    KEY_WORKERS,   // auto | N
+    KEY_SYNC,      // always | batch
+};
+
+struct key_row {
+    const char *section;
+    const char *name;
+    enum key_type type;
+    size_t offset;
+    size_t size; // for strings
+    uint32_t min;
+    uint32_t max;
+    const char *help;
+};
+
+#define ROW(sec, key, type, field, mn, mx, help)                                                   \
+    {sec, key, type, offsetof(struct core_config, field),                                          \
+     sizeof(((struct core_config *)0)->field), mn, mx, help}
+
+static const struct key_row rows[] = {
+    ROW("proxy", "node_id", KEY_STR, node_id, 0, 0, "node name in audit records and stats"),
+    ROW("proxy", "listen", KEY_LISTEN, listen, 0, 0, "pgwire/TLS listener host:port, repeatable"),
+    ROW("proxy", "mode", KEY_MODE, mode, 0, 0, "terminate | passthrough"),
+    ROW("proxy", "workers", KEY_WORKERS, workers, 1, CORE_WORKERS_MAX, "auto or a count"),
+    ROW("proxy", "drain_timeout_ms", KEY_U32, drain_timeout_ms, 0, 600000, "SIGTERM drain"),
+    ROW("proxy", "conns_max", KEY_U32, conns_max, 16, 1000000, "connection slots per worker"),
+    ROW("proxy", "handshake_timeout_ms", KEY_U32, handshake_timeout_ms, 100, 600000,
+        "sniff + TLS handshake + startup deadline"),
+    ROW("proxy", "idle_timeout_ms", KEY_U32, idle_timeout_ms, 0, 86400000u, "0 = none"),
+    ROW("tls", "cert", KEY_PATH, tls_cert, 0, 0, "server certificate chain (PEM)"),
+    ROW("tls", "key", KEY_PATH, tls_key, 0, 0, "server private key (PEM)"),
+    ROW("tls", "client_ca", KEY_PATH, tls_client_ca, 0, 0, "CA for plain mutual-TLS clients"),
+    ROW("attestation", "required", KEY_BOOL, attestation_required, 0, 0, "require SNP evidence"),
+    ROW("attestation", "policy", KEY_PATH, attestation_policy, 0, 0, "policy INI"),
+    ROW("backend", "servers", KEY_SERVERS, backends, 0, 0, "comma-separated host:port"),
+    ROW("backend", "connect_timeout_ms", KEY_U32, connect_timeout_ms, 10, 600000, ""),
+    ROW("backend", "health_interval_ms", KEY_U32, health_interval_ms, 100, 600000,
+        "how often a failed backend is probed"),
+    ROW("api", "listen", KEY_ADDR, api_listen, 0, 0, "HTTP API host:port"),
+    ROW("audit", "dir", KEY_PATH, audit_dir, 0, 0, "RocksDB directory"),
+    ROW("audit", "sync", KEY_SYNC, audit_sync_always, 0, 0, "always | batch"),
+    ROW("audit", "retention_days", KEY_U32, audit_retention_days, 1, 36500, ""),
+};
+
+struct parse_ctx {
+    struct core_config *cfg;
+    char dir[CORE_PATH_MAX];
+    char problem[256];
+    bool failed;
+};
+
+static void config_defaults(struct core_config *cfg) {
+    memset(cfg, 0, sizeof(*cfg));
+    snprintf(cfg->node_id, sizeof(cfg->node_id), "proxy-1");
+    cfg->mode = CORE_MODE_TERMINATE;
+    cfg->workers = 0;
+    cfg->drain_timeout_ms = 10000;
+    cfg->conns_max = 4096;
+    cfg->handshake_timeout_ms = 10000;
+    cfg->idle_timeout_ms = 0;
+    cfg->attestation_required = true;
+    cfg->connect_timeout_ms = 3000;
+    cfg->health_interval_ms = 1000;
+    cfg->audit_sync_always = true;
+    cfg->audit_retention_days = 90;
+    (void)core_config_parse_addr(&cfg->api_listen, "127.0.0.1:8081");
+    cfg->api_enabled = true;
+}
+
+int core_config_parse_addr(struct core_addr *out, const char *text) {
+    memset(out, 0, sizeof(*out));
+    size_t n = strlen(text);
+    if (n == 0 || n >= sizeof(out->text)) {
+        return -EINVAL;
+    }
+    memcpy(out->text, text, n + 1);
+    char host[CORE_NAME_MAX];
+    const char *colon = strrchr(text, ':');
+    if (colon == NULL || colon == text || colon[1] == '\0') {
+        return -EINVAL;
+    }
+    size_t hlen = (size_t)(colon - text);
+    if (text[0] == '[') { // [v6]:port
+        if (hlen < 3 || text[hlen - 1] != ']') {
+            return -EINVAL;
+        }
+        memcpy(host, text + 1, hlen - 2);
+        host[hlen - 2] = '\0';
+    } else {
+        memcpy(host, text, hlen);
+        host[hlen] = '\0';
+    }
+    char *end = NULL;
+    errno = 0;
+    unsigned long port = strtoul(colon + 1, &end, 10);
+    if (errno != 0 || *end != '\0' || port == 0 || port > 65535) {
+        return -EINVAL;
+    }
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    struct addrinfo *res = NULL;
+    if (getaddrinfo(host, colon + 1, &hints, &res) != 0 || res == NULL) {
+        return -EINVAL;
+    }
+    memcpy(&out->ss, res->ai_addr, res->ai_addrlen);
+    out->len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+static int set_problem(struct parse_ctx *pc, const char *fmt, const char *a, const char *b) {
+    if (!pc->failed) {
+        snprintf(pc->problem, sizeof(pc->problem), fmt, a, b);
+        pc->failed = true;
+    }
+    return 0; // inih records the line of the first handler failure
+}
+
+static const char *trim(char *s) {
+    while (*s == ' ' || *s == '\t') {
+        s++;
+    }
+    size_t n = strlen(s);
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t')) {
+        s[--n] = '\0';
+    }
+    return s;
+}
+
+static int parse_u32(const char *v, uint32_t min, uint32_t max, uint32_t *out) {
+    char *end = NULL;
+    errno = 0;
+    if (*v == '-' || *v == '\0') {
+        return -EINVAL;
+    }
+    unsigned long long x = strtoull(v, &end, 10);
+    if (errno != 0 || *end != '\0' || x < min || x > max) {
+        return -EINVAL;
+    }
+    *out = (uint32_t)x;
+    return 0;
+}
+
+static int apply_row(struct parse_ctx *pc, const struct key_row *row, const char *value) {
+    struct core_config *cfg = pc->cfg;
+    uint8_t *field = (uint8_t *)cfg + row->offset;
+    switch (row->type) {
+    case KEY_STR:
+        if (strlen(value) >= row->size) {
+            return set_problem(pc, "value of '%s' is too long%s", row->name, "");
+        }
+        memcpy(field, value, strlen(value) + 1);
+        return 1;
+    case KEY_PATH: {
+        char path[CORE_PATH_MAX * 2];
+        if (value[0] == '\0') {
+            ((char *)field)[0] = '\0';
+            return 1;
+        }
+        if (value[0] == '/') {
+            snprintf(path, sizeof(path), "%s", value);
+        } else {
+            snprintf(path, sizeof(path), "%s/%s", pc->dir, value);
+        }
+        if (strlen(path) >= row->size) {
+            return set_problem(pc, "path of '%s' is too long%s", row->name, "");
+        }
+        memcpy(field, path, strlen(path) + 1);
+        return 1;
+    }
+    case KEY_U32: {
+        uint32_t x;
+        if (parse_u32(value, row->min, row->max, &x) != 0) {
+            char range[64];
+            snprintf(range, sizeof(range), "%u..%u", row->min, row->max);
+            return set_problem(pc, "'%s' must be an integer in %s", row->name, range);
+        }
+        memcpy(field, &x, sizeof(x));
+        return 1;
+    }
+    case KEY_BOOL: {
+        bool b;
+        if (strcmp(value, "true") == 0 || strcmp(value, "yes") == 0 || strcmp(value, "1") == 0) {
+            b = true;
+        } else if (strcmp(value, "false") == 0 || strcmp(value, "no") == 0 ||
+                   strcmp(value, "0") == 0) {
+            b = false;
+        } else {
+            return set_problem(pc, "'%s' must be true or false, not '%s'", row->name, value);
+        }
+        memcpy(field, &b, sizeof(b));
+        return 1;
+    }
+    case KEY_LISTEN:
+        if (cfg->listen_count >= CORE_LISTEN_MAX) {
+            return set_problem(pc, "too many '%s' lines (max 8)%s", row->name, "");
+        }
+        if (core_config_parse_addr(&cfg->listen[cfg->listen_count], value) != 0) {
+            return set_problem(pc, "bad address '%s' (want host:port with port 1..65535)%s",
+                               value, "");
+        }
+        cfg->listen_count++;
+        return 1;
+    case KEY_ADDR:
+        if (value[0] == '\0' || strcmp(value, "off") == 0) {
+            cfg->api_enabled = false;
+            return 1;
+        }
+        if (core_config_parse_addr((struct core_addr *)field, value) != 0) {
+            return set_problem(pc, "bad address '%s' (want host:port with port 1..65535)%s",
+                               value, "");
+        }
+        cfg->api_enabled = true;
+        return 1;
+    case KEY_SERVERS: {
+        char copy[CORE_PATH_MAX];
+        if (strlen(value) >= sizeof(copy)) {
+            return set_problem(pc, "'%s' is too long%s", row->name, "");
+        }
+        memcpy(copy, value, strlen(value) + 1);
+        cfg->backend_count = 0;
+        char *save = NULL;
+        for (char *tok = strtok_r(copy, ",", &save); tok != NULL;
+             tok = strtok_r(NULL, ",", &save)) {
+            const char *t = trim(tok);
+            if (cfg->backend_count >= CORE_BACKENDS_MAX) {
+                return set_problem(pc, "too many servers (max 16)%s%s", "", "");
+            }
+            if (core_config_parse_addr(&cfg->backends[cfg->backend_count], t) != 0) {
+                return set_problem(pc, "bad backend address '%s' (want host:port)%s", t, "");
+            }
+            cfg->backend_count++;
+        }
+        if (cfg->backend_count == 0) {
+            return set_problem(pc, "'%s' lists no server%s", row->name, "");
+        }
+        return 1;
+    }
+    case KEY_MODE:
+        if (strcmp(value, "terminate") == 0) {
+            cfg->mode = CORE_MODE_TERMINATE;
+        } else if (strcmp(value, "passthrough") == 0) {
+            cfg->mode = CORE_MODE_PASSTHROUGH;
+        } else {
+            return set_problem(pc, "mode must be terminate or passthrough, not '%s'%s", value, "");
+        }
+        return 1;
+    case KEY_WORKERS:
+        if (strcmp(value, "auto") == 0) {
+            cfg->workers = 0;
+            return 1;
+        }
+        if (parse_u32(value, row->min, row->max, &cfg->workers) != 0) {
+            return set_problem(pc, "workers must be auto or 1..64, not '%s'%s", value, "");
+        }
+        return 1;
+    case KEY_SYNC:
+        if (strcmp(value, "always") == 0) {
+            cfg->audit_sync_always = true;
+        } else if (strcmp(value, "batch") == 0) {
+            cfg->audit_sync_always = false;
+        } else {
+            return set_problem(pc, "sync must be always or batch, not '%s'%s", value, "");
+        }
+        return 1;
+    }
+    UNREACHABLE();
+}
+
+static int on_key(void *user, const char *section, const char *name, const char *value) {
+    struct parse_ctx *pc = user;
+    if (pc->failed) {
+        return 1; // keep the first problem; inih keeps the first failing line
+    }
+    bool known_section = false;
+    for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
+        if (strcmp(rows[i].section, section) != 0) {
+            continue;
+        }
+        known_section = true;
+        if (strcmp(rows[i].name, name) == 0) {
+            return apply_row(pc, &rows[i], value);
+        }
+    }
+    if (!known_section) {
+        return set_problem(pc, "unknown section [%s]%s", section, "");
+    }
+    return set_problem(pc, "unknown key '%s' in [%s]", name, section);
+}
+
+static int check_readable(char *err, size_t err_len, const char *cfg_path, const char *what,
+                          const char *path) {
+    if (path[0] == '\0') {
+        return 0;
+    }
+    if (access(path, R_OK) != 0) {
+        snprintf(err, err_len, "%s: cannot read %s '%s': %s", cfg_path, what, path,
+                 strerror(errno));
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int validate(const struct core_config *cfg, char *err, size_t err_len) {
+    const char *p = cfg->path;
+    if (cfg->listen_count == 0) {
+        snprintf(err, err_len, "%s: [proxy] listen is required", p);
+        return -EINVAL;
+    }
+    if (cfg->backend_count == 0) {
+        snprintf(err, err_len, "%s: [backend] servers is required", p);
+        return -EINVAL;
+    }
+    if (cfg->mode == CORE_MODE_TERMINATE) {
+        if (cfg->tls_cert[0] == '\0' || cfg->tls_key[0] == '\0') {
+            snprintf(err, err_len, "%s: [tls] cert and key are required in terminate mode", p);
+            return -EINVAL;
+        }
+        if (!cfg->attestation_required && cfg->tls_client_ca[0] == '\0') {
+            snprintf(err, err_len,
+                     "%s: [attestation] required = false needs [tls] client_ca (clients would "
+                     "otherwise be unauthenticated)",
+                     p);
+            return -EINVAL;
+        }
+        if (cfg->attestation_required && cfg->attestation_policy[0] == '\0') {
+            snprintf(err, err_len, "%s: [attestation] required = true needs a policy file", p);
+            return -EINVAL;
+        }
+    }
+    int ret = check_readable(err, err_len, p, "[tls] cert", cfg->tls_cert);
+    if (ret == 0) {
+        ret = check_readable(err, err_len, p, "[tls] key", cfg->tls_key);
+    }
+    if (ret == 0) {
+        ret = check_readable(err, err_len, p, "[tls] client_ca", cfg->tls_client_ca);
+    }
+    if (ret == 0) {
+        ret = check_readable(err, err_len, p, "[attestation] policy", cfg->attestation_policy);
+    }
+    return ret;
+}
+
+int core_config_load(struct core_config *out_cfg, char *err, size_t err_len, const char *path) {
+    ASSERT(out_cfg != NULL && err != NULL && path != NULL);
+    config_defaults(out_cfg);
+    if (strlen(path) >= sizeof(out_cfg->path)) {
+        snprintf(err, err_len, "config path too long");
+        return -EINVAL;
+    }
+    snprintf(out_cfg->path, sizeof(out_cfg->path), "%s", path);
+    struct parse_ctx pc;
+    memset(&pc, 0, sizeof(pc));
+    pc.cfg = out_cfg;
+    const char *slash = strrchr(path, '/');
+    if (slash == NULL) {
+        snprintf(pc.dir, sizeof(pc.dir), ".");
+    } else {
+        size_t n = (size_t)(slash - path);
+        if (n == 0) {
+            n = 1;
+        }
+        if (n >= sizeof(pc.dir)) {
+            snprintf(err, err_len, "config path too long");
+            return -EINVAL;
+        }
+        memcpy(pc.dir, path, n);
+        pc.dir[n] = '\0';
+    }
+    int line = ini_parse(path, on_key, &pc);
+    if (line == -1) {
+        snprintf(err, err_len, "%s: cannot open: %s", path, strerror(errno ? errno : ENOENT));
+        return -ENOENT;
+    }
+    if (line == -2) {
+        snprintf(err, err_len, "%s: out of memory while parsing", path);
+        return -ENOMEM;
+    }
+    if (line > 0) {
+        snprintf(err, err_len, "%s:%d: %s", path, line,
+                 pc.failed ? pc.problem : "syntax error (want 'key = value' or '[section]')");
+        return -EINVAL;
+    }
+    return validate(out_cfg, err, err_len);
+}

@@ -1,0 +1,290 @@
+// core_internal.h: shared among core/*.c only. Connection slots, shards, TLS glue, pgwire.
+#ifndef ATLS_CORE_INTERNAL_H
+#define ATLS_CORE_INTERNAL_H
+
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdatomic.h>
+
+#include <openssl/ssl.h>
+
+#include "core.h"
+#include "core_base.h"
+#include "ring.h"
+
+#define CORE_CONN_MAGIC 0x41544c53u // "ATLS"
+#define CORE_CHUNK_NONE UINT32_MAX
+#define CORE_IDX_NONE UINT32_MAX
+#define CORE_TICK_MS 50u
+#define CORE_WHEEL_SLOTS 1024u
+
+enum core_op {
+    CORE_OP_ACCEPT = 0,
+    CORE_OP_RECV_CLIENT,
+    CORE_OP_RECV_BACKEND,
+    CORE_OP_SEND_CLIENT,
+    CORE_OP_SEND_BACKEND,
+    CORE_OP_CONNECT,
+    CORE_OP_CONNECT_TIMEOUT,
+    CORE_OP_POLL_CLIENT,
+    CORE_OP_POLL_BACKEND,
+    CORE_OP_TICK,
+    CORE_OP_IGNORE,
+    CORE_OP_EVENT,
+    CORE_OP_MSG,
+    CORE_OP_COUNT,
+};
+
+enum core_side_id { CORE_SIDE_CLIENT = 0, CORE_SIDE_BACKEND = 1 };
+
+enum core_conn_state {
+    CORE_CONN_FREE = 0,
+    CORE_CONN_SNIFF,       // reading the pre-startup packet
+    CORE_CONN_HANDSHAKE,   // TLS handshake
+    CORE_CONN_STARTUP,     // reading the StartupMessage inside TLS
+    CORE_CONN_CONNECTING,  // backend TCP connect in flight
+    CORE_CONN_FORWARD,     // relaying both ways
+    CORE_CONN_CANCEL_OUT,  // sending a CancelRequest to a backend for another session
+    CORE_CONN_PASSTHROUGH, // passthrough mode: splice both ways
+    CORE_CONN_CLOSING,     // waiting for every pending op before the slot is freed
+};
+
+// One socket of a connection: its inbound ring buffers and its outbound chunk.
+struct core_side {
+    int fd;
+    uint16_t in_bid[CORE_IN_BUFS_MAX];
+    uint32_t in_len[CORE_IN_BUFS_MAX];
+    uint32_t in_head;  // ring index of the first held buffer
+    uint32_t in_count; // held buffers
+    uint32_t in_off;   // bytes of the first buffer already consumed
+    uint32_t in_bytes; // unconsumed bytes in all held buffers
+    uint32_t out_chunk; // CORE_CHUNK_NONE when nothing is queued
+    uint32_t out_len;   // bytes queued in the chunk
+    uint32_t out_sent;  // bytes of the chunk already on the wire
+    uint32_t out_inflight; // bytes of the send in flight (0 = none)
+    bool recv_armed;
+    bool recv_cancelling;
+    bool recv_eof;
+    bool recv_starved;
+    bool wr_shut;
+    int pipe_fd[2];        // passthrough: data read from this side waiting for the other
+    uint32_t pipe_bytes;
+    bool poll_in_armed;
+    bool poll_out_armed;
+    uint64_t bytes_rx;
+    uint64_t bytes_tx;
+};
+
+struct core_shard;
+
+struct core_conn {
+    struct core_shard *shard;
+    uint32_t magic;
+    uint32_t generation;
+    uint32_t index;
+    enum core_conn_state state;
+    uint32_t pending; // SQEs submitted whose final CQE has not arrived
+    struct core_side side[2];
+    SSL *ssl;
+    bool direct_tls;
+    bool gss_done;
+    bool close_after_flush;
+    bool closed_logged;
+    uint32_t backend_idx;
+    uint32_t connect_tries;
+    // Cancel routing: the key the client sees and the backend's own key.
+    uint32_t proxy_pid;
+    uint32_t proxy_key;
+    uint32_t backend_pid;
+    uint32_t backend_key;
+    bool have_backend_key;
+    // backend -> client scanner, active until the first ReadyForQuery
+    bool scan_active;
+    uint8_t scan_hdr[5];
+    uint32_t scan_hdr_len;
+    uint32_t scan_body_left;
+    bool scan_in_key;
+    uint8_t scan_key[8];
+    uint32_t scan_key_len;
+    // StartupMessage
+    uint32_t startup_len;
+    char user[CORE_NAME_MAX];
+    char database[CORE_NAME_MAX];
+    // timers (hashed wheel, intrusive list)
+    uint64_t deadline_ns;
+    uint32_t wheel_prev;
+    uint32_t wheel_next;
+    uint32_t wheel_bucket;
+    uint32_t next_free;
+    uint32_t starved_next;
+    bool on_starved;
+    uint64_t opened_ns;
+    struct sockaddr_storage peer;
+    const char *close_reason;
+};
+
+// Per-worker counters: written by the owning worker only, read relaxed by others.
+struct core_counters {
+    _Alignas(64) atomic_uint_fast64_t accepted;
+    atomic_uint_fast64_t refused_full;
+    atomic_uint_fast64_t active;
+    atomic_uint_fast64_t handshakes_ok;
+    atomic_uint_fast64_t handshakes_failed;
+    atomic_uint_fast64_t plaintext_refused;
+    atomic_uint_fast64_t protocol_errors;
+    atomic_uint_fast64_t backend_errors;
+    atomic_uint_fast64_t cancels_routed;
+    atomic_uint_fast64_t bytes_c2b;
+    atomic_uint_fast64_t bytes_b2c;
+    atomic_uint_fast64_t timeouts;
+};
+
+struct core_backend_state {
+    atomic_uint_fast32_t active;     // connections across all workers
+    atomic_uint_fast64_t down_until; // monotonic ns; 0 = healthy
+};
+
+struct core_proc;
+
+struct core_shard {
+    uint32_t id;
+    struct core_proc *proc;
+    pthread_t thread;
+    struct ring ring;
+    struct ring_buf bufs;
+    int listen_fd[CORE_LISTEN_MAX];
+    uint32_t listen_count;
+    bool accepting;
+    struct core_conn *conns;
+    uint32_t conns_max;
+    uint32_t free_head;
+    uint32_t active;
+    uint8_t *chunks;
+    uint32_t chunk_count;
+    uint32_t *chunk_free;
+    uint32_t chunk_free_len;
+    uint32_t starved_head;
+    uint32_t wheel[CORE_WHEEL_SLOTS];
+    uint64_t wheel_tick;
+    struct __kernel_timespec tick_ts;
+    struct __kernel_timespec connect_ts;
+    int event_fd;
+    uint64_t event_buf;
+    SSL_CTX *ssl_ctx; // this worker's reference
+    _Atomic(SSL_CTX *) ssl_ctx_next; // set by the main thread on reload
+    bool draining;
+    bool stopped;
+    bool thread_started;
+    sem_t started;
+    int start_ret;
+    char start_err[128];
+    struct core_counters counters;
+};
+
+struct core_proc {
+    struct core_config cfg;
+    uint32_t worker_count;
+    struct core_shard *shards;
+    struct core_backend_state backends[CORE_BACKENDS_MAX];
+    atomic_bool draining;
+    uint64_t drain_deadline_ns;
+    uint64_t started_ns;
+};
+
+/* core_tls.c */
+
+// core_tls_ctx_new builds the server SSL_CTX from `cfg` (TLS 1.3 only, client certificate
+// required, tickets and cache off, ALPN "postgresql"). Returns NULL and a reason in `err`.
+SSL_CTX *core_tls_ctx_new(const struct core_config *cfg, char *err, size_t err_len);
+
+// core_tls_conn_new creates the SSL for `conn` with the ring-backed BIO. Returns 0 or -ENOMEM.
+int core_tls_conn_new(struct core_shard *shard, struct core_conn *conn);
+
+// core_tls_alpn_is_postgresql reports whether ALPN "postgresql" was negotiated.
+bool core_tls_alpn_is_postgresql(const SSL *ssl);
+
+// core_tls_describe_error writes a one-line reason for the last TLS failure into `out`.
+void core_tls_describe_error(char *out, size_t out_len);
+
+/* core_shard.c (I/O helpers used by the TLS BIO) */
+
+// core_shard_in_read copies up to `len` unconsumed inbound bytes of `side` into `out`,
+// recycling fully consumed ring buffers. Returns the byte count (0 = nothing buffered).
+uint32_t core_shard_in_read(struct core_shard *shard, struct core_side *side, uint8_t *out,
+                            uint32_t len);
+
+// core_shard_out_append queues `len` bytes for sending on `side`. Returns bytes queued
+// (may be short when the chunk is full).
+uint32_t core_shard_out_append(struct core_shard *shard, struct core_side *side,
+                               const uint8_t *data, uint32_t len);
+
+// core_shard_conn_of_ssl returns the connection and shard owning `ssl`.
+struct core_conn *core_shard_conn_of_ssl(const SSL *ssl, struct core_shard **out_shard);
+
+/* core_pgwire.c */
+
+enum core_pgwire_sniff {
+    CORE_SNIFF_NEED_MORE = 0,
+    CORE_SNIFF_DIRECT_TLS,
+    CORE_SNIFF_SSL_REQUEST,
+    CORE_SNIFF_GSSENC_REQUEST,
+    CORE_SNIFF_CANCEL,
+    CORE_SNIFF_PLAINTEXT, // a StartupMessage or anything else without TLS
+};
+
+// core_pgwire_sniff classifies the first `len` bytes of a connection.
+enum core_pgwire_sniff core_pgwire_sniff(const uint8_t *buf, uint32_t len);
+
+// core_pgwire_error writes an ErrorResponse (severity FATAL) into `out`. Returns its length or
+// 0 when `cap` is too small.
+uint32_t core_pgwire_error(uint8_t *out, uint32_t cap, const char *sqlstate, const char *msg);
+
+enum core_pgwire_startup {
+    CORE_STARTUP_NEED_MORE = 0,
+    CORE_STARTUP_OK,
+    CORE_STARTUP_CANCEL,     // a CancelRequest inside TLS
+    CORE_STARTUP_BAD,        // malformed; `reason` says why
+    CORE_STARTUP_VERSION,    // protocol other than 3.0 (3.x minor > 0 is downgraded)
+};
+
+// core_pgwire_startup parses a StartupMessage from `buf`. On OK fills `user`, `database` and
+// `out_len` (message length). Never reads past `len`.
+enum core_pgwire_startup core_pgwire_startup(const uint8_t *buf, uint32_t len, uint32_t *out_len,
+                                             char *user, size_t user_cap, char *database,
+                                             size_t db_cap, const char **reason);
+
+// core_pgwire_be32 / core_pgwire_put_be32: big-endian helpers.
+uint32_t core_pgwire_be32(const uint8_t *p);
+void core_pgwire_put_be32(uint8_t *p, uint32_t v);
+
+#define CORE_PG_SSL_REQUEST 80877103u
+#define CORE_PG_GSSENC_REQUEST 80877104u
+#define CORE_PG_CANCEL_REQUEST 80877102u
+#define CORE_PG_PROTOCOL_3_0 196608u
+
+/* core_backend.c */
+
+// core_backend_pick chooses a healthy backend by least connections, starting after `after`
+// (CORE_IDX_NONE for a fresh pick) and skipping `tried` (bit mask). Returns an index or
+// CORE_IDX_NONE when every backend is down or tried.
+uint32_t core_backend_pick(struct core_proc *proc, uint32_t tried_mask);
+
+// core_backend_mark_down records a failed connect: the backend is skipped until `interval`.
+void core_backend_mark_down(struct core_proc *proc, uint32_t idx);
+
+// core_backend_mark_up records a successful connect.
+void core_backend_mark_up(struct core_proc *proc, uint32_t idx);
+
+/* core_shard.c */
+
+// core_shard_start creates the worker's ring, listeners and slots, and starts its thread.
+int core_shard_start(struct core_proc *proc, struct core_shard *shard, uint32_t id,
+                     SSL_CTX *ctx, char *err, size_t err_len);
+
+// core_shard_wake interrupts the worker's wait so it notices drain or reload.
+void core_shard_wake(struct core_shard *shard);
+
+// core_shard_join waits for the worker thread and frees its resources.
+void core_shard_join(struct core_shard *shard);
+
+#endif // ATLS_CORE_INTERNAL_H

@@ -1,0 +1,1370 @@
+// core_shard.c: one worker thread: its ring, listeners and the connection state machine
+// (sniff -> TLS handshake -> startup -> backend connect -> forward -> close).
+#include <fcntl.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sched.h>
+#include <semaphore.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/rand.h>
+
+#include "core_conn.h"
+
+static void conn_pump(struct core_shard *shard, struct core_conn *c);
+static void conn_close(struct core_shard *shard, struct core_conn *c, const char *reason);
+
+// ---------------------------------------------------------------------------------------------
+// SQE helpers: every SQE that names a slot is counted in `pending` until its final CQE.
+
+static struct io_uring_sqe *conn_sqe(struct core_shard *shard, struct core_conn *c,
+                                     enum core_op op) {
+    struct io_uring_sqe *sqe = ring_get_sqe(&shard->ring);
+    if (sqe == NULL) {
+        return NULL;
+    }
+    io_uring_sqe_set_data64(sqe, ring_op_pack((uint8_t)op, c->index, c->generation));
+    c->pending++;
+    return sqe;
+}
+
+static void ignore_sqe_cancel_fd(struct core_shard *shard, int fd) {
+    struct io_uring_sqe *sqe = ring_get_sqe(&shard->ring);
+    if (sqe == NULL) {
+        return;
+    }
+    io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
+    io_uring_sqe_set_data64(sqe, ring_op_pack(CORE_OP_IGNORE, 0, 0));
+}
+
+static struct core_conn *conn_of(struct core_shard *shard, struct ring_op_id id) {
+    struct core_conn *c = &shard->conns[id.slot];
+    ASSERT_HOT(c->magic == CORE_CONN_MAGIC && c->generation == id.generation);
+    return c;
+}
+
+static void conn_cqe_done(struct core_shard *shard, struct core_conn *c,
+                          const struct io_uring_cqe *cqe) {
+    if (!(cqe->flags & IORING_CQE_F_MORE)) {
+        ASSERT(c->pending > 0);
+        c->pending--;
+    }
+    (void)shard;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inbound ring buffers held by a side.
+
+static void in_push(struct core_shard *shard, struct core_conn *c, struct core_side *s,
+                    uint16_t bid, uint32_t len) {
+    ring_buf_taken(&shard->bufs, bid);
+    if (s->in_count >= CORE_IN_BUFS_MAX) {
+        // Only reachable if a cancelled multishot recv kept delivering: fail this connection,
+        // never the worker.
+        ring_buf_recycle(&shard->bufs, bid);
+        conn_close(shard, c, "receive backlog overflow");
+        return;
+    }
+    uint32_t at = (s->in_head + s->in_count) % CORE_IN_BUFS_MAX;
+    s->in_bid[at] = bid;
+    s->in_len[at] = len;
+    s->in_count++;
+    s->in_bytes += len;
+}
+
+static void in_consume(struct core_shard *shard, struct core_side *s, uint32_t n) {
+    ASSERT(n <= s->in_bytes);
+    s->in_bytes -= n;
+    while (n > 0) {
+        uint32_t avail = s->in_len[s->in_head] - s->in_off;
+        uint32_t take = n < avail ? n : avail;
+        s->in_off += take;
+        n -= take;
+        if (s->in_off == s->in_len[s->in_head]) {
+            ring_buf_recycle(&shard->bufs, s->in_bid[s->in_head]);
+            s->in_head = (s->in_head + 1) % CORE_IN_BUFS_MAX;
+            s->in_count--;
+            s->in_off = 0;
+        }
+    }
+}
+
+static uint32_t in_peek(struct core_shard *shard, const struct core_side *s, uint8_t *out,
+                        uint32_t len) {
+    uint32_t copied = 0;
+    uint32_t off = s->in_off;
+    for (uint32_t k = 0; k < s->in_count && copied < len; k++) {
+        uint32_t i = (s->in_head + k) % CORE_IN_BUFS_MAX;
+        uint32_t avail = s->in_len[i] - off;
+        uint32_t take = len - copied < avail ? len - copied : avail;
+        memcpy(out + copied, ring_buf_addr(&shard->bufs, s->in_bid[i]) + off, take);
+        copied += take;
+        off = 0;
+    }
+    return copied;
+}
+
+uint32_t core_shard_in_read(struct core_shard *shard, struct core_side *side, uint8_t *out,
+                            uint32_t len) {
+    uint32_t n = in_peek(shard, side, out, len);
+    in_consume(shard, side, n);
+    return n;
+}
+
+static void in_release_all(struct core_shard *shard, struct core_side *s) {
+    in_consume(shard, s, s->in_bytes);
+    ASSERT(s->in_count == 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outbound chunk of a side.
+
+static uint32_t out_free(const struct core_side *s) {
+    return s->out_chunk == CORE_CHUNK_NONE ? CORE_CHUNK_BYTES : CORE_CHUNK_BYTES - s->out_len;
+}
+
+uint32_t core_shard_out_append(struct core_shard *shard, struct core_side *s, const uint8_t *data,
+                               uint32_t len) {
+    if (s->out_chunk == CORE_CHUNK_NONE) {
+        s->out_chunk = core_conn_chunk_get(shard);
+        s->out_len = 0;
+        s->out_sent = 0;
+    }
+    uint32_t room = CORE_CHUNK_BYTES - s->out_len;
+    uint32_t n = len < room ? len : room;
+    memcpy(core_conn_chunk_addr(shard, s->out_chunk) + s->out_len, data, n);
+    s->out_len += n;
+    return n;
+}
+
+// side_flush submits a send of the queued bytes when none is in flight (one per socket keeps
+// the byte order; io_uring does not order independent SQEs).
+static void side_flush(struct core_shard *shard, struct core_conn *c, enum core_side_id id) {
+    struct core_side *s = &c->side[id];
+    if (s->out_inflight > 0 || s->out_chunk == CORE_CHUNK_NONE || s->fd < 0 || s->wr_shut) {
+        return;
+    }
+    if (s->out_sent == s->out_len) {
+        core_conn_chunk_put(shard, s->out_chunk);
+        s->out_chunk = CORE_CHUNK_NONE;
+        s->out_len = s->out_sent = 0;
+        return;
+    }
+    if (s->out_sent > 0) { // compact: nothing is in flight, so moving bytes is safe
+        uint8_t *base = core_conn_chunk_addr(shard, s->out_chunk);
+        memmove(base, base + s->out_sent, s->out_len - s->out_sent);
+        s->out_len -= s->out_sent;
+        s->out_sent = 0;
+    }
+    struct io_uring_sqe *sqe =
+        conn_sqe(shard, c, id == CORE_SIDE_CLIENT ? CORE_OP_SEND_CLIENT : CORE_OP_SEND_BACKEND);
+    if (sqe == NULL) {
+        conn_close(shard, c, "submission queue unavailable");
+        return;
+    }
+    s->out_inflight = s->out_len;
+    io_uring_prep_send(sqe, s->fd, core_conn_chunk_addr(shard, s->out_chunk), s->out_len,
+                       MSG_NOSIGNAL);
+}
+
+static bool side_out_empty(const struct core_side *s) {
+    return s->out_chunk == CORE_CHUNK_NONE || (s->out_inflight == 0 && s->out_sent == s->out_len);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Receive arming with backpressure: a side holding CORE_IN_BUFS_HIGH buffers stops receiving.
+
+static void side_arm_recv(struct core_shard *shard, struct core_conn *c, enum core_side_id id) {
+    struct core_side *s = &c->side[id];
+    if (s->recv_armed || s->recv_eof || s->fd < 0 || s->recv_starved ||
+        c->state == CORE_CONN_CLOSING) {
+        return;
+    }
+    if (s->in_count >= CORE_IN_BUFS_HIGH) {
+        return;
+    }
+    struct io_uring_sqe *sqe =
+        conn_sqe(shard, c, id == CORE_SIDE_CLIENT ? CORE_OP_RECV_CLIENT : CORE_OP_RECV_BACKEND);
+    if (sqe == NULL) {
+        conn_close(shard, c, "submission queue unavailable");
+        return;
+    }
+    io_uring_prep_recv_multishot(sqe, s->fd, NULL, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = shard->bufs.bgid;
+    s->recv_armed = true;
+}
+
+static void side_pause_recv(struct core_shard *shard, struct core_conn *c, enum core_side_id id) {
+    struct core_side *s = &c->side[id];
+    if (!s->recv_armed || s->recv_cancelling || s->in_count < CORE_IN_BUFS_HIGH) {
+        return;
+    }
+    struct io_uring_sqe *sqe = ring_get_sqe(&shard->ring);
+    if (sqe == NULL) {
+        return;
+    }
+    uint64_t ud = ring_op_pack(id == CORE_SIDE_CLIENT ? CORE_OP_RECV_CLIENT : CORE_OP_RECV_BACKEND,
+                               c->index, c->generation);
+    io_uring_prep_cancel64(sqe, ud, 0);
+    io_uring_sqe_set_data64(sqe, ring_op_pack(CORE_OP_IGNORE, 0, 0));
+    s->recv_cancelling = true;
+}
+
+static void side_update_recv(struct core_shard *shard, struct core_conn *c, enum core_side_id id) {
+    if (c->side[id].in_count >= CORE_IN_BUFS_HIGH) {
+        side_pause_recv(shard, c, id);
+    } else {
+        side_arm_recv(shard, c, id);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Closing.
+
+static void conn_maybe_release(struct core_shard *shard, struct core_conn *c) {
+    if (c->state != CORE_CONN_CLOSING || c->pending > 0) {
+        return;
+    }
+    for (int i = 0; i < 2; i++) {
+        struct core_side *s = &c->side[i];
+        in_release_all(shard, s);
+        if (s->out_chunk != CORE_CHUNK_NONE) {
+            core_conn_chunk_put(shard, s->out_chunk);
+            s->out_chunk = CORE_CHUNK_NONE;
+        }
+    }
+    atomic_store_explicit(&shard->counters.active, shard->active - 1u, memory_order_relaxed);
+    core_conn_release(shard, c);
+}
+
+static void conn_close(struct core_shard *shard, struct core_conn *c, const char *reason) {
+    if (c->state == CORE_CONN_CLOSING) {
+        return;
+    }
+    bool was_forwarding = c->state == CORE_CONN_FORWARD || c->state == CORE_CONN_PASSTHROUGH;
+    c->close_reason = reason;
+    if (was_forwarding && c->backend_idx != CORE_IDX_NONE) {
+        atomic_fetch_sub_explicit(&shard->proc->backends[c->backend_idx].active, 1,
+                                  memory_order_relaxed);
+    }
+    if (c->state != CORE_CONN_CANCEL_OUT) {
+        LOG_DEBUG("conn %u.%u closed: %s", shard->id, c->index, reason);
+    }
+    c->state = CORE_CONN_CLOSING;
+    core_conn_wheel_remove(shard, c);
+    for (int i = 0; i < 2; i++) {
+        if (c->side[i].fd >= 0 && c->pending > 0) {
+            ignore_sqe_cancel_fd(shard, c->side[i].fd);
+        }
+    }
+    conn_maybe_release(shard, c);
+}
+
+// Queue a pgwire ErrorResponse (inside TLS when a session exists) and close once it is sent.
+static void conn_fail(struct core_shard *shard, struct core_conn *c, const char *sqlstate,
+                      const char *msg) {
+    uint8_t buf[512];
+    uint32_t n = core_pgwire_error(buf, sizeof(buf), sqlstate, msg);
+    ASSERT(n > 0);
+    if (c->ssl != NULL && SSL_is_init_finished(c->ssl)) {
+        if (SSL_write(c->ssl, buf, (int)n) <= 0) {
+            ERR_clear_error();
+        }
+    } else {
+        (void)core_shard_out_append(shard, &c->side[CORE_SIDE_CLIENT], buf, n);
+    }
+    c->close_after_flush = true;
+    side_flush(shard, c, CORE_SIDE_CLIENT);
+    if (side_out_empty(&c->side[CORE_SIDE_CLIENT])) {
+        conn_close(shard, c, msg);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backend connect.
+
+static void backend_connect(struct core_shard *shard, struct core_conn *c);
+
+static void backend_connect_failed(struct core_shard *shard, struct core_conn *c, int err) {
+    uint32_t idx = c->backend_idx;
+    core_backend_mark_down(shard->proc, idx);
+    atomic_fetch_add_explicit(&shard->counters.backend_errors, 1, memory_order_relaxed);
+    LOG_WARN("backend %s: %s", shard->proc->cfg.backends[idx].text, strerror(-err));
+    if (c->side[CORE_SIDE_BACKEND].fd >= 0) {
+        close(c->side[CORE_SIDE_BACKEND].fd);
+        c->side[CORE_SIDE_BACKEND].fd = -1;
+    }
+    if (c->state == CORE_CONN_CANCEL_OUT) {
+        conn_close(shard, c, "cancel: backend unreachable");
+        return;
+    }
+    uint32_t next = core_backend_pick(shard->proc, c->connect_tries);
+    if (next != CORE_IDX_NONE && c->state == CORE_CONN_CONNECTING) {
+        c->backend_idx = next;
+        backend_connect(shard, c);
+        return;
+    }
+    char msg[256];
+    snprintf(msg, sizeof(msg), "could not connect to the database: backend %s: %s",
+             shard->proc->cfg.backends[idx].text, strerror(-err));
+    if (c->ssl == NULL) { // passthrough: no way to speak pgwire to a client that does TLS itself
+        conn_close(shard, c, "backend unreachable");
+        return;
+    }
+    conn_fail(shard, c, "08006", msg);
+}
+
+static void backend_connect(struct core_shard *shard, struct core_conn *c) {
+    ASSERT(c->backend_idx < shard->proc->cfg.backend_count);
+    const struct core_addr *a = &shard->proc->cfg.backends[c->backend_idx];
+    c->connect_tries |= 1u << c->backend_idx;
+    int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        backend_connect_failed(shard, c, -errno);
+        return;
+    }
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    c->side[CORE_SIDE_BACKEND].fd = fd;
+    struct io_uring_sqe *sqe = conn_sqe(shard, c, CORE_OP_CONNECT);
+    if (sqe == NULL) {
+        conn_close(shard, c, "submission queue unavailable");
+        return;
+    }
+    io_uring_prep_connect(sqe, fd, (const struct sockaddr *)&a->ss, a->len);
+    sqe->flags |= IOSQE_IO_LINK;
+    struct io_uring_sqe *t = conn_sqe(shard, c, CORE_OP_CONNECT_TIMEOUT);
+    if (t == NULL) {
+        conn_close(shard, c, "submission queue unavailable");
+        return;
+    }
+    uint32_t ms = shard->proc->cfg.connect_timeout_ms;
+    // The kernel reads the timespec at submission: one shared value per shard suffices since
+    // every connect uses the same timeout.
+    struct __kernel_timespec *ts = &shard->connect_ts;
+    ts->tv_sec = ms / 1000u;
+    ts->tv_nsec = (long long)(ms % 1000u) * 1000000ll;
+    io_uring_prep_link_timeout(t, ts, 0);
+}
+
+static void on_connect(void *ctx, struct ring_op_id id, const struct io_uring_cqe *cqe) {
+    struct core_shard *shard = ctx;
+    struct core_conn *c = conn_of(shard, id);
+    conn_cqe_done(shard, c, cqe);
+    if (c->state == CORE_CONN_CLOSING) {
+        conn_maybe_release(shard, c);
+        return;
+    }
+    if (cqe->res < 0) {
+        backend_connect_failed(shard, c, cqe->res == -ECANCELED ? -ETIMEDOUT : cqe->res);
+        return;
+    }
+    core_backend_mark_up(shard->proc, c->backend_idx);
+    if (c->state == CORE_CONN_CANCEL_OUT) {
+        c->close_after_flush = true;
+        side_flush(shard, c, CORE_SIDE_BACKEND);
+        return;
+    }
+    atomic_fetch_add_explicit(&shard->proc->backends[c->backend_idx].active, 1,
+                              memory_order_relaxed);
+    if (c->ssl == NULL) {
+        c->state = CORE_CONN_PASSTHROUGH;
+    } else {
+        c->state = CORE_CONN_FORWARD;
+        c->scan_active = true;
+    }
+    uint32_t idle = shard->proc->cfg.idle_timeout_ms;
+    core_conn_set_deadline(shard, c, idle ? core_base_now_ns() + (uint64_t)idle * 1000000ull : 0);
+    conn_pump(shard, c);
+}
+
+static void on_connect_timeout(void *ctx, struct ring_op_id id, const struct io_uring_cqe *cqe) {
+    struct core_shard *shard = ctx;
+    struct core_conn *c = conn_of(shard, id);
+    conn_cqe_done(shard, c, cqe);
+    conn_maybe_release(shard, c);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cancel routing (DESIGN.md §3.1): the client sees pid = worker << 24 | slot and a random key.
+
+static void cancel_send_to_backend(struct core_shard *shard, struct core_conn *owner) {
+    struct core_conn *c = core_conn_open(shard);
+    if (c == NULL) {
+        atomic_fetch_add_explicit(&shard->counters.refused_full, 1, memory_order_relaxed);
+        return;
+    }
+    c->state = CORE_CONN_CANCEL_OUT;
+    c->backend_idx = owner->backend_idx;
+    uint8_t req[16];
+    core_pgwire_put_be32(req, 16);
+    core_pgwire_put_be32(req + 4, CORE_PG_CANCEL_REQUEST);
+    core_pgwire_put_be32(req + 8, owner->backend_pid);
+    core_pgwire_put_be32(req + 12, owner->backend_key);
+    (void)core_shard_out_append(shard, &c->side[CORE_SIDE_BACKEND], req, sizeof(req));
+    core_conn_set_deadline(shard, c,
+                           core_base_now_ns() +
+                               (uint64_t)shard->proc->cfg.connect_timeout_ms * 1000000ull * 2);
+    atomic_fetch_add_explicit(&shard->counters.cancels_routed, 1, memory_order_relaxed);
+    backend_connect(shard, c);
+}
+
+static void cancel_deliver(struct core_shard *shard, uint32_t slot, uint32_t key) {
+    if (slot >= shard->conns_max) {
+        return;
+    }
+    struct core_conn *owner = &shard->conns[slot];
+    // Compare the key in constant time: a wrong key must not reveal how close it was.
+    uint32_t diff = owner->proxy_key ^ key;
+    if (owner->state != CORE_CONN_FORWARD || !owner->have_backend_key || diff != 0) {
+        LOG_DEBUG("cancel for slot %u ignored: no matching session", slot);
+        return;
+    }
+    cancel_send_to_backend(shard, owner);
+}
+
+static void cancel_route(struct core_shard *shard, const uint8_t req[16]) {
+    uint32_t pid = core_pgwire_be32(req + 8);
+    uint32_t key = core_pgwire_be32(req + 12);
+    uint32_t worker = pid >> 24;
+    uint32_t slot = pid & RING_SLOT_MAX;
+    struct core_proc *proc = shard->proc;
+    if (worker >= proc->worker_count) {
+        return;
+    }
+    if (worker == shard->id) {
+        cancel_deliver(shard, slot, key);
+        return;
+    }
+    struct io_uring_sqe *sqe = ring_get_sqe(&shard->ring);
+    if (sqe == NULL) {
+        return;
+    }
+    io_uring_prep_msg_ring(sqe, ring_fd(&proc->shards[worker].ring), key,
+                           ring_op_pack(CORE_OP_MSG, slot, 0), 0);
+    io_uring_sqe_set_data64(sqe, ring_op_pack(CORE_OP_IGNORE, 0, 0));
+}
+
+static void on_msg(void *ctx, struct ring_op_id id, const struct io_uring_cqe *cqe) {
+    struct core_shard *shard = ctx;
+    cancel_deliver(shard, id.slot, (uint32_t)cqe->res);
+}
+
+// ---------------------------------------------------------------------------------------------
+// State machine steps.
+
+static void step_sniff(struct core_shard *shard, struct core_conn *c) {
+    struct core_side *cl = &c->side[CORE_SIDE_CLIENT];
+    uint8_t head[CORE_SNIFF_BYTES_MAX];
+    uint32_t n = in_peek(shard, cl, head, sizeof(head));
+    enum core_pgwire_sniff kind = core_pgwire_sniff(head, n);
+    switch (kind) {
+    case CORE_SNIFF_NEED_MORE:
+        if (cl->recv_eof) {
+            conn_close(shard, c, "client closed before sending a request");
+        }
+        return;
+    case CORE_SNIFF_DIRECT_TLS:
+        c->direct_tls = true;
+        c->state = CORE_CONN_HANDSHAKE;
+        return;
+    case CORE_SNIFF_SSL_REQUEST:
+        if (cl->in_bytes != 8) {
+            // Bytes after the SSLRequest before our 'S' could be injected by a MITM.
+            atomic_fetch_add_explicit(&shard->counters.protocol_errors, 1, memory_order_relaxed);
+            conn_close(shard, c, "unencrypted data after SSL request");
+            return;
+        }
+        in_consume(shard, cl, 8);
+        (void)core_shard_out_append(shard, cl, (const uint8_t *)"S", 1);
+        side_flush(shard, c, CORE_SIDE_CLIENT);
+        c->state = CORE_CONN_HANDSHAKE;
+        return;
+    case CORE_SNIFF_GSSENC_REQUEST:
+        if (c->gss_done || cl->in_bytes != 8) {
+            conn_close(shard, c, "repeated or followed GSSENCRequest");
+            return;
+        }
+        c->gss_done = true;
+        in_consume(shard, cl, 8);
+        (void)core_shard_out_append(shard, cl, (const uint8_t *)"N", 1);
+        side_flush(shard, c, CORE_SIDE_CLIENT);
+        return;
+    case CORE_SNIFF_CANCEL:
+        in_consume(shard, cl, 16);
+        cancel_route(shard, head);
+        conn_close(shard, c, "cancel request handled");
+        return;
+    case CORE_SNIFF_PLAINTEXT:
+        atomic_fetch_add_explicit(&shard->counters.plaintext_refused, 1, memory_order_relaxed);
+        in_release_all(shard, cl);
+        conn_fail(shard, c, "08P01",
+                  "this server requires TLS: connect with sslmode=require and a client "
+                  "certificate");
+        return;
+    }
+}
+
+static void step_handshake(struct core_shard *shard, struct core_conn *c) {
+    if (c->ssl == NULL && core_tls_conn_new(shard, c) != 0) {
+        conn_close(shard, c, "out of memory for TLS");
+        return;
+    }
+    int ret = SSL_do_handshake(c->ssl);
+    if (ret == 1) {
+        if (c->direct_tls && !core_tls_alpn_is_postgresql(c->ssl)) {
+            // PostgreSQL refuses direct TLS without ALPN "postgresql"; so do we.
+            SSL_send_fatal_alert(c->ssl, SSL_AD_NO_APPLICATION_PROTOCOL);
+            atomic_fetch_add_explicit(&shard->counters.handshakes_failed, 1, memory_order_relaxed);
+            c->close_after_flush = true;
+            side_flush(shard, c, CORE_SIDE_CLIENT);
+            return;
+        }
+        atomic_fetch_add_explicit(&shard->counters.handshakes_ok, 1, memory_order_relaxed);
+        c->state = CORE_CONN_STARTUP;
+        return;
+    }
+    int err = SSL_get_error(c->ssl, ret);
+    if (err == SSL_ERROR_WANT_READ) {
+        if (c->side[CORE_SIDE_CLIENT].recv_eof) {
+            atomic_fetch_add_explicit(&shard->counters.handshakes_failed, 1, memory_order_relaxed);
+            conn_close(shard, c, "client closed during TLS handshake");
+        }
+        return;
+    }
+    char why[128];
+    core_tls_describe_error(why, sizeof(why));
+    LOG_DEBUG("handshake failed: %s", why);
+    atomic_fetch_add_explicit(&shard->counters.handshakes_failed, 1, memory_order_relaxed);
+    // BoringSSL has already queued its alert in our send chunk: flush it, then close.
+    c->close_after_flush = true;
+    side_flush(shard, c, CORE_SIDE_CLIENT);
+    if (side_out_empty(&c->side[CORE_SIDE_CLIENT])) {
+        conn_close(shard, c, "TLS handshake failed");
+    }
+}
+
+// SSL_read into the backend side's chunk. Returns false when the connection was closed.
+static bool tls_read_into_backend(struct core_shard *shard, struct core_conn *c) {
+    struct core_side *be = &c->side[CORE_SIDE_BACKEND];
+    for (;;) {
+        if (be->out_chunk == CORE_CHUNK_NONE) {
+            be->out_chunk = core_conn_chunk_get(shard);
+            be->out_len = be->out_sent = 0;
+        }
+        if (be->out_inflight == 0 && be->out_sent > 0) {
+            uint8_t *base = core_conn_chunk_addr(shard, be->out_chunk);
+            memmove(base, base + be->out_sent, be->out_len - be->out_sent);
+            be->out_len -= be->out_sent;
+            be->out_sent = 0;
+        }
+        uint32_t room = CORE_CHUNK_BYTES - be->out_len;
+        if (room == 0) {
+            return true; // backpressure: the backend must drain first
+        }
+        int n = SSL_read(c->ssl, core_conn_chunk_addr(shard, be->out_chunk) + be->out_len,
+                         (int)room);
+        if (n > 0) {
+            be->out_len += (uint32_t)n;
+            c->side[CORE_SIDE_CLIENT].bytes_rx += (uint64_t)n;
+            continue;
+        }
+        int err = SSL_get_error(c->ssl, n);
+        if (err == SSL_ERROR_WANT_READ) {
+            if (be->out_len == 0 && be->out_inflight == 0) {
+                core_conn_chunk_put(shard, be->out_chunk);
+                be->out_chunk = CORE_CHUNK_NONE;
+            }
+            return true;
+        }
+        if (err == SSL_ERROR_ZERO_RETURN || (err == SSL_ERROR_SYSCALL && n == 0)) {
+            ERR_clear_error();
+            c->side[CORE_SIDE_CLIENT].recv_eof = true;
+            c->close_after_flush = true;
+            return true;
+        }
+        char why[128];
+        core_tls_describe_error(why, sizeof(why));
+        LOG_DEBUG("TLS read failed: %s", why);
+        c->close_after_flush = true;
+        side_flush(shard, c, CORE_SIDE_CLIENT); // any alert BoringSSL queued
+        return true;
+    }
+}
+
+static void step_startup(struct core_shard *shard, struct core_conn *c) {
+    if (!tls_read_into_backend(shard, c) || c->state == CORE_CONN_CLOSING) {
+        return;
+    }
+    struct core_side *be = &c->side[CORE_SIDE_BACKEND];
+    if (c->close_after_flush) {
+        conn_close(shard, c, "client closed before startup");
+        return;
+    }
+    if (be->out_chunk == CORE_CHUNK_NONE) {
+        return;
+    }
+    uint8_t *buf = core_conn_chunk_addr(shard, be->out_chunk);
+    uint32_t msg_len = 0;
+    const char *reason = NULL;
+    enum core_pgwire_startup st =
+        core_pgwire_startup(buf, be->out_len, &msg_len, c->user, sizeof(c->user), c->database,
+                            sizeof(c->database), &reason);
+    switch (st) {
+    case CORE_STARTUP_NEED_MORE:
+        return;
+    case CORE_STARTUP_CANCEL: {
+        uint8_t req[16];
+        memcpy(req, buf, 16);
+        be->out_len = 0;
+        cancel_route(shard, req);
+        conn_close(shard, c, "cancel request handled");
+        return;
+    }
+    case CORE_STARTUP_BAD:
+    case CORE_STARTUP_VERSION:
+        atomic_fetch_add_explicit(&shard->counters.protocol_errors, 1, memory_order_relaxed);
+        be->out_len = 0;
+        conn_fail(shard, c, "08P01", reason);
+        return;
+    case CORE_STARTUP_OK:
+        break;
+    }
+    if ((core_pgwire_be32(buf + 4) & 0xffffu) != 0) {
+        // 3.x with x > 0: speak 3.0 to the backend (CockroachDB accepts only 3.0) and tell the
+        // client so with NegotiateProtocolVersion.
+        core_pgwire_put_be32(buf + 4, CORE_PG_PROTOCOL_3_0);
+        uint8_t v[13] = {'v'};
+        core_pgwire_put_be32(v + 1, 12);
+        core_pgwire_put_be32(v + 5, 0);
+        core_pgwire_put_be32(v + 9, 0);
+        if (SSL_write(c->ssl, v, sizeof(v)) <= 0) {
+            ERR_clear_error();
+        }
+    }
+    // Seam for attestation enforcement (issue 4): the role map check goes here, before any
+    // byte reaches the backend.
+    uint32_t idx = core_backend_pick(shard->proc, 0);
+    if (idx == CORE_IDX_NONE) {
+        conn_fail(shard, c, "08006", "could not connect to the database: no backend available");
+        return;
+    }
+    c->backend_idx = idx;
+    c->state = CORE_CONN_CONNECTING;
+    backend_connect(shard, c);
+}
+
+// Backend -> client during startup: replace BackendKeyData with our routing key.
+static void scan_backend_bytes(struct core_shard *shard, struct core_conn *c, uint8_t *p,
+                               uint32_t n) {
+    for (uint32_t i = 0; i < n && c->scan_active;) {
+        if (c->scan_hdr_len < 5) {
+            c->scan_hdr[c->scan_hdr_len++] = p[i++];
+            if (c->scan_hdr_len == 5) {
+                uint32_t len = core_pgwire_be32(c->scan_hdr + 1);
+                c->scan_body_left = len >= 4 ? len - 4 : 0;
+                c->scan_in_key = (c->scan_hdr[0] == 'K' && len == 12);
+                c->scan_key_len = 0;
+                if (c->scan_body_left == 0) {
+                    c->scan_hdr_len = 0;
+                    if (c->scan_hdr[0] == 'Z') {
+                        c->scan_active = false;
+                    }
+                }
+            }
+            continue;
+        }
+        uint32_t take = n - i < c->scan_body_left ? n - i : c->scan_body_left;
+        if (c->scan_in_key) {
+            for (uint32_t k = 0; k < take; k++) {
+                uint32_t pos = c->scan_key_len++;
+                c->scan_key[pos] = p[i + k];
+                uint8_t mine[8];
+                core_pgwire_put_be32(mine, c->proxy_pid);
+                core_pgwire_put_be32(mine + 4, c->proxy_key);
+                p[i + k] = mine[pos];
+                if (c->scan_key_len == 8) {
+                    c->backend_pid = core_pgwire_be32(c->scan_key);
+                    c->backend_key = core_pgwire_be32(c->scan_key + 4);
+                    c->have_backend_key = true;
+                }
+            }
+        }
+        i += take;
+        c->scan_body_left -= take;
+        if (c->scan_body_left == 0) {
+            c->scan_hdr_len = 0;
+            if (c->scan_hdr[0] == 'Z') {
+                c->scan_active = false;
+            }
+        }
+    }
+    (void)shard;
+}
+
+// Backend bytes -> SSL_write -> client chunk, bounded by the client's free space.
+static void pump_b2c(struct core_shard *shard, struct core_conn *c) {
+    struct core_side *be = &c->side[CORE_SIDE_BACKEND];
+    struct core_side *cl = &c->side[CORE_SIDE_CLIENT];
+    uint8_t scratch[CORE_TLS_RECORD_MAX];
+    while (be->in_bytes > 0 && c->state == CORE_CONN_FORWARD) {
+        if (out_free(cl) < CORE_TLS_RECORD_MAX + CORE_TLS_OVERHEAD_MAX) {
+            break; // backpressure: the client must drain first
+        }
+        uint32_t i = be->in_head;
+        uint8_t *p = ring_buf_addr(&shard->bufs, be->in_bid[i]) + be->in_off;
+        uint32_t n = be->in_len[i] - be->in_off;
+        if (n > CORE_TLS_RECORD_MAX) {
+            n = CORE_TLS_RECORD_MAX;
+        }
+        if (c->scan_active) {
+            memcpy(scratch, p, n);
+            p = scratch;
+            scan_backend_bytes(shard, c, p, n);
+        }
+        int w = SSL_write(c->ssl, p, (int)n);
+        if (w <= 0) {
+            ERR_clear_error();
+            conn_close(shard, c, "TLS write failed");
+            return;
+        }
+        ASSERT((uint32_t)w == n);
+        in_consume(shard, be, n);
+        cl->bytes_tx += n;
+    }
+    if (be->recv_eof && be->in_bytes == 0 && !c->close_after_flush) {
+        // The backend ended the session: close_notify, then close once flushed.
+        (void)SSL_shutdown(c->ssl);
+        ERR_clear_error();
+        c->close_after_flush = true;
+    }
+}
+
+static void conn_pump(struct core_shard *shard, struct core_conn *c) {
+    for (int guard = 0; guard < 4; guard++) {
+        enum core_conn_state before = c->state;
+        switch (c->state) {
+        case CORE_CONN_SNIFF:
+            step_sniff(shard, c);
+            break;
+        case CORE_CONN_HANDSHAKE:
+            if (!c->close_after_flush) {
+                step_handshake(shard, c);
+            }
+            break;
+        case CORE_CONN_STARTUP:
+            step_startup(shard, c);
+            break;
+        case CORE_CONN_FORWARD:
+            if (!c->close_after_flush || c->side[CORE_SIDE_BACKEND].recv_eof) {
+                (void)tls_read_into_backend(shard, c);
+            }
+            if (c->state == CORE_CONN_FORWARD) {
+                pump_b2c(shard, c);
+            }
+            break;
+        case CORE_CONN_PASSTHROUGH:
+        case CORE_CONN_CONNECTING:
+        case CORE_CONN_CANCEL_OUT:
+        case CORE_CONN_CLOSING:
+        case CORE_CONN_FREE:
+            break;
+        }
+        if (c->state == before || c->state == CORE_CONN_CLOSING) {
+            break;
+        }
+    }
+    if (c->state == CORE_CONN_CLOSING) {
+        return;
+    }
+    side_flush(shard, c, CORE_SIDE_CLIENT);
+    if (c->state != CORE_CONN_CONNECTING) {
+        side_flush(shard, c, CORE_SIDE_BACKEND);
+    }
+    if (c->close_after_flush) {
+        if (side_out_empty(&c->side[CORE_SIDE_CLIENT]) &&
+            (c->state != CORE_CONN_FORWARD || side_out_empty(&c->side[CORE_SIDE_BACKEND]))) {
+            conn_close(shard, c, c->close_reason ? c->close_reason : "session ended");
+        }
+        return;
+    }
+    side_update_recv(shard, c, CORE_SIDE_CLIENT);
+    if (c->state == CORE_CONN_FORWARD) {
+        side_update_recv(shard, c, CORE_SIDE_BACKEND);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Passthrough: non-blocking splice(2) through a per-connection pipe after readiness.
+
+static void passthrough_arm_poll(struct core_shard *shard, struct core_conn *c,
+                                 enum core_side_id id, bool want_in, bool want_out) {
+    struct core_side *s = &c->side[id];
+    if (s->poll_in_armed || s->poll_out_armed || (!want_in && !want_out)) {
+        return;
+    }
+    struct io_uring_sqe *sqe =
+        conn_sqe(shard, c, id == CORE_SIDE_CLIENT ? CORE_OP_POLL_CLIENT : CORE_OP_POLL_BACKEND);
+    if (sqe == NULL) {
+        conn_close(shard, c, "submission queue unavailable");
+        return;
+    }
+    unsigned mask = (want_in ? POLLIN | POLLRDHUP : 0) | (want_out ? POLLOUT : 0);
+    io_uring_prep_poll_add(sqe, s->fd, mask);
+    s->poll_in_armed = want_in;
+    s->poll_out_armed = want_out;
+}
+
+// Move bytes src -> pipe -> dst. Returns -errno on a hard error, else 0; sets wants.
+static int passthrough_dir(struct core_conn *c, enum core_side_id src_id, bool *want_in,
+                           bool *want_out) {
+    struct core_side *src = &c->side[src_id];
+    struct core_side *dst = &c->side[src_id ^ 1];
+    for (int rounds = 0; rounds < 16; rounds++) {
+        if (src->pipe_bytes > 0) {
+            ssize_t n = splice(src->pipe_fd[0], NULL, dst->fd, NULL, src->pipe_bytes,
+                               SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+            if (n > 0) {
+                src->pipe_bytes -= (uint32_t)n;
+                dst->bytes_tx += (uint64_t)n;
+                continue;
+            }
+            if (n < 0 && errno == EAGAIN) {
+                *want_out = true;
+                return 0;
+            }
+            return n < 0 ? -errno : -EPIPE;
+        }
+        if (src->recv_eof) {
+            if (!dst->wr_shut) {
+                (void)shutdown(dst->fd, SHUT_WR);
+                dst->wr_shut = true;
+            }
+            return 0;
+        }
+        ssize_t n = splice(src->fd, NULL, src->pipe_fd[1], NULL, 1u << 20,
+                           SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+        if (n > 0) {
+            src->pipe_bytes += (uint32_t)n;
+            src->bytes_rx += (uint64_t)n;
+            continue;
+        }
+        if (n == 0) {
+            src->recv_eof = true;
+            continue;
+        }
+        if (errno == EAGAIN) {
+            *want_in = true;
+            return 0;
+        }
+        return -errno;
+    }
+    // Fairness: yield after a burst and come back through the ring.
+    *want_in = true;
+    return 0;
+}
+
+static void passthrough_pump(struct core_shard *shard, struct core_conn *c) {
+    bool in[2] = {false, false};
+    bool out[2] = {false, false};
+    for (int d = 0; d < 2; d++) {
+        bool wi = false;
+        bool wo = false;
+        int ret = passthrough_dir(c, (enum core_side_id)d, &wi, &wo);
+        if (ret < 0) {
+            conn_close(shard, c, "passthrough socket error");
+            return;
+        }
+        in[d] |= wi;
+        out[d ^ 1] |= wo;
+    }
+    struct core_side *cl = &c->side[CORE_SIDE_CLIENT];
+    struct core_side *be = &c->side[CORE_SIDE_BACKEND];
+    if (cl->recv_eof && be->recv_eof && cl->pipe_bytes == 0 && be->pipe_bytes == 0) {
+        conn_close(shard, c, "session ended");
+        return;
+    }
+    passthrough_arm_poll(shard, c, CORE_SIDE_CLIENT, in[0], out[0]);
+    passthrough_arm_poll(shard, c, CORE_SIDE_BACKEND, in[1], out[1]);
+}
+
+static void on_poll(void *ctx, struct ring_op_id id, const struct io_uring_cqe *cqe) {
+    struct core_shard *shard = ctx;
+    struct core_conn *c = conn_of(shard, id);
+    conn_cqe_done(shard, c, cqe);
+    enum core_side_id sid = id.op == CORE_OP_POLL_CLIENT ? CORE_SIDE_CLIENT : CORE_SIDE_BACKEND;
+    c->side[sid].poll_in_armed = false;
+    c->side[sid].poll_out_armed = false;
+    if (c->state == CORE_CONN_CLOSING) {
+        conn_maybe_release(shard, c);
+        return;
+    }
+    if (cqe->res < 0) {
+        conn_close(shard, c, "poll failed");
+        return;
+    }
+    passthrough_pump(shard, c);
+}
+
+static int passthrough_start(struct core_shard *shard, struct core_conn *c) {
+    for (int i = 0; i < 2; i++) {
+        if (pipe2(c->side[i].pipe_fd, O_NONBLOCK | O_CLOEXEC) != 0) {
+            return -errno;
+        }
+    }
+    (void)shard;
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Completion handlers.
+
+static void on_recv(void *ctx, struct ring_op_id id, const struct io_uring_cqe *cqe) {
+    struct core_shard *shard = ctx;
+    struct core_conn *c = conn_of(shard, id);
+    enum core_side_id sid = id.op == CORE_OP_RECV_CLIENT ? CORE_SIDE_CLIENT : CORE_SIDE_BACKEND;
+    struct core_side *s = &c->side[sid];
+    conn_cqe_done(shard, c, cqe);
+    bool more = (cqe->flags & IORING_CQE_F_MORE) != 0;
+    if (!more) {
+        s->recv_armed = false;
+        s->recv_cancelling = false;
+    }
+    if (cqe->res > 0) {
+        uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+        if (c->state == CORE_CONN_CLOSING) {
+            ring_buf_taken(&shard->bufs, bid);
+            ring_buf_recycle(&shard->bufs, bid);
+            conn_maybe_release(shard, c);
+            return;
+        }
+        in_push(shard, c, s, bid, (uint32_t)cqe->res);
+        if (sid == CORE_SIDE_BACKEND) {
+            atomic_fetch_add_explicit(&shard->counters.bytes_b2c, (uint64_t)cqe->res,
+                                      memory_order_relaxed);
+        } else {
+            atomic_fetch_add_explicit(&shard->counters.bytes_c2b, (uint64_t)cqe->res,
+                                      memory_order_relaxed);
+        }
+    } else if (cqe->res == 0) {
+        s->recv_eof = true;
+    } else if (cqe->res == -ENOBUFS) {
+        // The shared buffer ring ran dry; re-arm once buffers come back.
+        if (!c->on_starved && c->state != CORE_CONN_CLOSING) {
+            s->recv_starved = true;
+            c->on_starved = true;
+            c->starved_next = shard->starved_head;
+            shard->starved_head = c->index;
+        }
+    } else if (cqe->res != -ECANCELED) {
+        if (c->state != CORE_CONN_CLOSING) {
+            conn_close(shard, c, sid == CORE_SIDE_CLIENT ? "client connection error"
+                                                         : "backend connection error");
+        }
+    }
+    if (c->state == CORE_CONN_CLOSING) {
+        conn_maybe_release(shard, c);
+        return;
+    }
+    if (s->recv_eof && sid == CORE_SIDE_BACKEND && c->state == CORE_CONN_FORWARD) {
+        c->close_reason = "backend closed the session";
+    }
+    conn_pump(shard, c);
+}
+
+static void on_send(void *ctx, struct ring_op_id id, const struct io_uring_cqe *cqe) {
+    struct core_shard *shard = ctx;
+    struct core_conn *c = conn_of(shard, id);
+    enum core_side_id sid = id.op == CORE_OP_SEND_CLIENT ? CORE_SIDE_CLIENT : CORE_SIDE_BACKEND;
+    struct core_side *s = &c->side[sid];
+    conn_cqe_done(shard, c, cqe);
+    s->out_inflight = 0;
+    if (c->state == CORE_CONN_CLOSING) {
+        conn_maybe_release(shard, c);
+        return;
+    }
+    if (cqe->res < 0) {
+        conn_close(shard, c, sid == CORE_SIDE_CLIENT ? "client send failed" : "backend send failed");
+        return;
+    }
+    s->out_sent += (uint32_t)cqe->res; // a short send leaves the rest for the next side_flush
+    if (sid == CORE_SIDE_BACKEND) {
+        s->bytes_tx += (uint64_t)cqe->res;
+    }
+    if (c->state == CORE_CONN_CANCEL_OUT) {
+        side_flush(shard, c, sid);
+        if (side_out_empty(s)) {
+            conn_close(shard, c, "cancel forwarded");
+        }
+        return;
+    }
+    conn_pump(shard, c);
+}
+
+static void conn_accept(struct core_shard *shard, int fd) {
+    if (shard->draining) {
+        close(fd);
+        return;
+    }
+    struct core_conn *c = core_conn_open(shard);
+    if (c == NULL) {
+        atomic_fetch_add_explicit(&shard->counters.refused_full, 1, memory_order_relaxed);
+        static _Thread_local uint64_t last_log_ns;
+        uint64_t now = core_base_now_ns();
+        if (now - last_log_ns > 1000000000ull) {
+            LOG_WARN("worker %u: all %u connection slots busy, refusing", shard->id,
+                     shard->conns_max);
+            last_log_ns = now;
+        }
+        close(fd);
+        return;
+    }
+    atomic_fetch_add_explicit(&shard->counters.accepted, 1, memory_order_relaxed);
+    atomic_store_explicit(&shard->counters.active, shard->active, memory_order_relaxed);
+    c->side[CORE_SIDE_CLIENT].fd = fd;
+    socklen_t plen = sizeof(c->peer);
+    (void)getpeername(fd, (struct sockaddr *)&c->peer, &plen);
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    uint8_t rnd[4];
+    RAND_bytes(rnd, sizeof(rnd));
+    c->proxy_pid = (shard->id << 24) | c->index;
+    c->proxy_key = core_pgwire_be32(rnd);
+    if (shard->proc->cfg.mode == CORE_MODE_PASSTHROUGH) {
+        if (passthrough_start(shard, c) != 0) {
+            conn_close(shard, c, "cannot create pipes");
+            return;
+        }
+        uint32_t idx = core_backend_pick(shard->proc, 0);
+        if (idx == CORE_IDX_NONE) {
+            conn_close(shard, c, "no backend available");
+            return;
+        }
+        c->backend_idx = idx;
+        c->state = CORE_CONN_CONNECTING;
+        backend_connect(shard, c);
+        return;
+    }
+    c->state = CORE_CONN_SNIFF;
+    core_conn_set_deadline(shard, c,
+                           c->opened_ns +
+                               (uint64_t)shard->proc->cfg.handshake_timeout_ms * 1000000ull);
+    side_arm_recv(shard, c, CORE_SIDE_CLIENT);
+}
+
+static void arm_accept(struct core_shard *shard, uint32_t li) {
+    struct io_uring_sqe *sqe = ring_get_sqe(&shard->ring);
+    if (sqe == NULL) {
+        return;
+    }
+    io_uring_prep_multishot_accept(sqe, shard->listen_fd[li], NULL, NULL,
+                                   SOCK_NONBLOCK | SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(sqe, ring_op_pack(CORE_OP_ACCEPT, li, 0));
+}
+
+static void on_accept(void *ctx, struct ring_op_id id, const struct io_uring_cqe *cqe) {
+    struct core_shard *shard = ctx;
+    if (cqe->res >= 0) {
+        conn_accept(shard, cqe->res);
+    } else if (cqe->res != -ECANCELED && cqe->res != -EBADF) {
+        LOG_WARN("accept failed: %s", strerror(-cqe->res));
+    }
+    if (!(cqe->flags & IORING_CQE_F_MORE) && shard->accepting) {
+        arm_accept(shard, id.slot);
+    }
+}
+
+static void on_conn_expired(struct core_shard *shard, struct core_conn *c) {
+    uint32_t idle = shard->proc->cfg.idle_timeout_ms;
+    atomic_fetch_add_explicit(&shard->counters.timeouts, 1, memory_order_relaxed);
+    switch (c->state) {
+    case CORE_CONN_SNIFF:
+    case CORE_CONN_HANDSHAKE:
+    case CORE_CONN_STARTUP:
+        conn_close(shard, c, "handshake timeout");
+        return;
+    case CORE_CONN_FORWARD:
+    case CORE_CONN_PASSTHROUGH:
+        (void)idle;
+        if (c->state == CORE_CONN_FORWARD && c->ssl != NULL) {
+            conn_fail(shard, c, "57P05", "terminating connection due to idle timeout");
+            return;
+        }
+        conn_close(shard, c, "idle timeout");
+        return;
+    default:
+        conn_close(shard, c, "timeout");
+        return;
+    }
+}
+
+static void arm_tick(struct core_shard *shard) {
+    struct io_uring_sqe *sqe = ring_get_sqe(&shard->ring);
+    if (sqe == NULL) {
+        return;
+    }
+    shard->tick_ts.tv_sec = 0;
+    shard->tick_ts.tv_nsec = (long long)CORE_TICK_MS * 1000000ll;
+    io_uring_prep_timeout(sqe, &shard->tick_ts, 0, 0);
+    io_uring_sqe_set_data64(sqe, ring_op_pack(CORE_OP_TICK, 0, 0));
+}
+
+static void rearm_starved(struct core_shard *shard) {
+    // Re-arm only while at least a quarter of the buffers are free, so the ring can refill.
+    while (shard->starved_head != CORE_IDX_NONE &&
+           shard->bufs.in_use < shard->bufs.count - shard->bufs.count / 4) {
+        struct core_conn *c = &shard->conns[shard->starved_head];
+        shard->starved_head = c->starved_next;
+        c->on_starved = false;
+        c->starved_next = CORE_IDX_NONE;
+        for (int i = 0; i < 2; i++) {
+            c->side[i].recv_starved = false;
+        }
+        if (c->state != CORE_CONN_CLOSING && c->state != CORE_CONN_FREE) {
+            conn_pump(shard, c);
+        }
+    }
+}
+
+static void drain_step(struct core_shard *shard);
+
+static void on_tick(void *ctx, struct ring_op_id id, const struct io_uring_cqe *cqe) {
+    struct core_shard *shard = ctx;
+    (void)id;
+    (void)cqe;
+    core_conn_wheel_expire(shard, core_base_now_ns(), on_conn_expired);
+    rearm_starved(shard);
+    drain_step(shard);
+    if (!shard->stopped) {
+        arm_tick(shard);
+    }
+}
+
+static void on_ignore(void *ctx, struct ring_op_id id, const struct io_uring_cqe *cqe) {
+    (void)ctx;
+    (void)id;
+    (void)cqe;
+}
+
+static void arm_event(struct core_shard *shard) {
+    struct io_uring_sqe *sqe = ring_get_sqe(&shard->ring);
+    if (sqe == NULL) {
+        return;
+    }
+    io_uring_prep_read(sqe, shard->event_fd, &shard->event_buf, sizeof(shard->event_buf), 0);
+    io_uring_sqe_set_data64(sqe, ring_op_pack(CORE_OP_EVENT, 0, 0));
+}
+
+static void stop_accepting(struct core_shard *shard) {
+    if (!shard->accepting) {
+        return;
+    }
+    shard->accepting = false;
+    for (uint32_t i = 0; i < shard->listen_count; i++) {
+        ignore_sqe_cancel_fd(shard, shard->listen_fd[i]);
+    }
+}
+
+static void drain_step(struct core_shard *shard) {
+    if (!atomic_load(&shard->proc->draining)) {
+        return;
+    }
+    if (!shard->draining) {
+        shard->draining = true;
+        stop_accepting(shard);
+        LOG_INFO("worker %u draining %u connections", shard->id, shard->active);
+    }
+    if (core_base_now_ns() >= shard->proc->drain_deadline_ns) {
+        for (uint32_t i = 0; i < shard->conns_max; i++) {
+            struct core_conn *c = &shard->conns[i];
+            if (c->state != CORE_CONN_FREE && c->state != CORE_CONN_CLOSING) {
+                conn_close(shard, c, "drain deadline reached");
+            }
+        }
+    }
+    if (shard->active == 0) {
+        shard->stopped = true;
+    }
+}
+
+static void on_event(void *ctx, struct ring_op_id id, const struct io_uring_cqe *cqe) {
+    struct core_shard *shard = ctx;
+    (void)id;
+    (void)cqe;
+    SSL_CTX *next = atomic_exchange(&shard->ssl_ctx_next, NULL);
+    if (next != NULL) {
+        SSL_CTX_free(shard->ssl_ctx); // live SSLs keep their own reference
+        shard->ssl_ctx = next;
+        LOG_INFO("worker %u: TLS certificate reloaded", shard->id);
+    }
+    drain_step(shard);
+    if (!shard->stopped) {
+        arm_event(shard);
+    }
+}
+
+static bool validate_slot(void *ctx, struct ring_op_id id) {
+    struct core_shard *shard = ctx;
+    if (id.slot >= shard->conns_max) {
+        return false;
+    }
+    const struct core_conn *c = &shard->conns[id.slot];
+    return c->magic == CORE_CONN_MAGIC && c->generation == id.generation &&
+           c->state != CORE_CONN_FREE;
+}
+
+static const struct ring_op_entry core_ops[CORE_OP_COUNT] = {
+    [CORE_OP_ACCEPT] = {"accept", on_accept, NULL, false},
+    [CORE_OP_RECV_CLIENT] = {"recv-client", on_recv, NULL, true},
+    [CORE_OP_RECV_BACKEND] = {"recv-backend", on_recv, NULL, true},
+    [CORE_OP_SEND_CLIENT] = {"send-client", on_send, NULL, true},
+    [CORE_OP_SEND_BACKEND] = {"send-backend", on_send, NULL, true},
+    [CORE_OP_CONNECT] = {"connect", on_connect, NULL, true},
+    [CORE_OP_CONNECT_TIMEOUT] = {"connect-timeout", on_connect_timeout, NULL, true},
+    [CORE_OP_POLL_CLIENT] = {"poll-client", on_poll, NULL, true},
+    [CORE_OP_POLL_BACKEND] = {"poll-backend", on_poll, NULL, true},
+    [CORE_OP_TICK] = {"tick", on_tick, NULL, false},
+    [CORE_OP_IGNORE] = {"ignore", on_ignore, NULL, false},
+    [CORE_OP_EVENT] = {"event", on_event, NULL, false},
+    [CORE_OP_MSG] = {"msg", on_msg, NULL, false},
+};
+
+// ---------------------------------------------------------------------------------------------
+// Thread.
+
+static int open_listener(const struct core_addr *a, char *err, size_t err_len) {
+    int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, err_len, "listen %s: socket: %s", a->text, strerror(errno));
+        return -1;
+    }
+    int one = 1;
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    if (bind(fd, (const struct sockaddr *)&a->ss, a->len) != 0 || listen(fd, 4096) != 0) {
+        snprintf(err, err_len, "listen %s: %s", a->text, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+// The ring is created on the worker thread itself: SINGLE_ISSUER binds it to its creator.
+static int shard_ring_setup(struct core_shard *shard) {
+    struct ring_config rc = {.sq_entries = 1024, .cq_entries = 8192, .cqe_batch_max = 256};
+    int ret = ring_open(&shard->ring, &rc, core_ops, CORE_OP_COUNT, validate_slot, shard);
+    if (ret != 0) {
+        snprintf(shard->start_err, sizeof(shard->start_err), "io_uring setup failed: %s",
+                 strerror(-ret));
+        return ret;
+    }
+    ret = ring_buf_open(&shard->bufs, &shard->ring, 1, 1024, CORE_RECV_BUF_BYTES);
+    if (ret != 0) {
+        snprintf(shard->start_err, sizeof(shard->start_err),
+                 "io_uring buffer ring setup failed: %s", strerror(-ret));
+        return ret;
+    }
+    return 0;
+}
+
+static void *shard_main(void *arg) {
+    struct core_shard *shard = arg;
+    shard->start_ret = shard_ring_setup(shard);
+    sem_post(&shard->started);
+    if (shard->start_ret != 0) {
+        return NULL;
+    }
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    CPU_SET((int)(shard->id % (uint32_t)(ncpu > 0 ? ncpu : 1)), &set);
+    (void)pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+    for (uint32_t i = 0; i < shard->listen_count; i++) {
+        arm_accept(shard, i);
+    }
+    arm_tick(shard);
+    arm_event(shard);
+    while (!shard->stopped) {
+        int ret = ring_run_once(&shard->ring, 1000);
+        if (ret < 0) {
+            LOG_ERROR("worker %u: ring failed: %s", shard->id, strerror(-ret));
+            break;
+        }
+    }
+    return NULL;
+}
+
+int core_shard_start(struct core_proc *proc, struct core_shard *shard, uint32_t id,
+                     SSL_CTX *ctx, char *err, size_t err_len) {
+    shard->id = id;
+    shard->proc = proc;
+    shard->event_fd = -1;
+    for (uint32_t i = 0; i < CORE_LISTEN_MAX; i++) {
+        shard->listen_fd[i] = -1;
+    }
+    ring_init(&shard->ring);
+    ring_buf_init(&shard->bufs);
+    int ret;
+    ret = core_conn_table_init(shard, proc->cfg.conns_max);
+    if (ret != 0) {
+        snprintf(err, err_len, "cannot allocate %u connection slots", proc->cfg.conns_max);
+        return ret;
+    }
+    for (uint32_t i = 0; i < proc->cfg.listen_count; i++) {
+        int fd = open_listener(&proc->cfg.listen[i], err, err_len);
+        if (fd < 0) {
+            return -EADDRINUSE;
+        }
+        shard->listen_fd[i] = fd;
+        shard->listen_count++;
+    }
+    shard->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (shard->event_fd < 0) {
+        snprintf(err, err_len, "eventfd: %s", strerror(errno));
+        return -errno;
+    }
+    SSL_CTX_up_ref(ctx);
+    shard->ssl_ctx = ctx;
+    shard->accepting = true;
+    sem_init(&shard->started, 0, 0);
+    if (pthread_create(&shard->thread, NULL, shard_main, shard) != 0) {
+        snprintf(err, err_len, "cannot start worker thread");
+        return -EAGAIN;
+    }
+    shard->thread_started = true;
+    while (sem_wait(&shard->started) != 0) {
+    }
+    if (shard->start_ret != 0) {
+        snprintf(err, err_len, "%s", shard->start_err);
+        return shard->start_ret;
+    }
+    return 0;
+}
+
+void core_shard_wake(struct core_shard *shard) {
+    uint64_t one = 1;
+    ssize_t n = write(shard->event_fd, &one, sizeof(one));
+    (void)n;
+}
+
+void core_shard_join(struct core_shard *shard) {
+    if (shard->thread_started) {
+        pthread_join(shard->thread, NULL);
+        shard->thread_started = false;
+    }
+    for (uint32_t i = 0; i < shard->listen_count; i++) {
+        close(shard->listen_fd[i]);
+    }
+    if (shard->event_fd >= 0) {
+        close(shard->event_fd);
+    }
+    SSL_CTX *next = atomic_exchange(&shard->ssl_ctx_next, NULL);
+    SSL_CTX_free(next);
+    SSL_CTX_free(shard->ssl_ctx);
+    ring_buf_cleanup(&shard->bufs, &shard->ring);
+    ring_cleanup(&shard->ring);
+    core_conn_table_cleanup(shard);
+}

@@ -1,0 +1,78 @@
+// core_types.h: configuration, limits and per-connection state of the gateway core.
+#ifndef ATLS_CORE_TYPES_H
+#define ATLS_CORE_TYPES_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// Limits (CONVENTIONS.md rule 10).
+#define CORE_LISTEN_MAX 8u
+#define CORE_BACKENDS_MAX 16u
+#define CORE_WORKERS_MAX 64u
+#define CORE_PATH_MAX 512u
+#define CORE_NAME_MAX 64u
+#define CORE_CHUNK_BYTES (64u * 1024u)   // one send/receive staging chunk
+#define CORE_RECV_BUF_BYTES (16u * 1024u) // one provided ring buffer
+#define CORE_IN_BUFS_MAX 16u              // ring buffers one side may hold
+#define CORE_IN_BUFS_HIGH 4u              // held buffers that pause a side's recv
+#define CORE_STARTUP_BYTES_MAX 8192u      // StartupMessage size limit
+#define CORE_SNIFF_BYTES_MAX 16u          // longest pre-startup packet we accept (CancelRequest)
+#define CORE_TLS_RECORD_MAX (16u * 1024u)
+#define CORE_TLS_OVERHEAD_MAX 256u
+
+enum core_mode {
+    CORE_MODE_TERMINATE = 0,
+    CORE_MODE_PASSTHROUGH = 1,
+};
+
+struct core_addr {
+    struct sockaddr_storage ss;
+    socklen_t len;
+    char text[CORE_NAME_MAX]; // "host:port" as written in the config
+};
+
+// Flat, pointer-free configuration (CONVENTIONS.md rule 11). Frozen after core_config_load.
+struct core_config {
+    char path[CORE_PATH_MAX]; // the config file itself
+    // [proxy]
+    char node_id[CORE_NAME_MAX];
+    struct core_addr listen[CORE_LISTEN_MAX];
+    uint32_t listen_count;
+    enum core_mode mode;
+    uint32_t workers; // 0 = auto (one per online CPU)
+    uint32_t drain_timeout_ms;
+    uint32_t conns_max;            // per worker
+    uint32_t handshake_timeout_ms; // sniff + TLS handshake + startup
+    uint32_t idle_timeout_ms;      // 0 = none
+    // [tls]
+    char tls_cert[CORE_PATH_MAX];
+    char tls_key[CORE_PATH_MAX];
+    char tls_client_ca[CORE_PATH_MAX];
+    // [attestation]
+    bool attestation_required;
+    char attestation_policy[CORE_PATH_MAX];
+    // [backend]
+    struct core_addr backends[CORE_BACKENDS_MAX];
+    uint32_t backend_count;
+    uint32_t connect_timeout_ms;
+    uint32_t health_interval_ms;
+    // [api]
+    struct core_addr api_listen;
+    bool api_enabled;
+    // [audit]
+    char audit_dir[CORE_PATH_MAX];
+    bool audit_sync_always;
+    uint32_t audit_retention_days;
+};
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif // ATLS_CORE_TYPES_H
