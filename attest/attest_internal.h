@@ -1,0 +1,130 @@
+// attest_internal.h: shared among attest/*.c and tests/attest only. Report offsets, little-endian
+// helpers, the embedded AMD roots and the simulated hierarchy's internals.
+#ifndef ATLS_ATTEST_INTERNAL_H
+#define ATLS_ATTEST_INTERNAL_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "attest.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// Report offsets (docs/snp-verification.md §1).
+#define ATTEST_OFF_VERSION 0x000u
+#define ATTEST_OFF_GUEST_SVN 0x004u
+#define ATTEST_OFF_POLICY 0x008u
+#define ATTEST_OFF_FAMILY_ID 0x010u
+#define ATTEST_OFF_IMAGE_ID 0x020u
+#define ATTEST_OFF_VMPL 0x030u
+#define ATTEST_OFF_SIG_ALGO 0x034u
+#define ATTEST_OFF_CURRENT_TCB 0x038u
+#define ATTEST_OFF_PLATFORM_INFO 0x040u
+#define ATTEST_OFF_SIGNER_INFO 0x048u
+#define ATTEST_OFF_REPORT_DATA 0x050u
+#define ATTEST_OFF_MEASUREMENT 0x090u
+#define ATTEST_OFF_HOST_DATA 0x0C0u
+#define ATTEST_OFF_ID_KEY_DIGEST 0x0E0u
+#define ATTEST_OFF_AUTHOR_KEY_DIGEST 0x110u
+#define ATTEST_OFF_REPORT_ID 0x140u
+#define ATTEST_OFF_REPORT_ID_MA 0x160u
+#define ATTEST_OFF_REPORTED_TCB 0x180u
+#define ATTEST_OFF_CPUID_FAM 0x188u
+#define ATTEST_OFF_CPUID_MOD 0x189u
+#define ATTEST_OFF_CPUID_STEP 0x18Au
+#define ATTEST_OFF_CHIP_ID 0x1A0u
+#define ATTEST_OFF_COMMITTED_TCB 0x1E0u
+#define ATTEST_OFF_CURRENT_BUILD 0x1E8u
+#define ATTEST_OFF_COMMITTED_BUILD 0x1ECu
+#define ATTEST_OFF_LAUNCH_TCB 0x1F0u
+#define ATTEST_OFF_LAUNCH_MIT 0x1F8u
+#define ATTEST_OFF_CURRENT_MIT 0x200u
+#define ATTEST_OFF_SIG_R 0x2A0u
+#define ATTEST_OFF_SIG_S 0x2E8u
+#define ATTEST_OFF_SIG_PAD 0x330u
+#define ATTEST_SIG_COMPONENT_BYTES 72u
+#define ATTEST_P384_BYTES 48u
+
+static inline uint32_t attest_le32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline uint64_t attest_le64(const uint8_t *p) {
+    return (uint64_t)attest_le32(p) | (uint64_t)attest_le32(p + 4) << 32;
+}
+
+static inline void attest_put_le32(uint8_t *p, uint32_t v) {
+    for (unsigned i = 0; i < 4; i++) {
+        p[i] = (uint8_t)(v >> (8 * i));
+    }
+}
+
+static inline void attest_put_le64(uint8_t *p, uint64_t v) {
+    for (unsigned i = 0; i < 8; i++) {
+        p[i] = (uint8_t)(v >> (8 * i));
+    }
+}
+
+/* attest_report.c */
+
+// attest_claims_set_product records `product` and re-decodes the four TCBs for its layout.
+void attest_claims_set_product(struct attest_claims *c, enum attest_product product);
+
+/* attest_roots.c */
+
+// struct attest_root_pem: one embedded AMD certificate with its SHA-256 pin (of the DER).
+struct attest_root_pem {
+    const char *name; // "ARK-Milan", "SEV-Milan", "SEV-VLEK-Milan", ...
+    enum attest_product product;
+    const char *pem;
+    uint8_t sha256[32];
+};
+
+// attest_roots_builtin returns the embedded ARK/ASK/ASVK table and its length in `out_n`.
+const struct attest_root_pem *attest_roots_builtin(size_t *out_n);
+
+/* attest_sim.c */
+
+// attest_sim_sign_report signs `report` (0x000..0x29F) in place with the P-384 PKCS#8 PEM key
+// at `key_path` (e.g. <sim dir>/vcek.key), writing r/s little-endian and zeroing the padding.
+// Used by the simulated provider and by tests that need validly signed but broken reports.
+enum attest_status attest_sim_sign_report(uint8_t report[ATTEST_REPORT_BYTES],
+                                          struct attest_error *err, const char *key_path);
+
+// attest_sim_build_report fills a report (unsigned) from `params` and `report_data`.
+void attest_sim_build_report(uint8_t report[ATTEST_REPORT_BYTES],
+                             const struct attest_sim_params *params,
+                             const uint8_t report_data[ATTEST_REPORT_DATA_BYTES]);
+
+/* attest_sev_guest.c: request/response encoding, exposed for tests */
+
+#define ATTEST_SEV_GUEST_REQ_BYTES 96u
+#define ATTEST_SEV_GUEST_IOCTL_BYTES 32u
+#define ATTEST_SEV_GUEST_RESP_BYTES 4000u
+#define ATTEST_SEV_GUEST_REPORT_OFF 0x20u
+
+// attest_sev_guest_encode_req writes the 96-byte struct snp_report_req (user_data, vmpl, zero
+// reserved) into `out`.
+void attest_sev_guest_encode_req(uint8_t out[ATTEST_SEV_GUEST_REQ_BYTES],
+                                 const uint8_t report_data[ATTEST_REPORT_DATA_BYTES],
+                                 uint32_t vmpl);
+
+// attest_sev_guest_parse_resp checks MSG_REPORT_RSP (status 0, report_size 0x4A0) in a response
+// buffer of `len` bytes and copies the report at offset 0x20 to `out_report`.
+enum attest_status attest_sev_guest_parse_resp(uint8_t out_report[ATTEST_REPORT_BYTES],
+                                               struct attest_error *err, const uint8_t *resp,
+                                               size_t len);
+
+// attest_certtable_parse walks a GHCB certificate table (extended report / configfs auxblob,
+// spec §3.3) and copies the VCEK (or VLEK) and ASK (ASVK) DER to `out`. The ARK entry is
+// ignored: host-supplied ARKs are never anchors.
+enum attest_status attest_certtable_parse(struct attest_report_out *out, struct attest_error *err,
+                                          const uint8_t *table, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif // ATLS_ATTEST_INTERNAL_H

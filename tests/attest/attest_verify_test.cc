@@ -1,0 +1,415 @@
+// attest_verify_test.cc: attest/attest_verify.c against the real AMD vectors
+// (vectors/README.md §2 and §4): each verifies or fails exactly as documented.
+#include <gtest/gtest.h>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <ctime>
+
+#include "attest_test_util.h"
+
+using namespace attest_test;
+
+namespace {
+
+struct Verifier {
+    attest_verifier *v = nullptr;
+    explicit Verifier(const std::string &roots = "builtin", const std::string &vcek_dir = "",
+                      uint32_t cache = 0) {
+        attest_verifier_config cfg{};
+        snprintf(cfg.roots, sizeof(cfg.roots), "%s", roots.c_str());
+        snprintf(cfg.vcek_dir, sizeof(cfg.vcek_dir), "%s", vcek_dir.c_str());
+        cfg.chain_cache_max = cache;
+        attest_error err{};
+        v = attest_verifier_new(&cfg, &err);
+        EXPECT_NE(v, nullptr) << err.msg;
+    }
+    ~Verifier() { attest_verifier_free(v); }
+};
+
+struct Result {
+    attest_status st;
+    attest_error err;
+    attest_claims claims;
+};
+
+Result verify(Verifier &ver, const std::vector<uint8_t> &report, const std::vector<uint8_t> &vcek,
+              int64_t at = kFixedTime, const std::vector<uint8_t> &ask = {}) {
+    Result r{};
+    r.st = attest_verifier_verify_report(ver.v, &r.claims, &r.err, report.data(), report.size(),
+                                         vcek.empty() ? nullptr : vcek.data(), vcek.size(),
+                                         ask.empty() ? nullptr : ask.data(), ask.size(), at);
+    return r;
+}
+
+struct Pair {
+    const char *report;
+    const char *vcek;
+    attest_product product;
+    uint32_t version;
+};
+
+const Pair kPairs[] = {
+    {"virtee_milan_v2_report.bin", "virtee_milan_v2_vcek.der", ATTEST_PRODUCT_MILAN, 2},
+    {"gosev_milan_v2_report.bin", "gosev_milan_v2_vcek.der", ATTEST_PRODUCT_MILAN, 2},
+    {"trustee_milan_v2_idblock_report.bin", "trustee_milan_v2_idblock_vcek.der",
+     ATTEST_PRODUCT_MILAN, 2},
+    {"trustee_milan_v3_vlek_report.bin", "trustee_milan_v3_vlek.der", ATTEST_PRODUCT_MILAN, 3},
+    {"mstee_milan_v3_report.bin", "mstee_milan_v3_vcek.der", ATTEST_PRODUCT_MILAN, 3},
+    {"mstee_genoa_v3_report.bin", "mstee_genoa_v3_vcek.der", ATTEST_PRODUCT_GENOA, 3},
+    {"trustee_genoa_siena_v3_report.bin", "trustee_genoa_siena_v3_vcek.der", ATTEST_PRODUCT_GENOA,
+     3},
+    {"mstee_turin_v5_report.bin", "mstee_turin_v5_vcek.der", ATTEST_PRODUCT_TURIN, 5},
+};
+
+int64_t time_for(const Pair &p) {
+    return strstr(p.vcek, "vlek") != nullptr ? kVlekTime : kFixedTime;
+}
+
+} // namespace
+
+TEST(AttestVerify, EveryVectorPairVerifiesAtFixedTime) {
+    Verifier ver;
+    for (const Pair &p : kPairs) {
+        Result r = verify(ver, vec(p.report), vec(p.vcek), time_for(p));
+        EXPECT_EQ(r.st, ATTEST_OK) << p.report << ": " << attest_status_code(r.st) << " "
+                                   << r.err.msg;
+        EXPECT_TRUE(r.claims.verified) << p.report;
+        EXPECT_EQ(r.claims.product, p.product) << p.report;
+        EXPECT_EQ(r.claims.version, p.version) << p.report;
+    }
+}
+
+TEST(AttestVerify, VcekPairsVerifyAtRealTime) {
+    Verifier ver;
+    for (const Pair &p : kPairs) {
+        if (strstr(p.vcek, "vlek") != nullptr) {
+            continue;
+        }
+        Result r = verify(ver, vec(p.report), vec(p.vcek), (int64_t)time(nullptr));
+        EXPECT_EQ(r.st, ATTEST_OK) << p.report << ": " << r.err.msg;
+    }
+}
+
+TEST(AttestVerify, GosevDebugReportVerifiesAndExposesDebugForPolicy) {
+    Verifier ver;
+    Result r = verify(ver, vec("gosev_milan_v2_report.bin"), vec("gosev_milan_v2_vcek.der"));
+    ASSERT_EQ(r.st, ATTEST_OK) << r.err.msg;
+    EXPECT_TRUE(r.claims.debug);
+    EXPECT_EQ(r.claims.policy, 0xB0000u);
+    EXPECT_EQ(r.claims.reported_tcb.bl, 2);
+    EXPECT_EQ(r.claims.reported_tcb.snp, 5);
+    EXPECT_EQ(r.claims.reported_tcb.ucode, 68);
+    EXPECT_EQ(hex(r.claims.measurement, 48),
+              "b07af9620f3b839b47996422ddec6058338951d984e312115131ea82705eaf5b6bdf8a9ece31a5a608eb0"
+              "cf2e4872b01");
+}
+
+TEST(AttestVerify, VlekVerifiesAtFixedTimeAndIsExpiredNow) {
+    Verifier ver;
+    auto report = vec("trustee_milan_v3_vlek_report.bin");
+    auto vlek = vec("trustee_milan_v3_vlek.der");
+    Result ok = verify(ver, report, vlek, 1750000000);
+    ASSERT_EQ(ok.st, ATTEST_OK) << ok.err.msg;
+    EXPECT_EQ(ok.claims.signer, ATTEST_SIGNER_VLEK);
+    EXPECT_EQ(ok.claims.reported_tcb.ucode, 217);
+    Result now = verify(ver, report, vlek, (int64_t)time(nullptr));
+    EXPECT_EQ(now.st, ATTEST_CERT_EXPIRED) << now.err.msg;
+    EXPECT_STREQ(attest_status_code(now.st), "CERT_EXPIRED");
+}
+
+TEST(AttestVerify, TrusteeIdBlockMatchesReportedNotCurrentTcb) {
+    Verifier ver;
+    Result r = verify(ver, vec("trustee_milan_v2_idblock_report.bin"),
+                      vec("trustee_milan_v2_idblock_vcek.der"));
+    ASSERT_EQ(r.st, ATTEST_OK) << r.err.msg;
+    EXPECT_EQ(r.claims.current_tcb.ucode, 206);
+    EXPECT_EQ(r.claims.reported_tcb.ucode, 115);
+    EXPECT_EQ(r.claims.guest_svn, 4u);
+}
+
+TEST(AttestVerify, TurinLayoutDecodesFmcFirst) {
+    Verifier ver;
+    Result r = verify(ver, vec("mstee_turin_v5_report.bin"), vec("mstee_turin_v5_vcek.der"));
+    ASSERT_EQ(r.st, ATTEST_OK) << r.err.msg;
+    EXPECT_EQ(r.claims.reported_tcb.fmc, 1);
+    EXPECT_EQ(r.claims.reported_tcb.bl, 1);
+    EXPECT_EQ(r.claims.reported_tcb.tee, 1);
+    EXPECT_EQ(r.claims.reported_tcb.snp, 4);
+    EXPECT_EQ(r.claims.reported_tcb.ucode, 81);
+    EXPECT_EQ(r.claims.platform_info, 0x65u);
+    EXPECT_EQ(r.claims.launch_mit_vector, 0x3Fu);
+    EXPECT_EQ(hex(r.claims.chip_id, 8), "59790fb1c39f35c1");
+}
+
+TEST(AttestVerify, SienaModelA0UsesGenoaChain) {
+    Verifier ver;
+    Result r = verify(ver, vec("trustee_genoa_siena_v3_report.bin"),
+                      vec("trustee_genoa_siena_v3_vcek.der"));
+    ASSERT_EQ(r.st, ATTEST_OK) << r.err.msg;
+    EXPECT_EQ(r.claims.cpuid_mod, 0xA0);
+    EXPECT_EQ(r.claims.product, ATTEST_PRODUCT_GENOA);
+}
+
+TEST(AttestVerify, ClaimsCarryVcekHash) {
+    Verifier ver;
+    auto vcek = vec("virtee_milan_v2_vcek.der");
+    Result r = verify(ver, vec("virtee_milan_v2_report.bin"), vcek);
+    ASSERT_EQ(r.st, ATTEST_OK);
+    // 3bbfb6ee... is the SHA-256 of the file (vectors/README.md §3).
+    EXPECT_EQ(hex(r.claims.vcek_sha256, 32),
+              "3bbfb6ee259f75a95d13168cfdf2e034181bb93c7c016825731cbe8ea16c95e1");
+}
+
+// ---- negatives --------------------------------------------------------------------------------
+
+TEST(AttestVerify, FlippedBitInSignedRegionFailsSignature) {
+    Verifier ver;
+    auto report = vec("mstee_turin_v5_report.bin");
+    report[0x90] ^= 1; // measurement
+    Result r = verify(ver, report, vec("mstee_turin_v5_vcek.der"));
+    EXPECT_EQ(r.st, ATTEST_SIGNATURE_INVALID) << r.err.msg;
+}
+
+TEST(AttestVerify, FlippedBitInReportDataFailsSignature) {
+    Verifier ver;
+    auto report = vec("virtee_milan_v2_report.bin");
+    report[0x50 + 63] ^= 0x80;
+    EXPECT_EQ(verify(ver, report, vec("virtee_milan_v2_vcek.der")).st, ATTEST_SIGNATURE_INVALID);
+}
+
+TEST(AttestVerify, NonZeroPaddingAt0x330IsMalformed) {
+    Verifier ver;
+    auto report = vec("mstee_turin_v5_report.bin");
+    report[0x330] = 1; // unsigned: the ECDSA check alone would pass
+    Result r = verify(ver, report, vec("mstee_turin_v5_vcek.der"));
+    EXPECT_EQ(r.st, ATTEST_REPORT_MALFORMED);
+    EXPECT_NE(strstr(r.err.msg, "padding"), nullptr) << r.err.msg;
+}
+
+TEST(AttestVerify, NonZeroPaddingAt0x49FIsMalformed) {
+    Verifier ver;
+    auto report = vec("mstee_turin_v5_report.bin");
+    report[0x49F] = 0xFF;
+    EXPECT_EQ(verify(ver, report, vec("mstee_turin_v5_vcek.der")).st, ATTEST_REPORT_MALFORMED);
+}
+
+TEST(AttestVerify, NonZeroTopBytesOfRIsMalformed) {
+    Verifier ver;
+    auto report = vec("mstee_turin_v5_report.bin");
+    report[0x2A0 + 48] = 1;
+    Result r = verify(ver, report, vec("mstee_turin_v5_vcek.der"));
+    EXPECT_EQ(r.st, ATTEST_REPORT_MALFORMED);
+    EXPECT_NE(strstr(r.err.msg, "R"), nullptr) << r.err.msg;
+}
+
+TEST(AttestVerify, NonZeroTopBytesOfSIsMalformed) {
+    Verifier ver;
+    auto report = vec("mstee_turin_v5_report.bin");
+    report[0x32F] = 1;
+    EXPECT_EQ(verify(ver, report, vec("mstee_turin_v5_vcek.der")).st, ATTEST_REPORT_MALFORMED);
+}
+
+TEST(AttestVerify, VcekFromAnotherChipFails) {
+    Verifier ver;
+    // Same product and TCB shape, different chip: chip binding catches it before the signature.
+    Result r = verify(ver, vec("virtee_milan_v2_report.bin"), vec("gosev_milan_v2_vcek.der"));
+    EXPECT_NE(r.st, ATTEST_OK);
+    EXPECT_TRUE(r.st == ATTEST_CHIP_ID_MISMATCH || r.st == ATTEST_VCEK_TCB_MISMATCH) << r.err.msg;
+    // Identical TCB, so it is the chip that differs: tcb 3/0/8/115 vs idblock 3/0/8/115.
+    Result r2 = verify(ver, vec("virtee_milan_v2_report.bin"),
+                       vec("trustee_milan_v2_idblock_vcek.der"));
+    EXPECT_EQ(r2.st, ATTEST_CHIP_ID_MISMATCH) << r2.err.msg;
+}
+
+TEST(AttestVerify, MilanVcekAgainstGenoaChainFails) {
+    Verifier ver(vector_path("genoa_cert_chain.pem"));
+    Result r = verify(ver, vec("virtee_milan_v2_report.bin"), vec("virtee_milan_v2_vcek.der"));
+    EXPECT_EQ(r.st, ATTEST_CHAIN_INVALID) << r.err.msg;
+}
+
+TEST(AttestVerify, PeerSuppliedGenoaAskDoesNotRescueMilanVcek) {
+    Verifier ver(vector_path("genoa_cert_chain.pem"));
+    auto ask_pem = vec("milan_ask.pem"); // PEM is not DER: ignored, still no chain
+    Result r = verify(ver, vec("virtee_milan_v2_report.bin"), vec("virtee_milan_v2_vcek.der"),
+                      kFixedTime, ask_pem);
+    EXPECT_EQ(r.st, ATTEST_CHAIN_INVALID);
+}
+
+TEST(AttestVerify, RootsFileWithOnlyAskIsRejected) {
+    attest_verifier_config cfg{};
+    snprintf(cfg.roots, sizeof(cfg.roots), "%s", vector_path("milan_ask.pem").c_str());
+    attest_error err{};
+    attest_verifier *v = attest_verifier_new(&cfg, &err);
+    EXPECT_EQ(v, nullptr);
+    EXPECT_EQ(err.status, ATTEST_CONFIG_INVALID);
+    attest_verifier_free(v);
+}
+
+TEST(AttestVerify, MissingRootsFileIsConfigError) {
+    attest_verifier_config cfg{};
+    snprintf(cfg.roots, sizeof(cfg.roots), "/nonexistent/ark.pem");
+    attest_error err{};
+    EXPECT_EQ(attest_verifier_new(&cfg, &err), nullptr);
+    EXPECT_EQ(err.status, ATTEST_CONFIG_INVALID);
+    EXPECT_NE(strstr(err.msg, "/nonexistent/ark.pem"), nullptr);
+}
+
+TEST(AttestVerify, VcekTcbDifferentFromReportedTcbFails) {
+    Verifier ver;
+    // mstee Milan VCEK (4/0/24/219) vs virtee Milan report (3/0/8/115).
+    Result r = verify(ver, vec("virtee_milan_v2_report.bin"), vec("mstee_milan_v3_vcek.der"));
+    EXPECT_EQ(r.st, ATTEST_VCEK_TCB_MISMATCH) << r.err.msg;
+}
+
+TEST(AttestVerify, ProductMismatchBetweenCpuidAndChain) {
+    Verifier ver;
+    // Genoa report (CPUID Genoa) with a Milan VCEK that chains to the Milan root.
+    Result r = verify(ver, vec("mstee_genoa_v3_report.bin"), vec("mstee_milan_v3_vcek.der"));
+    EXPECT_EQ(r.st, ATTEST_PRODUCT_MISMATCH) << r.err.msg;
+}
+
+TEST(AttestVerify, VlekReportWithVcekIsSignerMismatch) {
+    Verifier ver;
+    Result r = verify(ver, vec("trustee_milan_v3_vlek_report.bin"), vec("mstee_milan_v3_vcek.der"));
+    EXPECT_EQ(r.st, ATTEST_SIGNER_MISMATCH) << r.err.msg;
+}
+
+TEST(AttestVerify, TruncatedReportIsMalformed) {
+    Verifier ver;
+    auto report = vec("virtee_milan_v2_report.bin");
+    report.pop_back();
+    EXPECT_EQ(verify(ver, report, vec("virtee_milan_v2_vcek.der")).st, ATTEST_REPORT_MALFORMED);
+}
+
+TEST(AttestVerify, OversizedReportIsMalformed) {
+    Verifier ver;
+    auto report = vec("virtee_milan_v2_report.bin");
+    report.push_back(0);
+    EXPECT_EQ(verify(ver, report, vec("virtee_milan_v2_vcek.der")).st, ATTEST_REPORT_MALFORMED);
+}
+
+TEST(AttestVerify, GarbageVcekIsChainInvalid) {
+    Verifier ver;
+    std::vector<uint8_t> junk(300, 0x30);
+    EXPECT_EQ(verify(ver, vec("virtee_milan_v2_report.bin"), junk).st, ATTEST_CHAIN_INVALID);
+}
+
+TEST(AttestVerify, TurinVcekWithV2ReportIsRejected) {
+    Verifier ver;
+    // The chain (Turin) verifies, but Turin reports must be v3+.
+    Result r = verify(ver, vec("virtee_milan_v2_report.bin"), vec("virtee_turin_vcek_noreport.der"));
+    EXPECT_EQ(r.st, ATTEST_REPORT_MALFORMED) << r.err.msg;
+}
+
+TEST(AttestVerify, TurinNoReportVcekChainsButTcbDiffers) {
+    Verifier ver;
+    // virtee's Turin VCEK chains to ARK-Turin; its SPLs (fmc 0, ucode 9) are not the report's.
+    Result r = verify(ver, vec("mstee_turin_v5_report.bin"), vec("virtee_turin_vcek_noreport.der"));
+    EXPECT_EQ(r.st, ATTEST_VCEK_TCB_MISMATCH) << r.err.msg;
+}
+
+TEST(AttestVerify, TurinNoReportVcekParses) {
+    auto der = vec("virtee_turin_vcek_noreport.der");
+    attest_vcek_info info{};
+    attest_error err{};
+    ASSERT_EQ(attest_vcek_parse(&info, &err, der.data(), der.size()), ATTEST_OK) << err.msg;
+    EXPECT_EQ(info.struct_version, 1u);
+    EXPECT_STREQ(info.product_name, "Turin");
+    EXPECT_TRUE(info.has_fmc);
+    EXPECT_EQ(info.fmc, 0u);
+    EXPECT_EQ(info.ucode, 9u);
+    EXPECT_EQ(info.hwid_len, 8u);
+    EXPECT_EQ(hex(info.hwid, 8), "1e550a8ee5cf9f4d");
+    EXPECT_EQ(info.signer, ATTEST_SIGNER_VCEK);
+}
+
+TEST(AttestVerify, VlekInfoHasCspIdAndTwoByteUcode) {
+    auto der = vec("trustee_milan_v3_vlek.der");
+    attest_vcek_info info{};
+    ASSERT_EQ(attest_vcek_parse(&info, nullptr, der.data(), der.size()), ATTEST_OK);
+    EXPECT_EQ(info.signer, ATTEST_SIGNER_VLEK);
+    EXPECT_EQ(info.ucode, 217u);
+    EXPECT_EQ(info.hwid_len, 0u);
+    EXPECT_STREQ(info.csp_id, "CN=cc-us-east-2.amazonaws.com");
+}
+
+TEST(AttestVerify, NoVcekAndNoDirIsVcekMissing) {
+    Verifier ver;
+    Result r = verify(ver, vec("virtee_milan_v2_report.bin"), {});
+    EXPECT_EQ(r.st, ATTEST_VCEK_MISSING) << r.err.msg;
+}
+
+TEST(AttestVerify, VcekDirSuppliesVcekByReportName) {
+    std::string dir = std::string(ATLS_BINARY_DIR) + "/tests/attest/vcek-dir-" +
+                      std::to_string(getpid());
+    mkdir(dir.c_str(), 0700);
+    auto report = vec("mstee_turin_v5_report.bin");
+    attest_claims c{};
+    ASSERT_EQ(attest_report_parse(&c, nullptr, report.data(), report.size()), ATTEST_OK);
+    char name[200];
+    ASSERT_EQ(attest_report_vcek_file_name(name, sizeof(name), &c), 0);
+    EXPECT_STREQ(name, "59790fb1c39f35c1-5100000004010101.der");
+    std::string path = dir + "/" + name;
+    auto vcek = vec("mstee_turin_v5_vcek.der");
+    FILE *f = fopen(path.c_str(), "wb");
+    ASSERT_NE(f, nullptr);
+    fwrite(vcek.data(), 1, vcek.size(), f);
+    fclose(f);
+    Verifier ver("builtin", dir);
+    Result r = verify(ver, report, {});
+    EXPECT_EQ(r.st, ATTEST_OK) << r.err.msg;
+    // A report for another chip finds no file.
+    Result miss = verify(ver, vec("virtee_milan_v2_report.bin"), {});
+    EXPECT_EQ(miss.st, ATTEST_VCEK_MISSING);
+    unlink(path.c_str());
+    rmdir(dir.c_str());
+}
+
+TEST(AttestVerify, ChainCacheHitsOnRepeatedVcekAndStaysBounded) {
+    Verifier ver("builtin", "", 2);
+    auto report = vec("virtee_milan_v2_report.bin");
+    auto vcek = vec("virtee_milan_v2_vcek.der");
+    for (int i = 0; i < 5; i++) {
+        ASSERT_EQ(verify(ver, report, vcek).st, ATTEST_OK);
+    }
+    uint64_t hits = 0, misses = 0;
+    uint32_t entries = 0;
+    attest_verifier_cache_stats(ver.v, &hits, &misses, &entries);
+    EXPECT_EQ(misses, 1u);
+    EXPECT_EQ(hits, 4u);
+    for (const Pair &p : kPairs) {
+        ASSERT_EQ(verify(ver, vec(p.report), vec(p.vcek), time_for(p)).st, ATTEST_OK) << p.report;
+    }
+    attest_verifier_cache_stats(ver.v, &hits, &misses, &entries);
+    EXPECT_EQ(entries, 2u);
+    // A cached chain still enforces time: the VLEK entry is fresh, at real time it is expired.
+    Result r = verify(ver, vec("trustee_milan_v3_vlek_report.bin"),
+                      vec("trustee_milan_v3_vlek.der"), (int64_t)time(nullptr));
+    EXPECT_EQ(r.st, ATTEST_CERT_EXPIRED);
+}
+
+TEST(AttestVerify, CachedVcekStillChecksEachReportSignature) {
+    Verifier ver;
+    auto report = vec("mstee_genoa_v3_report.bin");
+    auto vcek = vec("mstee_genoa_v3_vcek.der");
+    ASSERT_EQ(verify(ver, report, vcek).st, ATTEST_OK);
+    report[0x1A0 + 70] ^= 0; // no-op; now tamper the measurement
+    report[0x91] ^= 0x10;
+    EXPECT_EQ(verify(ver, report, vcek).st, ATTEST_SIGNATURE_INVALID);
+}
+
+TEST(AttestVerify, StatusCodesAreStable) {
+    EXPECT_STREQ(attest_status_code(ATTEST_SIGNATURE_INVALID), "SIGNATURE_INVALID");
+    EXPECT_STREQ(attest_status_code(ATTEST_CHAIN_INVALID), "CHAIN_INVALID");
+    EXPECT_STREQ(attest_status_code(ATTEST_VCEK_TCB_MISMATCH), "VCEK_TCB_MISMATCH");
+    EXPECT_STREQ(attest_status_code(ATTEST_BINDING_MISMATCH), "BINDING_MISMATCH");
+    EXPECT_STREQ(attest_status_code(ATTEST_REPORT_MALFORMED), "REPORT_MALFORMED");
+    EXPECT_STREQ(attest_status_code(ATTEST_VCEK_MISSING), "VCEK_MISSING");
+    EXPECT_STREQ(attest_status_code(ATTEST_CHIP_ID_MISMATCH), "CHIP_ID_MISMATCH");
+    EXPECT_STREQ(attest_status_code(ATTEST_PRODUCT_MISMATCH), "PRODUCT_MISMATCH");
+    EXPECT_STREQ(attest_status_code(ATTEST_CERT_EXPIRED), "CERT_EXPIRED");
+    EXPECT_STREQ(attest_status_code((attest_status)999), "INTERNAL");
+}
