@@ -1,0 +1,537 @@
+// store_audit_test.cc: tests store/store_audit.c and store_ring.c — pushes, the store thread,
+// durability acknowledgements, the hash chain, tampering, retention, corrupt slots.
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <atomic>
+#include <set>
+#include <thread>
+
+#include "store_test_util.h"
+
+using namespace store_test;
+
+namespace {
+
+struct Opened {
+    TempDir t;
+    struct store *s = nullptr;
+    explicit Opened(uint32_t workers = 1, void (*tweak)(struct store_config *) = nullptr) {
+        struct store_config cfg = config_for(t.path);
+        if (tweak != nullptr) {
+            tweak(&cfg);
+        }
+        char err[STORE_ERR_BYTES] = "";
+        EXPECT_EQ(store_open(&s, err, sizeof(err), &cfg, workers), 0) << err;
+    }
+    ~Opened() { store_close(s); }
+    void close() {
+        store_close(s);
+        s = nullptr;
+    }
+};
+
+struct store_verify_result verify(const std::string &dir) {
+    struct store_verify_result r;
+    char err[STORE_ERR_BYTES] = "";
+    EXPECT_EQ(store_audit_verify(&r, err, sizeof(err), dir.c_str()), 0) << err;
+    return r;
+}
+
+uint64_t base_time() {
+    return core_base_wall_ns();
+}
+
+TEST(StoreAudit, PushAssignsSeqAndSignalsDurability) {
+    Opened o(2);
+    uint64_t t0 = base_time();
+    Record r(t0, ATLS__VERDICT__VERDICT_ALLOWED);
+    uint64_t seq = 0;
+    ASSERT_EQ(store_audit_push(o.s, &seq, 1, &r.rec), 0);
+    EXPECT_EQ(seq, 1u);
+    r.rec.time_ns++;
+    ASSERT_EQ(store_audit_push(o.s, &seq, 1, &r.rec), 0);
+    EXPECT_EQ(seq, 2u);
+    r.rec.time_ns++;
+    ASSERT_EQ(store_audit_push(o.s, &seq, 0, &r.rec), 0);
+    EXPECT_EQ(seq, 1u); // sequences are per worker
+    // The eventfd becomes readable once the batch is durable.
+    int efd = store_worker_eventfd(o.s, 1);
+    struct pollfd pfd = {efd, POLLIN, 0};
+    ASSERT_EQ(poll(&pfd, 1, 10000), 1);
+    ASSERT_TRUE(wait_durable(o.s, 1, 2));
+    ASSERT_TRUE(wait_durable(o.s, 0, 1));
+    struct store_stats st;
+    store_stats(o.s, &st);
+    EXPECT_EQ(st.records_written, 3u);
+    EXPECT_EQ(st.head_global_seq, 3u);
+    // The stored record carries the store-assigned fields.
+    std::vector<Seen> seen;
+    ASSERT_EQ(store_query_latest(o.s, 10, collect_fn, &seen), 0);
+    ASSERT_EQ(seen.size(), 3u);
+    EXPECT_EQ(seen[0].key.worker, 0u);
+    // Chain order is the store thread's append order, not time order: only the set is fixed.
+    std::set<uint64_t> gseqs = {seen[0].global_seq, seen[1].global_seq, seen[2].global_seq};
+    EXPECT_EQ(gseqs, (std::set<uint64_t>{1, 2, 3}));
+    EXPECT_LT(seen[2].global_seq, seen[1].global_seq); // one worker's records keep their order
+    EXPECT_EQ(seen[2].key.worker, 1u);
+    EXPECT_EQ(seen[2].key.seq, 1u);
+    o.close();
+    auto v = verify(o.t.path);
+    EXPECT_EQ(v.status, STORE_VERIFY_OK) << v.detail;
+    EXPECT_EQ(v.records_checked, 3u);
+}
+
+TEST(StoreAudit, PushRejectsInvalidRecords) {
+    Opened o(1);
+    uint64_t seq = 99;
+    Record r(base_time(), ATLS__VERDICT__VERDICT_ALLOWED);
+    r.rec.kind = ATLS__AUDIT_KIND__AUDIT_KIND_UNSPECIFIED;
+    EXPECT_EQ(store_audit_push(o.s, &seq, 0, &r.rec), -EINVAL);
+    EXPECT_EQ(seq, 0u);
+    Record r2(0, ATLS__VERDICT__VERDICT_ALLOWED);
+    EXPECT_EQ(store_audit_push(o.s, &seq, 0, &r2.rec), -EINVAL);
+    Record r3(base_time(), ATLS__VERDICT__VERDICT_UNSPECIFIED);
+    EXPECT_EQ(store_audit_push(o.s, &seq, 0, &r3.rec), -EINVAL);
+    Record r4(base_time(), ATLS__VERDICT__VERDICT_ALLOWED);
+    r4.rec.measurement.len = 47;
+    EXPECT_EQ(store_audit_push(o.s, &seq, 0, &r4.rec), -EINVAL);
+    Record r5(base_time(), ATLS__VERDICT__VERDICT_ALLOWED);
+    std::string huge(5000, 'u');
+    r5.rec.db_user = (char *)huge.c_str();
+    EXPECT_EQ(store_audit_push(o.s, &seq, 0, &r5.rec), -EMSGSIZE);
+    // A disconnect needs no verdict.
+    Record d(base_time(), ATLS__VERDICT__VERDICT_UNSPECIFIED);
+    d.rec.kind = ATLS__AUDIT_KIND__AUDIT_KIND_DISCONNECT;
+    d.rec.close_reason = (char *)"client closed";
+    EXPECT_EQ(store_audit_push(o.s, &seq, 0, &d.rec), 0);
+    EXPECT_EQ(seq, 1u);
+}
+
+TEST(StoreAudit, FullRingReturnsEagainUntilDrained) {
+    Opened o(2, [](struct store_config *c) { c->ring_slots_per_worker = 4; });
+    store_set_paused(o.s, true);
+    Record r(base_time(), ATLS__VERDICT__VERDICT_ALLOWED);
+    uint64_t seq = 0;
+    for (uint64_t i = 1; i <= 4; i++) {
+        r.rec.time_ns++;
+        ASSERT_EQ(store_audit_push(o.s, &seq, 0, &r.rec), 0);
+        EXPECT_EQ(seq, i);
+    }
+    EXPECT_EQ(store_audit_push(o.s, &seq, 0, &r.rec), -EAGAIN);
+    EXPECT_EQ(store_audit_push(o.s, &seq, 0, &r.rec), -EAGAIN);
+    // The other worker's ring is independent.
+    ASSERT_EQ(store_audit_push(o.s, &seq, 1, &r.rec), 0);
+    struct store_stats st;
+    store_stats(o.s, &st);
+    EXPECT_EQ(st.ring_full, 2u);
+    EXPECT_EQ(store_durable_seq(o.s, 0), 0u);
+    store_set_paused(o.s, false);
+    ASSERT_TRUE(wait_durable(o.s, 0, 4));
+    r.rec.time_ns++;
+    ASSERT_EQ(store_audit_push(o.s, &seq, 0, &r.rec), 0);
+    EXPECT_EQ(seq, 5u);
+    ASSERT_TRUE(wait_durable(o.s, 0, 5));
+}
+
+TEST(StoreAudit, ConcurrentProducersAreStoredInTimeOrderAndChainVerifies) {
+    constexpr uint32_t kWorkers = 4;
+    constexpr uint64_t kPerWorker = 400;
+    Opened o(kWorkers, [](struct store_config *c) {
+        c->ring_slots_per_worker = 16;
+        c->batch_max = 8;
+        c->sync = STORE_SYNC_BATCH;
+    });
+    std::vector<std::thread> threads;
+    std::atomic<uint64_t> eagain{0};
+    for (uint32_t w = 0; w < kWorkers; w++) {
+        threads.emplace_back([&, w] {
+            for (uint64_t i = 1; i <= kPerWorker; i++) {
+                Record r(core_base_wall_ns(), i % 3 == 0 ? ATLS__VERDICT__VERDICT_DENIED
+                                                         : ATLS__VERDICT__VERDICT_ALLOWED);
+                for (;;) {
+                    uint64_t seq = 0;
+                    int rc = store_audit_push(o.s, &seq, w, &r.rec);
+                    if (rc == -EAGAIN) {
+                        eagain++;
+                        std::this_thread::yield();
+                        continue;
+                    }
+                    ASSERT_EQ(rc, 0);
+                    ASSERT_EQ(seq, i);
+                    break;
+                }
+            }
+            ASSERT_TRUE(wait_durable(o.s, w, kPerWorker));
+        });
+    }
+    for (auto &t : threads) {
+        t.join();
+    }
+    std::vector<Seen> seen;
+    char next[STORE_CURSOR_BYTES];
+    struct store_list_query q = {};
+    q.limit = STORE_QUERY_LIMIT_MAX;
+    ASSERT_EQ(store_query_list(o.s, next, &q, collect_fn, &seen), 0);
+    ASSERT_EQ(seen.size(), kWorkers * kPerWorker);
+    std::set<std::pair<uint32_t, uint64_t>> ids;
+    std::set<uint64_t> gseqs;
+    for (size_t i = 0; i < seen.size(); i++) {
+        if (i > 0) {
+            EXPECT_GE(seen[i - 1].key.time_ns, seen[i].key.time_ns); // newest first
+        }
+        ids.insert({seen[i].key.worker, seen[i].key.seq});
+        gseqs.insert(seen[i].global_seq);
+    }
+    EXPECT_EQ(ids.size(), kWorkers * kPerWorker);
+    EXPECT_EQ(gseqs.size(), kWorkers * kPerWorker);
+    EXPECT_EQ(*gseqs.begin(), 1u);
+    EXPECT_EQ(*gseqs.rbegin(), kWorkers * kPerWorker);
+    o.close();
+    auto v = verify(o.t.path);
+    EXPECT_EQ(v.status, STORE_VERIFY_OK) << v.detail;
+    EXPECT_EQ(v.records_checked, kWorkers * kPerWorker);
+}
+
+TEST(StoreAudit, ChainContinuesAcrossReopen) {
+    TempDir t;
+    struct store_config cfg = config_for(t.path);
+    char err[STORE_ERR_BYTES] = "";
+    uint64_t now = base_time();
+    for (int round = 0; round < 2; round++) {
+        struct store *s = nullptr;
+        ASSERT_EQ(store_open(&s, err, sizeof(err), &cfg, 1), 0) << err;
+        for (int i = 0; i < 5; i++) {
+            Record r(now++, ATLS__VERDICT__VERDICT_ALLOWED);
+            push_ok(s, 0, &r.rec);
+        }
+        store_close(s); // close writes everything pushed
+    }
+    auto v = verify(t.path);
+    EXPECT_EQ(v.status, STORE_VERIFY_OK) << v.detail;
+    EXPECT_EQ(v.records_checked, 10u);
+    EXPECT_EQ(v.last_global_seq, 10u);
+}
+
+TEST(StoreAudit, CorruptSlotFailsClosedWithoutCrashing) {
+    Opened o(2);
+    Record r(base_time(), ATLS__VERDICT__VERDICT_ALLOWED);
+    uint64_t seq = push_ok(o.s, 0, &r.rec);
+    ASSERT_TRUE(wait_durable(o.s, 0, seq));
+    const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
+    uint64_t bad_seq = 0;
+    ASSERT_EQ(store_ring_push_raw(o.s, &bad_seq, 0, junk, sizeof(junk)), 0);
+    EXPECT_EQ(bad_seq, 2u);
+    for (int i = 0; i < 2000 && store_is_healthy(o.s); i++) {
+        usleep(1000);
+    }
+    EXPECT_FALSE(store_is_healthy(o.s));
+    char err[STORE_ERR_BYTES] = "";
+    EXPECT_EQ(store_health_error(o.s, err, sizeof(err)), -EBADMSG);
+    EXPECT_NE(strstr(err, "worker 0 seq 2"), nullptr) << err;
+    EXPECT_EQ(store_durable_seq(o.s, 0), 1u); // never acknowledged past the lost record
+    r.rec.time_ns++;
+    EXPECT_EQ(store_audit_push(o.s, &seq, 1, &r.rec), -EBADMSG); // every worker refuses now
+    struct store_stats st;
+    store_stats(o.s, &st);
+    EXPECT_EQ(st.corrupt_slots, 1u);
+    o.close();
+    auto v = verify(o.t.path);
+    EXPECT_EQ(v.status, STORE_VERIFY_OK) << v.detail;
+    EXPECT_EQ(v.records_checked, 1u);
+}
+
+// Writes `n` records (one worker) and returns their keys in chain order.
+std::vector<struct store_key> write_records(const std::string &dir, int n) {
+    struct store_config cfg = config_for(dir);
+    struct store *s = nullptr;
+    char err[STORE_ERR_BYTES] = "";
+    EXPECT_EQ(store_open(&s, err, sizeof(err), &cfg, 1), 0) << err;
+    std::vector<struct store_key> keys;
+    uint64_t t = base_time();
+    for (int i = 0; i < n; i++) {
+        Record r(t + (uint64_t)i * 1000, ATLS__VERDICT__VERDICT_ALLOWED);
+        uint64_t seq = push_ok(s, 0, &r.rec);
+        keys.push_back({r.rec.time_ns, 0, seq});
+    }
+    store_close(s);
+    return keys;
+}
+
+TEST(StoreAudit, VerifyNamesAnAlteredRecord) {
+    TempDir t;
+    auto keys = write_records(t.path, 20);
+    {
+        RawDb raw(t.path);
+        std::string v = raw.get(STORE_CF_RECORDS, key_bytes(keys[6]));
+        ASSERT_FALSE(v.empty());
+        Atls__AuditRecord *r =
+            atls__audit_record__unpack(nullptr, v.size(), (const uint8_t *)v.data());
+        ASSERT_NE(r, nullptr);
+        r->db_user = (char *)"postgres"; // the tamperer grants themselves another role
+        std::string nv(atls__audit_record__get_packed_size(r), '\0');
+        atls__audit_record__pack(r, (uint8_t *)nv.data());
+        r->db_user = nullptr; // not owned by the unpacked message any more
+        atls__audit_record__free_unpacked(r, nullptr);
+        raw.put(STORE_CF_RECORDS, key_bytes(keys[6]), nv);
+    }
+    auto v = verify(t.path);
+    EXPECT_EQ(v.status, STORE_VERIFY_ALTERED) << v.detail;
+    EXPECT_EQ(v.bad_global_seq, 7u);
+    ASSERT_TRUE(v.bad_key_known);
+    EXPECT_EQ(v.bad_key.time_ns, keys[6].time_ns);
+    EXPECT_EQ(v.bad_key.seq, 7u);
+    EXPECT_NE(strstr(v.detail, "record 7 was altered"), nullptr) << v.detail;
+    EXPECT_EQ(v.records_checked, 6u);
+}
+
+TEST(StoreAudit, VerifyNamesARemovedRecord) {
+    TempDir t;
+    auto keys = write_records(t.path, 20);
+    {
+        RawDb raw(t.path);
+        raw.del(STORE_CF_RECORDS, key_bytes(keys[9]));
+    }
+    auto v = verify(t.path);
+    EXPECT_EQ(v.status, STORE_VERIFY_REMOVED) << v.detail;
+    EXPECT_EQ(v.bad_global_seq, 10u);
+    EXPECT_TRUE(v.bad_key_known);
+    EXPECT_EQ(v.bad_key.seq, 10u);
+    EXPECT_NE(strstr(v.detail, "record 10 was removed"), nullptr) << v.detail;
+}
+
+TEST(StoreAudit, VerifyNamesAGapWhenRecordAndChainEntryAreRemoved) {
+    TempDir t;
+    auto keys = write_records(t.path, 20);
+    {
+        RawDb raw(t.path);
+        raw.del(STORE_CF_RECORDS, key_bytes(keys[4]));
+        raw.del(STORE_CF_CHAIN, chain_key(5));
+    }
+    auto v = verify(t.path);
+    EXPECT_EQ(v.status, STORE_VERIFY_REMOVED) << v.detail;
+    EXPECT_EQ(v.bad_global_seq, 5u);
+    EXPECT_NE(strstr(v.detail, "records 5..5 were removed"), nullptr) << v.detail;
+}
+
+TEST(StoreAudit, VerifyDetectsRemovedTailAndInsertedRecord) {
+    TempDir t;
+    auto keys = write_records(t.path, 8);
+    {
+        RawDb raw(t.path);
+        raw.del(STORE_CF_RECORDS, key_bytes(keys[7]));
+        raw.del(STORE_CF_CHAIN, chain_key(8));
+    }
+    auto v = verify(t.path);
+    EXPECT_EQ(v.status, STORE_VERIFY_REMOVED) << v.detail;
+    EXPECT_EQ(v.bad_global_seq, 8u);
+
+    TempDir t2;
+    auto keys2 = write_records(t2.path, 8);
+    {
+        RawDb raw(t2.path);
+        std::string v3 = raw.get(STORE_CF_RECORDS, key_bytes(keys2[2]));
+        struct store_key forged = keys2[2];
+        forged.seq = 1000;
+        raw.put(STORE_CF_RECORDS, key_bytes(forged), v3);
+    }
+    auto w = verify(t2.path);
+    EXPECT_EQ(w.status, STORE_VERIFY_INSERTED) << w.detail;
+    EXPECT_EQ(w.bad_key.seq, 1000u);
+}
+
+TEST(StoreAudit, VerifyReportsCorruptValueWithoutCrashing) {
+    TempDir t;
+    auto keys = write_records(t.path, 5);
+    {
+        RawDb raw(t.path);
+        raw.put(STORE_CF_RECORDS, key_bytes(keys[1]), std::string("\xff\xff\xff\x01", 4));
+    }
+    auto v = verify(t.path);
+    EXPECT_NE(v.status, STORE_VERIFY_OK);
+    EXPECT_EQ(v.bad_global_seq, 2u);
+    // Queries hand the bytes through; decoding them is the caller's, and fails cleanly.
+    struct store *s = nullptr;
+    char err[STORE_ERR_BYTES] = "";
+    ASSERT_EQ(store_open_readonly(&s, err, sizeof(err), t.path.c_str()), 0) << err;
+    std::vector<Seen> seen;
+    EXPECT_EQ(store_query_latest(s, 10, collect_fn, &seen), -EBADMSG);
+    store_close(s);
+}
+
+TEST(StoreAudit, VerifyOnMissingDirectoryIsAnError) {
+    struct store_verify_result r;
+    char err[STORE_ERR_BYTES] = "";
+    EXPECT_EQ(store_audit_verify(&r, err, sizeof(err), "/nonexistent/audit"), -ENOENT);
+    EXPECT_NE(err[0], '\0');
+}
+
+void wait_retention(struct store *s, uint64_t runs_before) {
+    for (int i = 0; i < 5000; i++) {
+        struct store_stats st;
+        store_stats(s, &st);
+        if (st.retention_runs > runs_before) {
+            return;
+        }
+        usleep(1000);
+    }
+    FAIL() << "retention did not run";
+}
+
+TEST(StoreAudit, RetentionByCountKeepsChainVerifiable) {
+    Opened o(1, [](struct store_config *c) { c->retention_max_records = 10; });
+    uint64_t t0 = base_time();
+    uint64_t seq = 0;
+    for (int i = 0; i < 30; i++) {
+        Record r(t0 + (uint64_t)i, i % 2 ? ATLS__VERDICT__VERDICT_DENIED
+                                         : ATLS__VERDICT__VERDICT_ALLOWED);
+        seq = push_ok(o.s, 0, &r.rec);
+    }
+    ASSERT_TRUE(wait_durable(o.s, 0, seq));
+    struct store_stats st;
+    store_stats(o.s, &st);
+    store_retention_request(o.s);
+    wait_retention(o.s, st.retention_runs);
+    store_stats(o.s, &st);
+    EXPECT_EQ(st.retention_deleted, 20u);
+    EXPECT_EQ(st.first_global_seq, 21u);
+    std::vector<Seen> seen;
+    ASSERT_EQ(store_query_latest(o.s, 100, collect_fn, &seen), 0);
+    EXPECT_EQ(seen.size(), 10u);
+    // Index entries went with their records.
+    std::vector<Seen> denied;
+    ASSERT_EQ(store_query_denied(o.s, 100, collect_fn, &denied), 0);
+    EXPECT_EQ(denied.size(), 5u);
+    struct store_measurement_count mc[4];
+    size_t n = 0;
+    ASSERT_EQ(store_query_measurements(o.s, mc, &n, 4), 0);
+    ASSERT_EQ(n, 1u);
+    EXPECT_EQ(mc[0].total, 10u);
+    // More records chain onto the anchor.
+    for (int i = 0; i < 3; i++) {
+        Record r(t0 + 100 + (uint64_t)i, ATLS__VERDICT__VERDICT_ALLOWED);
+        seq = push_ok(o.s, 0, &r.rec);
+    }
+    ASSERT_TRUE(wait_durable(o.s, 0, seq));
+    o.close();
+    auto v = verify(o.t.path);
+    EXPECT_EQ(v.status, STORE_VERIFY_OK) << v.detail;
+    EXPECT_EQ(v.first_global_seq, 21u);
+    EXPECT_EQ(v.records_checked, 13u);
+}
+
+TEST(StoreAudit, RetentionByAgeThenTamperIsStillDetected) {
+    Opened o(1, [](struct store_config *c) { c->retention_days = 1; });
+    uint64_t now = base_time();
+    uint64_t day = 86400ULL * 1000000000ULL;
+    std::vector<struct store_key> keys;
+    uint64_t seq = 0;
+    for (int i = 0; i < 10; i++) {
+        uint64_t t = i < 6 ? now - 3 * day + (uint64_t)i : now + (uint64_t)i;
+        Record r(t, ATLS__VERDICT__VERDICT_ALLOWED);
+        seq = push_ok(o.s, 0, &r.rec);
+        keys.push_back({t, 0, seq});
+    }
+    ASSERT_TRUE(wait_durable(o.s, 0, seq));
+    struct store_stats st;
+    store_stats(o.s, &st);
+    store_retention_request(o.s);
+    wait_retention(o.s, st.retention_runs);
+    store_stats(o.s, &st);
+    EXPECT_EQ(st.retention_deleted, 6u);
+    o.close();
+    auto v = verify(o.t.path);
+    EXPECT_EQ(v.status, STORE_VERIFY_OK) << v.detail;
+    EXPECT_EQ(v.records_checked, 4u);
+    EXPECT_EQ(v.first_global_seq, 7u);
+    {
+        RawDb raw(o.t.path);
+        raw.del(STORE_CF_RECORDS, key_bytes(keys[6])); // the oldest record retention kept
+    }
+    v = verify(o.t.path);
+    EXPECT_EQ(v.status, STORE_VERIFY_REMOVED) << v.detail;
+    EXPECT_EQ(v.bad_global_seq, 7u);
+}
+
+// Kill -9 mid-stream with sync=always: every acknowledged record survives.
+TEST(StoreAudit, AcknowledgedRecordsSurviveKillNine) {
+    TempDir t;
+    int fds[2];
+    ASSERT_EQ(pipe(fds), 0);
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        close(fds[0]);
+        struct store_config cfg = config_for(t.path);
+        cfg.sync = STORE_SYNC_ALWAYS;
+        cfg.batch_max = 4;
+        struct store *s = nullptr;
+        char err[STORE_ERR_BYTES];
+        if (store_open(&s, err, sizeof(err), &cfg, 1) != 0) {
+            _exit(3);
+        }
+        uint64_t next_report = 1;
+        std::vector<uint64_t> times(1);
+        for (uint64_t i = 1;; i++) {
+            Record r(core_base_wall_ns(), ATLS__VERDICT__VERDICT_ALLOWED);
+            uint64_t seq = 0;
+            int rc;
+            while ((rc = store_audit_push(s, &seq, 0, &r.rec)) == -EAGAIN) {
+                usleep(50);
+            }
+            if (rc != 0 || seq != i) {
+                _exit(4);
+            }
+            times.push_back(r.rec.time_ns);
+            // Report every record as soon as it is acknowledged (durable).
+            uint64_t durable = store_durable_seq(s, 0);
+            for (; next_report <= durable; next_report++) {
+                uint64_t msg[2] = {next_report, times[next_report]};
+                if (write(fds[1], msg, sizeof(msg)) != (ssize_t)sizeof(msg)) {
+                    _exit(5);
+                }
+            }
+        }
+    }
+    close(fds[1]);
+    std::vector<std::pair<uint64_t, uint64_t>> acked;
+    uint64_t msg[2];
+    while (acked.size() < 300) {
+        ssize_t n = read(fds[0], msg, sizeof(msg));
+        ASSERT_EQ(n, (ssize_t)sizeof(msg)) << "child died early";
+        acked.push_back({msg[0], msg[1]});
+    }
+    ASSERT_EQ(kill(pid, SIGKILL), 0);
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    EXPECT_TRUE(WIFSIGNALED(status));
+    while (read(fds[0], msg, sizeof(msg)) == (ssize_t)sizeof(msg)) {
+        acked.push_back({msg[0], msg[1]}); // acknowledged before the kill, still in the pipe
+    }
+    close(fds[0]);
+
+    auto v = verify(t.path); // read-only open replays the WAL of the killed writer
+    EXPECT_EQ(v.status, STORE_VERIFY_OK) << v.detail;
+    EXPECT_GE(v.records_checked, acked.size());
+
+    struct store_config cfg = config_for(t.path);
+    struct store *s = nullptr;
+    char err[STORE_ERR_BYTES] = "";
+    ASSERT_EQ(store_open(&s, err, sizeof(err), &cfg, 1), 0) << err;
+    std::vector<uint8_t> buf(STORE_VALUE_BYTES_MAX);
+    for (const auto &a : acked) {
+        struct store_key k = {a.second, 0, a.first};
+        size_t len = 0;
+        ASSERT_EQ(store_query_get(s, buf.data(), &len, buf.size(), &k), 0)
+            << "acknowledged seq " << a.first << " lost";
+    }
+    // The chain continues after recovery.
+    Record r(core_base_wall_ns(), ATLS__VERDICT__VERDICT_DENIED);
+    uint64_t seq = push_ok(s, 0, &r.rec);
+    ASSERT_TRUE(wait_durable(s, 0, seq));
+    store_close(s);
+    v = verify(t.path);
+    EXPECT_EQ(v.status, STORE_VERIFY_OK) << v.detail;
+}
+
+} // namespace
