@@ -84,7 +84,10 @@ static X509 *build_cert(EVP_PKEY *key, const uint8_t *evidence, size_t evidence_
     time_t now = time(NULL);
     ASN1_TIME *nb = ASN1_TIME_set(NULL, now - 300); // tolerate clock skew with the gateway
     ASN1_TIME *na = ASN1_TIME_set(NULL, now + (time_t)validity_s);
-    ASN1_OBJECT *oid = OBJ_txt2obj(ATTEST_EVIDENCE_OID, 1);
+    uint8_t oid_der[2 + ATTEST_EVIDENCE_OID_BYTES] = {0x06, ATTEST_EVIDENCE_OID_BYTES};
+    memcpy(oid_der + 2, attest_evidence_oid, ATTEST_EVIDENCE_OID_BYTES);
+    const uint8_t *oid_p = oid_der;
+    ASN1_OBJECT *oid = d2i_ASN1_OBJECT(NULL, &oid_p, (long)sizeof(oid_der));
     bool ok = x != NULL && name != NULL && sn != NULL && nb != NULL && na != NULL &&
               X509_set_version(x, X509_VERSION_3) && ASN1_INTEGER_set_uint64(sn, sn_val | 1) &&
               X509_set_serialNumber(x, sn) &&

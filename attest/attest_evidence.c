@@ -11,8 +11,9 @@
 #include "attest_internal.h"
 #include "core_base.h"
 
-// DER content octets of OID 2.25.187514555026634923236501021753934806073.
-static const uint8_t evidence_oid[] = {0x69, 0x82, 0x9a, 0x91, 0xfe, 0xd6, 0xbd,
+// DER content octets of OID 2.25.187514555026634923236501021753934806073. WARNING: this
+// BoringSSL's OBJ_txt2obj cannot parse arcs above 64 bits, so the bytes are spelled out.
+const uint8_t attest_evidence_oid[ATTEST_EVIDENCE_OID_BYTES] = {0x69, 0x82, 0x9a, 0x91, 0xfe, 0xd6, 0xbd,
                                        0xd4, 0xa2, 0xa9, 0xb9, 0x85, 0xc6, 0x90,
                                        0xde, 0xe7, 0xc8, 0xdb, 0xf8, 0x39};
 
@@ -162,7 +163,7 @@ static enum attest_status walk_cert(struct attest_error *err, const uint8_t *der
             !CBS_get_asn1(&ext, &value, CBS_ASN1_OCTETSTRING) || CBS_len(&ext) != 0) {
             return bad(err, "client certificate has a malformed extension");
         }
-        if (CBS_mem_equal(&oid, evidence_oid, sizeof(evidence_oid))) {
+        if (CBS_mem_equal(&oid, attest_evidence_oid, ATTEST_EVIDENCE_OID_BYTES)) {
             if (found) {
                 return bad(err, "client certificate carries the evidence extension twice");
             }

@@ -67,6 +67,12 @@ static inline void attest_put_le64(uint8_t *p, uint64_t v) {
     }
 }
 
+/* attest_evidence.c */
+
+#define ATTEST_EVIDENCE_OID_BYTES 20u
+// attest_evidence_oid: DER content octets of ATTEST_EVIDENCE_OID.
+extern const uint8_t attest_evidence_oid[ATTEST_EVIDENCE_OID_BYTES];
+
 /* attest_report.c */
 
 // attest_claims_set_product records `product` and re-decodes the four TCBs for its layout.
