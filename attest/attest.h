@@ -162,10 +162,12 @@ void attest_cert_cleanup(struct attest_client_cert *c);
 
 /* attest_sim.c */
 
-// attest_sim_ensure creates the simulated AMD hierarchy in `dir` if absent (ark.pem, ask.pem,
-// vcek.der, ark.key, ask.key, vcek.key; RSA-4096 ARK/ASK, so the first call takes seconds) or
-// checks the existing one. The VCEK is issued for `chip_id` and TCB `tcb_*`; a hierarchy whose
-// VCEK does not match them gets a fresh VCEK (vcek.der/vcek.key rewritten).
+// attest_sim_ensure creates the simulated AMD hierarchy in `dir` if absent (ark.pem - the root a
+// policy names -, ask.pem, vcek.der, vcek.id and the PKCS#8 keys ark.key, ask.key, vcek.key,
+// mode 0600; RSA-4096 ARK/ASK, so the first call takes seconds) and re-uses it when present.
+// Creation is atomic (built in a private directory, then renamed). The persisted VCEK is issued
+// for `params`' chip id and TCB; the provider issues a fresh in-memory VCEK from ask.key when a
+// request asks for another chip or TCB.
 enum attest_status attest_sim_ensure(struct attest_error *err, const char *dir,
                                      const struct attest_sim_params *params);
 

@@ -1,0 +1,341 @@
+// attest_sim_test.cc: attest/attest_sim.c and attest/attest_cert.c: the simulated AMD hierarchy
+// signs reports that the unmodified verifier accepts under roots = sim ark.pem (and rejects under
+// builtin roots); client certificates round-trip through the gateway's cheap and full checks.
+#include <gtest/gtest.h>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <ctime>
+
+#include <openssl/bio.h>
+#include <openssl/mem.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "attest_test_util.h"
+
+using namespace attest_test;
+
+const attest_provider_ops &attest_sim_ops_ref();
+
+namespace {
+
+// One RSA-4096 hierarchy for the whole binary (and across ctest's per-case processes).
+class SimEnv : public ::testing::Environment {
+  public:
+    void SetUp() override {
+        mkdir((std::string(ATLS_BINARY_DIR) + "/tests").c_str(), 0755);
+        mkdir((std::string(ATLS_BINARY_DIR) + "/tests/attest").c_str(), 0755);
+        attest_provider_config cfg;
+        attest_provider_config_init(&cfg);
+        attest_error err{};
+        ASSERT_EQ(attest_sim_ensure(&err, sim_dir().c_str(), &cfg.sim), ATTEST_OK) << err.msg;
+    }
+};
+const auto *env = ::testing::AddGlobalTestEnvironment(new SimEnv);
+
+std::vector<uint8_t> pem_cert_to_der(const char *pem) {
+    BIO *bio = BIO_new_mem_buf(pem, -1);
+    X509 *x = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+    BIO_free(bio);
+    std::vector<uint8_t> out;
+    if (x == nullptr) {
+        return out;
+    }
+    uint8_t *der = nullptr;
+    int len = i2d_X509(x, &der);
+    out.assign(der, der + len);
+    OPENSSL_free(der);
+    X509_free(x);
+    return out;
+}
+
+attest_provider_config sim_cfg() {
+    attest_provider_config cfg;
+    attest_provider_config_init(&cfg);
+    snprintf(cfg.sim_dir, sizeof(cfg.sim_dir), "%s", sim_dir().c_str());
+    return cfg;
+}
+
+struct Made {
+    attest_status st;
+    attest_error err;
+    attest_client_cert cert;
+    std::vector<uint8_t> der;
+};
+
+Made make(const attest_provider_config &cfg, const std::vector<uint8_t> &nonce,
+          attest_cert_key_type kt = ATTEST_CERT_KEY_ED25519) {
+    Made m{};
+    m.st = attest_cert_make(&m.cert, &m.err, &attest_sim_ops_ref(), &cfg, kt, nonce.data(),
+                            nonce.size(), 86400);
+    if (m.st == ATTEST_OK) {
+        m.der = pem_cert_to_der(m.cert.cert_pem);
+    }
+    return m;
+}
+
+struct Verifier {
+    attest_verifier *v = nullptr;
+    explicit Verifier(const std::string &roots) {
+        attest_verifier_config cfg{};
+        snprintf(cfg.roots, sizeof(cfg.roots), "%s", roots.c_str());
+        attest_error err{};
+        v = attest_verifier_new(&cfg, &err);
+        EXPECT_NE(v, nullptr) << err.msg;
+    }
+    ~Verifier() { attest_verifier_free(v); }
+};
+
+std::vector<uint8_t> nonce32(uint8_t fill) {
+    return std::vector<uint8_t>(32, fill);
+}
+
+} // namespace
+
+const attest_provider_ops &attest_sim_ops_ref() {
+    return *attest_provider_find("simulated");
+}
+
+TEST(AttestSim, HierarchyFilesExistAndKeysArePrivate) {
+    for (const char *f : {"ark.pem", "ask.pem", "vcek.der", "ark.key", "ask.key", "vcek.key"}) {
+        struct stat st {};
+        ASSERT_EQ(stat((sim_dir() + "/" + f).c_str(), &st), 0) << f;
+        if (strstr(f, ".key") != nullptr) {
+            EXPECT_EQ(st.st_mode & 077, 0u) << f;
+        }
+    }
+}
+
+TEST(AttestSim, EnsureReusesExistingHierarchy) {
+    auto before = read_bytes(sim_ark());
+    attest_provider_config cfg = sim_cfg();
+    ASSERT_EQ(attest_sim_ensure(nullptr, sim_dir().c_str(), &cfg.sim), ATTEST_OK);
+    EXPECT_EQ(read_bytes(sim_ark()), before);
+}
+
+TEST(AttestSim, RoundTripVerifiesWithSimRootAndClaimsMatch) {
+    attest_provider_config cfg = sim_cfg();
+    for (size_t i = 0; i < 48; i++) {
+        cfg.sim.measurement[i] = (uint8_t)(0x40 + i);
+    }
+    cfg.sim.policy |= ATTEST_POLICY_DEBUG;
+    cfg.sim.guest_svn = 7;
+    cfg.sim.tcb_bl = 4;
+    cfg.sim.tcb_tee = 1;
+    cfg.sim.tcb_snp = 22;
+    cfg.sim.tcb_ucode = 213;
+    cfg.sim.chip_id[0] = 0x5a;
+    auto nonce = nonce32(0x77);
+    Made m = make(cfg, nonce);
+    ASSERT_EQ(m.st, ATTEST_OK) << m.err.msg;
+    ASSERT_FALSE(m.der.empty());
+    EXPECT_NE(strstr(m.cert.key_pem, "BEGIN PRIVATE KEY"), nullptr);
+
+    // Cheap part (TLS verify callback).
+    attest_evidence ev{};
+    attest_error err{};
+    ASSERT_EQ(attest_evidence_from_cert(&ev, &err, m.der.data(), m.der.size()), ATTEST_OK)
+        << err.msg;
+    ASSERT_EQ(attest_evidence_check_binding(&ev, &err), ATTEST_OK) << err.msg;
+    EXPECT_EQ(ev.nonce_len, 32u);
+    EXPECT_EQ(memcmp(ev.nonce, nonce.data(), 32), 0);
+    EXPECT_GT(ev.vcek_len, 0u);
+    EXPECT_GT(ev.chain_len, 0u);
+
+    // Expensive part (after the handshake).
+    Verifier ver(sim_ark());
+    attest_claims c{};
+    ASSERT_EQ(attest_verifier_verify_evidence(ver.v, &c, &err, &ev, (int64_t)time(nullptr)),
+              ATTEST_OK)
+        << attest_status_code(err.status) << ": " << err.msg;
+    EXPECT_TRUE(c.verified);
+    EXPECT_EQ(memcmp(c.measurement, cfg.sim.measurement, 48), 0);
+    EXPECT_TRUE(c.debug);
+    EXPECT_TRUE(c.smt_allowed);
+    EXPECT_EQ(c.guest_svn, 7u);
+    EXPECT_EQ(c.reported_tcb.bl, 4);
+    EXPECT_EQ(c.reported_tcb.tee, 1);
+    EXPECT_EQ(c.reported_tcb.snp, 22);
+    EXPECT_EQ(c.reported_tcb.ucode, 213);
+    EXPECT_EQ(c.chip_id[0], 0x5a);
+    EXPECT_EQ(c.product, ATTEST_PRODUCT_GENOA);
+    EXPECT_EQ(c.signer, ATTEST_SIGNER_VCEK);
+    attest_cert_cleanup(&m.cert);
+    attest_cert_cleanup(&m.cert); // idempotent
+}
+
+TEST(AttestSim, P256ClientKeyAlsoWorks) {
+    Made m = make(sim_cfg(), nonce32(0x01), ATTEST_CERT_KEY_P256);
+    ASSERT_EQ(m.st, ATTEST_OK) << m.err.msg;
+    attest_evidence ev{};
+    ASSERT_EQ(attest_evidence_from_cert(&ev, nullptr, m.der.data(), m.der.size()), ATTEST_OK);
+    Verifier ver(sim_ark());
+    attest_claims c{};
+    attest_error err{};
+    EXPECT_EQ(attest_verifier_verify_evidence(ver.v, &c, &err, &ev, (int64_t)time(nullptr)),
+              ATTEST_OK)
+        << err.msg;
+    attest_cert_cleanup(&m.cert);
+}
+
+TEST(AttestSim, SimEvidenceRejectedWithBuiltinRoots) {
+    Made m = make(sim_cfg(), nonce32(0x02));
+    ASSERT_EQ(m.st, ATTEST_OK);
+    attest_evidence ev{};
+    ASSERT_EQ(attest_evidence_from_cert(&ev, nullptr, m.der.data(), m.der.size()), ATTEST_OK);
+    Verifier ver("builtin");
+    attest_claims c{};
+    attest_error err{};
+    EXPECT_EQ(attest_verifier_verify_evidence(ver.v, &c, &err, &ev, (int64_t)time(nullptr)),
+              ATTEST_CHAIN_INVALID)
+        << err.msg;
+    EXPECT_FALSE(c.verified);
+    attest_cert_cleanup(&m.cert);
+}
+
+TEST(AttestSim, PeerSuppliedArkIsNeverAnAnchor) {
+    Made m = make(sim_cfg(), nonce32(0x03));
+    ASSERT_EQ(m.st, ATTEST_OK);
+    attest_evidence ev{};
+    ASSERT_EQ(attest_evidence_from_cert(&ev, nullptr, m.der.data(), m.der.size()), ATTEST_OK);
+    // Put the self-made ARK itself in the chain field: still no anchor under builtin roots.
+    auto ark_bytes = read_bytes(sim_ark());
+    std::string ark_pem(ark_bytes.begin(), ark_bytes.end());
+    auto ark_der = pem_cert_to_der(ark_pem.c_str());
+    ASSERT_FALSE(ark_der.empty());
+    memcpy(ev.chain_der, ark_der.data(), ark_der.size());
+    ev.chain_len = ark_der.size();
+    Verifier ver("builtin");
+    attest_claims c{};
+    EXPECT_EQ(attest_verifier_verify_evidence(ver.v, &c, nullptr, &ev, (int64_t)time(nullptr)),
+              ATTEST_CHAIN_INVALID);
+    attest_cert_cleanup(&m.cert);
+}
+
+TEST(AttestSim, EvidenceBoundToAnotherKeyFails) {
+    Made a = make(sim_cfg(), nonce32(0x04));
+    Made b = make(sim_cfg(), nonce32(0x04));
+    ASSERT_EQ(a.st, ATTEST_OK);
+    ASSERT_EQ(b.st, ATTEST_OK);
+    attest_evidence ea{}, eb{};
+    ASSERT_EQ(attest_evidence_from_cert(&ea, nullptr, a.der.data(), a.der.size()), ATTEST_OK);
+    ASSERT_EQ(attest_evidence_from_cert(&eb, nullptr, b.der.data(), b.der.size()), ATTEST_OK);
+    // A's report lifted into B's certificate: same nonce, different key.
+    memcpy(eb.report, ea.report, ATTEST_REPORT_BYTES);
+    Verifier ver(sim_ark());
+    attest_claims c{};
+    attest_error err{};
+    EXPECT_EQ(attest_verifier_verify_evidence(ver.v, &c, &err, &eb, (int64_t)time(nullptr)),
+              ATTEST_BINDING_MISMATCH);
+    attest_cert_cleanup(&a.cert);
+    attest_cert_cleanup(&b.cert);
+}
+
+TEST(AttestSim, EvidenceWithAnotherNonceFails) {
+    Made a = make(sim_cfg(), nonce32(0x05));
+    ASSERT_EQ(a.st, ATTEST_OK);
+    attest_evidence ev{};
+    ASSERT_EQ(attest_evidence_from_cert(&ev, nullptr, a.der.data(), a.der.size()), ATTEST_OK);
+    ev.nonce[5] ^= 0xFF; // the gateway's nonce differs from the one the report binds
+    EXPECT_EQ(attest_evidence_check_binding(&ev, nullptr), ATTEST_BINDING_MISMATCH);
+    attest_cert_cleanup(&a.cert);
+}
+
+TEST(AttestSim, VcekTcbNotReportedTcbFails) {
+    // Default params: the persisted vcek.key is the VCEK for TCB 3/0/8/115.
+    attest_provider_config cfg = sim_cfg();
+    uint8_t rd[64] = {0};
+    uint8_t report[ATTEST_REPORT_BYTES];
+    attest_sim_build_report(report, &cfg.sim, rd);
+    report[0x180 + 7] = 116; // REPORTED_TCB.ucode != VCEK ucodeSPL; signature still valid
+    ASSERT_EQ(attest_sim_sign_report(report, nullptr, (sim_dir() + "/vcek.key").c_str()),
+              ATTEST_OK);
+    auto vcek = read_bytes(sim_dir() + "/vcek.der");
+    auto ask_bytes = read_bytes(sim_dir() + "/ask.pem");
+    auto ask = pem_cert_to_der(std::string(ask_bytes.begin(), ask_bytes.end()).c_str());
+    Verifier ver(sim_ark());
+    attest_claims c{};
+    attest_error err{};
+    EXPECT_EQ(attest_verifier_verify_report(ver.v, &c, &err, report, sizeof(report), vcek.data(),
+                                            vcek.size(), ask.data(), ask.size(),
+                                            (int64_t)time(nullptr)),
+              ATTEST_VCEK_TCB_MISMATCH)
+        << err.msg;
+    // Control: the untouched report verifies.
+    attest_sim_build_report(report, &cfg.sim, rd);
+    ASSERT_EQ(attest_sim_sign_report(report, nullptr, (sim_dir() + "/vcek.key").c_str()),
+              ATTEST_OK);
+    EXPECT_EQ(attest_verifier_verify_report(ver.v, &c, &err, report, sizeof(report), vcek.data(),
+                                            vcek.size(), ask.data(), ask.size(),
+                                            (int64_t)time(nullptr)),
+              ATTEST_OK)
+        << err.msg;
+}
+
+TEST(AttestSim, SignedButNonZeroReservedByteIsMalformed) {
+    attest_provider_config cfg = sim_cfg();
+    uint8_t rd[64] = {0};
+    uint8_t report[ATTEST_REPORT_BYTES];
+    attest_sim_build_report(report, &cfg.sim, rd);
+    report[0x1EB] = 1; // reserved, inside the signed region: the signature would be fine
+    ASSERT_EQ(attest_sim_sign_report(report, nullptr, (sim_dir() + "/vcek.key").c_str()),
+              ATTEST_OK);
+    auto vcek = read_bytes(sim_dir() + "/vcek.der");
+    Verifier ver(sim_ark());
+    attest_claims c{};
+    EXPECT_EQ(attest_verifier_verify_report(ver.v, &c, nullptr, report, sizeof(report),
+                                            vcek.data(), vcek.size(), nullptr, 0,
+                                            (int64_t)time(nullptr)),
+              ATTEST_REPORT_MALFORMED);
+}
+
+TEST(AttestSim, VcekFromAnotherChipFails) {
+    attest_provider_config cfg_a = sim_cfg();
+    attest_provider_config cfg_b = sim_cfg();
+    cfg_b.sim.chip_id[10] ^= 0x55;
+    void *sa = nullptr, *sb = nullptr;
+    ASSERT_EQ(attest_sim_ops_ref().open(&sa, nullptr, &cfg_a), ATTEST_OK);
+    ASSERT_EQ(attest_sim_ops_ref().open(&sb, nullptr, &cfg_b), ATTEST_OK);
+    uint8_t rd[64] = {0};
+    attest_report_out ra{}, rb{};
+    ASSERT_EQ(attest_sim_ops_ref().get_report(sa, &ra, nullptr, rd), ATTEST_OK);
+    ASSERT_EQ(attest_sim_ops_ref().get_report(sb, &rb, nullptr, rd), ATTEST_OK);
+    Verifier ver(sim_ark());
+    attest_claims c{};
+    attest_error err{};
+    EXPECT_EQ(attest_verifier_verify_report(ver.v, &c, &err, ra.report, sizeof(ra.report),
+                                            rb.vcek_der, rb.vcek_len, rb.ask_der, rb.ask_len,
+                                            (int64_t)time(nullptr)),
+              ATTEST_CHIP_ID_MISMATCH)
+        << err.msg;
+    EXPECT_EQ(attest_verifier_verify_report(ver.v, &c, &err, rb.report, sizeof(rb.report),
+                                            rb.vcek_der, rb.vcek_len, rb.ask_der, rb.ask_len,
+                                            (int64_t)time(nullptr)),
+              ATTEST_OK)
+        << err.msg;
+    attest_sim_ops_ref().close(sa);
+    attest_sim_ops_ref().close(sb);
+}
+
+TEST(AttestSim, SimProviderWithoutDirIsConfigError) {
+    attest_provider_config cfg;
+    attest_provider_config_init(&cfg);
+    void *s = nullptr;
+    attest_error err{};
+    EXPECT_EQ(attest_sim_ops_ref().open(&s, &err, &cfg), ATTEST_CONFIG_INVALID);
+    EXPECT_EQ(s, nullptr);
+}
+
+TEST(AttestSim, CertMakeRejectsShortNonce) {
+    attest_provider_config cfg = sim_cfg();
+    attest_client_cert cert{};
+    attest_error err{};
+    uint8_t nonce[8] = {0};
+    EXPECT_EQ(attest_cert_make(&cert, &err, &attest_sim_ops_ref(), &cfg, ATTEST_CERT_KEY_ED25519,
+                               nonce, sizeof(nonce), 60),
+              ATTEST_CONFIG_INVALID);
+    EXPECT_EQ(cert.cert_pem, nullptr);
+}
