@@ -1,0 +1,153 @@
+// attest_provider_test.cc: the hardware providers without hardware: sev-guest request/response
+// encoding, the GHCB certificate table, the provider registry, and clear errors when absent.
+#include <gtest/gtest.h>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "attest_test_util.h"
+
+using namespace attest_test;
+
+namespace {
+
+void put_le32(uint8_t *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) {
+        p[i] = (uint8_t)(v >> (8 * i));
+    }
+}
+
+const uint8_t kGuidVcek[16] = {0x63, 0xda, 0x75, 0x8d, 0xe6, 0x64, 0x45, 0x64,
+                               0xad, 0xc5, 0xf4, 0xb9, 0x3b, 0xe8, 0xac, 0xcd};
+const uint8_t kGuidAsk[16] = {0x4a, 0xb7, 0xb3, 0x79, 0xbb, 0xac, 0x4f, 0xe4,
+                              0xa0, 0x2f, 0x05, 0xae, 0xf3, 0x27, 0xc7, 0x82};
+const uint8_t kGuidArk[16] = {0xc0, 0xb4, 0x06, 0xa4, 0xa8, 0x03, 0x49, 0x52,
+                              0x97, 0x43, 0x3f, 0xb6, 0x01, 0x4c, 0xd0, 0xae};
+
+// table builds a certificate table with the given entries followed by the zero terminator.
+std::vector<uint8_t> table(const std::vector<std::pair<const uint8_t *, std::vector<uint8_t>>> &e) {
+    size_t hdr = (e.size() + 1) * 24;
+    std::vector<uint8_t> t(hdr, 0);
+    for (size_t i = 0; i < e.size(); i++) {
+        memcpy(&t[i * 24], e[i].first, 16);
+        put_le32(&t[i * 24 + 16], (uint32_t)t.size());
+        put_le32(&t[i * 24 + 20], (uint32_t)e[i].second.size());
+        t.insert(t.end(), e[i].second.begin(), e[i].second.end());
+    }
+    return t;
+}
+
+} // namespace
+
+TEST(AttestProvider, RegistryKnowsThreeBackends) {
+    EXPECT_NE(attest_provider_find("simulated"), nullptr);
+    EXPECT_NE(attest_provider_find("tsm"), nullptr);
+    EXPECT_NE(attest_provider_find("sev-guest"), nullptr);
+    EXPECT_EQ(attest_provider_find("sgx"), nullptr);
+    EXPECT_STREQ(attest_provider_find("sev-guest")->name, "sev-guest");
+}
+
+TEST(AttestProvider, SevGuestRequestEncoding) {
+    uint8_t rd[64];
+    for (int i = 0; i < 64; i++) {
+        rd[i] = (uint8_t)i;
+    }
+    uint8_t req[ATTEST_SEV_GUEST_REQ_BYTES];
+    memset(req, 0xEE, sizeof(req));
+    attest_sev_guest_encode_req(req, rd, 2);
+    EXPECT_EQ(memcmp(req, rd, 64), 0);
+    EXPECT_EQ(req[64], 2);
+    EXPECT_EQ(req[65] | req[66] | req[67], 0);
+    for (size_t i = 68; i < ATTEST_SEV_GUEST_REQ_BYTES; i++) {
+        EXPECT_EQ(req[i], 0) << "rsvd byte " << i << " must be zero";
+    }
+}
+
+TEST(AttestProvider, SevGuestResponseParsing) {
+    auto report = vec("mstee_genoa_v3_report.bin");
+    std::vector<uint8_t> resp(ATTEST_SEV_GUEST_RESP_BYTES, 0);
+    put_le32(&resp[0], 0);
+    put_le32(&resp[4], ATTEST_REPORT_BYTES);
+    memcpy(&resp[0x20], report.data(), report.size());
+    uint8_t out[ATTEST_REPORT_BYTES];
+    attest_error err{};
+    ASSERT_EQ(attest_sev_guest_parse_resp(out, &err, resp.data(), resp.size()), ATTEST_OK)
+        << err.msg;
+    EXPECT_EQ(memcmp(out, report.data(), ATTEST_REPORT_BYTES), 0);
+}
+
+TEST(AttestProvider, SevGuestResponseErrors) {
+    std::vector<uint8_t> resp(ATTEST_SEV_GUEST_RESP_BYTES, 0);
+    uint8_t out[ATTEST_REPORT_BYTES];
+    attest_error err{};
+    put_le32(&resp[0], 0x16);
+    put_le32(&resp[4], ATTEST_REPORT_BYTES);
+    EXPECT_EQ(attest_sev_guest_parse_resp(out, &err, resp.data(), resp.size()),
+              ATTEST_PROVIDER_FAILED);
+    EXPECT_NE(strstr(err.msg, "INVALID_PARAM"), nullptr) << err.msg;
+    put_le32(&resp[0], 0);
+    put_le32(&resp[4], 1000);
+    EXPECT_EQ(attest_sev_guest_parse_resp(out, &err, resp.data(), resp.size()),
+              ATTEST_PROVIDER_FAILED);
+    EXPECT_EQ(attest_sev_guest_parse_resp(out, &err, resp.data(), 100), ATTEST_PROVIDER_FAILED);
+}
+
+TEST(AttestProvider, CertTableYieldsVcekAndAskButNeverArk) {
+    auto vcek = vec("mstee_genoa_v3_vcek.der");
+    std::vector<uint8_t> ask(100, 0xAA), ark(50, 0xBB);
+    auto t = table({{kGuidArk, ark}, {kGuidAsk, ask}, {kGuidVcek, vcek}});
+    attest_report_out out{};
+    attest_error err{};
+    ASSERT_EQ(attest_certtable_parse(&out, &err, t.data(), t.size()), ATTEST_OK) << err.msg;
+    ASSERT_EQ(out.vcek_len, vcek.size());
+    EXPECT_EQ(memcmp(out.vcek_der, vcek.data(), vcek.size()), 0);
+    EXPECT_EQ(out.ask_len, ask.size());
+}
+
+TEST(AttestProvider, CertTableRejectsOutOfBoundsAndUnterminated) {
+    std::vector<uint8_t> cert(100, 1);
+    auto t = table({{kGuidVcek, cert}});
+    put_le32(&t[20], 5000); // length beyond the buffer
+    attest_report_out out{};
+    EXPECT_EQ(attest_certtable_parse(&out, nullptr, t.data(), t.size()), ATTEST_PROVIDER_FAILED);
+    auto u = table({{kGuidVcek, cert}});
+    u.resize(30); // terminator cut off
+    EXPECT_EQ(attest_certtable_parse(&out, nullptr, u.data(), u.size()), ATTEST_PROVIDER_FAILED);
+    auto w = table({{kGuidVcek, cert}});
+    put_le32(&w[16], 4); // points into the table header
+    EXPECT_EQ(attest_certtable_parse(&out, nullptr, w.data(), w.size()), ATTEST_PROVIDER_FAILED);
+}
+
+TEST(AttestProvider, EmptyCertTableIsFine) {
+    std::vector<uint8_t> t(24, 0);
+    attest_report_out out{};
+    EXPECT_EQ(attest_certtable_parse(&out, nullptr, t.data(), t.size()), ATTEST_OK);
+    EXPECT_EQ(out.vcek_len, 0u);
+}
+
+TEST(AttestProvider, SevGuestAbsentIsClearError) {
+    attest_provider_config cfg;
+    attest_provider_config_init(&cfg);
+    struct stat st {};
+    if (stat(cfg.sev_guest_dev, &st) == 0) {
+        GTEST_SKIP() << "this machine has " << cfg.sev_guest_dev;
+    }
+    void *s = nullptr;
+    attest_error err{};
+    EXPECT_EQ(attest_provider_find("sev-guest")->open(&s, &err, &cfg),
+              ATTEST_PROVIDER_UNAVAILABLE);
+    EXPECT_NE(strstr(err.msg, "no SEV-SNP guest device: /dev/sev-guest not found"), nullptr)
+        << err.msg;
+}
+
+TEST(AttestProvider, TsmAbsentIsClearError) {
+    attest_provider_config cfg;
+    attest_provider_config_init(&cfg);
+    snprintf(cfg.tsm_dir, sizeof(cfg.tsm_dir), "/nonexistent/tsm/report");
+    void *s = nullptr;
+    attest_error err{};
+    EXPECT_EQ(attest_provider_find("tsm")->open(&s, &err, &cfg), ATTEST_PROVIDER_UNAVAILABLE);
+    EXPECT_NE(strstr(err.msg, "configfs-tsm"), nullptr) << err.msg;
+}
