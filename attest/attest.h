@@ -157,6 +157,10 @@ enum attest_status attest_cert_make(struct attest_client_cert *out, struct attes
                                     enum attest_cert_key_type key_type, const uint8_t *nonce,
                                     size_t nonce_len, int64_t validity_s);
 
+// attest_cert_pem_to_der converts the first PEM CERTIFICATE in `pem` (`len` bytes) to DER in
+// `out` (capacity `cap`). Returns 0, -EINVAL (no certificate) or -ENOSPC.
+int attest_cert_pem_to_der(uint8_t *out, size_t cap, size_t *out_len, const char *pem, size_t len);
+
 // attest_cert_cleanup frees the PEM buffers of `c` and zeroes it; idempotent.
 void attest_cert_cleanup(struct attest_client_cert *c);
 

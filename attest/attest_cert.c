@@ -1,6 +1,7 @@
 // attest_cert.c: client certificates carrying evidence: a fresh key (Ed25519 or P-256), a report
 // from a provider bound to that key and a nonce, and a self-signed X.509 v3 certificate with the
 // evidence extension (DESIGN.md §5). Outputs PEM (certificate, PKCS#8 key).
+#include <errno.h>
 #include <string.h>
 #include <time.h>
 
@@ -219,4 +220,30 @@ void attest_cert_cleanup(struct attest_client_cert *c) {
     free(c->cert_pem);
     free(c->key_pem);
     memset(c, 0, sizeof(*c));
+}
+
+int attest_cert_pem_to_der(uint8_t *out, size_t cap, size_t *out_len, const char *pem,
+                           size_t len) {
+    ASSERT(out != NULL && out_len != NULL && pem != NULL);
+    if (len > INT32_MAX) {
+        return -EINVAL;
+    }
+    BIO *bio = BIO_new_mem_buf(pem, (int)len);
+    X509 *x = bio == NULL ? NULL : PEM_read_bio_X509(bio, NULL, NULL, NULL);
+    BIO_free(bio);
+    uint8_t *der = NULL;
+    int der_len = x == NULL ? -1 : i2d_X509(x, &der);
+    X509_free(x);
+    ERR_clear_error();
+    int rc = 0;
+    if (der_len <= 0) {
+        rc = -EINVAL;
+    } else if ((size_t)der_len > cap) {
+        rc = -ENOSPC;
+    } else {
+        memcpy(out, der, (size_t)der_len);
+        *out_len = (size_t)der_len;
+    }
+    OPENSSL_free(der);
+    return rc;
 }
