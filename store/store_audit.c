@@ -293,8 +293,8 @@ static void maybe_retention(struct store *s) {
 
 static void sleep_until_work(struct store *s) {
     atomic_store(&s->sleeping, true);
-    bool work = (store_is_healthy(s) && !atomic_load(&s->paused) && rings_have_work(s)) || atomic_load(&s->stop) ||
-                atomic_load(&s->retention_requested);
+    bool drainable = store_is_healthy(s) && !atomic_load(&s->paused) && rings_have_work(s);
+    bool work = drainable || atomic_load(&s->stop) || atomic_load(&s->retention_requested);
     if (!work) {
         uint64_t since = core_base_now_ns() - s->last_retention_ns;
         uint64_t interval = (uint64_t)s->cfg.retention_interval_ms * 1000000u;

@@ -104,6 +104,13 @@ int store_rocksdb_open(struct store_db **out_db, char *err, size_t errlen, const
     // Audit volume is small: keep RocksDB's own footprint bounded (rule 6 admission).
     rocksdb_options_set_max_open_files(db->opts, 256);
     rocksdb_options_set_keep_log_file_num(db->opts, 4);
+    // WARNING: Debian's librocksdb 7.8 is built with assert() enabled. On a full disk, once a
+    // write to its info LOG (in the same directory) has failed, the next LOG line aborts the
+    // process (WritableFileWriter::AssertFalseAndGetStatusForPrevError) — and RocksDB logs the
+    // WAL error at ERROR level right when a write fails, which would crash the gateway instead
+    // of failing closed. Only FATAL lines go to the LOG; every error still reaches us as a
+    // status string and is logged by store.c (tests/store: DiskFullTurnsStoreUnhealthy).
+    rocksdb_options_set_info_log_level(db->opts, 4 /* FATAL_LEVEL */);
     db->wo_sync = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(db->wo_sync, 1);
     db->wo_nosync = rocksdb_writeoptions_create();

@@ -1,6 +1,8 @@
 // store_audit_test.cc: tests store/store_audit.c and store_ring.c — pushes, the store thread,
 // durability acknowledgements, the hash chain, tampering, retention, corrupt slots.
+#include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
 
 #include <atomic>
@@ -532,6 +534,64 @@ TEST(StoreAudit, AcknowledgedRecordsSurviveKillNine) {
     store_close(s);
     v = verify(t.path);
     EXPECT_EQ(v.status, STORE_VERIFY_OK) << v.detail;
+}
+
+// A full disk (a 4 MiB tmpfs in a private mount namespace) turns the store unhealthy and pushes
+// fail: fail closed. Runs in a child because it needs its own mount namespace.
+TEST(StoreAudit, DiskFullTurnsStoreUnhealthy) {
+    TempDir t;
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        if (unshare(CLONE_NEWNS) != 0 || mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE,
+                                               nullptr) != 0 ||
+            mount("tmpfs", t.path.c_str(), "tmpfs", 0, "size=4m") != 0) {
+            _exit(100);
+        }
+        struct store_config cfg = config_for(t.path);
+        struct store *s = nullptr;
+        char err[STORE_ERR_BYTES] = "";
+        if (store_open(&s, err, sizeof(err), &cfg, 1) != 0) {
+            fprintf(stderr, "open: %s\n", err);
+            _exit(101);
+        }
+        uint64_t last_ok = 0;
+        int rc = 0;
+        for (int i = 0; i < 100000 && store_is_healthy(s); i++) {
+            Record r(core_base_wall_ns(), ATLS__VERDICT__VERDICT_ALLOWED);
+            uint64_t seq = 0;
+            rc = store_audit_push(s, &seq, 0, &r.rec);
+            if (rc == -EAGAIN) {
+                usleep(100);
+                continue;
+            }
+            if (rc != 0) {
+                break;
+            }
+            last_ok = seq;
+        }
+        for (int i = 0; i < 5000 && store_is_healthy(s); i++) {
+            usleep(1000);
+        }
+        int herr = store_health_error(s, err, sizeof(err));
+        uint64_t durable = store_durable_seq(s, 0);
+        Record r(core_base_wall_ns(), ATLS__VERDICT__VERDICT_ALLOWED);
+        uint64_t seq = 0;
+        int after = store_audit_push(s, &seq, 0, &r.rec);
+        fprintf(stderr, "health=%d (%s) durable=%llu pushed=%llu after=%d\n", herr, err,
+                (unsigned long long)durable, (unsigned long long)last_ok, after);
+        bool ok = herr == -ENOSPC && strstr(err, "No space left") != nullptr &&
+                  durable < last_ok && after == -ENOSPC;
+        store_close(s);
+        _exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status));
+    if (WEXITSTATUS(status) == 100) {
+        GTEST_SKIP() << "no permission to mount a small tmpfs in a private mount namespace";
+    }
+    EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
 } // namespace
