@@ -59,7 +59,7 @@ static int run(const char *path) {
         fprintf(stderr, "%s\n", err);
         return 2;
     }
-    if (proc.cfg.attestation_required) {
+    if (proc.cfg.attestation_required && proc.cfg.mode == CORE_MODE_TERMINATE) {
         // Until attestation enforcement lands in the gateway (issue 4) we refuse to start in a
         // mode we cannot honour rather than admit unattested clients.
         fprintf(stderr,

@@ -172,7 +172,9 @@ void core_conn_wheel_expire(struct core_shard *shard, uint64_t now_ns,
         shard->wheel_tick = now_tick;
     }
     uint32_t turns = 0;
-    while (shard->wheel_tick <= now_tick && turns < CORE_WHEEL_SLOTS) {
+    // A bucket is visited only once its whole tick is in the past, so every deadline in it
+    // has passed or belongs to a later turn of the wheel.
+    while (shard->wheel_tick < now_tick && turns < CORE_WHEEL_SLOTS) {
         uint32_t b = (uint32_t)(shard->wheel_tick % CORE_WHEEL_SLOTS);
         uint32_t i = shard->wheel[b];
         while (i != CORE_IDX_NONE) {
@@ -188,7 +190,7 @@ void core_conn_wheel_expire(struct core_shard *shard, uint64_t now_ns,
         shard->wheel_tick++;
         turns++;
     }
-    if (shard->wheel_tick <= now_tick) {
-        shard->wheel_tick = now_tick + 1; // a stall longer than one turn: all buckets were seen
+    if (shard->wheel_tick < now_tick) {
+        shard->wheel_tick = now_tick; // a stall longer than one turn: all buckets were seen
     }
 }

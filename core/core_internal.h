@@ -63,7 +63,6 @@ struct core_side {
     uint32_t out_sent;  // bytes of the chunk already on the wire
     uint32_t out_inflight; // bytes of the send in flight (0 = none)
     bool recv_armed;
-    bool recv_cancelling;
     bool recv_eof;
     bool recv_starved;
     bool wr_shut;

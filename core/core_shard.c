@@ -14,6 +14,12 @@
 #include "core_conn.h"
 
 static void conn_pump(struct core_shard *shard, struct core_conn *c);
+
+// conn_is_gone: closing, or already released to the free list by a nested close (handlers
+// must not touch a released slot's sockets or buffers).
+static bool conn_is_gone(const struct core_conn *c) {
+    return c->state == CORE_CONN_CLOSING || c->state == CORE_CONN_FREE;
+}
 static void conn_close(struct core_shard *shard, struct core_conn *c, const char *reason);
 
 // ---------------------------------------------------------------------------------------------
@@ -174,12 +180,13 @@ static bool side_out_empty(const struct core_side *s) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Receive arming with backpressure: a side holding CORE_IN_BUFS_HIGH buffers stops receiving.
+// Receive arming with backpressure: a side holding CORE_IN_BUFS_HIGH buffers is not re-armed
+// until its peer has drained some of them.
 
 static void side_arm_recv(struct core_shard *shard, struct core_conn *c, enum core_side_id id) {
     struct core_side *s = &c->side[id];
     if (s->recv_armed || s->recv_eof || s->fd < 0 || s->recv_starved ||
-        c->state == CORE_CONN_CLOSING) {
+        conn_is_gone(c)) {
         return;
     }
     if (s->in_count >= CORE_IN_BUFS_HIGH) {
@@ -191,34 +198,18 @@ static void side_arm_recv(struct core_shard *shard, struct core_conn *c, enum co
         conn_close(shard, c, "submission queue unavailable");
         return;
     }
-    io_uring_prep_recv_multishot(sqe, s->fd, NULL, 0, 0);
+    // One-shot recv with a provided buffer: an idle connection holds no buffer, and a busy one
+    // holds at most CORE_IN_BUFS_HIGH. (A multishot recv kept delivering buffers within one CQE
+    // batch faster than a cancel could stop it, which broke per-connection backpressure under
+    // bulk COPY; one SQE per 16 KiB is cheap by comparison.)
+    io_uring_prep_recv(sqe, s->fd, NULL, CORE_RECV_BUF_BYTES, 0);
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = shard->bufs.bgid;
     s->recv_armed = true;
 }
 
-static void side_pause_recv(struct core_shard *shard, struct core_conn *c, enum core_side_id id) {
-    struct core_side *s = &c->side[id];
-    if (!s->recv_armed || s->recv_cancelling || s->in_count < CORE_IN_BUFS_HIGH) {
-        return;
-    }
-    struct io_uring_sqe *sqe = ring_get_sqe(&shard->ring);
-    if (sqe == NULL) {
-        return;
-    }
-    uint64_t ud = ring_op_pack(id == CORE_SIDE_CLIENT ? CORE_OP_RECV_CLIENT : CORE_OP_RECV_BACKEND,
-                               c->index, c->generation);
-    io_uring_prep_cancel64(sqe, ud, 0);
-    io_uring_sqe_set_data64(sqe, ring_op_pack(CORE_OP_IGNORE, 0, 0));
-    s->recv_cancelling = true;
-}
-
 static void side_update_recv(struct core_shard *shard, struct core_conn *c, enum core_side_id id) {
-    if (c->side[id].in_count >= CORE_IN_BUFS_HIGH) {
-        side_pause_recv(shard, c, id);
-    } else {
-        side_arm_recv(shard, c, id);
-    }
+    side_arm_recv(shard, c, id);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -241,7 +232,7 @@ static void conn_maybe_release(struct core_shard *shard, struct core_conn *c) {
 }
 
 static void conn_close(struct core_shard *shard, struct core_conn *c, const char *reason) {
-    if (c->state == CORE_CONN_CLOSING) {
+    if (conn_is_gone(c)) {
         return;
     }
     bool was_forwarding = c->state == CORE_CONN_FORWARD || c->state == CORE_CONN_PASSTHROUGH;
@@ -350,11 +341,13 @@ static void backend_connect(struct core_shard *shard, struct core_conn *c) {
     io_uring_prep_link_timeout(t, ts, 0);
 }
 
+static void passthrough_pump(struct core_shard *shard, struct core_conn *c);
+
 static void on_connect(void *ctx, struct ring_op_id id, const struct io_uring_cqe *cqe) {
     struct core_shard *shard = ctx;
     struct core_conn *c = conn_of(shard, id);
     conn_cqe_done(shard, c, cqe);
-    if (c->state == CORE_CONN_CLOSING) {
+    if (conn_is_gone(c)) {
         conn_maybe_release(shard, c);
         return;
     }
@@ -378,6 +371,10 @@ static void on_connect(void *ctx, struct ring_op_id id, const struct io_uring_cq
     }
     uint32_t idle = shard->proc->cfg.idle_timeout_ms;
     core_conn_set_deadline(shard, c, idle ? core_base_now_ns() + (uint64_t)idle * 1000000ull : 0);
+    if (c->state == CORE_CONN_PASSTHROUGH) {
+        passthrough_pump(shard, c);
+        return;
+    }
     conn_pump(shard, c);
 }
 
@@ -596,7 +593,7 @@ static bool tls_read_into_backend(struct core_shard *shard, struct core_conn *c)
 }
 
 static void step_startup(struct core_shard *shard, struct core_conn *c) {
-    if (!tls_read_into_backend(shard, c) || c->state == CORE_CONN_CLOSING) {
+    if (!tls_read_into_backend(shard, c) || conn_is_gone(c)) {
         return;
     }
     struct core_side *be = &c->side[CORE_SIDE_BACKEND];
@@ -744,6 +741,9 @@ static void pump_b2c(struct core_shard *shard, struct core_conn *c) {
 }
 
 static void conn_pump(struct core_shard *shard, struct core_conn *c) {
+    if (c->state == CORE_CONN_PASSTHROUGH) {
+        return; // bytes move by splice in passthrough_pump, never through user space
+    }
     for (int guard = 0; guard < 4; guard++) {
         enum core_conn_state before = c->state;
         switch (c->state) {
@@ -773,11 +773,11 @@ static void conn_pump(struct core_shard *shard, struct core_conn *c) {
         case CORE_CONN_FREE:
             break;
         }
-        if (c->state == before || c->state == CORE_CONN_CLOSING) {
+        if (c->state == before || conn_is_gone(c)) {
             break;
         }
     }
-    if (c->state == CORE_CONN_CLOSING) {
+    if (conn_is_gone(c)) {
         return;
     }
     side_flush(shard, c, CORE_SIDE_CLIENT);
@@ -898,7 +898,7 @@ static void on_poll(void *ctx, struct ring_op_id id, const struct io_uring_cqe *
     enum core_side_id sid = id.op == CORE_OP_POLL_CLIENT ? CORE_SIDE_CLIENT : CORE_SIDE_BACKEND;
     c->side[sid].poll_in_armed = false;
     c->side[sid].poll_out_armed = false;
-    if (c->state == CORE_CONN_CLOSING) {
+    if (conn_is_gone(c)) {
         conn_maybe_release(shard, c);
         return;
     }
@@ -931,11 +931,10 @@ static void on_recv(void *ctx, struct ring_op_id id, const struct io_uring_cqe *
     bool more = (cqe->flags & IORING_CQE_F_MORE) != 0;
     if (!more) {
         s->recv_armed = false;
-        s->recv_cancelling = false;
     }
     if (cqe->res > 0) {
         uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
-        if (c->state == CORE_CONN_CLOSING) {
+        if (conn_is_gone(c)) {
             ring_buf_taken(&shard->bufs, bid);
             ring_buf_recycle(&shard->bufs, bid);
             conn_maybe_release(shard, c);
@@ -965,7 +964,7 @@ static void on_recv(void *ctx, struct ring_op_id id, const struct io_uring_cqe *
                                                          : "backend connection error");
         }
     }
-    if (c->state == CORE_CONN_CLOSING) {
+    if (conn_is_gone(c)) {
         conn_maybe_release(shard, c);
         return;
     }
@@ -982,7 +981,7 @@ static void on_send(void *ctx, struct ring_op_id id, const struct io_uring_cqe *
     struct core_side *s = &c->side[sid];
     conn_cqe_done(shard, c, cqe);
     s->out_inflight = 0;
-    if (c->state == CORE_CONN_CLOSING) {
+    if (conn_is_gone(c)) {
         conn_maybe_release(shard, c);
         return;
     }
@@ -1163,8 +1162,16 @@ static void stop_accepting(struct core_shard *shard) {
         return;
     }
     shard->accepting = false;
+    // Cancel the multishot accepts and close the sockets now, so the kernel stops completing
+    // handshakes for us (queued connections are reset rather than left hanging).
     for (uint32_t i = 0; i < shard->listen_count; i++) {
-        ignore_sqe_cancel_fd(shard, shard->listen_fd[i]);
+        struct io_uring_sqe *sqe = ring_get_sqe(&shard->ring);
+        if (sqe != NULL) {
+            io_uring_prep_cancel64(sqe, ring_op_pack(CORE_OP_ACCEPT, i, 0), 0);
+            io_uring_sqe_set_data64(sqe, ring_op_pack(CORE_OP_IGNORE, 0, 0));
+        }
+        close(shard->listen_fd[i]);
+        shard->listen_fd[i] = -1;
     }
 }
 
@@ -1356,7 +1363,9 @@ void core_shard_join(struct core_shard *shard) {
         shard->thread_started = false;
     }
     for (uint32_t i = 0; i < shard->listen_count; i++) {
-        close(shard->listen_fd[i]);
+        if (shard->listen_fd[i] >= 0) {
+            close(shard->listen_fd[i]);
+        }
     }
     if (shard->event_fd >= 0) {
         close(shard->event_fd);

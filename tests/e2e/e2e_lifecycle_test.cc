@@ -1,0 +1,156 @@
+// End-to-end: SIGTERM drain, SIGHUP certificate reload, bad configuration, passthrough mode.
+#include <gtest/gtest.h>
+
+#include <signal.h>
+
+#include <chrono>
+#include <thread>
+
+#include "harness.h"
+
+using namespace e2e;
+
+TEST(Lifecycle, SigtermDrainsLiveSessionsAndExitsZero) {
+    Postgres &pg = SharedPostgres();
+    TempDir d;
+    int port = FreePort();
+    Proxy p;
+    std::string err;
+    ASSERT_TRUE(p.Start(d.path(),
+                        MtlsIni(port, "127.0.0.1:" + std::to_string(pg.port()), SharedCerts(),
+                                "drain_timeout_ms = 8000\n"),
+                        &err))
+        << err;
+    RawClient c;
+    ASSERT_TRUE(c.Connect(port));
+    ASSERT_TRUE(c.StartTls(SharedCerts().client_crt, SharedCerts().client_key, "postgresql",
+                           &err));
+    ASSERT_EQ(c.Startup("postgres", "postgres"), "");
+    p.Signal(SIGTERM);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    // New connections are refused while draining...
+    RawClient late;
+    bool refused = !late.Connect(port) || late.IsClosedByPeer(2000);
+    EXPECT_TRUE(refused);
+    // ...but the live session keeps working until it ends.
+    EXPECT_EQ(c.Query("select 'still here'"), "still here");
+    EXPECT_TRUE(p.Running());
+    c.SendTls(std::string("X\0\0\0\4", 5)); // Terminate
+    EXPECT_EQ(p.Stop(0 /* just wait */, 15), 0);
+}
+
+TEST(Lifecycle, DrainDeadlineClosesStragglers) {
+    Postgres &pg = SharedPostgres();
+    TempDir d;
+    int port = FreePort();
+    Proxy p;
+    std::string err;
+    ASSERT_TRUE(p.Start(d.path(),
+                        MtlsIni(port, "127.0.0.1:" + std::to_string(pg.port()), SharedCerts(),
+                                "drain_timeout_ms = 500\n"),
+                        &err));
+    RawClient c;
+    ASSERT_TRUE(c.Connect(port));
+    ASSERT_TRUE(c.StartTls(SharedCerts().client_crt, SharedCerts().client_key, "postgresql",
+                           &err));
+    ASSERT_EQ(c.Startup("postgres", "postgres"), "");
+    auto t0 = std::chrono::steady_clock::now();
+    EXPECT_EQ(p.Stop(SIGTERM, 10), 0);
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    EXPECT_LT(secs, 3.0);
+}
+
+TEST(Lifecycle, SighupReloadsCertificateWithoutDroppingSessions) {
+    Postgres &pg = SharedPostgres();
+    Certs &certs = SharedCerts();
+    TempDir d;
+    std::string crt = d / "server.crt", key = d / "server.key";
+    ASSERT_TRUE(certs.IssueServer("before-reload", crt, key));
+    int port = FreePort();
+    std::string ini = MtlsIni(port, "127.0.0.1:" + std::to_string(pg.port()), certs);
+    ini.replace(ini.find(certs.server_crt), certs.server_crt.size(), crt);
+    ini.replace(ini.find(certs.server_key), certs.server_key.size(), key);
+    Proxy p;
+    std::string err;
+    ASSERT_TRUE(p.Start(d.path(), ini, &err)) << err;
+    RawClient old;
+    ASSERT_TRUE(old.Connect(port));
+    ASSERT_TRUE(old.StartTls(certs.client_crt, certs.client_key, "postgresql", &err));
+    ASSERT_EQ(old.Startup("postgres", "postgres"), "");
+    EXPECT_NE(old.PeerSubject().find("before-reload"), std::string::npos);
+
+    ASSERT_TRUE(certs.IssueServer("after-reload", crt, key));
+    p.Signal(SIGHUP);
+    std::string subject;
+    for (int i = 0; i < 50 && subject.find("after-reload") == std::string::npos; i++) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        RawClient fresh;
+        ASSERT_TRUE(fresh.Connect(port));
+        ASSERT_TRUE(fresh.StartTls(certs.client_crt, certs.client_key, "postgresql", &err));
+        subject = fresh.PeerSubject();
+    }
+    EXPECT_NE(subject.find("after-reload"), std::string::npos) << subject;
+    EXPECT_EQ(old.Query("select 'survived'"), "survived");
+    EXPECT_EQ(p.Stop(SIGTERM, 15), 0);
+}
+
+TEST(Lifecycle, BadConfigExitsTwoNamingFileAndLine) {
+    TempDir d;
+    Certs &certs = SharedCerts();
+    struct Case {
+        std::string ini, expect;
+    } cases[] = {
+        {"[proxy]\nlisten = 127.0.0.1:99999\n", "proxy.ini:2: bad address '127.0.0.1:99999'"},
+        {"[proxy]\nlisten = 127.0.0.1:5000\nbogus = 1\n", "proxy.ini:3: unknown key 'bogus'"},
+        {"[nope]\nx = 1\n", "proxy.ini:2: unknown section [nope]"},
+        {"[proxy]\nworkers = many\n", "proxy.ini:2: workers must be auto or 1..64"},
+        {"[proxy]\nlisten = 127.0.0.1:5000\n[tls]\ncert = " + certs.server_crt +
+             "\nkey = /nonexistent/server.key\nclient_ca = " + certs.ca +
+             "\n[attestation]\nrequired = false\n[backend]\nservers = 127.0.0.1:1\n",
+         "cannot read [tls] key '/nonexistent/server.key'"},
+        {"[proxy]\nlisten = 127.0.0.1:5000\n[tls]\ncert = " + certs.server_crt + "\nkey = " +
+             certs.ca + "\nclient_ca = " + certs.ca +
+             "\n[attestation]\nrequired = false\n[backend]\nservers = 127.0.0.1:1\n",
+         "not a PEM private key"},
+    };
+    for (const Case &c : cases) {
+        WriteFile(d / "proxy.ini", c.ini);
+        CmdResult r = Sh(ProxyBinary() + " --config " + (d / "proxy.ini"));
+        EXPECT_EQ(r.status, 2) << c.ini << r.out;
+        EXPECT_NE(r.out.find(c.expect), std::string::npos) << "want: " << c.expect << "\ngot: "
+                                                            << r.out;
+        EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out; // one line
+    }
+    CmdResult missing = Sh(ProxyBinary() + " --config " + (d / "absent.ini"));
+    EXPECT_EQ(missing.status, 2);
+    EXPECT_NE(missing.out.find("absent.ini: cannot open"), std::string::npos) << missing.out;
+    CmdResult check = Sh(ProxyBinary() + " --check-config " + (d / "proxy.ini"));
+    EXPECT_EQ(check.status, 2);
+}
+
+TEST(Lifecycle, PassthroughForwardsBytesUntouched) {
+    Postgres &pg = SharedPostgres();
+    TempDir d;
+    int port = FreePort();
+    Proxy p;
+    std::string err;
+    std::string ini = "[proxy]\nlisten = 127.0.0.1:" + std::to_string(port) +
+                      "\nmode = passthrough\nworkers = 2\n[backend]\nservers = 127.0.0.1:" +
+                      std::to_string(pg.port()) + "\n";
+    ASSERT_TRUE(p.Start(d.path(), ini, &err)) << err;
+    // The client speaks to PostgreSQL itself (here without TLS): the proxy sees only bytes.
+    std::string cs = "host=127.0.0.1 port=" + std::to_string(port) +
+                     " sslmode=disable user=postgres dbname=postgres";
+    CmdResult r = Sh("psql -X -At '" + cs + "' -c 'select 40+2'");
+    EXPECT_EQ(r.out, "42\n") << r.out;
+    CmdResult big = Sh("psql -X -At '" + cs +
+                        "' -c \"select md5(string_agg(md5(i::text), '')) from "
+                        "generate_series(1,300000) i\" -c \"select count(*) from (select "
+                        "repeat('x', 1000) from generate_series(1,50000)) s\"",
+                        120);
+    CmdResult direct = pg.Psql("select md5(string_agg(md5(i::text), '')) from "
+                               "generate_series(1,300000) i");
+    EXPECT_EQ(big.out.substr(0, 33), direct.out.substr(0, 33)) << big.out;
+    EXPECT_NE(big.out.find("50000"), std::string::npos) << big.out;
+    EXPECT_EQ(p.Stop(SIGTERM, 15), 0);
+}

@@ -1,0 +1,135 @@
+// harness.h: end-to-end test harness: temp dirs, a real PostgreSQL on loopback, certificates
+// made with the openssl CLI, the real atls-proxy binary, shell commands, and a raw pgwire/TLS
+// client on BoringSSL for byte-level checks.
+#pragma once
+
+#include <openssl/ssl.h>
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+namespace e2e {
+
+struct CmdResult {
+    int status = -1; // exit code, or 128+signal
+    std::string out; // stdout and stderr together
+};
+
+// Run `cmd` under /bin/sh with a timeout (seconds); output captured.
+CmdResult Sh(const std::string &cmd, int timeout_s = 60);
+
+// A free TCP port on 127.0.0.1 (bound then released).
+int FreePort();
+
+std::string ReadFile(const std::string &path);
+void WriteFile(const std::string &path, const std::string &data);
+
+// A temporary directory removed at destruction; world-readable so the postgres user can use it.
+class TempDir {
+  public:
+    TempDir();
+    ~TempDir();
+    const std::string &path() const { return path_; }
+    std::string operator/(const std::string &name) const { return path_ + "/" + name; }
+
+  private:
+    std::string path_;
+};
+
+// A real PostgreSQL server (initdb in a temp dir, loopback only, trust auth). When running as
+// root it runs as the `postgres` user.
+class Postgres {
+  public:
+    Postgres();
+    ~Postgres();
+    bool Start(std::string *err);
+    void Stop();
+    int port() const { return port_; }
+    // psql against the server directly (no proxy).
+    CmdResult Psql(const std::string &sql, int timeout_s = 60) const;
+
+  private:
+    TempDir dir_;
+    int port_ = 0;
+    bool running_ = false;
+};
+
+// CA, server and client certificates (Ed25519), plus a client signed by another CA.
+struct Certs {
+    explicit Certs(const std::string &dir);
+    std::string dir, ca, server_crt, server_key, client_crt, client_key, other_crt, other_key;
+    bool ok = false;
+    // Issue a fresh server certificate with subject CN=`cn` into `crt`/`key`.
+    bool IssueServer(const std::string &cn, const std::string &crt, const std::string &key);
+};
+
+// The real atls-proxy binary with a generated config.
+class Proxy {
+  public:
+    ~Proxy();
+    // Write `ini` to `dir`/proxy.ini, start the binary, wait for its "ready" line.
+    bool Start(const std::string &dir, const std::string &ini, std::string *err);
+    // Signal and wait for exit (up to `timeout_s`); returns the exit status or -1 on timeout.
+    int Stop(int sig = 15, int timeout_s = 20);
+    void Signal(int sig);
+    bool Running();
+    pid_t pid() const { return pid_; }
+    std::string log_path() const { return log_; }
+
+  private:
+    pid_t pid_ = -1;
+    std::string log_;
+};
+
+std::string ProxyBinary();
+
+// Connection string for psql/pgbench through the proxy at `port` with the given client cert.
+std::string ConnStr(int port, const Certs &c, const std::string &extra = "");
+
+// A raw client: plain TCP, then optionally TLS via BoringSSL with a client certificate.
+class RawClient {
+  public:
+    ~RawClient();
+    bool Connect(int port);
+    bool SendPlain(const std::string &bytes);
+    // Read up to `max` bytes, waiting up to `timeout_ms` for the first. "" on EOF/timeout.
+    std::string RecvPlain(size_t max, int timeout_ms = 3000);
+    bool IsClosedByPeer(int timeout_ms = 3000);
+    // TLS handshake over the existing socket. `alpn` empty = offer none.
+    bool StartTls(const std::string &cert, const std::string &key, const std::string &alpn,
+                  std::string *err);
+    bool SendTls(const std::string &bytes);
+    // Read one pgwire message (type + body) inside TLS. Returns false on EOF/error.
+    bool RecvTlsMessage(char *type, std::string *body, int timeout_ms = 5000);
+    // StartupMessage for `user`/`db`, then read until ReadyForQuery or ErrorResponse.
+    // Returns "" on ReadyForQuery, else the ErrorResponse's SQLSTATE + " " + message.
+    std::string Startup(const std::string &user, const std::string &db);
+    // Simple query; returns the first column of the first DataRow, or "ERROR <state> <msg>".
+    std::string Query(const std::string &sql);
+    std::string PeerSubject();
+    int fd() const { return fd_; }
+
+  private:
+    int fd_ = -1;
+    SSL_CTX *ctx_ = nullptr;
+    SSL *ssl_ = nullptr;
+};
+
+// Build pgwire messages.
+std::string StartupMessage(const std::string &user, const std::string &db,
+                           uint32_t version = 196608);
+std::string SslRequest();
+std::string GssEncRequest();
+// Parse an ErrorResponse body into "SQLSTATE message".
+std::string ParseError(const std::string &body);
+
+// The shared PostgreSQL for one test binary, started once.
+Postgres &SharedPostgres();
+Certs &SharedCerts();
+
+// Minimal terminate-mode mTLS config for `listen_port` in front of `backends`.
+std::string MtlsIni(int listen_port, const std::string &backends, const Certs &c,
+                    const std::string &extra_proxy = "");
+
+} // namespace e2e
