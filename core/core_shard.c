@@ -131,6 +131,24 @@ static uint32_t out_free(const struct core_side *s) {
     return s->out_chunk == CORE_CHUNK_NONE ? CORE_CHUNK_BYTES : CORE_CHUNK_BYTES - s->out_len;
 }
 
+// out_compact drops already-sent bytes when no send is in flight (releasing an empty chunk),
+// so free space is measured after what the kernel has taken, not before.
+static void out_compact(struct core_shard *shard, struct core_side *s) {
+    if (s->out_chunk == CORE_CHUNK_NONE || s->out_inflight > 0 || s->out_sent == 0) {
+        return;
+    }
+    if (s->out_sent == s->out_len) {
+        core_conn_chunk_put(shard, s->out_chunk);
+        s->out_chunk = CORE_CHUNK_NONE;
+        s->out_len = s->out_sent = 0;
+        return;
+    }
+    uint8_t *base = core_conn_chunk_addr(shard, s->out_chunk);
+    memmove(base, base + s->out_sent, s->out_len - s->out_sent);
+    s->out_len -= s->out_sent;
+    s->out_sent = 0;
+}
+
 uint32_t core_shard_out_append(struct core_shard *shard, struct core_side *s, const uint8_t *data,
                                uint32_t len) {
     if (s->out_chunk == CORE_CHUNK_NONE) {
@@ -152,17 +170,9 @@ static void side_flush(struct core_shard *shard, struct core_conn *c, enum core_
     if (s->out_inflight > 0 || s->out_chunk == CORE_CHUNK_NONE || s->fd < 0 || s->wr_shut) {
         return;
     }
-    if (s->out_sent == s->out_len) {
-        core_conn_chunk_put(shard, s->out_chunk);
-        s->out_chunk = CORE_CHUNK_NONE;
-        s->out_len = s->out_sent = 0;
+    out_compact(shard, s); // nothing is in flight, so moving bytes is safe
+    if (s->out_chunk == CORE_CHUNK_NONE || s->out_len == 0) {
         return;
-    }
-    if (s->out_sent > 0) { // compact: nothing is in flight, so moving bytes is safe
-        uint8_t *base = core_conn_chunk_addr(shard, s->out_chunk);
-        memmove(base, base + s->out_sent, s->out_len - s->out_sent);
-        s->out_len -= s->out_sent;
-        s->out_sent = 0;
     }
     struct io_uring_sqe *sqe =
         conn_sqe(shard, c, id == CORE_SIDE_CLIENT ? CORE_OP_SEND_CLIENT : CORE_OP_SEND_BACKEND);
@@ -552,11 +562,10 @@ static bool tls_read_into_backend(struct core_shard *shard, struct core_conn *c)
             be->out_chunk = core_conn_chunk_get(shard);
             be->out_len = be->out_sent = 0;
         }
-        if (be->out_inflight == 0 && be->out_sent > 0) {
-            uint8_t *base = core_conn_chunk_addr(shard, be->out_chunk);
-            memmove(base, base + be->out_sent, be->out_len - be->out_sent);
-            be->out_len -= be->out_sent;
-            be->out_sent = 0;
+        if (be->out_sent > 0 && be->out_sent < be->out_len) {
+            out_compact(shard, be);
+        } else if (be->out_inflight == 0 && be->out_sent > 0) {
+            be->out_len = be->out_sent = 0; // all sent: keep the chunk, we are about to fill it
         }
         uint32_t room = CORE_CHUNK_BYTES - be->out_len;
         if (room == 0) {
@@ -708,6 +717,7 @@ static void pump_b2c(struct core_shard *shard, struct core_conn *c) {
     struct core_side *cl = &c->side[CORE_SIDE_CLIENT];
     uint8_t scratch[CORE_TLS_RECORD_MAX];
     while (be->in_bytes > 0 && c->state == CORE_CONN_FORWARD) {
+        out_compact(shard, cl);
         if (out_free(cl) < CORE_TLS_RECORD_MAX + CORE_TLS_OVERHEAD_MAX) {
             break; // backpressure: the client must drain first
         }
