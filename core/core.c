@@ -8,6 +8,7 @@
 #include <openssl/err.h>
 
 #include "core_internal.h"
+#include "policy.h"
 
 static void usage(FILE *out) {
     fputs("usage: atls-proxy --config FILE          run the gateway\n"
@@ -15,6 +16,8 @@ static void usage(FILE *out) {
           "       atls-proxy --version\n",
           out);
 }
+
+static int load_policy(struct policy **out, char *err, size_t err_len, const char *path);
 
 static int check_config(const char *path) {
     struct core_config cfg;
@@ -30,8 +33,57 @@ static int check_config(const char *path) {
             return 2;
         }
         SSL_CTX_free(ctx);
+        if (cfg.attestation_required) {
+            struct policy *p = NULL;
+            if (load_policy(&p, err, sizeof(err), cfg.attestation_policy) != 0) {
+                fprintf(stderr, "%s\n", err);
+                return 2;
+            }
+            free(p);
+        }
     }
     printf("%s: ok\n", path);
+    return 0;
+}
+
+// Limits of the shared attestation tables (sized for a busy gateway; memory is allocated once).
+#define NONCE_SHARDS 16u
+#define NONCE_SLOTS_PER_SHARD 4096u
+#define REUSE_SLOTS 4096u
+#define NONCE_RATE_BUCKETS 1024u
+#define NONCE_RATE_BURST 64u
+#define NONCE_RATE_PER_S 32u
+
+static int load_policy(struct policy **out, char *err, size_t err_len, const char *path) {
+    struct policy *p = calloc(1, sizeof(*p));
+    if (p == NULL) {
+        snprintf(err, err_len, "out of memory");
+        return -ENOMEM;
+    }
+    int ret = policy_rules_load_file(p, err, err_len, path);
+    if (ret != 0) {
+        free(p);
+        return ret;
+    }
+    *out = p;
+    return 0;
+}
+
+static int attestation_setup(struct core_proc *proc, char *err, size_t err_len) {
+    struct policy *p = NULL;
+    int ret = load_policy(&p, err, err_len, proc->cfg.attestation_policy);
+    if (ret != 0) {
+        return ret;
+    }
+    proc->policy = p;
+    proc->policy_epoch = 1;
+    if (policy_nonce_new(&proc->nonces, NONCE_SHARDS, NONCE_SLOTS_PER_SHARD) != 0 ||
+        policy_reuse_new(&proc->reuse, REUSE_SLOTS) != 0 ||
+        policy_ratelimit_new(&proc->nonce_limiter, NONCE_RATE_BUCKETS, NONCE_RATE_BURST,
+                             NONCE_RATE_PER_S) != 0) {
+        snprintf(err, err_len, "cannot allocate the nonce tables");
+        return -ENOMEM;
+    }
     return 0;
 }
 
@@ -60,13 +112,10 @@ static int run(const char *path) {
         return 2;
     }
     if (proc.cfg.attestation_required && proc.cfg.mode == CORE_MODE_TERMINATE) {
-        // Until attestation enforcement lands in the gateway (issue 4) we refuse to start in a
-        // mode we cannot honour rather than admit unattested clients.
-        fprintf(stderr,
-                "%s: [attestation] required = true is not supported by this build yet; set "
-                "required = false and [tls] client_ca for mutual TLS\n",
-                path);
-        return 2;
+        if (attestation_setup(&proc, err, sizeof(err)) != 0) {
+            fprintf(stderr, "%s\n", err);
+            return 2;
+        }
     }
     SSL_CTX *ctx = NULL;
     if (proc.cfg.mode == CORE_MODE_TERMINATE) {
@@ -103,6 +152,10 @@ static int run(const char *path) {
         }
     }
     SSL_CTX_free(ctx);
+    if (core_api_start(&proc, err, sizeof(err)) != 0) {
+        fprintf(stderr, "%s\n", err);
+        return 2;
+    }
     LOG_INFO("atls-proxy %s: %u workers, listening on %s (%s), backend %s", proc.cfg.node_id,
              proc.worker_count, proc.cfg.listen[0].text,
              proc.cfg.mode == CORE_MODE_TERMINATE ? "terminate" : "passthrough",
@@ -136,7 +189,12 @@ static int run(const char *path) {
     for (uint32_t i = 0; i < proc.worker_count; i++) {
         core_shard_join(&proc.shards[i]);
     }
+    core_api_stop(&proc);
     free(proc.shards);
+    policy_nonce_free(proc.nonces);
+    policy_reuse_free(proc.reuse);
+    policy_ratelimit_free(proc.nonce_limiter);
+    free((void *)proc.policy);
     close(sfd);
     LOG_INFO("drained, exiting");
     return 0;

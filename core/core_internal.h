@@ -17,6 +17,7 @@
 #define CORE_IDX_NONE UINT32_MAX
 #define CORE_TICK_MS 50u
 #define CORE_WHEEL_SLOTS 1024u
+#define CORE_DENY_REASON_MAX 256u
 
 enum core_op {
     CORE_OP_ACCEPT = 0,
@@ -120,6 +121,11 @@ struct core_conn {
     uint64_t opened_ns;
     struct sockaddr_storage peer;
     const char *close_reason;
+    // attestation (attested mode only)
+    bool attested;
+    bool attest_denied;
+    uint8_t measurement[48];
+    char deny_reason[CORE_DENY_REASON_MAX];
 };
 
 // Per-worker counters: written by the owning worker only, read relaxed by others.
@@ -136,6 +142,9 @@ struct core_counters {
     atomic_uint_fast64_t bytes_c2b;
     atomic_uint_fast64_t bytes_b2c;
     atomic_uint_fast64_t timeouts;
+    atomic_uint_fast64_t attest_ok;
+    atomic_uint_fast64_t attest_reused;
+    atomic_uint_fast64_t attest_denied;
 };
 
 struct core_backend_state {
@@ -144,6 +153,12 @@ struct core_backend_state {
 };
 
 struct core_proc;
+struct attest_verifier;
+struct attest_evidence;
+struct policy;
+struct policy_nonce;
+struct policy_reuse;
+struct policy_ratelimit;
 
 struct core_shard {
     uint32_t id;
@@ -178,6 +193,8 @@ struct core_shard {
     int start_ret;
     char start_err[128];
     struct core_counters counters;
+    struct attest_verifier *verifier;  // attested mode: this worker's own (not thread-safe)
+    struct attest_evidence *evidence; // scratch for the connection being checked
 };
 
 struct core_proc {
@@ -185,6 +202,12 @@ struct core_proc {
     uint32_t worker_count;
     struct core_shard *shards;
     struct core_backend_state backends[CORE_BACKENDS_MAX];
+    const struct policy *policy;  // attested mode: immutable after load
+    uint64_t policy_epoch;
+    struct policy_nonce *nonces;  // shared by all threads, lock-free
+    struct policy_reuse *reuse;   // shared by all threads, lock-free
+    struct policy_ratelimit *nonce_limiter; // control thread only
+    void *api;                    // HTTP API daemon (core_api.c)
     atomic_bool draining;
     uint64_t drain_deadline_ns;
     uint64_t started_ns;
@@ -260,6 +283,29 @@ void core_pgwire_put_be32(uint8_t *p, uint32_t v);
 #define CORE_PG_GSSENC_REQUEST 80877104u
 #define CORE_PG_CANCEL_REQUEST 80877102u
 #define CORE_PG_PROTOCOL_3_0 196608u
+
+/* core_attest.c */
+
+// core_attest_shard_init creates the worker's verifier (roots from the policy) and scratch.
+int core_attest_shard_init(struct core_shard *shard, char *err, size_t err_len);
+// core_attest_shard_cleanup frees what core_attest_shard_init made. Idempotent.
+void core_attest_shard_cleanup(struct core_shard *shard);
+// core_attest_on_verify runs the cheap checks from the TLS verify callback (evidence parses,
+// binding to the certificate key, nonce known). A failure is recorded on `c`, not returned: the
+// client learns the reason inside TLS after its StartupMessage.
+void core_attest_on_verify(struct core_shard *shard, struct core_conn *c);
+// core_attest_after_handshake runs the full verification, the policy and the nonce consume.
+void core_attest_after_handshake(struct core_shard *shard, struct core_conn *c);
+// core_attest_role_check applies [roles] to the StartupMessage user. False = denied.
+bool core_attest_role_check(struct core_shard *shard, struct core_conn *c);
+
+/* core_api.c */
+
+// core_api_start starts the HTTP API (control thread) on cfg.api_listen. Returns 0 or -errno
+// with a reason in `err`.
+int core_api_start(struct core_proc *proc, char *err, size_t err_len);
+// core_api_stop stops the HTTP API. Idempotent.
+void core_api_stop(struct core_proc *proc);
 
 /* core_backend.c */
 

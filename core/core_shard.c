@@ -531,6 +531,9 @@ static void step_handshake(struct core_shard *shard, struct core_conn *c) {
             return;
         }
         atomic_fetch_add_explicit(&shard->counters.handshakes_ok, 1, memory_order_relaxed);
+        if (shard->proc->policy != NULL) {
+            core_attest_after_handshake(shard, c); // possession proven: now the full check
+        }
         c->state = CORE_CONN_STARTUP;
         return;
     }
@@ -651,8 +654,14 @@ static void step_startup(struct core_shard *shard, struct core_conn *c) {
             ERR_clear_error();
         }
     }
-    // Seam for attestation enforcement (issue 4): the role map check goes here, before any
-    // byte reaches the backend.
+    if (shard->proc->policy != NULL && (c->attest_denied || !core_attest_role_check(shard, c))) {
+        // Denied: the reason goes to the client inside TLS; nothing reaches the backend.
+        atomic_fetch_add_explicit(&shard->counters.attest_denied, 1, memory_order_relaxed);
+        LOG_INFO("conn %u.%u: %s", shard->id, c->index, c->deny_reason);
+        be->out_len = 0;
+        conn_fail(shard, c, "28000", c->deny_reason);
+        return;
+    }
     uint32_t idx = core_backend_pick(shard->proc, 0);
     if (idx == CORE_IDX_NONE) {
         conn_fail(shard, c, "08006", "could not connect to the database: no backend available");
@@ -1338,6 +1347,12 @@ int core_shard_start(struct core_proc *proc, struct core_shard *shard, uint32_t 
         shard->listen_fd[i] = fd;
         shard->listen_count++;
     }
+    if (proc->policy != NULL) {
+        ret = core_attest_shard_init(shard, err, err_len);
+        if (ret != 0) {
+            return ret;
+        }
+    }
     shard->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (shard->event_fd < 0) {
         snprintf(err, err_len, "eventfd: %s", strerror(errno));
@@ -1386,4 +1401,5 @@ void core_shard_join(struct core_shard *shard) {
     ring_buf_cleanup(&shard->bufs, &shard->ring);
     ring_cleanup(&shard->ring);
     core_conn_table_cleanup(shard);
+    core_attest_shard_cleanup(shard);
 }

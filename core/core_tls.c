@@ -57,6 +57,19 @@ static int bio_create(BIO *bio) {
     return 1;
 }
 
+// verify_attested: the custom verifier of attested mode. It runs before the client's
+// CertificateVerify is checked, so it proves nothing about key possession: it only runs the
+// cheap checks and records their outcome. The decision is made after the handshake.
+static enum ssl_verify_result_t verify_attested(SSL *ssl, uint8_t *out_alert) {
+    struct core_conn *conn = BIO_get_data(SSL_get_rbio(ssl));
+    if (conn == NULL) {
+        *out_alert = SSL_AD_INTERNAL_ERROR;
+        return ssl_verify_invalid;
+    }
+    core_attest_on_verify(conn->shard, conn);
+    return ssl_verify_ok;
+}
+
 static int select_alpn(SSL *ssl, const uint8_t **out, uint8_t *out_len, const uint8_t *in,
                        unsigned in_len, void *arg) {
     (void)ssl;
@@ -165,7 +178,12 @@ SSL_CTX *core_tls_ctx_new(const struct core_config *cfg, char *err, size_t err_l
             goto out_free;
         }
     }
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    if (cfg->attestation_required) {
+        SSL_CTX_set_custom_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+                                  verify_attested);
+    } else {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    }
     ERR_clear_error();
     return ctx;
 

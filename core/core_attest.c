@@ -1,0 +1,240 @@
+// core_attest.c: attestation enforcement in the connection lifecycle (DESIGN.md §3).
+// Cheap checks run in the TLS verify callback; the full verification, policy evaluation and the
+// atomic nonce consume run once SSL_do_handshake() returned 1 (key possession proven). A denial
+// is delivered after the StartupMessage as a pgwire ErrorResponse (SQLSTATE 28000) whose line
+// psql prints, and nothing reaches the backend.
+#include <time.h>
+
+#include <openssl/sha.h>
+
+#include "core_conn.h"
+#include "attest.h"
+#include "policy.h"
+
+static void deny(struct core_conn *c, const char *code, const char *detail) {
+    if (c->attest_denied) {
+        return; // keep the first reason
+    }
+    c->attest_denied = true;
+    // A reason longer than the buffer is cut: it is a one-line message for a person.
+    if (snprintf(c->deny_reason, sizeof(c->deny_reason), "attestation denied: %s: %s", code,
+                 detail) < 0) {
+        c->deny_reason[0] = '\0';
+    }
+}
+
+static const uint8_t *peer_leaf(const SSL *ssl, size_t *out_len) {
+    const STACK_OF(CRYPTO_BUFFER) *chain = SSL_get0_peer_certificates(ssl);
+    if (chain == NULL || sk_CRYPTO_BUFFER_num(chain) < 1) {
+        return NULL;
+    }
+    const CRYPTO_BUFFER *leaf = sk_CRYPTO_BUFFER_value(chain, 0);
+    *out_len = CRYPTO_BUFFER_len(leaf);
+    return CRYPTO_BUFFER_data(leaf);
+}
+
+// Parse the leaf's evidence into the shard scratch and check the key binding.
+static bool load_evidence(struct core_shard *shard, struct core_conn *c) {
+    size_t len = 0;
+    const uint8_t *der = peer_leaf(c->ssl, &len);
+    if (der == NULL) {
+        deny(c, "EVIDENCE_MISSING", "no client certificate");
+        return false;
+    }
+    struct attest_error err;
+    memset(&err, 0, sizeof(err));
+    if (attest_evidence_from_cert(shard->evidence, &err, der, len) != ATTEST_OK ||
+        attest_evidence_check_binding(shard->evidence, &err) != ATTEST_OK) {
+        deny(c, attest_status_code(err.status), err.msg);
+        return false;
+    }
+    return true;
+}
+
+static const char *nonce_peek_code(enum policy_nonce_peek_result r) {
+    switch (r) {
+    case POLICY_NONCE_PEEK_VALID:
+        return NULL;
+    case POLICY_NONCE_PEEK_UNKNOWN:
+        return "NONCE_UNKNOWN";
+    case POLICY_NONCE_PEEK_EXPIRED:
+        return "NONCE_EXPIRED";
+    case POLICY_NONCE_PEEK_CONSUMED:
+        return "NONCE_REPLAYED";
+    }
+    return "NONCE_UNKNOWN";
+}
+
+static const char *nonce_consume_code(enum policy_nonce_consume_result r) {
+    switch (r) {
+    case POLICY_NONCE_CONSUME_OK:
+        return NULL;
+    case POLICY_NONCE_CONSUME_UNKNOWN:
+        return "NONCE_UNKNOWN";
+    case POLICY_NONCE_CONSUME_EXPIRED:
+        return "NONCE_EXPIRED";
+    case POLICY_NONCE_CONSUME_REPLAYED:
+        return "NONCE_REPLAYED";
+    }
+    return "NONCE_UNKNOWN";
+}
+
+static const char *nonce_detail(const char *code) {
+    if (strcmp(code, "NONCE_REPLAYED") == 0) {
+        return "this nonce was already used; fetch a new one from GET /api/v1/nonce";
+    }
+    if (strcmp(code, "NONCE_EXPIRED") == 0) {
+        return "the nonce expired; fetch a new one from GET /api/v1/nonce";
+    }
+    return "the nonce was not issued by this gateway; fetch one from GET /api/v1/nonce";
+}
+
+void core_attest_on_verify(struct core_shard *shard, struct core_conn *c) {
+    const struct policy *pol = shard->proc->policy;
+    if (!load_evidence(shard, c)) {
+        return;
+    }
+    if (pol->nonce.required) {
+        const struct attest_evidence *ev = shard->evidence;
+        const char *code =
+            nonce_peek_code(policy_nonce_peek(shard->proc->nonces, ev->nonce, ev->nonce_len,
+                                              core_base_now_ns()));
+        // A consumed nonce may still be admitted by the reuse window; decided after the
+        // handshake, with the key proven.
+        if (code != NULL && strcmp(code, "NONCE_REPLAYED") != 0) {
+            deny(c, code, nonce_detail(code));
+        }
+    }
+}
+
+static void fill_policy_input(struct policy_input *in, const struct attest_claims *cl) {
+    memset(in, 0, sizeof(*in));
+    memcpy(in->measurement, cl->measurement, sizeof(in->measurement));
+    in->guest_svn = cl->guest_svn;
+    in->guest_policy = cl->policy;
+    in->vmpl = cl->vmpl;
+    in->reported_tcb.bootloader = cl->reported_tcb.bl;
+    in->reported_tcb.tee = cl->reported_tcb.tee;
+    in->reported_tcb.snp = cl->reported_tcb.snp;
+    in->reported_tcb.microcode = cl->reported_tcb.ucode;
+    in->reported_tcb.fmc = cl->reported_tcb.fmc;
+    in->is_turin = cl->product == ATTEST_PRODUCT_TURIN;
+    in->platform_info = cl->platform_info;
+}
+
+void core_attest_after_handshake(struct core_shard *shard, struct core_conn *c) {
+    struct core_proc *proc = shard->proc;
+    const struct policy *pol = proc->policy;
+    if (c->attest_denied) {
+        return;
+    }
+    if (!load_evidence(shard, c)) {
+        return;
+    }
+    const struct attest_evidence *ev = shard->evidence;
+    uint64_t now = core_base_now_ns();
+    uint8_t ev_hash[SHA256_DIGEST_LENGTH];
+    SHA256_CTX sh;
+    SHA256_Init(&sh);
+    SHA256_Update(&sh, ev->nonce, ev->nonce_len);
+    SHA256_Update(&sh, ev->report, sizeof(ev->report));
+    SHA256_Final(ev_hash, &sh);
+    if (pol->nonce.required && pol->nonce.reuse_window_s > 0 &&
+        policy_reuse_is_allowed(proc->reuse, ev->spki_sha256, ev_hash, proc->policy_epoch,
+                                now)) {
+        // Same key, same evidence, within the window: the cached verdict stands; this
+        // handshake proved possession of the key again.
+        memcpy(c->measurement, ev->report + 0x90, sizeof(c->measurement));
+        c->attested = true;
+        atomic_fetch_add_explicit(&shard->counters.attest_reused, 1, memory_order_relaxed);
+        return;
+    }
+    struct attest_claims claims;
+    struct attest_error err;
+    memset(&err, 0, sizeof(err));
+    if (attest_verifier_verify_evidence(shard->verifier, &claims, &err, ev, (int64_t)time(NULL)) !=
+        ATTEST_OK) {
+        deny(c, attest_status_code(err.status), err.msg);
+        return;
+    }
+    struct policy_input in;
+    fill_policy_input(&in, &claims);
+    struct policy_result res;
+    if (policy_evaluate(pol, &res, &in) != POLICY_VERDICT_ALLOW) {
+        char why[CORE_DENY_REASON_MAX];
+        policy_result_format(why, sizeof(why), &res);
+        const char *code = "POLICY_DENIED";
+        for (uint32_t i = 0; i < res.check_count; i++) {
+            if (!res.checks[i].is_warning) { // warn-mode findings do not name the denial
+                code = policy_check_code_name(res.checks[i].code);
+                break;
+            }
+        }
+        deny(c, code, why);
+        return;
+    }
+    if (pol->nonce.required) {
+        const char *code =
+            nonce_consume_code(policy_nonce_consume(proc->nonces, ev->nonce, ev->nonce_len, now));
+        if (code != NULL) {
+            deny(c, code, nonce_detail(code));
+            return;
+        }
+        if (pol->nonce.reuse_window_s > 0) {
+            policy_reuse_remember(proc->reuse, ev->spki_sha256, ev_hash, proc->policy_epoch,
+                                  now + (uint64_t)pol->nonce.reuse_window_s * 1000000000ull, now);
+        }
+    }
+    memcpy(c->measurement, claims.measurement, sizeof(c->measurement));
+    c->attested = true;
+    atomic_fetch_add_explicit(&shard->counters.attest_ok, 1, memory_order_relaxed);
+}
+
+bool core_attest_role_check(struct core_shard *shard, struct core_conn *c) {
+    if (!c->attested) {
+        return false;
+    }
+    if (policy_role_is_allowed(shard->proc->policy, c->measurement, c->user)) {
+        return true;
+    }
+    char hex[2 * 48 + 1];
+    core_base_hex_encode(hex, c->measurement, sizeof(c->measurement));
+    char detail[CORE_DENY_REASON_MAX];
+    snprintf(detail, sizeof(detail), "measurement %.12s... may not log in as user \"%s\"", hex,
+             c->user);
+    deny(c, "ROLE_NOT_ALLOWED", detail);
+    return false;
+}
+
+int core_attest_shard_init(struct core_shard *shard, char *err, size_t err_len) {
+    const struct policy *pol = shard->proc->policy;
+    struct attest_verifier_config vc;
+    memset(&vc, 0, sizeof(vc));
+    const char *roots = pol->chain.roots_builtin ? "builtin" : pol->chain.roots_path;
+    if (strlen(roots) >= sizeof(vc.roots) || strlen(pol->chain.vcek_dir) >= sizeof(vc.vcek_dir)) {
+        snprintf(err, err_len, "%s: [chain] path too long", shard->proc->cfg.attestation_policy);
+        return -ENAMETOOLONG;
+    }
+    memcpy(vc.roots, roots, strlen(roots) + 1);
+    memcpy(vc.vcek_dir, pol->chain.vcek_dir, strlen(pol->chain.vcek_dir) + 1);
+    struct attest_error aerr;
+    memset(&aerr, 0, sizeof(aerr));
+    shard->verifier = attest_verifier_new(&vc, &aerr);
+    if (shard->verifier == NULL) {
+        snprintf(err, err_len, "%s: attestation roots: %s",
+                 shard->proc->cfg.attestation_policy, aerr.msg);
+        return -EINVAL;
+    }
+    shard->evidence = calloc(1, sizeof(struct attest_evidence));
+    if (shard->evidence == NULL) {
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+void core_attest_shard_cleanup(struct core_shard *shard) {
+    attest_verifier_free(shard->verifier);
+    shard->verifier = NULL;
+    free(shard->evidence);
+    shard->evidence = NULL;
+}
