@@ -59,7 +59,14 @@ static uint8_t *read_file(const char *path, size_t *out_len) {
 }
 
 static int write_file(const char *path, const char *data, size_t len, mode_t mode) {
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+    struct stat st;
+    if (fd >= 0 && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))) {
+        // Never chmod a device or pipe (e.g. /dev/null): only regular files take key material.
+        fprintf(stderr, "atlsctl: %s is not a regular file\n", path);
+        close(fd);
+        return -1;
+    }
     if (fd < 0 || fchmod(fd, mode) != 0) {
         fprintf(stderr, "atlsctl: cannot write %s: %s\n", path, strerror(errno));
         if (fd >= 0) {
@@ -275,7 +282,10 @@ static int cc_parse(struct cc_opts *o, struct attest_provider_config *cfg, int a
         if (strcmp(a, "--debug") == 0) {
             cfg->sim.policy |= ATTEST_POLICY_DEBUG;
         } else if (strcmp(a, "--smt") == 0) {
+            // A simulated host with SMT on: the guest allows it (POLICY bit 16) and the platform
+            // reports it enabled (PLATFORM_INFO.SMT_EN), which is what policy checks.
             cfg->sim.policy |= ATTEST_POLICY_SMT;
+            cfg->sim.platform_info |= 1u;
         } else if (strcmp(a, "--nonce-url") == 0) {
             o->nonce_url = val;
         } else if (strcmp(a, "--nonce") == 0) {

@@ -124,7 +124,8 @@ bool Postgres::Start(std::string *err) {
     }
     WriteFile(data + "/postgresql.auto.conf",
               "listen_addresses = '127.0.0.1,127.0.0.2'\nunix_socket_directories = '" +
-                  dir_.path() + "'\nfsync = off\nmax_connections = 200\n");
+                  dir_.path() + "'\nfsync = off\nmax_connections = 200\n"
+                  "log_connections = on\n");
     if (IsRoot()) {
         Sh("chown postgres '" + data + "/postgresql.auto.conf'");
     }
@@ -140,6 +141,8 @@ bool Postgres::Start(std::string *err) {
     }
     return running_;
 }
+
+std::string Postgres::LogText() const { return ReadFile(dir_ / "data/log"); }
 
 void Postgres::Stop() {
     if (running_) {

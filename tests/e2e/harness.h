@@ -48,6 +48,8 @@ class Postgres {
     int port() const { return port_; }
     // psql against the server directly (no proxy).
     CmdResult Psql(const std::string &sql, int timeout_s = 60) const;
+    // The server log (log_connections is on: one "connection received" line per connection).
+    std::string LogText() const;
 
   private:
     TempDir dir_;

@@ -1,0 +1,265 @@
+// End-to-end: attestation enforced in the handshake. Real psql with certificates made by
+// atlsctl's simulated SEV-SNP provider, the real proxy with a policy, a real PostgreSQL behind
+// it. Every denial is asserted on psql's printed reason and on the backend never seeing it.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <regex>
+#include <thread>
+
+#include "harness.h"
+
+using namespace e2e;
+
+namespace {
+
+const std::string kGood(96, 'a');  // allowed measurement, may log in as postgres
+const std::string kOther(96, 'b'); // allowed measurement, may log in only as "reporting"
+const std::string kBad(96, 'c');   // not in policy
+
+std::string Atlsctl() { return std::string(ATLS_BINARY_DIR) + "/core/atlsctl"; }
+
+std::string Policy(const std::string &sim_ark, const std::string &extra_measurement = "strict",
+                   uint32_t reuse_s = 0) {
+    return "[policy]\nversion = e2e-1\n[measurement]\nmode = " + extra_measurement +
+           "\nallow = " + kGood + "\nallow = " + kOther +
+           "\n[tcb]\nmode = strict\nmin_bootloader = 3\nmin_tee = 0\nmin_snp = 8\n"
+           "min_microcode = 115\n[guest]\nmode = strict\ndebug_allowed = false\n"
+           "smt_allowed = false\nmin_guest_svn = 2\n[nonce]\nrequired = true\nttl_s = 4\n"
+           "reuse_window_s = " +
+           std::to_string(reuse_s) + "\n[chain]\nroots = " + sim_ark + "\n[roles]\n" + kGood +
+           " = postgres\n" + kOther + " = reporting\n";
+}
+
+} // namespace
+
+class AttestTest : public ::testing::Test {
+  protected:
+    static void SetUpTestSuite() {
+        pg_ = &SharedPostgres();
+        certs_ = &SharedCerts();
+        dir_ = new TempDir();
+        sim_ = *dir_ / "sim";
+        other_sim_ = *dir_ / "other-sim";
+        // Create both simulated AMD hierarchies (the second is a root the policy does not name).
+        for (const std::string &d : {sim_, other_sim_}) {
+            CmdResult r = Sh(Atlsctl() + " client-cert --nonce " + std::string(64, '0') +
+                                 " --provider simulated --sim-dir " + d + " --out-cert " +
+                                 (*dir_ / "warm.crt") + " --out-key " + (*dir_ / "warm.key"),
+                             300);
+            ASSERT_EQ(r.status, 0) << r.out;
+        }
+        proxy_ = StartProxy(Policy(sim_ + "/ark.pem"), &port_, &api_);
+        ASSERT_NE(proxy_, nullptr);
+    }
+    static void TearDownTestSuite() {
+        delete proxy_;
+        delete dir_;
+    }
+
+    static Proxy *StartProxy(const std::string &policy, int *port, int *api) {
+        static int n = 0;
+        std::string sub = *dir_ / ("p" + std::to_string(n++));
+        Sh("mkdir -p " + sub);
+        WriteFile(sub + "/policy.ini", policy);
+        *port = FreePort();
+        *api = FreePort();
+        std::string ini = "[proxy]\nnode_id = e2e-attest\nlisten = 127.0.0.1:" +
+                          std::to_string(*port) +
+                          "\nworkers = 2\n[tls]\ncert = " + certs_->server_crt +
+                          "\nkey = " + certs_->server_key +
+                          "\n[attestation]\nrequired = true\npolicy = policy.ini\n[backend]\n"
+                          "servers = 127.0.0.1:" +
+                          std::to_string(pg_->port()) + "\n[api]\nlisten = 127.0.0.1:" +
+                          std::to_string(*api) + "\n";
+        auto *p = new Proxy();
+        std::string err;
+        if (!p->Start(sub, ini, &err)) {
+            ADD_FAILURE() << err;
+            delete p;
+            return nullptr;
+        }
+        return p;
+    }
+
+    // A client certificate from the simulated provider. `nonce` empty: fetch one from the API.
+    static std::string MakeCert(const std::string &name, const std::string &args,
+                                const std::string &nonce = "", int api = 0,
+                                const std::string &sim = "") {
+        std::string n = nonce.empty()
+                            ? "--nonce-url http://127.0.0.1:" + std::to_string(api ? api : api_)
+                            : "--nonce " + nonce;
+        CmdResult r = Sh(Atlsctl() + " client-cert " + n + " --provider simulated --sim-dir " +
+                         (sim.empty() ? sim_ : sim) + " --svn 2 " + args + " --out-cert " +
+                         (*dir_ / (name + ".crt")) + " --out-key " + (*dir_ / (name + ".key")));
+        EXPECT_EQ(r.status, 0) << r.out;
+        return name;
+    }
+
+    static CmdResult Connect(const std::string &cert, const std::string &user = "postgres",
+                             int port = 0) {
+        return Sh("psql -X -At 'host=127.0.0.1 port=" + std::to_string(port ? port : port_) +
+                  " sslmode=require sslcert=" + (*dir_ / (cert + ".crt")) + " sslkey=" +
+                  (*dir_ / (cert + ".key")) + " user=" + user +
+                  " dbname=postgres connect_timeout=10' -c \"select 'admitted'\"");
+    }
+
+    static size_t BackendConnections() {
+        std::string log = pg_->LogText();
+        size_t count = 0;
+        for (size_t at = 0; (at = log.find("connection received", at)) != std::string::npos;
+             at++) {
+            count++;
+        }
+        return count;
+    }
+
+    // Assert psql printed the denial with `code`, and the backend saw no connection for it.
+    static void ExpectDenied(const std::string &cert, const std::string &code,
+                             const std::string &user = "postgres") {
+        size_t before = BackendConnections();
+        CmdResult r = Connect(cert, user);
+        EXPECT_NE(r.status, 0) << r.out;
+        EXPECT_NE(r.out.find("FATAL:  attestation denied: " + code), std::string::npos)
+            << "want " << code << ", got: " << r.out;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        EXPECT_EQ(BackendConnections(), before) << "a denied session reached the database";
+    }
+
+    static Postgres *pg_;
+    static Certs *certs_;
+    static TempDir *dir_;
+    static Proxy *proxy_;
+    static int port_, api_;
+    static std::string sim_, other_sim_;
+};
+Postgres *AttestTest::pg_;
+Certs *AttestTest::certs_;
+TempDir *AttestTest::dir_;
+Proxy *AttestTest::proxy_;
+int AttestTest::port_, AttestTest::api_;
+std::string AttestTest::sim_, AttestTest::other_sim_;
+
+TEST_F(AttestTest, NonceApiAnswersJsonAndProtobuf) {
+    CmdResult j = Sh("curl -s -i http://127.0.0.1:" + std::to_string(api_) + "/api/v1/nonce");
+    EXPECT_NE(j.out.find("Content-Type: application/json"), std::string::npos) << j.out;
+    EXPECT_TRUE(std::regex_search(
+        j.out, std::regex("\\{\"nonce\":\"[0-9a-f]{64}\",\"expires_in\":4,\"timestamp\":\"[0-9]+\"\\}")))
+        << j.out;
+    CmdResult p = Sh("curl -s -i -H 'Accept: application/x-protobuf' http://127.0.0.1:" +
+                     std::to_string(api_) + "/api/v1/nonce");
+    EXPECT_NE(p.out.find("Content-Type: application/x-protobuf"), std::string::npos) << p.out;
+    CmdResult nf = Sh("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:" +
+                      std::to_string(api_) + "/nope");
+    EXPECT_EQ(nf.out, "404");
+    CmdResult post = Sh("curl -s -o /dev/null -w '%{http_code}' -X POST http://127.0.0.1:" +
+                        std::to_string(api_) + "/api/v1/nonce");
+    EXPECT_EQ(post.out, "405");
+}
+
+TEST_F(AttestTest, GoodEvidenceIsAdmittedAndRunsSql) {
+    MakeCert("good", "--measurement " + kGood);
+    CmdResult r = Connect("good");
+    EXPECT_EQ(r.status, 0) << r.out;
+    EXPECT_EQ(r.out, "admitted\n");
+}
+
+TEST_F(AttestTest, ReplayedNonceIsDenied) {
+    MakeCert("replay", "--measurement " + kGood);
+    ASSERT_EQ(Connect("replay").status, 0);
+    ExpectDenied("replay", "NONCE_REPLAYED");
+}
+
+TEST_F(AttestTest, MeasurementNotInPolicyIsDenied) {
+    MakeCert("badm", "--measurement " + kBad);
+    ExpectDenied("badm", "MEASUREMENT_NOT_ALLOWED");
+}
+
+TEST_F(AttestTest, DebugPolicyIsDenied) {
+    MakeCert("debug", "--measurement " + kGood + " --debug");
+    ExpectDenied("debug", "DEBUG_ENABLED");
+}
+
+TEST_F(AttestTest, SmtIsDeniedWhenNotAllowed) {
+    MakeCert("smt", "--measurement " + kGood + " --smt");
+    ExpectDenied("smt", "SMT_ENABLED");
+}
+
+TEST_F(AttestTest, TcbBelowFloorIsDenied) {
+    MakeCert("tcb", "--measurement " + kGood + " --tcb 3,0,7,115");
+    ExpectDenied("tcb", "TCB_BELOW_MIN:snp");
+}
+
+TEST_F(AttestTest, GuestSvnBelowMinimumIsDenied) {
+    MakeCert("svn", "--measurement " + kGood + " --svn 1");
+    ExpectDenied("svn", "GUEST_SVN_BELOW_MIN");
+}
+
+TEST_F(AttestTest, NonceNeverIssuedIsDenied) {
+    MakeCert("unissued", "--measurement " + kGood, std::string(64, '7'));
+    ExpectDenied("unissued", "NONCE_UNKNOWN");
+}
+
+TEST_F(AttestTest, ExpiredNonceIsDenied) {
+    MakeCert("expired", "--measurement " + kGood);
+    std::this_thread::sleep_for(std::chrono::seconds(5)); // ttl_s = 4
+    ExpectDenied("expired", "NONCE_EXPIRED");
+}
+
+TEST_F(AttestTest, UntrustedRootIsDenied) {
+    MakeCert("foreign", "--measurement " + kGood, "", 0, other_sim_);
+    ExpectDenied("foreign", "CHAIN_INVALID");
+}
+
+TEST_F(AttestTest, CertificateWithoutEvidenceIsDenied) {
+    size_t before = BackendConnections();
+    CmdResult r = Sh("psql -X 'host=127.0.0.1 port=" + std::to_string(port_) +
+                     " sslmode=require sslcert=" + certs_->client_crt + " sslkey=" +
+                     certs_->client_key + " user=postgres dbname=postgres' -c 'select 1'");
+    EXPECT_NE(r.out.find("attestation denied: EVIDENCE_MALFORMED"), std::string::npos) << r.out;
+    EXPECT_EQ(BackendConnections(), before);
+}
+
+TEST_F(AttestTest, RoleMapRefusesOtherUsersBeforeTheBackend) {
+    MakeCert("role1", "--measurement " + kOther);
+    ExpectDenied("role1", "ROLE_NOT_ALLOWED", "postgres");
+    MakeCert("role2", "--measurement " + kGood);
+    ExpectDenied("role2", "ROLE_NOT_ALLOWED", "reporting");
+}
+
+TEST_F(AttestTest, WarnModeAdmitsAndDisabledSkips) {
+    int port = 0, api = 0;
+    Proxy *p = StartProxy(Policy(sim_ + "/ark.pem", "warn"), &port, &api);
+    ASSERT_NE(p, nullptr);
+    MakeCert("warn", "--measurement " + kBad, "", api);
+    CmdResult r = Connect("warn", "postgres", port);
+    // [roles] still applies: kBad has no role entry, so only the measurement check is relaxed.
+    EXPECT_NE(r.out.find("ROLE_NOT_ALLOWED"), std::string::npos) << r.out;
+    delete p;
+    std::string no_roles = Policy(sim_ + "/ark.pem", "disabled");
+    no_roles = no_roles.substr(0, no_roles.find("[roles]"));
+    p = StartProxy(no_roles, &port, &api);
+    ASSERT_NE(p, nullptr);
+    MakeCert("disabled", "--measurement " + kBad, "", api);
+    r = Connect("disabled", "postgres", port);
+    EXPECT_EQ(r.out, "admitted\n") << r.out;
+    delete p;
+}
+
+TEST_F(AttestTest, ReuseWindowLetsOneCertificateOpenAPool) {
+    int port = 0, api = 0;
+    Proxy *p = StartProxy(Policy(sim_ + "/ark.pem", "strict", 60), &port, &api);
+    ASSERT_NE(p, nullptr);
+    MakeCert("pool", "--measurement " + kGood, "", api);
+    std::string cs = "host=127.0.0.1 port=" + std::to_string(port) + " sslmode=require sslcert=" +
+                     (*dir_ / "pool.crt") + " sslkey=" + (*dir_ / "pool.key") +
+                     " user=postgres dbname=postgres";
+    CmdResult first = Sh("psql -X -At '" + cs + "' -c 'select 1'");
+    ASSERT_EQ(first.status, 0) << first.out;
+    CmdResult init = Sh("pgbench -i -s 1 -q '" + cs + "'", 120);
+    ASSERT_EQ(init.status, 0) << init.out;
+    CmdResult run = Sh("pgbench -c 8 -j 2 -T 2 -S '" + cs + "'", 60);
+    EXPECT_EQ(run.status, 0) << run.out;
+    EXPECT_NE(run.out.find("number of failed transactions: 0"), std::string::npos) << run.out;
+    delete p;
+}
