@@ -8,6 +8,7 @@
 #include <openssl/err.h>
 
 #include "core_internal.h"
+#include "attest.h"
 #include "policy.h"
 
 static void usage(FILE *out) {
@@ -75,8 +76,9 @@ static int attestation_setup(struct core_proc *proc, char *err, size_t err_len) 
     if (ret != 0) {
         return ret;
     }
-    proc->policy = p;
-    proc->policy_epoch = 1;
+    atomic_store(&proc->policy, p);
+    atomic_store(&proc->policy_epoch, 1);
+    proc->policy_history[proc->policy_history_len++] = p;
     if (policy_nonce_new(&proc->nonces, NONCE_SHARDS, NONCE_SLOTS_PER_SHARD) != 0 ||
         policy_reuse_new(&proc->reuse, REUSE_SLOTS) != 0 ||
         policy_ratelimit_new(&proc->nonce_limiter, NONCE_RATE_BUCKETS, NONCE_RATE_BURST,
@@ -85,6 +87,48 @@ static int attestation_setup(struct core_proc *proc, char *err, size_t err_len) 
         return -ENOMEM;
     }
     return 0;
+}
+
+// reload_policy loads the policy file again; a broken file keeps the current policy. Workers
+// adopt the new one on their next event and re-judge their live sessions.
+static void reload_policy(struct core_proc *proc) {
+    if (atomic_load(&proc->policy) == NULL) {
+        return;
+    }
+    if (proc->policy_history_len >= ARRAY_LEN(proc->policy_history)) {
+        LOG_ERROR("policy reload refused: %u reloads since start; restart to reload again",
+                  proc->policy_history_len);
+        return;
+    }
+    char err[512];
+    struct policy *p = NULL;
+    if (load_policy(&p, err, sizeof(err), proc->cfg.attestation_policy) != 0) {
+        LOG_ERROR("policy reload failed, keeping the current policy: %s", err);
+        return;
+    }
+    // Check the roots load before publishing, so no worker is left without a verifier.
+    struct attest_verifier_config vc;
+    memset(&vc, 0, sizeof(vc));
+    const char *roots = p->chain.roots_builtin ? "builtin" : p->chain.roots_path;
+    snprintf(vc.roots, sizeof(vc.roots), "%.*s", (int)sizeof(vc.roots) - 1, roots);
+    snprintf(vc.vcek_dir, sizeof(vc.vcek_dir), "%.*s", (int)sizeof(vc.vcek_dir) - 1,
+             p->chain.vcek_dir);
+    struct attest_error aerr;
+    memset(&aerr, 0, sizeof(aerr));
+    struct attest_verifier *v = attest_verifier_new(&vc, &aerr);
+    if (v == NULL) {
+        LOG_ERROR("policy reload failed, keeping the current policy: roots: %s", aerr.msg);
+        free(p);
+        return;
+    }
+    attest_verifier_free(v);
+    proc->policy_history[proc->policy_history_len++] = p;
+    atomic_fetch_add(&proc->policy_epoch, 1);
+    atomic_store(&proc->policy, p);
+    LOG_INFO("policy %s loaded from %s", p->version, proc->cfg.attestation_policy);
+    for (uint32_t i = 0; i < proc->worker_count; i++) {
+        core_shard_wake(&proc->shards[i]);
+    }
 }
 
 static void reload_tls(struct core_proc *proc) {
@@ -171,6 +215,7 @@ static int run(const char *path) {
             continue;
         }
         if (si.ssi_signo == SIGHUP) {
+            reload_policy(&proc); // before the wake-up that reload_tls sends to every worker
             reload_tls(&proc);
             continue;
         }
@@ -194,7 +239,9 @@ static int run(const char *path) {
     policy_nonce_free(proc.nonces);
     policy_reuse_free(proc.reuse);
     policy_ratelimit_free(proc.nonce_limiter);
-    free((void *)proc.policy);
+    for (uint32_t i = 0; i < proc.policy_history_len; i++) {
+        free((void *)proc.policy_history[i]);
+    }
     close(sfd);
     LOG_INFO("drained, exiting");
     return 0;

@@ -58,7 +58,8 @@ static enum MHD_Result respond_msg(struct MHD_Connection *conn, unsigned status,
 }
 
 static enum MHD_Result api_nonce(struct core_proc *proc, struct MHD_Connection *conn) {
-    if (proc->policy == NULL || proc->nonces == NULL) {
+    const struct policy *pol = atomic_load(&proc->policy);
+    if (pol == NULL || proc->nonces == NULL) {
         return respond_text(conn, 404, "nonces are issued only when [attestation] required\n");
     }
     const union MHD_ConnectionInfo *ci =
@@ -70,7 +71,7 @@ static enum MHD_Result api_nonce(struct core_proc *proc, struct MHD_Connection *
         return respond_text(conn, 429, "too many nonce requests from this address\n");
     }
     uint8_t nonce[32];
-    uint32_t ttl = proc->policy->nonce.ttl_s;
+    uint32_t ttl = pol->nonce.ttl_s;
     int ret = policy_nonce_issue(proc->nonces, nonce, now, (uint64_t)ttl * 1000000000ull);
     if (ret == -ENOSPC) {
         return respond_text(conn, 503, "nonce table full of live nonces; retry later\n");

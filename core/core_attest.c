@@ -90,7 +90,7 @@ static const char *nonce_detail(const char *code) {
 }
 
 void core_attest_on_verify(struct core_shard *shard, struct core_conn *c) {
-    const struct policy *pol = shard->proc->policy;
+    const struct policy *pol = shard->policy;
     if (!load_evidence(shard, c)) {
         return;
     }
@@ -124,7 +124,7 @@ static void fill_policy_input(struct policy_input *in, const struct attest_claim
 
 void core_attest_after_handshake(struct core_shard *shard, struct core_conn *c) {
     struct core_proc *proc = shard->proc;
-    const struct policy *pol = proc->policy;
+    const struct policy *pol = shard->policy;
     if (c->attest_denied) {
         return;
     }
@@ -140,11 +140,17 @@ void core_attest_after_handshake(struct core_shard *shard, struct core_conn *c) 
     SHA256_Update(&sh, ev->report, sizeof(ev->report));
     SHA256_Final(ev_hash, &sh);
     if (pol->nonce.required && pol->nonce.reuse_window_s > 0 &&
-        policy_reuse_is_allowed(proc->reuse, ev->spki_sha256, ev_hash, proc->policy_epoch,
+        policy_reuse_is_allowed(proc->reuse, ev->spki_sha256, ev_hash, shard->policy_epoch,
                                 now)) {
         // Same key, same evidence, within the window: the cached verdict stands; this
         // handshake proved possession of the key again.
-        memcpy(c->measurement, ev->report + 0x90, sizeof(c->measurement));
+        struct attest_claims seen;
+        if (attest_report_parse(&seen, NULL, ev->report, sizeof(ev->report)) != ATTEST_OK) {
+            deny(c, "REPORT_MALFORMED", "the attestation report does not parse");
+            return;
+        }
+        fill_policy_input(&c->claims, &seen);
+        memcpy(c->measurement, seen.measurement, sizeof(c->measurement));
         c->attested = true;
         atomic_fetch_add_explicit(&shard->counters.attest_reused, 1, memory_order_relaxed);
         return;
@@ -181,11 +187,12 @@ void core_attest_after_handshake(struct core_shard *shard, struct core_conn *c) 
             return;
         }
         if (pol->nonce.reuse_window_s > 0) {
-            policy_reuse_remember(proc->reuse, ev->spki_sha256, ev_hash, proc->policy_epoch,
+            policy_reuse_remember(proc->reuse, ev->spki_sha256, ev_hash, shard->policy_epoch,
                                   now + (uint64_t)pol->nonce.reuse_window_s * 1000000000ull, now);
         }
     }
     memcpy(c->measurement, claims.measurement, sizeof(c->measurement));
+    c->claims = in;
     c->attested = true;
     atomic_fetch_add_explicit(&shard->counters.attest_ok, 1, memory_order_relaxed);
 }
@@ -194,7 +201,7 @@ bool core_attest_role_check(struct core_shard *shard, struct core_conn *c) {
     if (!c->attested) {
         return false;
     }
-    if (policy_role_is_allowed(shard->proc->policy, c->measurement, c->user)) {
+    if (policy_role_is_allowed(shard->policy, c->measurement, c->user)) {
         return true;
     }
     char hex[2 * 48 + 1];
@@ -207,7 +214,9 @@ bool core_attest_role_check(struct core_shard *shard, struct core_conn *c) {
 }
 
 int core_attest_shard_init(struct core_shard *shard, char *err, size_t err_len) {
-    const struct policy *pol = shard->proc->policy;
+    shard->policy = atomic_load(&shard->proc->policy);
+    shard->policy_epoch = atomic_load(&shard->proc->policy_epoch);
+    const struct policy *pol = shard->policy;
     struct attest_verifier_config vc;
     memset(&vc, 0, sizeof(vc));
     const char *roots = pol->chain.roots_builtin ? "builtin" : pol->chain.roots_path;
@@ -219,11 +228,16 @@ int core_attest_shard_init(struct core_shard *shard, char *err, size_t err_len) 
     memcpy(vc.vcek_dir, pol->chain.vcek_dir, strlen(pol->chain.vcek_dir) + 1);
     struct attest_error aerr;
     memset(&aerr, 0, sizeof(aerr));
-    shard->verifier = attest_verifier_new(&vc, &aerr);
-    if (shard->verifier == NULL) {
+    struct attest_verifier *v = attest_verifier_new(&vc, &aerr);
+    if (v == NULL) {
         snprintf(err, err_len, "%s: attestation roots: %s",
                  shard->proc->cfg.attestation_policy, aerr.msg);
         return -EINVAL;
+    }
+    attest_verifier_free(shard->verifier);
+    shard->verifier = v;
+    if (shard->evidence != NULL) {
+        return 0;
     }
     shard->evidence = calloc(1, sizeof(struct attest_evidence));
     if (shard->evidence == NULL) {
@@ -237,4 +251,55 @@ void core_attest_shard_cleanup(struct core_shard *shard) {
     shard->verifier = NULL;
     free(shard->evidence);
     shard->evidence = NULL;
+}
+
+static bool same_chain(const struct policy *a, const struct policy *b) {
+    return a->chain.roots_builtin == b->chain.roots_builtin &&
+           strcmp(a->chain.roots_path, b->chain.roots_path) == 0 &&
+           strcmp(a->chain.vcek_dir, b->chain.vcek_dir) == 0;
+}
+
+void core_attest_policy_changed(struct core_shard *shard,
+                                void (*on_revoked)(struct core_shard *, struct core_conn *,
+                                                   const char *reason)) {
+    const struct policy *next = atomic_load(&shard->proc->policy);
+    if (next == NULL || next == shard->policy) {
+        return;
+    }
+    const struct policy *prev = shard->policy;
+    shard->policy = next;
+    shard->policy_epoch = atomic_load(&shard->proc->policy_epoch);
+    if (!same_chain(prev, next)) {
+        char err[256];
+        // The main thread checked these roots before publishing; a failure here keeps the old
+        // verifier, which can only be stricter than a missing one.
+        if (core_attest_shard_init(shard, err, sizeof(err)) != 0) {
+            LOG_ERROR("worker %u: %s", shard->id, err);
+        }
+    }
+    uint32_t revoked = 0;
+    for (uint32_t i = 0; i < shard->conns_max; i++) {
+        struct core_conn *c = &shard->conns[i];
+        if (!c->attested || c->state != CORE_CONN_FORWARD) {
+            continue;
+        }
+        struct policy_result res;
+        char why[CORE_DENY_REASON_MAX];
+        char reason[CORE_DENY_REASON_MAX + 64];
+        if (policy_evaluate(next, &res, &c->claims) != POLICY_VERDICT_ALLOW) {
+            policy_result_format(why, sizeof(why), &res);
+        } else if (!policy_role_is_allowed(next, c->measurement, c->user)) {
+            snprintf(why, sizeof(why), "ROLE_NOT_ALLOWED: user \"%s\"", c->user);
+        } else {
+            continue;
+        }
+        if (snprintf(reason, sizeof(reason), "attestation revoked by policy %s: %s",
+                     next->version, why) < 0) {
+            reason[0] = '\0';
+        }
+        revoked++;
+        on_revoked(shard, c, reason);
+    }
+    LOG_INFO("worker %u: policy %s adopted, %u live sessions re-checked, %u revoked", shard->id,
+             next->version, shard->active, revoked);
 }

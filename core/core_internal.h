@@ -10,6 +10,7 @@
 
 #include "core.h"
 #include "core_base.h"
+#include "policy_types.h"
 #include "ring.h"
 
 #define CORE_CONN_MAGIC 0x41544c53u // "ATLS"
@@ -125,6 +126,7 @@ struct core_conn {
     bool attested;
     bool attest_denied;
     uint8_t measurement[48];
+    struct policy_input claims; // what the policy judged, kept to re-judge on reload
     char deny_reason[CORE_DENY_REASON_MAX];
 };
 
@@ -193,6 +195,8 @@ struct core_shard {
     int start_ret;
     char start_err[128];
     struct core_counters counters;
+    const struct policy *policy;       // this worker's view; NULL when not attesting
+    uint64_t policy_epoch;             // epoch of `policy` (reuse-cache key)
     struct attest_verifier *verifier;  // attested mode: this worker's own (not thread-safe)
     struct attest_evidence *evidence; // scratch for the connection being checked
 };
@@ -202,8 +206,13 @@ struct core_proc {
     uint32_t worker_count;
     struct core_shard *shards;
     struct core_backend_state backends[CORE_BACKENDS_MAX];
-    const struct policy *policy;  // attested mode: immutable after load
-    uint64_t policy_epoch;
+    // Attested mode: the current policy, published by the main thread on load and reload.
+    // Every policy ever published stays allocated until exit (workers and the API thread may
+    // still read an older one); reloads are rare and each is a few tens of KiB.
+    _Atomic(const struct policy *) policy;
+    atomic_uint_fast64_t policy_epoch;
+    const struct policy *policy_history[64];
+    uint32_t policy_history_len;
     struct policy_nonce *nonces;  // shared by all threads, lock-free
     struct policy_reuse *reuse;   // shared by all threads, lock-free
     struct policy_ratelimit *nonce_limiter; // control thread only
@@ -298,6 +307,12 @@ void core_attest_on_verify(struct core_shard *shard, struct core_conn *c);
 void core_attest_after_handshake(struct core_shard *shard, struct core_conn *c);
 // core_attest_role_check applies [roles] to the StartupMessage user. False = denied.
 bool core_attest_role_check(struct core_shard *shard, struct core_conn *c);
+// core_attest_policy_changed adopts the newly published policy on this worker (rebuilding the
+// verifier if [chain] changed) and calls `on_revoked` for each live attested session that the
+// new policy denies, with the reason.
+void core_attest_policy_changed(struct core_shard *shard,
+                                void (*on_revoked)(struct core_shard *, struct core_conn *,
+                                                   const char *reason));
 
 /* core_api.c */
 

@@ -531,7 +531,7 @@ static void step_handshake(struct core_shard *shard, struct core_conn *c) {
             return;
         }
         atomic_fetch_add_explicit(&shard->counters.handshakes_ok, 1, memory_order_relaxed);
-        if (shard->proc->policy != NULL) {
+        if (shard->policy != NULL) {
             core_attest_after_handshake(shard, c); // possession proven: now the full check
         }
         c->state = CORE_CONN_STARTUP;
@@ -654,7 +654,7 @@ static void step_startup(struct core_shard *shard, struct core_conn *c) {
             ERR_clear_error();
         }
     }
-    if (shard->proc->policy != NULL && (c->attest_denied || !core_attest_role_check(shard, c))) {
+    if (shard->policy != NULL && (c->attest_denied || !core_attest_role_check(shard, c))) {
         // Denied: the reason goes to the client inside TLS; nothing reaches the backend.
         atomic_fetch_add_explicit(&shard->counters.attest_denied, 1, memory_order_relaxed);
         LOG_INFO("conn %u.%u: %s", shard->id, c->index, c->deny_reason);
@@ -1216,6 +1216,15 @@ static void drain_step(struct core_shard *shard) {
     }
 }
 
+static void revoke_session(struct core_shard *shard, struct core_conn *c, const char *reason) {
+    LOG_INFO("conn %u.%u: %s", shard->id, c->index, reason);
+    atomic_fetch_add_explicit(&shard->counters.attest_denied, 1, memory_order_relaxed);
+    // Copy: conn_fail may release the slot, and the reason must outlive the caller's buffer.
+    snprintf(c->deny_reason, sizeof(c->deny_reason), "%.*s", (int)sizeof(c->deny_reason) - 1,
+             reason);
+    conn_fail(shard, c, "28000", c->deny_reason);
+}
+
 static void on_event(void *ctx, struct ring_op_id id, const struct io_uring_cqe *cqe) {
     struct core_shard *shard = ctx;
     (void)id;
@@ -1225,6 +1234,9 @@ static void on_event(void *ctx, struct ring_op_id id, const struct io_uring_cqe 
         SSL_CTX_free(shard->ssl_ctx); // live SSLs keep their own reference
         shard->ssl_ctx = next;
         LOG_INFO("worker %u: TLS certificate reloaded", shard->id);
+    }
+    if (shard->policy != NULL) {
+        core_attest_policy_changed(shard, revoke_session);
     }
     drain_step(shard);
     if (!shard->stopped) {
@@ -1347,7 +1359,7 @@ int core_shard_start(struct core_proc *proc, struct core_shard *shard, uint32_t 
         shard->listen_fd[i] = fd;
         shard->listen_count++;
     }
-    if (proc->policy != NULL) {
+    if (atomic_load(&proc->policy) != NULL) {
         ret = core_attest_shard_init(shard, err, err_len);
         if (ret != 0) {
             return ret;

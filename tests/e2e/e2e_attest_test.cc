@@ -3,6 +3,8 @@
 // it. Every denial is asserted on psql's printed reason and on the backend never seeing it.
 #include <gtest/gtest.h>
 
+#include <signal.h>
+
 #include <chrono>
 #include <regex>
 #include <thread>
@@ -261,5 +263,60 @@ TEST_F(AttestTest, ReuseWindowLetsOneCertificateOpenAPool) {
     CmdResult run = Sh("pgbench -c 8 -j 2 -T 2 -S '" + cs + "'", 60);
     EXPECT_EQ(run.status, 0) << run.out;
     EXPECT_NE(run.out.find("number of failed transactions: 0"), std::string::npos) << run.out;
+    delete p;
+}
+
+TEST_F(AttestTest, SighupReloadsPolicyAndClosesSessionsItNowDenies) {
+    int port = 0, api = 0;
+    Proxy *p = StartProxy(Policy(sim_ + "/ark.pem"), &port, &api);
+    ASSERT_NE(p, nullptr);
+    std::string policy_path = p->log_path().substr(0, p->log_path().rfind('/')) + "/policy.ini";
+    auto open_session = [&](const std::string &name, const std::string &m,
+                            const std::string &user, RawClient *c) {
+        MakeCert(name, "--measurement " + m, "", api);
+        ASSERT_TRUE(c->Connect(port));
+        std::string err;
+        ASSERT_TRUE(c->StartTls(*dir_ / (name + ".crt"), *dir_ / (name + ".key"), "postgresql",
+                                &err))
+            << err;
+        ASSERT_EQ(c->Startup(user, "postgres"), "");
+    };
+    RawClient keep, lose;
+    open_session("hup-keep", kGood, "postgres", &keep);
+    // kOther may only log in as "reporting"; the database has no such role, so give the
+    // session a policy that maps kOther to postgres first.
+    std::string widened = Policy(sim_ + "/ark.pem");
+    widened.replace(widened.find(kOther + " = reporting"), kOther.size() + 12,
+                    kOther + " = postgres");
+    WriteFile(policy_path, widened);
+    p->Signal(SIGHUP);
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    open_session("hup-lose", kOther, "postgres", &lose);
+    EXPECT_EQ(lose.Query("select 'before'"), "before");
+
+    // A broken file keeps the current policy.
+    WriteFile(policy_path, "[policy]\nversion = broken\n[nope]\n");
+    p->Signal(SIGHUP);
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    EXPECT_NE(ReadFile(p->log_path()).find("policy reload failed, keeping the current policy"),
+              std::string::npos);
+    EXPECT_EQ(lose.Query("select 'still'"), "still");
+
+    // Remove kOther from the allow list: its live session is closed with the reason.
+    std::string narrowed = Policy(sim_ + "/ark.pem");
+    narrowed.replace(narrowed.find("\nallow = " + kOther), 9 + kOther.size(), "");
+    narrowed.replace(narrowed.find("version = e2e-1"), 15, "version = e2e-2");
+    WriteFile(policy_path, narrowed);
+    p->Signal(SIGHUP);
+    char t = 0;
+    std::string body;
+    bool got = lose.RecvTlsMessage(&t, &body, 5000);
+    ASSERT_TRUE(got);
+    EXPECT_EQ(t, 'E');
+    std::string e = ParseError(body);
+    EXPECT_EQ(e.substr(0, 5), "28000") << e;
+    EXPECT_NE(e.find("attestation revoked by policy e2e-2"), std::string::npos) << e;
+    EXPECT_NE(e.find("not in policy"), std::string::npos) << e;
+    EXPECT_EQ(keep.Query("select 'kept'"), "kept");
     delete p;
 }
