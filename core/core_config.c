@@ -312,13 +312,49 @@ static int on_key(void *user, const char *section, const char *name, const char 
     return set_problem(pc, "unknown key '%s' in [%s]", name, section);
 }
 
-static int check_readable(char *err, size_t err_len, const char *cfg_path, const char *what,
-                          const char *path) {
+// find_key_line returns the line of `key` in `[section]` of the config file (Debian's inih
+// does not pass line numbers to the handler), or 0.
+static uint32_t find_key_line(const char *cfg_path, const char *section, const char *key) {
+    FILE *f = fopen(cfg_path, "r");
+    if (f == NULL) {
+        return 0;
+    }
+    char line[1024];
+    char cur[CORE_NAME_MAX] = "";
+    uint32_t n = 0;
+    uint32_t found = 0;
+    while (found == 0 && fgets(line, sizeof(line), f) != NULL) {
+        n++;
+        const char *p = line;
+        while (*p == ' ' || *p == '\t') {
+            p++;
+        }
+        if (*p == '[') {
+            const char *end = strchr(p, ']');
+            size_t len = end ? (size_t)(end - p - 1) : 0;
+            if (len < sizeof(cur)) {
+                memcpy(cur, p + 1, len);
+                cur[len] = '\0';
+            }
+            continue;
+        }
+        size_t klen = strlen(key);
+        if (strcmp(cur, section) == 0 && strncmp(p, key, klen) == 0 &&
+            (p[klen] == ' ' || p[klen] == '\t' || p[klen] == '=')) {
+            found = n;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+static int check_readable(char *err, size_t err_len, const char *cfg_path, uint32_t line,
+                          const char *what, const char *path) {
     if (path[0] == '\0') {
         return 0;
     }
     if (access(path, R_OK) != 0) {
-        snprintf(err, err_len, "%s: cannot read %s '%s': %s", cfg_path, what, path,
+        snprintf(err, err_len, "%s:%u: cannot read %s '%s': %s", cfg_path, line, what, path,
                  strerror(errno));
         return -EINVAL;
     }
@@ -352,15 +388,17 @@ static int validate(const struct core_config *cfg, char *err, size_t err_len) {
             return -EINVAL;
         }
     }
-    int ret = check_readable(err, err_len, p, "[tls] cert", cfg->tls_cert);
+    int ret = check_readable(err, err_len, p, cfg->line_tls_cert, "[tls] cert", cfg->tls_cert);
     if (ret == 0) {
-        ret = check_readable(err, err_len, p, "[tls] key", cfg->tls_key);
+        ret = check_readable(err, err_len, p, cfg->line_tls_key, "[tls] key", cfg->tls_key);
     }
     if (ret == 0) {
-        ret = check_readable(err, err_len, p, "[tls] client_ca", cfg->tls_client_ca);
+        ret = check_readable(err, err_len, p, cfg->line_tls_client_ca, "[tls] client_ca",
+                             cfg->tls_client_ca);
     }
     if (ret == 0) {
-        ret = check_readable(err, err_len, p, "[attestation] policy", cfg->attestation_policy);
+        ret = check_readable(err, err_len, p, cfg->line_attestation_policy,
+                             "[attestation] policy", cfg->attestation_policy);
     }
     return ret;
 }
@@ -405,5 +443,9 @@ int core_config_load(struct core_config *out_cfg, char *err, size_t err_len, con
                  pc.failed ? pc.problem : "syntax error (want 'key = value' or '[section]')");
         return -EINVAL;
     }
+    out_cfg->line_tls_cert = find_key_line(path, "tls", "cert");
+    out_cfg->line_tls_key = find_key_line(path, "tls", "key");
+    out_cfg->line_tls_client_ca = find_key_line(path, "tls", "client_ca");
+    out_cfg->line_attestation_policy = find_key_line(path, "attestation", "policy");
     return validate(out_cfg, err, err_len);
 }

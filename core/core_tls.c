@@ -113,18 +113,18 @@ void core_tls_describe_error(char *out, size_t out_len) {
 static int load_cert_and_key(SSL_CTX *ctx, const struct core_config *cfg, char *err,
                              size_t err_len) {
     if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1) {
-        snprintf(err, err_len, "%s: [tls] cert '%s': not a PEM certificate chain", cfg->path,
-                 cfg->tls_cert);
+        snprintf(err, err_len, "%s:%u: [tls] cert '%s': not a PEM certificate chain", cfg->path,
+                 cfg->line_tls_cert, cfg->tls_cert);
         return -EINVAL;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1) {
-        snprintf(err, err_len, "%s: [tls] key '%s': not a PEM private key", cfg->path,
-                 cfg->tls_key);
+        snprintf(err, err_len, "%s:%u: [tls] key '%s': not a PEM private key", cfg->path,
+                 cfg->line_tls_key, cfg->tls_key);
         return -EINVAL;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
-        snprintf(err, err_len, "%s: [tls] key '%s' does not match cert '%s'", cfg->path,
-                 cfg->tls_key, cfg->tls_cert);
+        snprintf(err, err_len, "%s:%u: [tls] key '%s' does not match cert '%s'", cfg->path,
+                 cfg->line_tls_key, cfg->tls_key, cfg->tls_cert);
         return -EINVAL;
     }
     return 0;
@@ -173,8 +173,8 @@ SSL_CTX *core_tls_ctx_new(const struct core_config *cfg, char *err, size_t err_l
     }
     if (cfg->tls_client_ca[0] != '\0') {
         if (SSL_CTX_load_verify_locations(ctx, cfg->tls_client_ca, NULL) != 1) {
-            snprintf(err, err_len, "%s: [tls] client_ca '%s': not a PEM CA bundle", cfg->path,
-                     cfg->tls_client_ca);
+            snprintf(err, err_len, "%s:%u: [tls] client_ca '%s': not a PEM CA bundle",
+                     cfg->path, cfg->line_tls_client_ca, cfg->tls_client_ca);
             goto out_free;
         }
     }

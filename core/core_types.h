@@ -69,6 +69,11 @@ struct core_config {
     char audit_dir[CORE_PATH_MAX];
     bool audit_sync_always;
     uint32_t audit_retention_days;
+    // Config lines of the file-valued keys, for errors found after parsing (0 = not set).
+    uint32_t line_tls_cert;
+    uint32_t line_tls_key;
+    uint32_t line_tls_client_ca;
+    uint32_t line_attestation_policy;
 };
 
 #ifdef __cplusplus

@@ -107,11 +107,11 @@ TEST(Lifecycle, BadConfigExitsTwoNamingFileAndLine) {
         {"[proxy]\nlisten = 127.0.0.1:5000\n[tls]\ncert = " + certs.server_crt +
              "\nkey = /nonexistent/server.key\nclient_ca = " + certs.ca +
              "\n[attestation]\nrequired = false\n[backend]\nservers = 127.0.0.1:1\n",
-         "cannot read [tls] key '/nonexistent/server.key'"},
+         "proxy.ini:5: cannot read [tls] key '/nonexistent/server.key'"},
         {"[proxy]\nlisten = 127.0.0.1:5000\n[tls]\ncert = " + certs.server_crt + "\nkey = " +
              certs.ca + "\nclient_ca = " + certs.ca +
              "\n[attestation]\nrequired = false\n[backend]\nservers = 127.0.0.1:1\n",
-         "not a PEM private key"},
+         "proxy.ini:5: [tls] key"},
     };
     for (const Case &c : cases) {
         WriteFile(d / "proxy.ini", c.ini);
