@@ -10,36 +10,22 @@ class RejectTest : public ::testing::Test {
     static void SetUpTestSuite() {
         pg_ = &SharedPostgres();
         certs_ = &SharedCerts();
-        dir_ = new TempDir();
-        port_ = FreePort();
-        proxy_ = new Proxy();
         std::string err;
-        ASSERT_TRUE(proxy_->Start(dir_->path(),
-                                  MtlsIni(port_, "127.0.0.1:" + std::to_string(pg_->port()),
-                                          *certs_),
-                                  &err))
-            << err;
+        env_ = StartMtlsProxyEnv(&err);
+        ASSERT_NE(env_, nullptr) << err;
+        port_ = env_->port;
+        proxy_ = &env_->proxy;
     }
-    static void TearDownTestSuite() {
-        delete proxy_;
-        delete dir_;
-    }
-    void TearDown() override {
-        // After every bad client, a good one is still served.
-        CmdResult r = Sh("psql -X -At '" + ConnStr(port_, *certs_) + "' -c 'select 7*6'");
-        EXPECT_EQ(r.status, 0) << r.out;
-        EXPECT_EQ(r.out, "42\n");
-        EXPECT_TRUE(proxy_->Running());
-    }
+    static void TearDownTestSuite() { delete env_; }
     static Postgres *pg_;
     static Certs *certs_;
-    static TempDir *dir_;
+    static ProxyEnv *env_;
     static Proxy *proxy_;
     static int port_;
 };
 Postgres *RejectTest::pg_;
 Certs *RejectTest::certs_;
-TempDir *RejectTest::dir_;
+ProxyEnv *RejectTest::env_;
 Proxy *RejectTest::proxy_;
 int RejectTest::port_;
 

@@ -13,29 +13,22 @@ class SqlTest : public ::testing::Test {
     static void SetUpTestSuite() {
         pg_ = &SharedPostgres();
         certs_ = &SharedCerts();
-        dir_ = new TempDir();
-        port_ = FreePort();
-        proxy_ = new Proxy();
         std::string err;
-        ASSERT_TRUE(proxy_->Start(dir_->path(),
-                                  MtlsIni(port_, "127.0.0.1:" + std::to_string(pg_->port()),
-                                          *certs_),
-                                  &err))
-            << err;
+        env_ = StartMtlsProxyEnv(&err);
+        ASSERT_NE(env_, nullptr) << err;
+        port_ = env_->port;
+        proxy_ = &env_->proxy;
     }
-    static void TearDownTestSuite() {
-        delete proxy_;
-        delete dir_;
-    }
+    static void TearDownTestSuite() { delete env_; }
     static Postgres *pg_;
     static Certs *certs_;
-    static TempDir *dir_;
+    static ProxyEnv *env_;
     static Proxy *proxy_;
     static int port_;
 };
 Postgres *SqlTest::pg_;
 Certs *SqlTest::certs_;
-TempDir *SqlTest::dir_;
+ProxyEnv *SqlTest::env_;
 Proxy *SqlTest::proxy_;
 int SqlTest::port_;
 

@@ -553,6 +553,18 @@ Certs &SharedCerts() {
     return *g_certs;
 }
 
+ProxyEnv *StartMtlsProxyEnv(std::string *err, const std::string &extra_proxy) {
+    auto *env = new ProxyEnv();
+    env->port = FreePort();
+    std::string ini = MtlsIni(env->port, "127.0.0.1:" + std::to_string(SharedPostgres().port()),
+                              SharedCerts(), extra_proxy);
+    if (!env->proxy.Start(env->dir.path(), ini, err)) {
+        delete env;
+        return nullptr;
+    }
+    return env;
+}
+
 std::string MtlsIni(int listen_port, const std::string &backends, const Certs &c,
                     const std::string &extra_proxy) {
     return "[proxy]\nnode_id = e2e\nlisten = 127.0.0.1:" + std::to_string(listen_port) +

@@ -130,6 +130,16 @@ std::string ParseError(const std::string &body);
 Postgres &SharedPostgres();
 Certs &SharedCerts();
 
+// A mutual-TLS proxy in front of the shared PostgreSQL, for suites that share one proxy.
+struct ProxyEnv {
+    TempDir dir;
+    Proxy proxy;
+    int port = 0;
+};
+// StartMtlsProxyEnv starts it (extra [proxy] lines in `extra_proxy`); nullptr on failure with
+// the reason in `err`.
+ProxyEnv *StartMtlsProxyEnv(std::string *err, const std::string &extra_proxy = "");
+
 // Minimal terminate-mode mTLS config for `listen_port` in front of `backends`.
 std::string MtlsIni(int listen_port, const std::string &backends, const Certs &c,
                     const std::string &extra_proxy = "");
