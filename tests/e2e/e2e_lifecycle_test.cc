@@ -136,7 +136,8 @@ TEST(Lifecycle, PassthroughForwardsBytesUntouched) {
     std::string err;
     std::string ini = "[proxy]\nlisten = 127.0.0.1:" + std::to_string(port) +
                       "\nmode = passthrough\nworkers = 2\n[backend]\nservers = 127.0.0.1:" +
-                      std::to_string(pg.port()) + "\n";
+                      std::to_string(pg.port()) + "\n[api]\nlisten = 127.0.0.1:" +
+                      std::to_string(FreePort()) + "\n";
     ASSERT_TRUE(p.Start(d.path(), ini, &err)) << err;
     // The client speaks to PostgreSQL itself (here without TLS): the proxy sees only bytes.
     std::string cs = "host=127.0.0.1 port=" + std::to_string(port) +

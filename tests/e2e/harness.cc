@@ -571,7 +571,8 @@ std::string MtlsIni(int listen_port, const std::string &backends, const Certs &c
            "\nworkers = 2\nconns_max = 256\nhandshake_timeout_ms = 3000\n" + extra_proxy +
            "[tls]\ncert = " + c.server_crt + "\nkey = " + c.server_key +
            "\nclient_ca = " + c.ca + "\n[attestation]\nrequired = false\n[backend]\nservers = " +
-           backends + "\nconnect_timeout_ms = 1000\nhealth_interval_ms = 500\n";
+           backends + "\nconnect_timeout_ms = 1000\nhealth_interval_ms = 500\n[api]\nlisten = "
+           "127.0.0.1:" + std::to_string(FreePort()) + "\n";
 }
 
 } // namespace e2e
