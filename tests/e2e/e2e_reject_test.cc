@@ -5,29 +5,16 @@
 
 using namespace e2e;
 
-class RejectTest : public ::testing::Test {
+class RejectTest : public MtlsSuite {
   protected:
-    static void SetUpTestSuite() {
-        pg_ = &SharedPostgres();
-        certs_ = &SharedCerts();
-        std::string err;
-        env_ = StartMtlsProxyEnv(&err);
-        ASSERT_NE(env_, nullptr) << err;
-        port_ = env_->port;
-        proxy_ = &env_->proxy;
+    void TearDown() override {
+        // After every bad client, a good one is still served.
+        CmdResult r = Sh("psql -X -At '" + ConnStr(port_, *certs_) + "' -c 'select 7*6'");
+        EXPECT_EQ(r.status, 0) << r.out;
+        EXPECT_EQ(r.out, "42\n");
+        EXPECT_TRUE(proxy_->Running());
     }
-    static void TearDownTestSuite() { delete env_; }
-    static Postgres *pg_;
-    static Certs *certs_;
-    static ProxyEnv *env_;
-    static Proxy *proxy_;
-    static int port_;
 };
-Postgres *RejectTest::pg_;
-Certs *RejectTest::certs_;
-ProxyEnv *RejectTest::env_;
-Proxy *RejectTest::proxy_;
-int RejectTest::port_;
 
 static std::string ReadErrorResponse(RawClient &c) {
     std::string got = c.RecvPlain(4096);

@@ -8,29 +8,7 @@
 
 using namespace e2e;
 
-class SqlTest : public ::testing::Test {
-  protected:
-    static void SetUpTestSuite() {
-        pg_ = &SharedPostgres();
-        certs_ = &SharedCerts();
-        std::string err;
-        env_ = StartMtlsProxyEnv(&err);
-        ASSERT_NE(env_, nullptr) << err;
-        port_ = env_->port;
-        proxy_ = &env_->proxy;
-    }
-    static void TearDownTestSuite() { delete env_; }
-    static Postgres *pg_;
-    static Certs *certs_;
-    static ProxyEnv *env_;
-    static Proxy *proxy_;
-    static int port_;
-};
-Postgres *SqlTest::pg_;
-Certs *SqlTest::certs_;
-ProxyEnv *SqlTest::env_;
-Proxy *SqlTest::proxy_;
-int SqlTest::port_;
+class SqlTest : public MtlsSuite {};
 
 TEST_F(SqlTest, PsqlRunsSqlThroughSslRequest) {
     CmdResult r = Sh("psql -X -At '" + ConnStr(port_, *certs_) +

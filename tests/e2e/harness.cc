@@ -565,6 +565,27 @@ ProxyEnv *StartMtlsProxyEnv(std::string *err, const std::string &extra_proxy) {
     return env;
 }
 
+Postgres *MtlsSuite::pg_;
+Certs *MtlsSuite::certs_;
+ProxyEnv *MtlsSuite::env_;
+Proxy *MtlsSuite::proxy_;
+int MtlsSuite::port_;
+
+void MtlsSuite::SetUpTestSuite() {
+    pg_ = &SharedPostgres();
+    certs_ = &SharedCerts();
+    std::string err;
+    env_ = StartMtlsProxyEnv(&err);
+    ASSERT_NE(env_, nullptr) << err;
+    port_ = env_->port;
+    proxy_ = &env_->proxy;
+}
+
+void MtlsSuite::TearDownTestSuite() {
+    delete env_;
+    env_ = nullptr;
+}
+
 std::string MtlsIni(int listen_port, const std::string &backends, const Certs &c,
                     const std::string &extra_proxy) {
     return "[proxy]\nnode_id = e2e\nlisten = 127.0.0.1:" + std::to_string(listen_port) +

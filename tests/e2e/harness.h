@@ -140,6 +140,25 @@ struct ProxyEnv {
 // the reason in `err`.
 ProxyEnv *StartMtlsProxyEnv(std::string *err, const std::string &extra_proxy = "");
 
+}  // namespace e2e
+
+#include <gtest/gtest.h>
+
+namespace e2e {
+
+// MtlsSuite: a GoogleTest fixture whose suite shares one mutual-TLS proxy (port_, proxy_) in
+// front of the shared PostgreSQL (pg_) with the shared certificates (certs_).
+class MtlsSuite : public ::testing::Test {
+  protected:
+    static void SetUpTestSuite();
+    static void TearDownTestSuite();
+    static Postgres *pg_;
+    static Certs *certs_;
+    static ProxyEnv *env_;
+    static Proxy *proxy_;
+    static int port_;
+};
+
 // Minimal terminate-mode mTLS config for `listen_port` in front of `backends`.
 std::string MtlsIni(int listen_port, const std::string &backends, const Certs &c,
                     const std::string &extra_proxy = "");
