@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <regex>
+#include <sstream>
 #include <thread>
 
 #include "harness.h"
@@ -318,5 +319,27 @@ TEST_F(AttestTest, SighupReloadsPolicyAndClosesSessionsItNowDenies) {
     EXPECT_NE(e.find("attestation revoked by policy e2e-2"), std::string::npos) << e;
     EXPECT_NE(e.find("not in policy"), std::string::npos) << e;
     EXPECT_EQ(keep.Query("select 'kept'"), "kept");
+    delete p;
+}
+
+TEST_F(AttestTest, NonceApiRateLimitsOneAddress) {
+    int port = 0, api = 0;
+    Proxy *p = StartProxy(Policy(sim_ + "/ark.pem"), &port, &api);
+    ASSERT_NE(p, nullptr);
+    // 150 requests on one keep-alive connection: the burst (64) passes, then 429s appear.
+    std::string urls;
+    for (int i = 0; i < 150; i++) {
+        urls += " http://127.0.0.1:" + std::to_string(api) + "/api/v1/nonce";
+    }
+    CmdResult r = Sh("curl -s -o /dev/null -w '%{http_code}\\n'" + urls, 60);
+    size_t ok = 0, limited = 0;
+    std::istringstream lines(r.out);
+    for (std::string line; std::getline(lines, line);) {
+        ok += line == "200";
+        limited += line == "429";
+    }
+    EXPECT_GE(ok, 64u) << r.out;
+    EXPECT_GT(limited, 0u) << r.out;
+    EXPECT_EQ(ok + limited, 150u) << r.out;
     delete p;
 }
