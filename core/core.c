@@ -8,7 +8,6 @@
 #include <openssl/err.h>
 
 #include "core_internal.h"
-#include "attest.h"
 #include "policy.h"
 
 static void usage(FILE *out) {
@@ -107,21 +106,11 @@ static void reload_policy(struct core_proc *proc) {
         return;
     }
     // Check the roots load before publishing, so no worker is left without a verifier.
-    struct attest_verifier_config vc;
-    memset(&vc, 0, sizeof(vc));
-    const char *roots = p->chain.roots_builtin ? "builtin" : p->chain.roots_path;
-    snprintf(vc.roots, sizeof(vc.roots), "%.*s", (int)sizeof(vc.roots) - 1, roots);
-    snprintf(vc.vcek_dir, sizeof(vc.vcek_dir), "%.*s", (int)sizeof(vc.vcek_dir) - 1,
-             p->chain.vcek_dir);
-    struct attest_error aerr;
-    memset(&aerr, 0, sizeof(aerr));
-    struct attest_verifier *v = attest_verifier_new(&vc, &aerr);
-    if (v == NULL) {
-        LOG_ERROR("policy reload failed, keeping the current policy: roots: %s", aerr.msg);
+    if (core_attest_check_roots(p, err, sizeof(err), proc->cfg.attestation_policy) != 0) {
+        LOG_ERROR("policy reload failed, keeping the current policy: %s", err);
         free(p);
         return;
     }
-    attest_verifier_free(v);
     proc->policy_history[proc->policy_history_len++] = p;
     atomic_fetch_add(&proc->policy_epoch, 1);
     atomic_store(&proc->policy, p);

@@ -213,25 +213,51 @@ bool core_attest_role_check(struct core_shard *shard, struct core_conn *c) {
     return false;
 }
 
-int core_attest_shard_init(struct core_shard *shard, char *err, size_t err_len) {
-    shard->policy = atomic_load(&shard->proc->policy);
-    shard->policy_epoch = atomic_load(&shard->proc->policy_epoch);
-    const struct policy *pol = shard->policy;
-    struct attest_verifier_config vc;
-    memset(&vc, 0, sizeof(vc));
+// verifier_config fills the attestation verifier's settings from the policy's [chain].
+static int verifier_config(struct attest_verifier_config *out, char *err, size_t err_len,
+                           const struct policy *pol, const char *policy_path) {
+    memset(out, 0, sizeof(*out));
     const char *roots = pol->chain.roots_builtin ? "builtin" : pol->chain.roots_path;
-    if (strlen(roots) >= sizeof(vc.roots) || strlen(pol->chain.vcek_dir) >= sizeof(vc.vcek_dir)) {
-        snprintf(err, err_len, "%s: [chain] path too long", shard->proc->cfg.attestation_policy);
+    if (strlen(roots) >= sizeof(out->roots) || strlen(pol->chain.vcek_dir) >= sizeof(out->vcek_dir)) {
+        snprintf(err, err_len, "%s: [chain] path too long", policy_path);
         return -ENAMETOOLONG;
     }
-    memcpy(vc.roots, roots, strlen(roots) + 1);
-    memcpy(vc.vcek_dir, pol->chain.vcek_dir, strlen(pol->chain.vcek_dir) + 1);
+    memcpy(out->roots, roots, strlen(roots) + 1);
+    memcpy(out->vcek_dir, pol->chain.vcek_dir, strlen(pol->chain.vcek_dir) + 1);
+    return 0;
+}
+
+static struct attest_verifier *verifier_new(char *err, size_t err_len, const struct policy *pol,
+                                            const char *policy_path) {
+    struct attest_verifier_config vc;
+    if (verifier_config(&vc, err, err_len, pol, policy_path) != 0) {
+        return NULL;
+    }
     struct attest_error aerr;
     memset(&aerr, 0, sizeof(aerr));
     struct attest_verifier *v = attest_verifier_new(&vc, &aerr);
     if (v == NULL) {
-        snprintf(err, err_len, "%s: attestation roots: %s",
-                 shard->proc->cfg.attestation_policy, aerr.msg);
+        snprintf(err, err_len, "%s: attestation roots: %s", policy_path, aerr.msg);
+    }
+    return v;
+}
+
+int core_attest_check_roots(const struct policy *pol, char *err, size_t err_len,
+                            const char *policy_path) {
+    struct attest_verifier *v = verifier_new(err, err_len, pol, policy_path);
+    if (v == NULL) {
+        return -EINVAL;
+    }
+    attest_verifier_free(v);
+    return 0;
+}
+
+int core_attest_shard_init(struct core_shard *shard, char *err, size_t err_len) {
+    shard->policy = atomic_load(&shard->proc->policy);
+    shard->policy_epoch = atomic_load(&shard->proc->policy_epoch);
+    struct attest_verifier *v =
+        verifier_new(err, err_len, shard->policy, shard->proc->cfg.attestation_policy);
+    if (v == NULL) {
         return -EINVAL;
     }
     attest_verifier_free(shard->verifier);

@@ -84,6 +84,7 @@ struct core_conn *core_conn_open(struct core_shard *shard) {
     side_reset(&c->side[1]);
     c->opened_ns = core_base_now_ns();
     shard->active++;
+    atomic_store_explicit(&shard->counters.active, shard->active, memory_order_relaxed);
     return c;
 }
 
@@ -113,6 +114,7 @@ void core_conn_release(struct core_shard *shard, struct core_conn *c) {
     shard->free_head = c->index;
     ASSERT(shard->active > 0);
     shard->active--;
+    atomic_store_explicit(&shard->counters.active, shard->active, memory_order_relaxed);
 }
 
 uint32_t core_conn_chunk_get(struct core_shard *shard) {

@@ -295,6 +295,11 @@ void core_pgwire_put_be32(uint8_t *p, uint32_t v);
 
 /* core_attest.c */
 
+// core_attest_check_roots loads the trust anchors `pol` names, as a worker would, and frees
+// them: a policy is published only if every worker will be able to verify under it. Returns 0
+// or -EINVAL with a reason in `err`.
+int core_attest_check_roots(const struct policy *pol, char *err, size_t err_len,
+                            const char *policy_path);
 // core_attest_shard_init creates the worker's verifier (roots from the policy) and scratch.
 int core_attest_shard_init(struct core_shard *shard, char *err, size_t err_len);
 // core_attest_shard_cleanup frees what core_attest_shard_init made. Idempotent.
@@ -324,9 +329,9 @@ void core_api_stop(struct core_proc *proc);
 
 /* core_backend.c */
 
-// core_backend_pick chooses a healthy backend by least connections, starting after `after`
-// (CORE_IDX_NONE for a fresh pick) and skipping `tried` (bit mask). Returns an index or
-// CORE_IDX_NONE when every backend is down or tried.
+// core_backend_pick chooses a healthy backend by least connections, skipping those in
+// `tried_mask` (bit i = backend i). With an empty mask and every backend down it returns the one
+// that failed longest ago. Returns an index or CORE_IDX_NONE.
 uint32_t core_backend_pick(struct core_proc *proc, uint32_t tried_mask);
 
 // core_backend_mark_down records a failed connect: the backend is skipped until `interval`.

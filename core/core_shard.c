@@ -218,10 +218,6 @@ static void side_arm_recv(struct core_shard *shard, struct core_conn *c, enum co
     s->recv_armed = true;
 }
 
-static void side_update_recv(struct core_shard *shard, struct core_conn *c, enum core_side_id id) {
-    side_arm_recv(shard, c, id);
-}
-
 // ---------------------------------------------------------------------------------------------
 // Closing.
 
@@ -237,7 +233,6 @@ static void conn_maybe_release(struct core_shard *shard, struct core_conn *c) {
             s->out_chunk = CORE_CHUNK_NONE;
         }
     }
-    atomic_store_explicit(&shard->counters.active, shard->active - 1u, memory_order_relaxed);
     core_conn_release(shard, c);
 }
 
@@ -561,14 +556,10 @@ static void step_handshake(struct core_shard *shard, struct core_conn *c) {
 static bool tls_read_into_backend(struct core_shard *shard, struct core_conn *c) {
     struct core_side *be = &c->side[CORE_SIDE_BACKEND];
     for (;;) {
+        out_compact(shard, be);
         if (be->out_chunk == CORE_CHUNK_NONE) {
-            be->out_chunk = core_conn_chunk_get(shard);
+            be->out_chunk = core_conn_chunk_get(shard); // LIFO: usually the one just released
             be->out_len = be->out_sent = 0;
-        }
-        if (be->out_sent > 0 && be->out_sent < be->out_len) {
-            out_compact(shard, be);
-        } else if (be->out_inflight == 0 && be->out_sent > 0) {
-            be->out_len = be->out_sent = 0; // all sent: keep the chunk, we are about to fill it
         }
         uint32_t room = CORE_CHUNK_BYTES - be->out_len;
         if (room == 0) {
@@ -810,9 +801,9 @@ static void conn_pump(struct core_shard *shard, struct core_conn *c) {
         }
         return;
     }
-    side_update_recv(shard, c, CORE_SIDE_CLIENT);
+    side_arm_recv(shard, c, CORE_SIDE_CLIENT);
     if (c->state == CORE_CONN_FORWARD) {
-        side_update_recv(shard, c, CORE_SIDE_BACKEND);
+        side_arm_recv(shard, c, CORE_SIDE_BACKEND);
     }
 }
 
@@ -1041,7 +1032,6 @@ static void conn_accept(struct core_shard *shard, int fd) {
         return;
     }
     atomic_fetch_add_explicit(&shard->counters.accepted, 1, memory_order_relaxed);
-    atomic_store_explicit(&shard->counters.active, shard->active, memory_order_relaxed);
     c->side[CORE_SIDE_CLIENT].fd = fd;
     socklen_t plen = sizeof(c->peer);
     (void)getpeername(fd, (struct sockaddr *)&c->peer, &plen);
