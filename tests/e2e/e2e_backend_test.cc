@@ -59,12 +59,7 @@ TEST_F(BackendTest, LeastConnectionsSpreadsSessions) {
     int on_first = 0, on_second = 0;
     for (int i = 0; i < 6; i++) {
         auto c = std::make_unique<RawClient>();
-        ASSERT_TRUE(c->Connect(port_));
-        std::string err;
-        ASSERT_TRUE(c->StartTls(SharedCerts().client_crt, SharedCerts().client_key,
-                                "postgresql", &err))
-            << err;
-        ASSERT_EQ(c->Startup("postgres", "postgres"), "");
+        ASSERT_EQ(OpenSession(c.get(), port_), "");
         std::string addr = c->Query("select host(inet_server_addr())");
         if (addr == "127.0.0.1") {
             on_first++;
@@ -81,11 +76,7 @@ TEST_F(BackendTest, BackendKilledMidSessionEndsOnlyThatSession) {
     Postgres &pg = SharedPostgres();
     StartProxy("127.0.0.1:" + std::to_string(pg.port()));
     RawClient victim;
-    ASSERT_TRUE(victim.Connect(port_));
-    std::string err;
-    ASSERT_TRUE(victim.StartTls(SharedCerts().client_crt, SharedCerts().client_key, "postgresql",
-                                &err));
-    ASSERT_EQ(victim.Startup("postgres", "postgres"), "");
+    ASSERT_EQ(OpenSession(&victim, port_), "");
     std::string pid = victim.Query("select pg_backend_pid()");
     ASSERT_FALSE(pid.empty());
     EXPECT_EQ(pg.Psql("select pg_terminate_backend(" + pid + ")").out, "t\n");

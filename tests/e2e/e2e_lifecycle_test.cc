@@ -22,10 +22,7 @@ TEST(Lifecycle, SigtermDrainsLiveSessionsAndExitsZero) {
                         &err))
         << err;
     RawClient c;
-    ASSERT_TRUE(c.Connect(port));
-    ASSERT_TRUE(c.StartTls(SharedCerts().client_crt, SharedCerts().client_key, "postgresql",
-                           &err));
-    ASSERT_EQ(c.Startup("postgres", "postgres"), "");
+    ASSERT_EQ(OpenSession(&c, port), "");
     p.Signal(SIGTERM);
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
     // New connections are refused while draining...
@@ -50,10 +47,7 @@ TEST(Lifecycle, DrainDeadlineClosesStragglers) {
                                 "drain_timeout_ms = 500\n"),
                         &err));
     RawClient c;
-    ASSERT_TRUE(c.Connect(port));
-    ASSERT_TRUE(c.StartTls(SharedCerts().client_crt, SharedCerts().client_key, "postgresql",
-                           &err));
-    ASSERT_EQ(c.Startup("postgres", "postgres"), "");
+    ASSERT_EQ(OpenSession(&c, port), "");
     auto t0 = std::chrono::steady_clock::now();
     EXPECT_EQ(p.Stop(SIGTERM, 10), 0);
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -74,9 +68,7 @@ TEST(Lifecycle, SighupReloadsCertificateWithoutDroppingSessions) {
     std::string err;
     ASSERT_TRUE(p.Start(d.path(), ini, &err)) << err;
     RawClient old;
-    ASSERT_TRUE(old.Connect(port));
-    ASSERT_TRUE(old.StartTls(certs.client_crt, certs.client_key, "postgresql", &err));
-    ASSERT_EQ(old.Startup("postgres", "postgres"), "");
+    ASSERT_EQ(OpenSession(&old, port), "");
     EXPECT_NE(old.PeerSubject().find("before-reload"), std::string::npos);
 
     ASSERT_TRUE(certs.IssueServer("after-reload", crt, key));

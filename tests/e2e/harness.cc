@@ -521,6 +521,17 @@ std::string RawClient::PeerSubject() {
     return buf;
 }
 
+std::string OpenSession(RawClient *c, int port) {
+    if (!c->Connect(port)) {
+        return "connect failed";
+    }
+    std::string err;
+    if (!c->StartTls(SharedCerts().client_crt, SharedCerts().client_key, "postgresql", &err)) {
+        return "TLS: " + err;
+    }
+    return c->Startup("postgres", "postgres");
+}
+
 static Postgres *g_pg = nullptr;
 static Certs *g_certs = nullptr;
 static TempDir *g_dir = nullptr;

@@ -118,6 +118,10 @@ class RawClient {
     SSL *ssl_ = nullptr;
 };
 
+// OpenSession connects `c` to the proxy at `port` by direct TLS (ALPN postgresql) with the
+// shared client certificate and completes startup as postgres. Returns "" or what failed.
+std::string OpenSession(RawClient *c, int port);
+
 // Build pgwire messages.
 std::string StartupMessage(const std::string &user, const std::string &db,
                            uint32_t version = 196608);
