@@ -10,7 +10,20 @@ PKGS=(
     libgtest-dev libmicrohttpd-dev
     postgresql postgresql-contrib postgresql-client haproxy
     clang libclang-rt-14-dev procps iproute2 openssl
+    chromium nodejs fonts-dejavu-core
 )
+# The dashboard browser test (tests/dashboard) drives chromium with playwright-core from npm.
+# Debian's nodejs ships npm separately; NodeSource's nodejs includes it and conflicts with it.
+command -v npm >/dev/null 2>&1 || PKGS+=(npm)
+# npm_test_deps installs the browser test's pinned node modules (package-lock.json) once.
+npm_test_deps() {
+    local d
+    d="$(cd "$(dirname "$0")/.." && pwd)/tests/dashboard"
+    if [ -f "$d/package-lock.json" ] && [ ! -d "$d/node_modules/playwright-core" ]; then
+        echo "setup: npm ci in tests/dashboard"
+        (cd "$d" && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+}
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -21,6 +34,7 @@ done
 
 if [ "${#missing[@]}" -eq 0 ]; then
     echo "setup: all ${#PKGS[@]} packages present"
+    npm_test_deps
     exit 0
 fi
 
@@ -31,4 +45,5 @@ fi
 echo "setup: installing ${missing[*]}"
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+npm_test_deps
 echo "setup: done"
