@@ -1,0 +1,911 @@
+// atls_bench.c: atls-bench, the load generator of the bench harness: scenarios handshake, bulk,
+// query, idle and storm against a pgwire target (plaintext, or TLS 1.3 with a client certificate
+// or per-connection attested certificates), one JSON object per run; `serve` runs the built-in
+// pgwire backend. See bench/RESULTS.md for what each scenario times.
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "atls_bench.h"
+
+#define NS_PER_S 1000000000ull
+#define OPEN_BURST_MAX 256u   // connections opening at once (idle, query, bulk set-up)
+#define SETUP_TIMEOUT_S 60.0  // bound on connecting a scenario's persistent connections
+#define BULK_HIGH_WATER_BYTES (128u * 1024u)
+#define COPY_CHUNK_BYTES (16u * 1024u)
+
+struct opts {
+    const char *scenario;
+    struct bench_target t;
+    const char *cert, *key;
+    struct bench_attest_opts at;
+    bool attested;
+    uint32_t conns;
+    double duration_s;
+    uint32_t count;
+    int proxy_pid;
+    const char *target_name;
+    const char *label;
+    const char *out;
+    bool up;
+    uint32_t row_bytes;
+    uint64_t query_bytes;
+    double hold_s;
+    uint32_t storm_conns;
+    const char *listen;
+};
+
+static struct opts g_o = {
+    .t = {.host = "127.0.0.1", .port = 5432, .tls = BENCH_TLS_NONE, .user = "postgres",
+          .dbname = "postgres"},
+    .at = {.api = "127.0.0.1:8081", .svn = 2, .threads = 2},
+    .conns = 8,
+    .duration_s = 3,
+    .target_name = "target",
+    .label = "",
+    .row_bytes = 1u << 20,
+    .query_bytes = 64ull << 20,
+    .hold_s = 1,
+    .storm_conns = 8,
+};
+
+static double secs(uint64_t ns) {
+    return (double)ns / (double)NS_PER_S;
+}
+
+static double self_cpu_s(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+// ---- JSON ---------------------------------------------------------------------------------------
+
+static FILE *json_open(void) {
+    if (g_o.out == NULL) {
+        return stdout;
+    }
+    FILE *f = fopen(g_o.out, "a");
+    return f != NULL ? f : stdout;
+}
+
+static void json_close(FILE *f) {
+    fputs("}\n", f);
+    if (f != stdout) {
+        fclose(f);
+    }
+    fflush(stdout);
+}
+
+static const char *tls_name(enum bench_tls t) {
+    return t == BENCH_TLS_NONE ? "none" : t == BENCH_TLS_SSLREQUEST ? "sslrequest" : "direct";
+}
+
+// json_head writes the fields every result has; the caller continues with ",..." and closes.
+static FILE *json_head(const struct bench_loop *l, uint64_t errors) {
+    FILE *f = json_open();
+    fprintf(f,
+            "{\"scenario\":\"%s\",\"target\":\"%s\",\"label\":\"%s\",\"host\":\"%s\",\"port\":%u,"
+            "\"tls\":\"%s\",\"auth\":\"%s\",\"tls_version\":\"%s\",\"cipher\":\"%s\","
+            "\"group\":\"%s\",\"alpn\":\"%s\",\"errors\":%llu,\"first_error\":\"",
+            g_o.scenario, g_o.target_name, g_o.label, g_o.t.host, g_o.t.port, tls_name(g_o.t.tls),
+            g_o.attested ? "attested" : g_o.cert ? "mtls" : "none", l->tls_version, l->tls_cipher,
+            l->tls_group, l->tls_alpn, (unsigned long long)errors);
+    for (const char *p = l->first_error; *p; p++) {
+        if (*p == '"' || *p == '\\') {
+            fputc('\\', f);
+        }
+        fputc((unsigned char)*p < 0x20 ? ' ' : *p, f);
+    }
+    fputc('"', f);
+    return f;
+}
+
+// ---- proxy sampling -----------------------------------------------------------------------------
+
+struct sample {
+    double proxy_cpu_s;
+    double self_cpu_s;
+    uint64_t t_ns;
+};
+
+static void sample_now(struct sample *s) {
+    s->proxy_cpu_s = g_o.proxy_pid > 0 ? bench_proc_cpu_s(g_o.proxy_pid) : -1;
+    s->self_cpu_s = self_cpu_s();
+    s->t_ns = bench_now_ns();
+}
+
+static double proxy_cpu(const struct sample *a, const struct sample *b) {
+    return a->proxy_cpu_s < 0 || b->proxy_cpu_s < 0 ? -1 : b->proxy_cpu_s - a->proxy_cpu_s;
+}
+
+// ---- handshake ----------------------------------------------------------------------------------
+
+struct hs {
+    struct bench_cert *pool;
+    uint32_t pool_n, pool_next;
+    uint32_t conc, inflight;
+    uint64_t start_ns, deadline_ns, count_max;
+    uint64_t started, done, failed;
+    volatile bool *external_stop; // storm: the query side finished
+    struct bench_hist hist;       // connect -> SELECT 1 answered
+    bool stalled;
+};
+
+static bool hs_may_start(const struct hs *h) {
+    if (h->external_stop != NULL && *h->external_stop) {
+        return false;
+    }
+    return bench_now_ns() < h->deadline_ns && (h->count_max == 0 || h->started < h->count_max) &&
+           (h->pool == NULL || h->pool_next < h->pool_n);
+}
+
+static void hs_refill(struct bench_loop *l, struct hs *h) {
+    while (h->inflight < h->conc && hs_may_start(h)) {
+        const struct bench_cert *cert = h->pool != NULL ? &h->pool[h->pool_next] : NULL;
+        struct bench_conn *c = bench_conn_open(l, cert);
+        if (c == NULL) {
+            h->failed++;
+            h->stalled = true; // retry on the next tick
+            return;
+        }
+        if (h->pool != NULL) {
+            h->pool_next++;
+        }
+        h->started++;
+        h->inflight++;
+    }
+    if (h->inflight == 0 && !hs_may_start(h)) {
+        l->stop = true;
+    }
+}
+
+static void hs_on_ready(struct bench_loop *l, struct bench_conn *c, bool first) {
+    struct hs *h = l->drv.arg;
+    if (first) {
+        bench_conn_query(l, c, "SELECT 1");
+        return;
+    }
+    bench_hist_add(&h->hist, bench_now_ns() - c->t_open_ns);
+    h->done++;
+    bench_conn_close(l, c, true);
+}
+
+static void hs_on_closed(struct bench_loop *l, struct bench_conn *c, bool failed, const char *why) {
+    struct hs *h = l->drv.arg;
+    (void)c;
+    (void)why;
+    h->inflight--;
+    if (failed) {
+        h->failed++;
+    }
+    hs_refill(l, h);
+}
+
+static void hs_on_tick(struct bench_loop *l) {
+    struct hs *h = l->drv.arg;
+    h->stalled = false;
+    hs_refill(l, h);
+}
+
+static void hs_init(struct hs *h, struct bench_driver *d, uint32_t conc, double duration_s,
+                    uint64_t count_max) {
+    memset(h, 0, sizeof(*h));
+    bench_hist_init(&h->hist);
+    h->conc = conc;
+    h->count_max = count_max;
+    h->start_ns = bench_now_ns();
+    h->deadline_ns = h->start_ns + (uint64_t)(duration_s * (double)NS_PER_S);
+    *d = (struct bench_driver){.arg = h, .on_ready = hs_on_ready, .on_closed = hs_on_closed,
+                               .on_tick = hs_on_tick};
+}
+
+static int make_pool(struct bench_cert **pool, uint32_t n) {
+    uint64_t t0 = bench_now_ns();
+    int rc = bench_attest_pool_make(pool, n, &g_o.at);
+    fprintf(stderr, "atls-bench: %u attested certificates (nonce fetch + simulated report) in %.2f s\n",
+            n, secs(bench_now_ns() - t0));
+    return rc;
+}
+
+static void free_pool(struct bench_cert *pool, uint32_t n) {
+    for (uint32_t i = 0; pool != NULL && i < n; i++) {
+        bench_cert_cleanup(&pool[i]);
+    }
+    free(pool);
+}
+
+static int run_handshake(SSL_CTX *ctx) {
+    struct bench_cert *pool = NULL;
+    uint32_t pool_n = 0;
+    if (g_o.attested) {
+        pool_n = g_o.count;
+        if (pool_n == 0 || make_pool(&pool, pool_n) != 0) {
+            fprintf(stderr, "atls-bench: attested handshakes need --count N and a nonce API\n");
+            return 1;
+        }
+    }
+    struct hs *h = malloc(sizeof(*h));
+    struct bench_driver d;
+    struct bench_loop l;
+    if (h == NULL) {
+        return 1;
+    }
+    hs_init(h, &d, g_o.conns, g_o.duration_s, g_o.count);
+    h->pool = pool;
+    h->pool_n = pool_n;
+    if (bench_loop_init(&l, g_o.conns * 2 + 16, &g_o.t, ctx, &d) != 0) {
+        return 1;
+    }
+    struct sample s0, s1;
+    sample_now(&s0);
+    hs_refill(&l, h);
+    bench_loop_run(&l, h->deadline_ns + 30 * NS_PER_S);
+    sample_now(&s1);
+    double el = secs(s1.t_ns - s0.t_ns);
+    double pc = proxy_cpu(&s0, &s1);
+    FILE *f = json_head(&l, h->failed);
+    fprintf(f,
+            ",\"concurrency\":%u,\"elapsed_s\":%.3f,\"handshakes\":%llu,\"rate_per_s\":%.1f,"
+            "\"proxy_cpu_s\":%.3f,\"proxy_cpu_ms_per_handshake\":%.4f,\"client_cpu_s\":%.3f,"
+            "\"latency\":",
+            g_o.conns, el, (unsigned long long)h->done, (double)h->done / el, pc,
+            pc >= 0 && h->done ? pc * 1000.0 / (double)h->done : -1.0,
+            s1.self_cpu_s - s0.self_cpu_s);
+    bench_hist_json(f, &h->hist);
+    json_close(f);
+    int rc = h->done > 0 ? 0 : 1;
+    bench_loop_cleanup(&l);
+    free(h);
+    free_pool(pool, pool_n);
+    return rc;
+}
+
+// ---- query (and the measured side of storm) -------------------------------------------------
+
+struct q {
+    uint32_t conns, ready, closed;
+    bool started;
+    uint64_t start_ns, warm_ns, switch_ns, deadline_ns;
+    struct bench_hist hist[2]; // [0] before switch_ns, [1] after (storm); query alone: [0]
+    uint64_t failed;
+    volatile bool finished;
+};
+
+static void q_on_ready(struct bench_loop *l, struct bench_conn *c, bool first) {
+    struct q *q = l->drv.arg;
+    uint64_t now = bench_now_ns();
+    if (first) {
+        if (++q->ready < q->conns) {
+            return;
+        }
+        // Everyone is connected: start the clock and one query per connection.
+        q->started = true;
+        q->start_ns = now;
+        uint64_t dur = q->deadline_ns; // holds the duration until now
+        q->warm_ns = now + dur / 10;
+        q->switch_ns = q->switch_ns == 0 ? UINT64_MAX : now + q->switch_ns;
+        q->deadline_ns = now + dur;
+        for (uint32_t i = 0; i < l->conns_max; i++) {
+            if (l->conns[i].state == BENCH_CONN_READY) {
+                bench_conn_query(l, &l->conns[i], "SELECT 1");
+            }
+        }
+        return;
+    }
+    if (c->t_op_ns >= q->warm_ns) {
+        bench_hist_add(&q->hist[c->t_op_ns >= q->switch_ns ? 1 : 0], now - c->t_op_ns);
+    }
+    if (now < q->deadline_ns) {
+        bench_conn_query(l, c, "SELECT 1");
+    } else {
+        bench_conn_close(l, c, true);
+    }
+}
+
+static void q_on_closed(struct bench_loop *l, struct bench_conn *c, bool failed, const char *why) {
+    struct q *q = l->drv.arg;
+    (void)c;
+    (void)why;
+    q->failed += failed;
+    if (++q->closed == q->conns) {
+        l->stop = true;
+        q->finished = true;
+    }
+}
+
+// open_all opens `n` connections, at most OPEN_BURST_MAX connecting at once (driven by ticks).
+struct opener {
+    uint32_t want, opened;
+    const struct bench_cert *cert;
+    const struct bench_cert *pool; // attested: connection i uses pool[i]
+};
+
+static void q_on_tick(struct bench_loop *l);
+
+static struct opener g_q_open;
+
+static void opener_tick(struct bench_loop *l, struct opener *op, uint32_t ready) {
+    while (op->opened < op->want && op->opened - ready < OPEN_BURST_MAX) {
+        const struct bench_cert *cert = op->pool != NULL ? &op->pool[op->opened] : op->cert;
+        if (bench_conn_open(l, cert) == NULL) {
+            return;
+        }
+        op->opened++;
+    }
+}
+
+static void q_on_tick(struct bench_loop *l) {
+    struct q *q = l->drv.arg;
+    opener_tick(l, &g_q_open, q->ready + q->closed);
+    if (!q->started && q->closed > 0 && q->ready + q->closed >= q->conns) {
+        l->stop = true; // a connection failed during set-up: give up
+        for (uint32_t i = 0; i < l->conns_max; i++) {
+            if (l->conns[i].state == BENCH_CONN_READY) {
+                bench_conn_close(l, &l->conns[i], true);
+            }
+        }
+        q->finished = true;
+    }
+}
+
+struct storm_arg {
+    SSL_CTX *ctx;
+    struct q *q;
+    struct hs *h;
+    struct bench_cert *pool;
+    uint32_t pool_n;
+    struct bench_loop l;
+    int rc;
+    double cpu_s;
+};
+
+static void *storm_main(void *arg) {
+    struct storm_arg *s = arg;
+    // Wait for the measured side to reach its switch point.
+    while (!s->q->finished && (!s->q->started || bench_now_ns() < s->q->switch_ns)) {
+        struct timespec ts = {.tv_nsec = 1000000};
+        nanosleep(&ts, NULL);
+    }
+    struct bench_driver d;
+    hs_init(s->h, &d, g_o.storm_conns, 1e6, 0);
+    s->h->pool = s->pool;
+    s->h->pool_n = s->pool_n;
+    s->h->external_stop = &s->q->finished;
+    if (bench_loop_init(&s->l, g_o.storm_conns * 2 + 16, &g_o.t, s->ctx, &d) != 0) {
+        s->rc = 1;
+        return NULL;
+    }
+    struct timespec c0, c1;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
+    hs_refill(&s->l, s->h);
+    s->rc = bench_loop_run(&s->l, bench_now_ns() + (uint64_t)((g_o.duration_s * 2 + 60) * 1e9));
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
+    s->cpu_s = (double)(c1.tv_sec - c0.tv_sec) + (double)(c1.tv_nsec - c0.tv_nsec) / 1e9;
+    return NULL;
+}
+
+static int run_query(SSL_CTX *ctx, bool storm, struct bench_cert *mtls) {
+    struct q *q = calloc(1, sizeof(*q));
+    if (q == NULL) {
+        return 1;
+    }
+    bench_hist_init(&q->hist[0]);
+    bench_hist_init(&q->hist[1]);
+    q->conns = g_o.conns;
+    // Storm: duration_s alone, then duration_s with the storm (one run, split histograms).
+    q->deadline_ns = (uint64_t)(g_o.duration_s * (storm ? 2 : 1) * (double)NS_PER_S);
+    q->switch_ns = storm ? (uint64_t)(g_o.duration_s * (double)NS_PER_S) : 0;
+    struct bench_driver d = {.arg = q, .on_ready = q_on_ready, .on_closed = q_on_closed,
+                             .on_tick = q_on_tick};
+    struct bench_loop l;
+    if (bench_loop_init(&l, g_o.conns + 16, &g_o.t, ctx, &d) != 0) {
+        return 1;
+    }
+    // Attested: the persistent connections take the first `conns` certificates of the pool, the
+    // storm (if any) the next `count`.
+    struct bench_cert *pool = NULL;
+    uint32_t pool_n = 0;
+    if (g_o.attested) {
+        pool_n = g_o.conns + (storm ? g_o.count : 0);
+        if ((storm && g_o.count == 0) || make_pool(&pool, pool_n) != 0) {
+            fprintf(stderr, "atls-bench: attested storm needs --count N and a nonce API\n");
+            return 1;
+        }
+    }
+    g_q_open = (struct opener){.want = g_o.conns, .cert = mtls, .pool = pool};
+    struct storm_arg *s = NULL;
+    pthread_t tid;
+    if (storm) {
+        s = calloc(1, sizeof(*s));
+        s->h = calloc(1, sizeof(*s->h));
+        s->ctx = ctx;
+        s->q = q;
+        s->pool = pool != NULL ? pool + g_o.conns : NULL;
+        s->pool_n = pool != NULL ? g_o.count : 0;
+        pthread_create(&tid, NULL, storm_main, s);
+    }
+    struct sample s0, s1;
+    sample_now(&s0);
+    uint64_t t_setup = bench_now_ns();
+    opener_tick(&l, &g_q_open, 0);
+    bench_loop_run(&l, t_setup + (uint64_t)((SETUP_TIMEOUT_S + g_o.duration_s * 2 + 10) * 1e9));
+    sample_now(&s1);
+    q->finished = true;
+    if (storm) {
+        pthread_join(tid, NULL);
+    }
+    double el = q->started ? secs(q->deadline_ns - q->start_ns) : 0;
+    uint64_t n = q->hist[0].count + q->hist[1].count;
+    FILE *f = json_head(&l, l.errors + (s ? s->l.errors : 0));
+    fprintf(f, ",\"connections\":%u,\"duration_s\":%.3f,\"queries\":%llu,\"qps\":%.1f", g_o.conns,
+            el, (unsigned long long)n,
+            storm ? (double)q->hist[0].count / (el / 2 * 0.8) : (double)n / (el * 0.9));
+    fprintf(f, ",\"proxy_cpu_s\":%.3f,\"latency\":", proxy_cpu(&s0, &s1));
+    bench_hist_json(f, &q->hist[0]);
+    if (storm) {
+        fputs(",\"latency_storm\":", f);
+        bench_hist_json(f, &q->hist[1]);
+        double p0 = (double)bench_hist_pct(&q->hist[0], 0.99);
+        double p1 = (double)bench_hist_pct(&q->hist[1], 0.99);
+        double st_el = secs(bench_now_ns() - s->h->start_ns);
+        fprintf(f,
+                ",\"qps_storm\":%.1f,\"p99_ratio\":%.2f,\"storm_conns\":%u,\"storm_handshakes\":"
+                "%llu,\"storm_rate_per_s\":%.1f,\"storm_failed\":%llu,\"storm_first_error\":\"%s\"",
+                (double)q->hist[1].count / (el / 2), p0 > 0 ? p1 / p0 : 0.0, g_o.storm_conns,
+                (unsigned long long)s->h->done, st_el > 0 ? (double)s->h->done / st_el : 0.0,
+                (unsigned long long)s->h->failed, s->l.first_error);
+    }
+    json_close(f);
+    int rc = n > 0 && q->failed == 0 && (!storm || s->h->done > 0) ? 0 : 1;
+    bench_loop_cleanup(&l);
+    if (s != NULL) {
+        bench_loop_cleanup(&s->l);
+        free(s->h);
+        free(s);
+    }
+    free(q);
+    free_pool(pool, pool_n);
+    return rc;
+}
+
+// ---- bulk ---------------------------------------------------------------------------------------
+
+struct bulk {
+    uint32_t conns, ready, closed;
+    bool started;
+    uint64_t start_ns, end_ns, deadline_ns;
+    uint64_t bytes, queries;
+    uint64_t failed;
+    uint8_t *copy_msg; // CopyData carrying COPY_CHUNK_BYTES of the binary stream
+    char sql[128];
+    struct sample s0, s1;
+};
+
+static void bulk_issue(struct bench_loop *l, struct bench_conn *c) {
+    struct bulk *b = l->drv.arg;
+    c->user_u32 = 0; // upload: COPY not yet accepted
+    bench_conn_query(l, c, b->sql);
+}
+
+// bulk_fill writes the binary COPY stream: header, then tuples (int16 1, int32 len, bytes), then
+// the trailer, in CopyData messages of COPY_CHUNK_BYTES; user_u64 counts the payload left.
+static void bulk_fill(struct bench_loop *l, struct bench_conn *c) {
+    struct bulk *b = l->drv.arg;
+    if (c->user_u32 != 1) {
+        return;
+    }
+    while (c->user_u64 > 0 && bench_conn_pending(c) < BULK_HIGH_WATER_BYTES) {
+        // Stream bytes are all 'x' except tuple headers: a chunk is a whole number of tuples
+        // when row_bytes+6 divides it; otherwise build per chunk. We keep it exact and simple:
+        // one tuple per row, written as header message + payload messages.
+        uint8_t hdr[5 + 6];
+        hdr[0] = 'd';
+        bench_pg_put_be32(hdr + 1, 4 + 6);
+        hdr[5] = 0;
+        hdr[6] = 1;
+        bench_pg_put_be32(hdr + 7, g_o.row_bytes);
+        if (c->user_u64 % g_o.row_bytes == 0 && bench_conn_write(l, c, hdr, sizeof(hdr)) != 0) {
+            return;
+        }
+        uint64_t row_left = c->user_u64 % g_o.row_bytes;
+        row_left = row_left == 0 ? g_o.row_bytes : row_left;
+        uint32_t n = row_left < COPY_CHUNK_BYTES ? (uint32_t)row_left : COPY_CHUNK_BYTES;
+        bench_pg_put_be32(b->copy_msg + 1, 4 + n);
+        if (bench_conn_write(l, c, b->copy_msg, 5 + n) != 0) {
+            return;
+        }
+        c->user_u64 -= n;
+        b->bytes += n;
+    }
+    if (c->user_u64 == 0) {
+        static const uint8_t trailer[] = {'d', 0, 0, 0, 6, 0xff, 0xff, 'c', 0, 0, 0, 4};
+        c->user_u32 = 2;
+        bench_conn_write(l, c, trailer, sizeof(trailer));
+    }
+}
+
+static void bulk_on_msg(struct bench_loop *l, struct bench_conn *c, uint8_t type,
+                        const uint8_t *body, uint32_t len) {
+    (void)body;
+    (void)len;
+    if (type == 'G' && g_o.up) {
+        static const uint8_t head[] = {'d', 0, 0, 0, 4 + 19, 'P', 'G', 'C', 'O', 'P', 'Y', '\n',
+                                       0xff, '\r', '\n', 0, 0, 0, 0, 0, 0, 0, 0, 0};
+        struct bulk *b = l->drv.arg;
+        c->user_u32 = 1;
+        uint64_t rows = g_o.query_bytes / g_o.row_bytes;
+        c->user_u64 = (rows == 0 ? 1 : rows) * g_o.row_bytes;
+        (void)b;
+        if (bench_conn_write(l, c, head, sizeof(head)) == 0) {
+            bulk_fill(l, c);
+        }
+    }
+}
+
+static void bulk_on_ready(struct bench_loop *l, struct bench_conn *c, bool first) {
+    struct bulk *b = l->drv.arg;
+    uint64_t now = bench_now_ns();
+    if (first) {
+        if (++b->ready < b->conns) {
+            return;
+        }
+        b->started = true;
+        sample_now(&b->s0);
+        b->start_ns = now;
+        b->deadline_ns = now + b->deadline_ns;
+        for (uint32_t i = 0; i < l->conns_max; i++) {
+            if (l->conns[i].state == BENCH_CONN_READY) {
+                bulk_issue(l, &l->conns[i]);
+            }
+        }
+        return;
+    }
+    if (!g_o.up) {
+        b->bytes += c->parser.skipped_bytes; // DataRow bodies (payload + 6 bytes per row)
+        c->parser.skipped_bytes = 0;
+    }
+    b->queries++;
+    if (now < b->deadline_ns) {
+        bulk_issue(l, c);
+    } else {
+        bench_conn_close(l, c, true);
+    }
+}
+
+static void bulk_on_closed(struct bench_loop *l, struct bench_conn *c, bool failed,
+                           const char *why) {
+    struct bulk *b = l->drv.arg;
+    (void)c;
+    (void)why;
+    b->failed += failed;
+    if (++b->closed == b->conns) {
+        b->end_ns = bench_now_ns();
+        sample_now(&b->s1);
+        l->stop = true;
+    }
+}
+
+static struct opener g_b_open;
+
+static void bulk_on_tick(struct bench_loop *l) {
+    struct bulk *b = l->drv.arg;
+    opener_tick(l, &g_b_open, b->ready + b->closed);
+}
+
+static int run_bulk(SSL_CTX *ctx, struct bench_cert *mtls) {
+    struct bulk *b = calloc(1, sizeof(*b));
+    if (b == NULL) {
+        return 1;
+    }
+    b->copy_msg = malloc(5 + COPY_CHUNK_BYTES);
+    b->copy_msg[0] = 'd';
+    memset(b->copy_msg + 5, 'x', COPY_CHUNK_BYTES);
+    b->conns = g_o.conns;
+    b->deadline_ns = (uint64_t)(g_o.duration_s * (double)NS_PER_S);
+    uint64_t rows = g_o.query_bytes / g_o.row_bytes;
+    rows = rows == 0 ? 1 : rows;
+    if (g_o.up) {
+        snprintf(b->sql, sizeof(b->sql), "COPY bench_sink FROM STDIN (FORMAT binary)");
+    } else {
+        snprintf(b->sql, sizeof(b->sql), "SELECT repeat('x', %u) FROM generate_series(1, %llu)",
+                 g_o.row_bytes, (unsigned long long)rows);
+    }
+    struct bench_driver d = {.arg = b, .on_ready = bulk_on_ready, .on_msg = bulk_on_msg,
+                             .on_drained = bulk_fill, .on_closed = bulk_on_closed,
+                             .on_tick = bulk_on_tick};
+    struct bench_loop l;
+    if (bench_loop_init(&l, g_o.conns + 16, &g_o.t, ctx, &d) != 0) {
+        return 1;
+    }
+    g_b_open = (struct opener){.want = g_o.conns, .cert = mtls};
+    opener_tick(&l, &g_b_open, 0);
+    bench_loop_run(&l, bench_now_ns() + (uint64_t)((SETUP_TIMEOUT_S + g_o.duration_s + 30) * 1e9));
+    double el = b->started && b->end_ns > b->start_ns ? secs(b->end_ns - b->start_ns) : 0;
+    double pc = b->started ? proxy_cpu(&b->s0, &b->s1) : -1;
+    double gb = (double)b->bytes / 1e9;
+    FILE *f = json_head(&l, l.errors);
+    fprintf(f,
+            ",\"direction\":\"%s\",\"connections\":%u,\"row_bytes\":%u,\"query_bytes\":%llu,"
+            "\"elapsed_s\":%.3f,\"bytes\":%llu,\"queries\":%llu,\"bytes_per_s\":%.0f,"
+            "\"gbit_per_s\":%.3f,\"proxy_cpu_s\":%.3f,\"proxy_cpu_s_per_gb\":%.3f,"
+            "\"client_cpu_s\":%.3f",
+            g_o.up ? "up" : "down", g_o.conns, g_o.row_bytes,
+            (unsigned long long)(rows * g_o.row_bytes), el, (unsigned long long)b->bytes,
+            (unsigned long long)b->queries, el > 0 ? (double)b->bytes / el : 0.0,
+            el > 0 ? (double)b->bytes * 8 / el / 1e9 : 0.0, pc, pc >= 0 && gb > 0 ? pc / gb : -1.0,
+            b->started ? b->s1.self_cpu_s - b->s0.self_cpu_s : 0.0);
+    json_close(f);
+    int rc = b->bytes > 0 && b->failed == 0 ? 0 : 1;
+    bench_loop_cleanup(&l);
+    free(b->copy_msg);
+    free(b);
+    return rc;
+}
+
+// ---- idle ---------------------------------------------------------------------------------------
+
+struct idle {
+    uint32_t want, ready, closed;
+    uint64_t failed;
+    bool holding;
+    uint64_t all_ready_ns, hold_until_ns;
+    long rss_before_kb, rss_after_kb;
+};
+
+static struct opener g_i_open;
+
+static void idle_on_ready(struct bench_loop *l, struct bench_conn *c, bool first) {
+    struct idle *s = l->drv.arg;
+    (void)c;
+    if (first && ++s->ready == s->want) {
+        s->all_ready_ns = bench_now_ns();
+        s->hold_until_ns = s->all_ready_ns + (uint64_t)(g_o.hold_s * (double)NS_PER_S);
+        s->holding = true;
+    }
+}
+
+static void idle_on_closed(struct bench_loop *l, struct bench_conn *c, bool failed,
+                           const char *why) {
+    struct idle *s = l->drv.arg;
+    (void)c;
+    (void)why;
+    s->failed += failed;
+    s->closed++;
+    if (s->closed == g_i_open.opened && g_i_open.opened == s->want) {
+        l->stop = true;
+    }
+}
+
+static void idle_close_all(struct bench_loop *l) {
+    for (uint32_t i = 0; i < l->conns_max; i++) {
+        if (l->conns[i].state != BENCH_CONN_FREE && l->conns[i].state != BENCH_CONN_CLOSING) {
+            bench_conn_close(l, &l->conns[i], true);
+        }
+    }
+}
+
+static void idle_on_tick(struct bench_loop *l) {
+    struct idle *s = l->drv.arg;
+    if (s->failed > 0 && !l->stop) {
+        // A connection failed while opening: stop opening and report what was reached.
+        g_i_open.want = g_i_open.opened;
+        s->want = s->ready;
+        s->rss_after_kb = g_o.proxy_pid > 0 ? bench_proc_rss_kb(g_o.proxy_pid) : -1;
+        idle_close_all(l);
+        l->stop = true;
+        return;
+    }
+    opener_tick(l, &g_i_open, s->ready + s->closed);
+    if (s->holding && bench_now_ns() >= s->hold_until_ns) {
+        s->holding = false;
+        s->rss_after_kb = g_o.proxy_pid > 0 ? bench_proc_rss_kb(g_o.proxy_pid) : -1;
+        idle_close_all(l);
+    }
+}
+
+static int run_idle(SSL_CTX *ctx, struct bench_cert *mtls) {
+    struct idle s = {.want = g_o.conns, .rss_after_kb = -1};
+    s.rss_before_kb = g_o.proxy_pid > 0 ? bench_proc_rss_kb(g_o.proxy_pid) : -1;
+    struct bench_driver d = {.arg = &s, .on_ready = idle_on_ready, .on_closed = idle_on_closed,
+                             .on_tick = idle_on_tick};
+    struct bench_loop l;
+    if (bench_loop_init(&l, g_o.conns + 16, &g_o.t, ctx, &d) != 0) {
+        return 1;
+    }
+    g_i_open = (struct opener){.want = g_o.conns, .cert = mtls};
+    uint64_t t0 = bench_now_ns();
+    opener_tick(&l, &g_i_open, 0);
+    bench_loop_run(&l, t0 + (uint64_t)((SETUP_TIMEOUT_S + g_o.hold_s + 10) * 1e9));
+    uint32_t held = s.all_ready_ns ? s.want : s.ready;
+    long delta = s.rss_after_kb >= 0 && s.rss_before_kb >= 0 ? s.rss_after_kb - s.rss_before_kb : -1;
+    FILE *f = json_head(&l, s.failed);
+    fprintf(f,
+            ",\"requested\":%u,\"held\":%u,\"open_s\":%.3f,\"hold_s\":%.1f,\"rss_before_kb\":%ld,"
+            "\"rss_after_kb\":%ld,\"rss_per_conn_kb\":%.2f",
+            g_o.conns, held, s.all_ready_ns ? secs(s.all_ready_ns - t0) : -1.0, g_o.hold_s,
+            s.rss_before_kb, s.rss_after_kb,
+            delta >= 0 && held > 0 ? (double)delta / (double)held : -1.0);
+    json_close(f);
+    bench_loop_cleanup(&l);
+    return held == g_o.conns && s.failed == 0 ? 0 : 1;
+}
+
+// ---- command line -------------------------------------------------------------------------------
+
+static void usage(void) {
+    fputs("usage: atls-bench handshake|bulk|query|idle|storm [options]\n"
+          "       atls-bench serve --listen 127.0.0.1:PORT [--conns N]\n"
+          "target:  --host H --port P --tls none|sslrequest|direct --user U --db D\n"
+          "         --cert F --key F                  client certificate (mutual TLS)\n"
+          "         --attest-api H:P --sim-dir D --measurement HEX96 [--svn N]\n"
+          "                                           attested: one fresh certificate per handshake\n"
+          "load:    --conns N --duration S --count N (handshake: stop after N; attested: pool size)\n"
+          "         --up | --down  --row-bytes N --query-bytes N   (bulk)\n"
+          "         --hold S                          (idle)   --storm-conns N (storm)\n"
+          "report:  --proxy-pid PID --target-name NAME --label TEXT --out FILE (JSON lines)\n",
+          stderr);
+}
+
+static int parse_hex48(uint8_t out[48], const char *s) {
+    if (strlen(s) != 96) {
+        return -1;
+    }
+    for (size_t i = 0; i < 48; i++) {
+        unsigned v = 0;
+        if (sscanf(s + 2 * i, "%2x", &v) != 1) {
+            return -1;
+        }
+        out[i] = (uint8_t)v;
+    }
+    return 0;
+}
+
+static int parse_args(int argc, char **argv) {
+    g_o.scenario = argv[1];
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        bool flag = strcmp(a, "--up") == 0 || strcmp(a, "--down") == 0;
+        if (!flag && v == NULL) {
+            fprintf(stderr, "atls-bench: option %s needs a value\n", a);
+            return -1;
+        }
+        if (strcmp(a, "--up") == 0) {
+            g_o.up = true;
+        } else if (strcmp(a, "--down") == 0) {
+            g_o.up = false;
+        } else if (strcmp(a, "--host") == 0) {
+            snprintf(g_o.t.host, sizeof(g_o.t.host), "%s", v);
+        } else if (strcmp(a, "--port") == 0) {
+            g_o.t.port = (uint16_t)atoi(v);
+        } else if (strcmp(a, "--tls") == 0) {
+            g_o.t.tls = strcmp(v, "none") == 0         ? BENCH_TLS_NONE
+                        : strcmp(v, "sslrequest") == 0 ? BENCH_TLS_SSLREQUEST
+                        : strcmp(v, "direct") == 0     ? BENCH_TLS_DIRECT
+                                                       : (enum bench_tls)99;
+            if ((int)g_o.t.tls == 99) {
+                fprintf(stderr, "atls-bench: --tls none|sslrequest|direct\n");
+                return -1;
+            }
+        } else if (strcmp(a, "--user") == 0) {
+            g_o.t.user = v;
+        } else if (strcmp(a, "--db") == 0) {
+            g_o.t.dbname = v;
+        } else if (strcmp(a, "--cert") == 0) {
+            g_o.cert = v;
+        } else if (strcmp(a, "--key") == 0) {
+            g_o.key = v;
+        } else if (strcmp(a, "--attest-api") == 0) {
+            g_o.at.api = v;
+            g_o.attested = true;
+        } else if (strcmp(a, "--sim-dir") == 0) {
+            g_o.at.sim_dir = v;
+        } else if (strcmp(a, "--measurement") == 0) {
+            if (parse_hex48(g_o.at.measurement, v) != 0) {
+                fprintf(stderr, "atls-bench: --measurement takes 96 hex digits\n");
+                return -1;
+            }
+        } else if (strcmp(a, "--svn") == 0) {
+            g_o.at.svn = (uint32_t)atoi(v);
+        } else if (strcmp(a, "--pool-threads") == 0) {
+            g_o.at.threads = (uint32_t)atoi(v);
+        } else if (strcmp(a, "--conns") == 0) {
+            g_o.conns = (uint32_t)atoi(v);
+        } else if (strcmp(a, "--duration") == 0) {
+            g_o.duration_s = atof(v);
+        } else if (strcmp(a, "--count") == 0) {
+            g_o.count = (uint32_t)atoi(v);
+        } else if (strcmp(a, "--row-bytes") == 0) {
+            g_o.row_bytes = (uint32_t)atoi(v);
+        } else if (strcmp(a, "--query-bytes") == 0) {
+            g_o.query_bytes = strtoull(v, NULL, 10);
+        } else if (strcmp(a, "--hold") == 0) {
+            g_o.hold_s = atof(v);
+        } else if (strcmp(a, "--storm-conns") == 0) {
+            g_o.storm_conns = (uint32_t)atoi(v);
+        } else if (strcmp(a, "--proxy-pid") == 0) {
+            g_o.proxy_pid = atoi(v);
+        } else if (strcmp(a, "--target-name") == 0) {
+            g_o.target_name = v;
+        } else if (strcmp(a, "--label") == 0) {
+            g_o.label = v;
+        } else if (strcmp(a, "--out") == 0) {
+            g_o.out = v;
+        } else if (strcmp(a, "--listen") == 0) {
+            g_o.listen = v;
+        } else {
+            fprintf(stderr, "atls-bench: unknown option %s\n", a);
+            return -1;
+        }
+        i += flag ? 0 : 1;
+    }
+    bool serve = strcmp(g_o.scenario, "serve") == 0;
+    if (g_o.conns == 0 || (!serve && g_o.conns > BENCH_CONNS_MAX - 16) || g_o.duration_s <= 0 ||
+        g_o.row_bytes == 0 || g_o.row_bytes > (16u << 20) || (g_o.attested && g_o.at.sim_dir == NULL)) {
+        fprintf(stderr, "atls-bench: bad --conns/--duration/--row-bytes, or --attest-api "
+                        "without --sim-dir\n");
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage();
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    if (parse_args(argc, argv) != 0) {
+        usage();
+        return 2;
+    }
+    if (strcmp(g_o.scenario, "serve") == 0) {
+        return bench_serve_main(g_o.listen ? g_o.listen : "127.0.0.1:26300", g_o.conns < 64 ? 20000 : g_o.conns);
+    }
+    struct bench_cert mtls = {0};
+    if (g_o.cert != NULL && bench_cert_load(&mtls, g_o.cert, g_o.key ? g_o.key : "") != 0) {
+        return 2;
+    }
+    SSL_CTX *ctx = NULL;
+    if (g_o.t.tls != BENCH_TLS_NONE) {
+        // The mTLS certificate goes on each SSL (bench_conn_open), so attested and mTLS
+        // connections share one context.
+        ctx = bench_tls_ctx_new(NULL);
+        if (ctx == NULL) {
+            return 2;
+        }
+    }
+    struct bench_cert *cert = g_o.cert != NULL ? &mtls : NULL;
+    int rc = 2;
+    if (strcmp(g_o.scenario, "handshake") == 0) {
+        if (cert != NULL && !g_o.attested) {
+            SSL_CTX_use_certificate(ctx, mtls.x509);
+            SSL_CTX_use_PrivateKey(ctx, mtls.pkey);
+        }
+        rc = run_handshake(ctx);
+    } else if (strcmp(g_o.scenario, "query") == 0) {
+        rc = run_query(ctx, false, cert);
+    } else if (strcmp(g_o.scenario, "storm") == 0) {
+        if (cert != NULL && !g_o.attested) {
+            SSL_CTX_use_certificate(ctx, mtls.x509); // the storm's handshakes use it too
+            SSL_CTX_use_PrivateKey(ctx, mtls.pkey);
+        }
+        rc = run_query(ctx, true, cert);
+    } else if (strcmp(g_o.scenario, "bulk") == 0) {
+        rc = run_bulk(ctx, cert);
+    } else if (strcmp(g_o.scenario, "idle") == 0) {
+        rc = run_idle(ctx, cert);
+    } else {
+        usage();
+    }
+    SSL_CTX_free(ctx);
+    bench_cert_cleanup(&mtls);
+    return rc;
+}

@@ -1,0 +1,247 @@
+// atls_bench.h: shared declarations of the atls-bench load generator (bench/ only): the io_uring
+// client connection engine, the pgwire stream parser, the latency histogram, the attested
+// certificate pool and the built-in pgwire backend (`atls-bench serve`).
+#ifndef ATLS_BENCH_H
+#define ATLS_BENCH_H
+
+#include <liburing.h>
+#include <netinet/in.h>
+#include <openssl/ssl.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define BENCH_CONNS_MAX 20000u         // connection slots per loop (idle goes to 10,000)
+#define BENCH_RX_BYTES (64u * 1024u)   // one receive buffer per connection
+#define BENCH_TX_BYTES (64u * 1024u)   // one send buffer per connection
+#define BENCH_MSG_BYTES_MAX (64u * 1024u) // largest pgwire message kept whole (others skipped)
+#define BENCH_CQE_BATCH_MAX 256u
+#define BENCH_RING_ENTRIES 4096u
+#define BENCH_HIST_SUB 32u             // linear sub-buckets per power of two (~3% precision)
+#define BENCH_HIST_POW 40u             // covers 1 ns .. ~18 min
+#define BENCH_ERR_MAX 200u
+
+// ---- time, /proc ----------------------------------------------------------------------------
+
+// bench_now_ns returns CLOCK_MONOTONIC in nanoseconds.
+uint64_t bench_now_ns(void);
+
+// bench_proc_cpu_s returns utime+stime of process `pid` in seconds, or -1 when unreadable.
+double bench_proc_cpu_s(int pid);
+
+// bench_proc_rss_kb returns VmRSS of process `pid` in KiB, or -1 when unreadable.
+long bench_proc_rss_kb(int pid);
+
+// ---- latency histogram (log-linear, fixed size, no allocation) -------------------------------
+
+struct bench_hist {
+    uint64_t count;
+    uint64_t sum_ns;
+    uint64_t max_ns;
+    uint64_t min_ns;
+    uint64_t b[BENCH_HIST_POW * BENCH_HIST_SUB];
+};
+
+void bench_hist_init(struct bench_hist *h);
+void bench_hist_add(struct bench_hist *h, uint64_t ns);
+void bench_hist_merge(struct bench_hist *into, const struct bench_hist *from);
+// bench_hist_pct returns the value (ns, upper edge of its bucket, capped at max) at quantile `q`
+// in 0..1; 0 when empty.
+uint64_t bench_hist_pct(const struct bench_hist *h, double q);
+// bench_hist_json writes {"count":..,"min_us":..,"mean_us":..,"p50_us":..,...} to `f`.
+void bench_hist_json(FILE *f, const struct bench_hist *h);
+
+// ---- pgwire stream parser ------------------------------------------------------------------
+
+// struct bench_pg_parser: splits a byte stream into pgwire messages. Messages of type 'D'
+// (DataRow) and 'd' (CopyData), and any message larger than BENCH_MSG_BYTES_MAX, are not kept:
+// their bodies are counted in `skipped_bytes` and delivered with len 0 and body NULL once
+// complete. Everything else is delivered whole.
+struct bench_pg_parser {
+    uint8_t hdr[5];
+    uint32_t hdr_len;
+    uint32_t body_len;
+    uint32_t body_got;
+    bool skipping;
+    uint64_t skipped_bytes;
+    uint8_t *body; // BENCH_MSG_BYTES_MAX, owned
+};
+
+// bench_pg_msg_fn: called once per complete message; returns 0 to continue, <0 to stop.
+typedef int (*bench_pg_msg_fn)(void *arg, uint8_t type, const uint8_t *body, uint32_t len);
+
+int bench_pg_parser_init(struct bench_pg_parser *p);
+void bench_pg_parser_cleanup(struct bench_pg_parser *p);
+void bench_pg_parser_reset(struct bench_pg_parser *p);
+// bench_pg_parser_feed consumes `len` bytes; returns 0, -EPROTO on a bad length, or the first
+// negative value `fn` returned.
+int bench_pg_parser_feed(struct bench_pg_parser *p, const uint8_t *data, size_t len,
+                         bench_pg_msg_fn fn, void *arg);
+
+// bench_pg_put_msg appends message `type` with `body` to `out` (capacity `cap`) and returns the
+// new length, or 0 if it does not fit.
+size_t bench_pg_put_msg(uint8_t *out, size_t cap, size_t at, uint8_t type, const void *body,
+                        size_t len);
+void bench_pg_put_be32(uint8_t *p, uint32_t v);
+uint32_t bench_pg_be32(const uint8_t *p);
+
+// ---- client engine ----------------------------------------------------------------------------
+
+enum bench_tls {
+    BENCH_TLS_NONE = 0,   // plaintext pgwire (the "direct" target)
+    BENCH_TLS_SSLREQUEST, // SSLRequest, 'S', then TLS (what libpq does)
+    BENCH_TLS_DIRECT,     // TLS from the first byte with ALPN "postgresql" (PostgreSQL 17 style)
+};
+
+// struct bench_cert: one client certificate and key (attested pool entry or the mTLS pair).
+struct bench_cert {
+    X509 *x509;
+    EVP_PKEY *pkey;
+};
+
+enum bench_conn_state {
+    BENCH_CONN_FREE = 0,
+    BENCH_CONN_CONNECTING,
+    BENCH_CONN_SSLREQ,
+    BENCH_CONN_TLS,
+    BENCH_CONN_STARTUP,
+    BENCH_CONN_READY,
+    BENCH_CONN_CLOSING,
+};
+
+struct bench_loop;
+
+// struct bench_conn: one client connection slot; all of its state.
+struct bench_conn {
+    uint32_t idx;
+    uint32_t gen;
+    int fd;
+    enum bench_conn_state state;
+    SSL *ssl;
+    BIO *rbio; // ciphertext in (memory BIO read by the SSL)
+    BIO *wbio; // bytes to send (ciphertext, or plaintext when no TLS)
+    uint8_t *rx;
+    uint8_t *tx;
+    uint32_t tx_len;
+    uint32_t tx_off;
+    bool recv_inflight;
+    bool send_inflight;
+    bool connect_inflight;
+    bool close_after_send;
+    struct bench_pg_parser parser;
+    uint64_t t_open_ns;
+    uint64_t t_op_ns;
+    uint64_t user_u64; // driver scratch (bytes left, rows, phase)
+    uint32_t user_u32;
+    uint32_t next_free;
+    struct sockaddr_in sa;
+};
+
+// struct bench_driver: scenario callbacks run by the loop's thread.
+struct bench_driver {
+    void *arg;
+    // on_ready: ReadyForQuery received (first one after startup, then after every query).
+    void (*on_ready)(struct bench_loop *l, struct bench_conn *c, bool first);
+    // on_msg: any other complete backend message ('D'/'d' bodies arrive with len 0).
+    void (*on_msg)(struct bench_loop *l, struct bench_conn *c, uint8_t type, const uint8_t *body,
+                   uint32_t len);
+    // on_drained: the send queue fell below the low-water mark (bulk upload refills here).
+    void (*on_drained)(struct bench_loop *l, struct bench_conn *c);
+    // on_closed: the slot is about to be released; `failed` with a reason when it failed.
+    void (*on_closed)(struct bench_loop *l, struct bench_conn *c, bool failed, const char *why);
+    // on_tick: every loop iteration (at least every 10 ms).
+    void (*on_tick)(struct bench_loop *l);
+};
+
+struct bench_target {
+    char host[64];
+    uint16_t port;
+    enum bench_tls tls;
+    const char *user;
+    const char *dbname;
+};
+
+struct bench_loop {
+    struct io_uring ring;
+    struct bench_conn *conns;
+    uint8_t *rx_mem;
+    uint8_t *tx_mem;
+    uint32_t conns_max;
+    uint32_t free_head;
+    uint32_t live;
+    SSL_CTX *ctx; // borrowed; NULL for BENCH_TLS_NONE
+    const struct bench_target *target;
+    struct bench_driver drv;
+    bool stop;      // the driver asks the loop to return once live == 0
+    uint64_t errors;
+    uint64_t connect_errors;
+    char first_error[BENCH_ERR_MAX];
+    uint8_t *plain; // SSL_read scratch
+    // Negotiated TLS parameters of the first connection that completed a handshake.
+    char tls_version[16];
+    char tls_cipher[64];
+    char tls_group[32];
+    char tls_alpn[32];
+};
+
+// bench_loop_init prepares `l` with `conns_max` slots. Returns 0 or -errno.
+int bench_loop_init(struct bench_loop *l, uint32_t conns_max, const struct bench_target *t,
+                    SSL_CTX *ctx, const struct bench_driver *drv);
+void bench_loop_cleanup(struct bench_loop *l);
+
+// bench_loop_run runs until the driver set `stop` and no connection is left, or until
+// `hard_deadline_ns` (then every remaining connection is failed). Returns 0 or -errno.
+int bench_loop_run(struct bench_loop *l, uint64_t hard_deadline_ns);
+
+// bench_conn_open starts a connection (connect, TLS with `cert` if not NULL, startup). Returns
+// the slot or NULL when no slot is free or the socket cannot be made.
+struct bench_conn *bench_conn_open(struct bench_loop *l, const struct bench_cert *cert);
+
+// bench_conn_write queues `len` bytes of pgwire (plaintext) on `c`. Returns 0 or -EIO.
+int bench_conn_write(struct bench_loop *l, struct bench_conn *c, const void *data, size_t len);
+
+// bench_conn_pending returns the bytes queued on `c` not yet handed to the kernel.
+size_t bench_conn_pending(const struct bench_conn *c);
+
+// bench_conn_query sends a simple Query with `sql`.
+int bench_conn_query(struct bench_loop *l, struct bench_conn *c, const char *sql);
+
+// bench_conn_close sends Terminate (if `terminate`) and closes `c` once the send queue drained.
+void bench_conn_close(struct bench_loop *l, struct bench_conn *c, bool terminate);
+
+// bench_conn_fail closes `c` at once as failed with `why`.
+void bench_conn_fail(struct bench_loop *l, struct bench_conn *c, const char *why);
+
+// bench_tls_ctx_new makes the client SSL_CTX: TLS 1.3 only, no session resumption, ALPN
+// "postgresql", server certificate not verified (libpq sslmode=require), and the default client
+// certificate `cert` (may be NULL). Returns NULL on failure (printed).
+SSL_CTX *bench_tls_ctx_new(const struct bench_cert *cert);
+
+// bench_cert_load reads a PEM certificate and key. Returns 0 or -EINVAL (printed).
+int bench_cert_load(struct bench_cert *out, const char *cert_path, const char *key_path);
+void bench_cert_cleanup(struct bench_cert *c);
+
+// ---- attested certificate pool -----------------------------------------------------------------
+
+struct bench_attest_opts {
+    const char *api;      // host:port of the gateway's HTTP API
+    const char *sim_dir;  // simulated AMD hierarchy directory
+    uint8_t measurement[48];
+    uint32_t svn;
+    uint32_t threads;
+};
+
+// bench_attest_pool_make fetches `n` nonces from the gateway and makes one evidence-carrying
+// certificate per nonce (simulated provider, Ed25519 key). Nonce requests come from rotating
+// loopback source addresses 127.0.1.x because the API rate-limits per address (burst 64).
+// `out` gets a malloc'ed array of `n` certificates. Returns 0 or -errno (printed).
+int bench_attest_pool_make(struct bench_cert **out, uint32_t n,
+                           const struct bench_attest_opts *o);
+
+// ---- built-in pgwire backend -----------------------------------------------------------------
+
+// bench_serve_main runs the minimal pgwire backend until SIGTERM/SIGINT (see atls_bench_serve.c).
+int bench_serve_main(const char *listen_addr, uint32_t conns_max);
+
+#endif // ATLS_BENCH_H

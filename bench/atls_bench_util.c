@@ -1,0 +1,221 @@
+// atls_bench_util.c: clock, /proc sampling, the latency histogram and the pgwire stream parser
+// shared by the atls-bench client engine and its built-in backend.
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "atls_bench.h"
+
+uint64_t bench_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+double bench_proc_cpu_s(int pid) {
+    char path[64], buf[2048];
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return -1;
+    }
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    // The command name may hold spaces and parentheses: fields restart after the last ')'.
+    char *p = strrchr(buf, ')');
+    if (p == NULL) {
+        return -1;
+    }
+    unsigned long utime = 0, stime = 0;
+    // Fields 3..13 skipped, 14 = utime, 15 = stime.
+    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) != 2) {
+        return -1;
+    }
+    long hz = sysconf(_SC_CLK_TCK);
+    return (double)(utime + stime) / (double)(hz > 0 ? hz : 100);
+}
+
+long bench_proc_rss_kb(int pid) {
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return -1;
+    }
+    long kb = -1;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (strncmp(line, "VmRSS:", 6) == 0) {
+            kb = strtol(line + 6, NULL, 10);
+            break;
+        }
+    }
+    fclose(f);
+    return kb;
+}
+
+// ---- histogram ---------------------------------------------------------------------------------
+
+void bench_hist_init(struct bench_hist *h) {
+    memset(h, 0, sizeof(*h));
+    h->min_ns = UINT64_MAX;
+}
+
+// Bucket of `v`: values below BENCH_HIST_SUB are exact; above, 32 linear steps per power of two.
+static uint32_t hist_index(uint64_t v) {
+    if (v < BENCH_HIST_SUB) {
+        return (uint32_t)v;
+    }
+    uint32_t msb = 63u - (uint32_t)__builtin_clzll(v); // >= 5
+    uint32_t shift = msb - 5u;
+    uint32_t sub = (uint32_t)(v >> shift) & (BENCH_HIST_SUB - 1u);
+    uint32_t idx = (shift + 1u) * BENCH_HIST_SUB + sub;
+    uint32_t last = BENCH_HIST_POW * BENCH_HIST_SUB - 1u;
+    return idx > last ? last : idx;
+}
+
+// Upper edge (exclusive) of bucket `idx`.
+static uint64_t hist_upper(uint32_t idx) {
+    if (idx < BENCH_HIST_SUB) {
+        return idx + 1u;
+    }
+    uint32_t shift = idx / BENCH_HIST_SUB - 1u;
+    uint64_t sub = idx % BENCH_HIST_SUB;
+    return ((BENCH_HIST_SUB + sub + 1u) << shift);
+}
+
+void bench_hist_add(struct bench_hist *h, uint64_t ns) {
+    h->b[hist_index(ns)]++;
+    h->count++;
+    h->sum_ns += ns;
+    h->max_ns = ns > h->max_ns ? ns : h->max_ns;
+    h->min_ns = ns < h->min_ns ? ns : h->min_ns;
+}
+
+void bench_hist_merge(struct bench_hist *into, const struct bench_hist *from) {
+    for (size_t i = 0; i < BENCH_HIST_POW * BENCH_HIST_SUB; i++) {
+        into->b[i] += from->b[i];
+    }
+    into->count += from->count;
+    into->sum_ns += from->sum_ns;
+    into->max_ns = from->max_ns > into->max_ns ? from->max_ns : into->max_ns;
+    into->min_ns = from->min_ns < into->min_ns ? from->min_ns : into->min_ns;
+}
+
+uint64_t bench_hist_pct(const struct bench_hist *h, double q) {
+    if (h->count == 0) {
+        return 0;
+    }
+    uint64_t rank = (uint64_t)(q * (double)h->count + 0.5);
+    rank = rank < 1 ? 1 : rank;
+    uint64_t seen = 0;
+    for (uint32_t i = 0; i < BENCH_HIST_POW * BENCH_HIST_SUB; i++) {
+        seen += h->b[i];
+        if (seen >= rank) {
+            uint64_t v = hist_upper(i);
+            return v > h->max_ns ? h->max_ns : v;
+        }
+    }
+    return h->max_ns;
+}
+
+void bench_hist_json(FILE *f, const struct bench_hist *h) {
+    double us = 1000.0;
+    fprintf(f,
+            "{\"count\":%llu,\"min_us\":%.1f,\"mean_us\":%.1f,\"p50_us\":%.1f,\"p90_us\":%.1f,"
+            "\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f}",
+            (unsigned long long)h->count, h->count ? (double)h->min_ns / us : 0.0,
+            h->count ? (double)h->sum_ns / (double)h->count / us : 0.0,
+            (double)bench_hist_pct(h, 0.50) / us, (double)bench_hist_pct(h, 0.90) / us,
+            (double)bench_hist_pct(h, 0.99) / us, (double)bench_hist_pct(h, 0.999) / us,
+            (double)h->max_ns / us);
+}
+
+// ---- pgwire -----------------------------------------------------------------------------------
+
+void bench_pg_put_be32(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+uint32_t bench_pg_be32(const uint8_t *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+size_t bench_pg_put_msg(uint8_t *out, size_t cap, size_t at, uint8_t type, const void *body,
+                        size_t len) {
+    if (at + 5 + len > cap) {
+        return 0;
+    }
+    out[at] = type;
+    bench_pg_put_be32(out + at + 1, (uint32_t)(len + 4));
+    if (len > 0) {
+        memcpy(out + at + 5, body, len);
+    }
+    return at + 5 + len;
+}
+
+int bench_pg_parser_init(struct bench_pg_parser *p) {
+    memset(p, 0, sizeof(*p));
+    p->body = malloc(BENCH_MSG_BYTES_MAX);
+    return p->body == NULL ? -ENOMEM : 0;
+}
+
+void bench_pg_parser_cleanup(struct bench_pg_parser *p) {
+    free(p->body);
+    p->body = NULL;
+}
+
+void bench_pg_parser_reset(struct bench_pg_parser *p) {
+    p->hdr_len = 0;
+    p->body_len = 0;
+    p->body_got = 0;
+    p->skipping = false;
+    p->skipped_bytes = 0;
+}
+
+int bench_pg_parser_feed(struct bench_pg_parser *p, const uint8_t *data, size_t len,
+                         bench_pg_msg_fn fn, void *arg) {
+    size_t at = 0;
+    while (at < len) {
+        if (p->hdr_len < 5) {
+            size_t take = 5 - p->hdr_len;
+            take = take < len - at ? take : len - at;
+            memcpy(p->hdr + p->hdr_len, data + at, take);
+            p->hdr_len += (uint32_t)take;
+            at += take;
+            if (p->hdr_len < 5) {
+                break;
+            }
+            uint32_t l = bench_pg_be32(p->hdr + 1);
+            if (l < 4) {
+                return -EPROTO;
+            }
+            p->body_len = l - 4;
+            p->body_got = 0;
+            p->skipping = p->hdr[0] == 'D' || p->hdr[0] == 'd' || p->body_len > BENCH_MSG_BYTES_MAX;
+        }
+        size_t take = p->body_len - p->body_got;
+        take = take < len - at ? take : len - at;
+        if (p->skipping) {
+            p->skipped_bytes += take;
+        } else {
+            memcpy(p->body + p->body_got, data + at, take);
+        }
+        p->body_got += (uint32_t)take;
+        at += take;
+        if (p->body_got == p->body_len) {
+            p->hdr_len = 0;
+            int rc = p->skipping ? fn(arg, p->hdr[0], NULL, 0)
+                                 : fn(arg, p->hdr[0], p->body, p->body_len);
+            if (rc < 0) {
+                return rc;
+            }
+        }
+    }
+    return 0;
+}
