@@ -1,0 +1,277 @@
+#!/usr/bin/env python3
+"""bench/report.py: turns atls-bench JSON lines (one run of bench/run.sh) into the ratio table
+(atls-proxy / HAProxy, atls-proxy / direct, CPU per GB and per handshake, targets met or not) and
+PNG charts drawn with gnuplot.
+
+  report.py --line < one.json                 one-line summary of a result (run.sh prints it)
+  report.py --table run.json [--pin P] [--charts DIR]
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+
+def load(path):
+    rows = []
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                rows.append(json.loads(line))
+    return rows
+
+
+def summary(r):
+    s = r["scenario"]
+    head = f"  {r.get('target', '?'):8} {r.get('label', ''):16}"
+    err = f"  errors={r['errors']} ({r.get('first_error', '')})" if r.get("errors") else ""
+    if s == "handshake":
+        return (f"{head} {r['rate_per_s']:9.1f} conn/s  p50 {r['latency']['p50_us']:.0f} us"
+                f"  p99 {r['latency']['p99_us']:.0f} us  proxy {r['proxy_cpu_ms_per_handshake']:.3f}"
+                f" ms CPU/handshake  [{r.get('cipher', '')} {r.get('group', '')}]{err}")
+    if s == "bulk":
+        return (f"{head} {r['direction']:4} x{r['connections']:<2} {r['gbit_per_s']:7.2f} Gbit/s"
+                f"  proxy {r['proxy_cpu_s_per_gb']:.3f} CPU-s/GB  client {r['client_cpu_s']:.2f} s{err}")
+    if s == "query":
+        lat = r["latency"]
+        return (f"{head} {r['qps']:9.0f} q/s  p50 {lat['p50_us']:.0f} p99 {lat['p99_us']:.0f}"
+                f" p99.9 {lat['p999_us']:.0f} us{err}")
+    if s == "idle":
+        return (f"{head} held {r['held']}/{r['requested']}  RSS {r['rss_before_kb']} -> "
+                f"{r['rss_after_kb']} KiB  = {r['rss_per_conn_kb']:.2f} KiB/conn{err}")
+    if s == "storm":
+        a, b = r["latency"], r["latency_storm"]
+        return (f"{head} p99 alone {a['p99_us']:.0f} us, storm {b['p99_us']:.0f} us"
+                f" (x{r['p99_ratio']:.2f})  storm {r['storm_rate_per_s']:.0f} conn/s"
+                f" (failed {r['storm_failed']}){err}")
+    if s == "pgbench":
+        return f"{head} {r['tps']:9.0f} tps  proxy CPU {r['proxy_cpu_s']} s"
+    return json.dumps(r)
+
+
+def pick(rows, scenario, target, label, **kw):
+    for r in rows:
+        if r["scenario"] != scenario or r["target"] != target or r.get("label") != label:
+            continue
+        if all(r.get(k) == v for k, v in kw.items()):
+            return r
+    return None
+
+
+def ratio(a, b):
+    if a is None or b is None or b <= 0 or a < 0:
+        return None
+    return a / b
+
+
+def fmt(v, nd=2):
+    if v is None:
+        return "-"
+    if isinstance(v, float) and abs(v) >= 1000:
+        return f"{v:,.0f}"
+    return f"{v:.{nd}f}" if isinstance(v, float) else str(v)
+
+
+def table(rows, pin):
+    out = []
+    lines = []  # (metric, direct, atls, haproxy, atls/haproxy, atls/direct, target, verdict)
+
+    def get(r, key):
+        if r is None:
+            return None
+        v = r
+        for k in key.split("."):
+            v = v.get(k) if isinstance(v, dict) else None
+        return None if v is None or (isinstance(v, (int, float)) and v < 0) else float(v)
+
+    def add(metric, d, a, h, target="", ok=None):
+        lines.append((metric, fmt(d), fmt(a), fmt(h), fmt(ratio(a, h)), fmt(ratio(a, d)), target,
+                      "" if ok is None else ("met" if ok else "**missed**")))
+
+    # handshakes
+    for label, name in (("srv", "built-in backend"), ("pg", "PostgreSQL")):
+        d, a, h = (pick(rows, "handshake", t, label) for t in ("direct", "atls", "haproxy"))
+        ra = ratio(get(a, "rate_per_s"), get(h, "rate_per_s"))
+        add(f"handshakes/s, mTLS ({name})", get(d, "rate_per_s"), get(a, "rate_per_s"),
+            get(h, "rate_per_s"), "atls >= 2x haproxy" if label == "srv" else "",
+            (ra >= 2.0) if (label == "srv" and ra is not None) else None)
+        add(f"  proxy CPU ms/handshake ({name})", None, get(a, "proxy_cpu_ms_per_handshake"),
+            get(h, "proxy_cpu_ms_per_handshake"))
+    att = pick(rows, "handshake", "atls", "srv-attested")
+    h = pick(rows, "handshake", "haproxy", "srv")
+    ra = ratio(get(att, "rate_per_s"), get(h, "rate_per_s"))
+    add("handshakes/s, attested (atls) vs mTLS (haproxy)", None, get(att, "rate_per_s"),
+        get(h, "rate_per_s"), "atls >= 1.5x haproxy mTLS", None if ra is None else ra >= 1.5)
+    add("  proxy CPU ms/handshake, attested", None, get(att, "proxy_cpu_ms_per_handshake"), None)
+    sr = pick(rows, "handshake", "atls", "srv-sslrequest")
+    add("handshakes/s, mTLS via SSLRequest (atls only)", None, get(sr, "rate_per_s"), None)
+    # bulk
+    for label in ("srv", "pg"):
+        for n in sorted({r["connections"] for r in rows if r["scenario"] == "bulk"
+                         and r.get("label") == label}):
+            for direction in ("down", "up"):
+                d, a, h = (pick(rows, "bulk", t, label, connections=n, direction=direction)
+                           for t in ("direct", "atls", "haproxy"))
+                if a is None and h is None:
+                    continue
+                tgt = "atls >= 1.3x haproxy" if (label == "srv" and n == 1) else ""
+                rt = ratio(get(a, "gbit_per_s"), get(h, "gbit_per_s"))
+                add(f"bulk {direction} x{n} Gbit/s ({label})", get(d, "gbit_per_s"),
+                    get(a, "gbit_per_s"), get(h, "gbit_per_s"), tgt,
+                    (rt >= 1.3) if (tgt and rt is not None) else None)
+                rc = ratio(get(a, "proxy_cpu_s_per_gb"), get(h, "proxy_cpu_s_per_gb"))
+                tgt = "atls <= 0.8x haproxy" if (label == "srv" and n == 1) else ""
+                add(f"  proxy CPU-s/GB", None, get(a, "proxy_cpu_s_per_gb"),
+                    get(h, "proxy_cpu_s_per_gb"), tgt,
+                    (rc <= 0.8) if (tgt and rc is not None) else None)
+    # query
+    d, a, h = (pick(rows, "query", t, "pg") for t in ("direct", "atls", "haproxy"))
+    add("query SELECT 1, q/s (8 conns)", get(d, "qps"), get(a, "qps"), get(h, "qps"))
+    for p in ("p50", "p99", "p999"):
+        add(f"  latency {p} us", get(d, f"latency.{p}_us"), get(a, f"latency.{p}_us"),
+            get(h, f"latency.{p}_us"))
+    # idle
+    d, a, h = (pick(rows, "idle", t, "srv") for t in ("direct", "atls", "haproxy"))
+    held = get(a, "held")
+    ok = None
+    if a is not None and get(a, "rss_per_conn_kb") is not None:
+        ok = get(a, "rss_per_conn_kb") <= 12.0 and held is not None and held >= 10000
+    add(f"idle KiB RSS per connection ({int(held or 0)} held)", None, get(a, "rss_per_conn_kb"),
+        get(h, "rss_per_conn_kb"), "atls <= 12 KB at 10,000", ok)
+    # storm
+    for label in ("pg", "pg-attested"):
+        d, a, h = (pick(rows, "storm", t, label) for t in ("direct", "atls", "haproxy"))
+        if a is None:
+            continue
+        rr = get(a, "p99_ratio")
+        add(f"storm: p99 with storm / p99 alone ({label})", get(d, "p99_ratio"), rr,
+            get(h, "p99_ratio"), "atls <= 2x", None if rr is None else rr <= 2.0)
+        add(f"  p99 us alone / storm (atls)", None, get(a, "latency.p99_us"),
+            get(h, "latency.p99_us"))
+        add(f"  p99 us during storm", get(d, "latency_storm.p99_us"),
+            get(a, "latency_storm.p99_us"), get(h, "latency_storm.p99_us"))
+        add(f"  storm handshakes/s", get(d, "storm_rate_per_s"), get(a, "storm_rate_per_s"),
+            get(h, "storm_rate_per_s"))
+    # pgbench
+    d = pick(rows, "pgbench", "direct", "pg")
+    a = pick(rows, "pgbench", "atls", "pg-tls")
+    h = pick(rows, "pgbench", "haproxy", "pg-tcp-hop")
+    ra = ratio(get(a, "tps"), get(d, "tps"))
+    add("pgbench -S tps (atls: TLS; haproxy: plain TCP hop)", get(d, "tps"), get(a, "tps"),
+        get(h, "tps"), "atls >= 0.80x direct", None if ra is None else ra >= 0.8)
+
+    out.append(f"pinning: {pin}")
+    out.append("")
+    out.append("| metric | direct | atls-proxy | HAProxy | atls/HAProxy | atls/direct | target | |")
+    out.append("|---|---:|---:|---:|---:|---:|---|---|")
+    for l in lines:
+        out.append("| " + " | ".join(l) + " |")
+    ciphers = sorted({(r["target"], r.get("cipher", ""), r.get("group", "")) for r in rows
+                      if r.get("cipher")})
+    out.append("")
+    out.append("negotiated: " + "; ".join(f"{t} {c} {g}" for t, c, g in ciphers))
+    errs = [r for r in rows if r.get("errors")]
+    for r in errs:
+        out.append(f"errors: {r['scenario']} {r['target']} {r.get('label')}: {r['errors']} "
+                   f"({r.get('first_error', '')})")
+    return "\n".join(out)
+
+
+def charts(rows, outdir):
+    if shutil.which("gnuplot") is None:
+        print("report.py: gnuplot not installed, no charts", file=sys.stderr)
+        return
+    os.makedirs(outdir, exist_ok=True)
+    targets = ("direct", "atls", "haproxy")
+    sets = []
+
+    def val(r, key):
+        if r is None:
+            return 0.0
+        v = r
+        for k in key.split("."):
+            v = v.get(k, 0) if isinstance(v, dict) else 0
+        return max(float(v), 0.0)
+
+    hs = [("mTLS srv", [val(pick(rows, "handshake", t, "srv"), "rate_per_s") for t in targets]),
+          ("mTLS pg", [val(pick(rows, "handshake", t, "pg"), "rate_per_s") for t in targets]),
+          ("attested srv", [0.0, val(pick(rows, "handshake", "atls", "srv-attested"),
+                                     "rate_per_s"), 0.0])]
+    sets.append(("handshakes", "new connections per second", hs))
+    bulk = []
+    for r in rows:
+        if r["scenario"] == "bulk" and r["target"] == "atls":
+            key = f"{r['direction']} x{r['connections']} {r['label']}"
+            bulk.append((key, [val(pick(rows, "bulk", t, r["label"], connections=r["connections"],
+                                        direction=r["direction"]), "gbit_per_s")
+                               for t in targets]))
+    sets.append(("bulk", "Gbit/s", bulk))
+    q = [(p, [val(pick(rows, "query", t, "pg"), f"latency.{p}_us") for t in targets])
+         for p in ("p50", "p99", "p999")]
+    sets.append(("query_latency", "SELECT 1 latency, microseconds", q))
+    st = []
+    for label in ("pg",):
+        for t in targets:
+            r = pick(rows, "storm", t, label)
+            st.append((t, [val(r, "latency.p99_us"), val(r, "latency_storm.p99_us")]))
+    for name, ylabel, data in sets:
+        if not data:
+            continue
+        dat = os.path.join(outdir, f"{name}.dat")
+        with open(dat, "w") as f:
+            f.write("group direct atls-proxy HAProxy\n")
+            for k, vs in data:
+                f.write(f"\"{k}\" " + " ".join(f"{v:.3f}" for v in vs) + "\n")
+        plot(dat, os.path.join(outdir, f"{name}.png"), ylabel, 3)
+    if st:
+        dat = os.path.join(outdir, "storm.dat")
+        with open(dat, "w") as f:
+            f.write("target alone during-storm\n")
+            for k, vs in st:
+                f.write(f"\"{k}\" {vs[0]:.1f} {vs[1]:.1f}\n")
+        plot(dat, os.path.join(outdir, "storm.png"), "SELECT 1 p99 latency, microseconds", 2)
+
+
+def plot(dat, png, ylabel, ncols):
+    script = f"""
+set terminal pngcairo size 900,500 noenhanced
+set output '{png}'
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set key top right autotitle columnheader
+set ylabel '{ylabel}'
+set yrange [0:*]
+set grid ytics
+set xtics rotate by -20
+plot '{dat}' using 2:xtic(1)""" + "".join(f", '' using {i}" for i in range(3, ncols + 2)) + "\n"
+    r = subprocess.run(["gnuplot"], input=script, text=True, capture_output=True)
+    if r.returncode != 0:
+        # pngcairo may be missing from gnuplot-nox builds: fall back to the gd png terminal.
+        r = subprocess.run(["gnuplot"], input=script.replace("pngcairo", "png"), text=True,
+                           capture_output=True)
+    if r.returncode != 0:
+        print(f"report.py: gnuplot failed for {png}: {r.stderr.strip()}", file=sys.stderr)
+
+
+def main(argv):
+    if len(argv) >= 2 and argv[1] == "--line":
+        for line in sys.stdin:
+            if line.strip():
+                print(summary(json.loads(line)))
+        return 0
+    if len(argv) >= 3 and argv[1] == "--table":
+        rows = load(argv[2])
+        pin = argv[argv.index("--pin") + 1] if "--pin" in argv else "?"
+        print(table(rows, pin))
+        if "--charts" in argv:
+            charts(rows, argv[argv.index("--charts") + 1])
+        return 0
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,315 @@
+#!/usr/bin/env bash
+# bench/run.sh: the bench harness in one command. Builds atls-proxy, atlsctl and atls-bench in
+# build-bench/, starts PostgreSQL, the built-in pgwire backend (atls-bench serve), four atls-proxy
+# instances (mutual TLS and attested, in front of each backend) and HAProxy (bench/haproxy.cfg),
+# runs every scenario against direct / atls-proxy / HAProxy in the same run plus pgbench -S
+# through each, prints the ratio table, writes bench/results/*.json and PNG charts. Everything it
+# starts is stopped by PID on exit.
+#
+#   bash bench/run.sh [--quick] [--pin split|shared] [--only LIST] [--results DIR]
+#
+#   --quick    short runs (1 s, 1,000 idle connections, 300 attested handshakes): a sanity pass
+#   --pin      split (default): the proxy under test (1 worker / 1 thread) on CPU 0; load
+#              generator, PostgreSQL and the built-in backend on CPU 1.
+#              shared: nothing pinned; atls-proxy workers = 2 (it pins worker i to CPU i itself),
+#              HAProxy nbthread 2; everything shares both cores.
+#   --only     comma list of scenario groups: handshake,bulk,query,idle,storm,pgbench
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+QUICK=0
+PIN=split
+ONLY=handshake,bulk,query,idle,storm,pgbench
+RESULTS=$ROOT/bench/results
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --quick) QUICK=1 ;;
+    --pin) PIN=$2; shift ;;
+    --only) ONLY=$2; shift ;;
+    --results) RESULTS=$2; shift ;;
+    *) echo "usage: bash bench/run.sh [--quick] [--pin split|shared] [--only LIST] [--results DIR]" >&2; exit 2 ;;
+    esac
+    shift
+done
+case "$PIN" in split | shared) ;; *) echo "run.sh: --pin split|shared" >&2; exit 2 ;; esac
+want() { [[ ",$ONLY," == *",$1,"* ]]; }
+
+if [ "$QUICK" -eq 1 ]; then
+    DUR=1; IDLE_N=1000; ATT_N=300; BULK_N=4; STORM_ATT_N=200; PGB_SCALE=1
+else
+    DUR=4; IDLE_N=${BENCH_IDLE_CONNS:-9900}; ATT_N=2000; BULK_N=8; STORM_ATT_N=1500; PGB_SCALE=1
+fi
+HS_CONC=8      # handshakes in flight
+Q_CONNS=8      # persistent connections for query / storm
+STORM_CONC=8   # handshakes in flight during the storm
+
+# ---- tools -------------------------------------------------------------------------------------
+need() { command -v "$1" >/dev/null 2>&1; }
+if ! need gnuplot; then
+    echo "run.sh: installing gnuplot-nox for the charts"
+    (apt-get install -y -q gnuplot-nox >/dev/null 2>&1 ||
+        (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q gnuplot-nox >/dev/null 2>&1)) ||
+        echo "run.sh: gnuplot-nox could not be installed: no charts"
+fi
+for t in haproxy pgbench psql openssl python3 taskset; do
+    need "$t" || { echo "run.sh: $t is missing (bash deploy/setup.sh; apt-get install haproxy)" >&2; exit 1; }
+done
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+AS_PG=()
+[ "$(id -u)" -eq 0 ] && AS_PG=(runuser -u postgres --)
+# N idle connections are 2N descriptors in a proxy (client + backend side). Where the hard limit
+# cannot be raised (this container: 20,000, CAP_SYS_RESOURCE missing) the idle run holds 9,900.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+HAP_MAXCONN=$(( ($(ulimit -n) - 200) / 2 ))
+
+# ---- build ---------------------------------------------------------------------------------------
+BUILD=$ROOT/build-bench
+echo "run.sh: building into $BUILD"
+cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$BUILD" -j2 --target atls-proxy atlsctl atls-bench >/dev/null
+BENCH=$BUILD/bench/atls-bench
+PROXY=$BUILD/core/atls-proxy
+ATLSCTL=$BUILD/core/atlsctl
+
+# ---- ports, directories --------------------------------------------------------------------------
+BASE=${BENCH_PORT_BASE:-27400}
+PG_PORT=$BASE; SRV_PORT=$((BASE + 1))
+A_PG_MTLS=$((BASE + 10)); A_PG_ATT=$((BASE + 11)); A_SRV_MTLS=$((BASE + 12)); A_SRV_ATT=$((BASE + 13))
+API_PG_MTLS=$((BASE + 20)); API_PG_ATT=$((BASE + 21)); API_SRV_MTLS=$((BASE + 22)); API_SRV_ATT=$((BASE + 23))
+H_PG=$((BASE + 30)); H_SRV=$((BASE + 31)); H_TCP=$((BASE + 32))
+W=${BENCH_WORK_DIR:-/tmp/atls-bench-run}
+MEAS=$(printf 'a%.0s' $(seq 96))
+
+if [ "$PIN" = split ]; then
+    PROXY_CPU=(taskset -c 0); LOAD_CPU=(taskset -c 1); WORKERS=1; HAP_THREADS=1
+else
+    PROXY_CPU=(); LOAD_CPU=(); WORKERS=2; HAP_THREADS=2
+fi
+
+PIDS=()
+cleanup() {
+    set +e
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
+    if [ -f "$W/pg/postmaster.pid" ]; then
+        "${AS_PG[@]}" "$PGBIN/pg_ctl" -D "$W/pg" -m fast -w stop >/dev/null 2>&1
+    fi
+    echo "run.sh: stopped everything it started"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if [ -f "$W/pg/postmaster.pid" ]; then
+    "${AS_PG[@]}" "$PGBIN/pg_ctl" -D "$W/pg" -m immediate -w stop >/dev/null 2>&1 || true
+fi
+rm -rf "$W"
+mkdir -p "$W/pg" "$RESULTS" && chmod 755 "$W"
+[ "$(id -u)" -eq 0 ] && chown postgres "$W/pg"
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+OUT=$RESULTS/run-$STAMP-$PIN$([ "$QUICK" -eq 1 ] && echo -quick).json
+: >"$OUT"
+
+# ---- certificates ----------------------------------------------------------------------------------
+(
+    cd "$W"
+    openssl req -x509 -newkey ed25519 -keyout ca.key -out ca.crt -days 2 -nodes -subj /CN=bench-ca 2>/dev/null
+    for n in server client; do
+        openssl req -newkey ed25519 -keyout $n.key -out $n.csr -nodes -subj /CN=bench-$n 2>/dev/null
+        openssl x509 -req -in $n.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out $n.crt -days 2 2>/dev/null
+    done
+    cat server.crt server.key >server.pem
+    chmod 600 ./*.key server.pem
+)
+# The simulated AMD hierarchy (RSA-4096 keys: takes a few seconds the first time).
+"$ATLSCTL" client-cert --nonce "$(printf '0%.0s' $(seq 64))" --provider simulated --sim-dir "$W/sim" \
+    --out-cert "$W/warm.crt" --out-key "$W/warm.key" >/dev/null
+
+# ---- PostgreSQL ------------------------------------------------------------------------------------
+echo "run.sh: PostgreSQL on 127.0.0.1:$PG_PORT"
+"${AS_PG[@]}" "$PGBIN/initdb" -D "$W/pg" -A trust -U postgres --no-sync >/dev/null
+"${AS_PG[@]}" "${LOAD_CPU[@]}" "$PGBIN/pg_ctl" -D "$W/pg" -w -l "$W/pg/log" -o "-p $PG_PORT \
+    -c listen_addresses=127.0.0.1 -c unix_socket_directories=$W/pg -c max_connections=300 \
+    -c fsync=off -c synchronous_commit=off -c shared_buffers=256MB" start >/dev/null
+PSQL=(psql -X -q -v ON_ERROR_STOP=1 "host=127.0.0.1 port=$PG_PORT user=postgres dbname=postgres")
+"${PSQL[@]}" <<'SQL'
+CREATE TABLE bench_sink (b bytea);
+CREATE FUNCTION bench_discard() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+CREATE TRIGGER bench_discard BEFORE INSERT ON bench_sink FOR EACH ROW EXECUTE FUNCTION bench_discard();
+SQL
+pgbench -i -q -s "$PGB_SCALE" "host=127.0.0.1 port=$PG_PORT user=postgres dbname=postgres" >/dev/null 2>&1
+
+# ---- built-in backend ------------------------------------------------------------------------------
+"${LOAD_CPU[@]}" "$BENCH" serve --listen 127.0.0.1:$SRV_PORT --conns 20000 >"$W/serve.out" 2>&1 &
+SRV_PID=$!
+PIDS+=($SRV_PID)
+
+# ---- atls-proxy instances --------------------------------------------------------------------------
+cat >"$W/policy.ini" <<INI
+[policy]
+version = bench-1
+[measurement]
+mode = strict
+allow = $MEAS
+[tcb]
+mode = strict
+min_bootloader = 3
+min_tee = 0
+min_snp = 8
+min_microcode = 115
+[guest]
+mode = strict
+debug_allowed = false
+smt_allowed = false
+min_guest_svn = 2
+[nonce]
+required = true
+ttl_s = 300
+reuse_window_s = 0
+[chain]
+roots = $W/sim/ark.pem
+INI
+
+# start_proxy NAME LISTEN_PORT API_PORT BACKEND_PORT attested(0|1) CONNS_MAX -> sets PID_<NAME>
+start_proxy() {
+    local name=$1 port=$2 api=$3 be=$4 att=$5 cmax=$6
+    local d=$W/$name
+    mkdir -p "$d"
+    {
+        echo "[proxy]"
+        echo "node_id = bench-$name"
+        echo "listen = 127.0.0.1:$port"
+        echo "workers = $WORKERS"
+        echo "conns_max = $cmax"
+        echo "[tls]"
+        echo "cert = $W/server.crt"
+        echo "key = $W/server.key"
+        [ "$att" -eq 0 ] && echo "client_ca = $W/ca.crt"
+        echo "[attestation]"
+        if [ "$att" -eq 1 ]; then echo "required = true"; echo "policy = $W/policy.ini"; else echo "required = false"; fi
+        echo "[backend]"
+        echo "servers = 127.0.0.1:$be"
+        echo "[api]"
+        echo "listen = 127.0.0.1:$api"
+        echo "[audit]"
+        echo "dir = $d/audit"
+        echo "sync = batch"
+    } >"$d/proxy.ini"
+    "${PROXY_CPU[@]}" "$PROXY" --config "$d/proxy.ini" >"$d/out" 2>"$d/log" &
+    local pid=$!
+    PIDS+=($pid)
+    for _ in $(seq 100); do grep -q ready "$d/out" 2>/dev/null && break; sleep 0.1; done
+    grep -q ready "$d/out" || { echo "run.sh: atls-proxy $name did not start:"; cat "$d/log"; exit 1; }
+    printf -v "PID_${name//-/_}" '%s' "$pid"
+}
+echo "run.sh: atls-proxy instances (workers = $WORKERS)"
+start_proxy pg-mtls $A_PG_MTLS $API_PG_MTLS $PG_PORT 0 1024
+start_proxy pg-att $A_PG_ATT $API_PG_ATT $PG_PORT 1 1024
+start_proxy srv-mtls $A_SRV_MTLS $API_SRV_MTLS $SRV_PORT 0 $((IDLE_N / WORKERS + 1024))
+start_proxy srv-att $A_SRV_ATT $API_SRV_ATT $SRV_PORT 1 1024
+
+# ---- HAProxy -------------------------------------------------------------------------------------
+echo "run.sh: HAProxy $(haproxy -v | head -1 | awk '{print $3}') (nbthread $HAP_THREADS)"
+cp "$W/ca.crt" "$W/hap-ca.crt"
+export HAP_THREADS HAP_MAXCONN HAP_DIR=$W HAP_PG_PORT=$H_PG HAP_SRV_PORT=$H_SRV HAP_TCP_PORT=$H_TCP \
+    HAP_PG_BACKEND=$PG_PORT HAP_SRV_BACKEND=$SRV_PORT
+haproxy -c -q -f "$ROOT/bench/haproxy.cfg"
+"${PROXY_CPU[@]}" haproxy -db -f "$ROOT/bench/haproxy.cfg" >"$W/haproxy.log" 2>&1 &
+HAP_PID=$!
+PIDS+=($HAP_PID)
+for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$H_SRV) 2>/dev/null && break; sleep 0.1; done
+
+# ---- scenario runner ---------------------------------------------------------------------------------
+# bench TARGET_NAME PORT TLS PID SCENARIO ARGS... : one atls-bench run appended to $OUT.
+bench() {
+    local name=$1 port=$2 tls=$3 pid=$4 scen=$5
+    shift 5
+    local auth=(--cert "$W/client.crt" --key "$W/client.key")
+    [ "$tls" = none ] && auth=()
+    if ! timeout 300 "${LOAD_CPU[@]}" "$BENCH" "$scen" --port "$port" --tls "$tls" "${auth[@]}" \
+        --proxy-pid "$pid" --target-name "$name" --out "$OUT" "$@" 2>>"$W/bench.err"; then
+        echo "run.sh: $scen against $name reported a failure (see $OUT, $W/bench.err)"
+    fi
+    tail -1 "$OUT" | python3 "$ROOT/bench/report.py" --line
+}
+ATT=(--attest-api 127.0.0.1:$API_SRV_ATT --sim-dir "$W/sim" --measurement "$MEAS")
+ATT_PG=(--attest-api 127.0.0.1:$API_PG_ATT --sim-dir "$W/sim" --measurement "$MEAS")
+
+if want handshake; then
+    echo "== handshake: new connection, TLS 1.3 + client certificate, startup, SELECT 1, Terminate"
+    for be in srv pg; do
+        if [ $be = srv ]; then dp=$SRV_PORT; ap=$A_SRV_MTLS; apid=$PID_srv_mtls; hp=$H_SRV
+        else dp=$PG_PORT; ap=$A_PG_MTLS; apid=$PID_pg_mtls; hp=$H_PG; fi
+        bench direct $dp none 0 handshake --label "$be" --conns $HS_CONC --duration $DUR
+        bench atls $ap direct "$apid" handshake --label "$be" --conns $HS_CONC --duration $DUR
+        bench haproxy $hp direct $HAP_PID handshake --label "$be" --conns $HS_CONC --duration $DUR
+    done
+    bench atls $A_SRV_MTLS sslrequest "$PID_srv_mtls" handshake --label srv-sslrequest --conns $HS_CONC --duration $DUR
+    bench atls $A_SRV_ATT direct "$PID_srv_att" handshake --label srv-attested --conns $HS_CONC \
+        --count $ATT_N --duration 120 "${ATT[@]}"
+fi
+
+if want bulk; then
+    echo "== bulk: SELECT repeat('x', 1 MiB) rows (down) / COPY FROM STDIN binary of 1 MiB bytea rows (up)"
+    for be in srv pg; do
+        if [ $be = srv ]; then dp=$SRV_PORT; ap=$A_SRV_MTLS; apid=$PID_srv_mtls; hp=$H_SRV; ns="1 $BULK_N"
+        else dp=$PG_PORT; ap=$A_PG_MTLS; apid=$PID_pg_mtls; hp=$H_PG; ns="1"; fi
+        for n in $ns; do
+            for dir in down up; do
+                bench direct $dp none 0 bulk --label "$be" --$dir --conns $n --duration $DUR
+                bench atls $ap direct "$apid" bulk --label "$be" --$dir --conns $n --duration $DUR
+                bench haproxy $hp direct $HAP_PID bulk --label "$be" --$dir --conns $n --duration $DUR
+            done
+        done
+    done
+fi
+
+if want query; then
+    echo "== query: SELECT 1 on $Q_CONNS persistent connections (PostgreSQL)"
+    bench direct $PG_PORT none 0 query --label pg --conns $Q_CONNS --duration $DUR
+    bench atls $A_PG_MTLS direct "$PID_pg_mtls" query --label pg --conns $Q_CONNS --duration $DUR
+    bench haproxy $H_PG direct $HAP_PID query --label pg --conns $Q_CONNS --duration $DUR
+fi
+
+if want idle; then
+    echo "== idle: $IDLE_N established connections held (built-in backend), RSS of the proxy"
+    bench direct $SRV_PORT none 0 idle --label srv --conns $IDLE_N --hold 2
+    bench atls $A_SRV_MTLS direct "$PID_srv_mtls" idle --label srv --conns $IDLE_N --hold 2
+    bench haproxy $H_SRV direct $HAP_PID idle --label srv --conns $IDLE_N --hold 2
+fi
+
+if want storm; then
+    echo "== storm: SELECT 1 on $Q_CONNS connections, ${DUR}s alone then ${DUR}s with a handshake storm ($STORM_CONC in flight)"
+    bench direct $PG_PORT none 0 storm --label pg --conns $Q_CONNS --storm-conns $STORM_CONC --duration $DUR
+    bench atls $A_PG_MTLS direct "$PID_pg_mtls" storm --label pg --conns $Q_CONNS --storm-conns $STORM_CONC --duration $DUR
+    bench haproxy $H_PG direct $HAP_PID storm --label pg --conns $Q_CONNS --storm-conns $STORM_CONC --duration $DUR
+    bench atls $A_PG_ATT direct "$PID_pg_att" storm --label pg-attested --conns $Q_CONNS \
+        --storm-conns $STORM_CONC --count $STORM_ATT_N --duration $DUR "${ATT_PG[@]}"
+fi
+
+# pgbench TARGET PID CONNINFO LABEL: pgbench -S (8 clients, 2 threads) for $DUR s; CPU of PID.
+pgb() {
+    local name=$1 pid=$2 conn=$3 label=$4
+    local c0 c1 out tps
+    c0=$(awk '{print $14 + $15}' /proc/"$pid"/stat 2>/dev/null || echo 0)
+    out=$(timeout 120 "${LOAD_CPU[@]}" pgbench -S -n -c 8 -j 2 -T $DUR "$conn" 2>&1) || true
+    c1=$(awk '{print $14 + $15}' /proc/"$pid"/stat 2>/dev/null || echo 0)
+    tps=$(echo "$out" | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | tail -1)
+    [ -n "$tps" ] || { echo "run.sh: pgbench against $name failed: $out" | tail -3; tps=0; }
+    local hz
+    hz=$(getconf CLK_TCK)
+    printf '{"scenario":"pgbench","target":"%s","label":"%s","clients":8,"duration_s":%s,"tps":%s,"proxy_cpu_s":%s,"errors":0}\n' \
+        "$name" "$label" "$DUR" "$tps" "$(awk -v a="$c0" -v b="$c1" -v h="$hz" -v p="$pid" 'BEGIN{ if (p == 0) print -1; else printf "%.3f", (b - a) / h }')" >>"$OUT"
+    tail -1 "$OUT" | python3 "$ROOT/bench/report.py" --line
+}
+if want pgbench; then
+    echo "== pgbench -S: 8 clients, ${DUR}s (libpq 15: SSLRequest to atls-proxy; no direct TLS, so HAProxy gets a plain TCP hop)"
+    PGC="user=postgres dbname=postgres host=127.0.0.1"
+    pgb direct 0 "$PGC port=$PG_PORT sslmode=disable" pg
+    pgb atls "$PID_pg_mtls" "$PGC port=$A_PG_MTLS sslmode=require sslcert=$W/client.crt sslkey=$W/client.key" pg-tls
+    pgb haproxy $HAP_PID "$PGC port=$H_TCP sslmode=disable" pg-tcp-hop
+fi
+
+echo
+python3 "$ROOT/bench/report.py" --table "$OUT" --pin "$PIN" --charts "$RESULTS" | tee "${OUT%.json}.md"
+echo "run.sh: results in $OUT"

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# bench/smoke.sh: ctest "bench_smoke" (label bench). Runs every atls-bench scenario for a fraction
+# of a second against its own built-in pgwire backend, directly and through its own atls-proxy
+# (mutual TLS and attested), and checks that each run completed and printed valid, sane JSON
+# (non-zero counts, ordered percentiles, no errors). Not a speed test. Needs ATLS_BUILD_DIR.
+set -euo pipefail
+B=${ATLS_BUILD_DIR:?ATLS_BUILD_DIR is the build directory}
+BENCH=$B/bench/atls-bench
+PROXY=$B/core/atls-proxy
+ATLSCTL=$B/core/atlsctl
+W=$(mktemp -d /tmp/atls-bench-smoke.XXXXXX)
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$W"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+SRV=$(free_port); P1=$(free_port); P2=$(free_port); API1=$(free_port); API2=$(free_port)
+MEAS=$(printf 'a%.0s' $(seq 96))
+
+cd "$W"
+openssl req -x509 -newkey ed25519 -keyout ca.key -out ca.crt -days 1 -nodes -subj /CN=smoke-ca 2>/dev/null
+for n in server client; do
+    openssl req -newkey ed25519 -keyout $n.key -out $n.csr -nodes -subj /CN=smoke-$n 2>/dev/null
+    openssl x509 -req -in $n.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out $n.crt -days 1 2>/dev/null
+done
+"$ATLSCTL" client-cert --nonce "$(printf '0%.0s' $(seq 64))" --provider simulated --sim-dir "$W/sim" \
+    --out-cert warm.crt --out-key warm.key >/dev/null
+cat >policy.ini <<INI
+[policy]
+version = smoke-1
+[measurement]
+allow = $MEAS
+[guest]
+min_guest_svn = 2
+[nonce]
+ttl_s = 300
+[chain]
+roots = $W/sim/ark.pem
+INI
+proxy_ini() { # port api attested
+    printf '[proxy]\nlisten = 127.0.0.1:%s\nworkers = 1\nconns_max = 512\n[tls]\ncert = server.crt\nkey = server.key\n' "$1"
+    if [ "$3" -eq 1 ]; then printf '[attestation]\nrequired = true\npolicy = policy.ini\n'
+    else printf 'client_ca = ca.crt\n[attestation]\nrequired = false\n'; fi
+    printf '[backend]\nservers = 127.0.0.1:%s\n[api]\nlisten = 127.0.0.1:%s\n[audit]\ndir = %s\nsync = batch\n' \
+        "$SRV" "$2" "$W/audit-$1"
+}
+proxy_ini "$P1" "$API1" 0 >p1.ini
+proxy_ini "$P2" "$API2" 1 >p2.ini
+
+"$BENCH" serve --listen 127.0.0.1:$SRV >serve.out 2>&1 &
+PIDS+=($!)
+"$PROXY" --config p1.ini >p1.out 2>p1.log &
+PP1=$!
+PIDS+=($PP1)
+"$PROXY" --config p2.ini >p2.out 2>p2.log &
+PIDS+=($!)
+for _ in $(seq 100); do
+    grep -q ready serve.out p1.out p2.out 2>/dev/null && [ "$(cat serve.out p1.out p2.out | grep -c ready)" -eq 3 ] && break
+    sleep 0.1
+done
+[ "$(cat serve.out p1.out p2.out | grep -c ready)" -eq 3 ] || { cat p1.log p2.log serve.out; exit 1; }
+
+OUT=$W/out.json
+D=(--port "$SRV" --tls none --target-name direct --out "$OUT")
+M=(--port "$P1" --tls direct --cert client.crt --key client.key --target-name atls --out "$OUT" --proxy-pid "$PP1")
+A=(--port "$P2" --tls direct --target-name atls --out "$OUT" --attest-api 127.0.0.1:$API2 --sim-dir "$W/sim" --measurement "$MEAS")
+for t in D M; do
+    declare -n args=$t
+    "$BENCH" handshake "${args[@]}" --conns 4 --duration 0.5
+    "$BENCH" bulk --down "${args[@]}" --conns 2 --duration 0.5 --query-bytes 8388608
+    "$BENCH" bulk --up "${args[@]}" --conns 2 --duration 0.5 --query-bytes 8388608
+    "$BENCH" query "${args[@]}" --conns 4 --duration 0.5
+    "$BENCH" idle "${args[@]}" --conns 300 --hold 0.2
+    "$BENCH" storm "${args[@]}" --conns 4 --storm-conns 4 --duration 0.5
+done
+"$BENCH" handshake "${A[@]}" --label attested --conns 4 --count 20 --duration 30 --pool-threads 1
+"$BENCH" handshake "${M[@]}" --label sslrequest --tls sslrequest --conns 2 --duration 0.3
+"$BENCH" storm "${A[@]}" --label attested --conns 2 --storm-conns 2 --count 10 --duration 0.5 --pool-threads 1
+
+python3 - "$OUT" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+assert len(rows) == 15, f"expected 15 results, got {len(rows)}"
+def hist_ok(h):
+    assert h["count"] > 0, h
+    assert h["min_us"] <= h["p50_us"] <= h["p90_us"] <= h["p99_us"] <= h["p999_us"] <= h["max_us"], h
+for r in rows:
+    name = f"{r['scenario']}/{r['target']}/{r.get('label')}"
+    assert r["errors"] == 0, (name, r["first_error"])
+    s = r["scenario"]
+    if r["tls"] != "none":
+        assert r["tls_version"] == "TLSv1.3" and r["alpn"] == "postgresql", name
+    if s == "handshake":
+        assert r["handshakes"] > 0 and r["rate_per_s"] > 0, name
+        hist_ok(r["latency"])
+    elif s == "bulk":
+        assert r["bytes"] > 0 and r["bytes_per_s"] > 0, name
+    elif s == "query":
+        hist_ok(r["latency"])
+    elif s == "idle":
+        assert r["held"] == r["requested"], name
+        if r["target"] == "atls":
+            assert r["rss_after_kb"] > 0, name
+    elif s == "storm":
+        hist_ok(r["latency"]); hist_ok(r["latency_storm"])
+        assert r["storm_handshakes"] > 0, name
+    print("ok", name)
+print(f"bench smoke: {len(rows)} scenario runs produced valid JSON")
+PY
