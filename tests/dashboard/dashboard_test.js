@@ -30,7 +30,7 @@ const num = s => Number(String(s).replace(/[^0-9.-]/g, ''));
 const recKey = r => `${r.node_id}/${r.worker}/${r.seq}`;
 const sum = (xs, f) => xs.reduce((a, x) => a + Number(f(x) || 0), 0);
 function codeOf(r) {
-    const m = /^([A-Z][A-Z0-9_]*(?::[a-z_]+)?)(?::\s|$)/.exec(r.reason || '');
+    const m = /^(?:attestation denied:\s*)?([A-Z][A-Z0-9_]*(?::[a-z_]+)?)(?::\s|$)/.exec(r.reason || '');
     if (m) return m[1];
     return r.failed_checks && r.failed_checks.length ? r.failed_checks[0].code : '(no reason)';
 }
