@@ -2,19 +2,21 @@
 # browser_test.sh: the dashboard in a real headless browser. Runs deploy/demo.sh --ci (three
 # PostgreSQL nodes, three attested gateways, five admitted and five denied clients) on free ports
 # and, while it runs, dashboard_test.js drives Debian's chromium through playwright-core against
-# the gateways' dashboards. Usage: browser_test.sh BUILD_DIR SOURCE_DIR ARTIFACT_DIR
-# Exit 77 (ctest SKIP) only when chromium is not installed.
+# the gateways' dashboards. Usage: browser_test.sh BUILD_DIR SOURCE_DIR ARTIFACT_DIR [demo-only]
+# With demo-only, just demo.sh --ci on free ports (no browser). Exit 77 (ctest SKIP) only when
+# chromium is not installed.
 set -euo pipefail
 BUILD=$1
 SRC=$2
 ART=$3
+MODE=${4:-browser}
 CHROMIUM=${ATLS_CHROMIUM:-/usr/bin/chromium}
-if [ ! -x "$CHROMIUM" ]; then
+if [ "$MODE" = browser ] && [ ! -x "$CHROMIUM" ]; then
     echo "SKIP: $CHROMIUM is not installed (bash deploy/setup.sh installs Debian's chromium)"
     exit 77
 fi
 command -v node >/dev/null || { echo "FAIL: node is not installed (deploy/setup.sh)"; exit 1; }
-if [ ! -d "$SRC/tests/dashboard/node_modules/playwright-core" ]; then
+if [ "$MODE" = browser ] && [ ! -d "$SRC/tests/dashboard/node_modules/playwright-core" ]; then
     echo "FAIL: tests/dashboard/node_modules is missing: run bash deploy/setup.sh (npm ci there)"
     exit 1
 fi
@@ -47,7 +49,8 @@ DIR=$(mktemp -d /tmp/atls-dashboard-test.XXXXXX)
 chmod 755 "$DIR"
 trap 'rm -rf "$DIR"' EXIT
 
+EXEC=()
+[ "$MODE" = browser ] && EXEC=(--exec "node '$SRC/tests/dashboard/dashboard_test.js' '$SRC' '$ART'")
 ATLS_DEMO_DIR="$DIR/demo" ATLS_BUILD_DIR="$BUILD" ATLS_DEMO_SKIP_SETUP=1 ATLS_DEMO_SKIP_BUILD=1 \
     ATLS_DEMO_BASE_PORT=$BASE ATLS_DEMO_API_PORT=$API ATLS_CHROMIUM="$CHROMIUM" \
-    bash "$SRC/deploy/demo.sh" --ci \
-    --exec "node '$SRC/tests/dashboard/dashboard_test.js' '$SRC' '$ART'"
+    bash "$SRC/deploy/demo.sh" --ci "${EXEC[@]}"
