@@ -9,6 +9,7 @@
 
 #include "core_internal.h"
 #include "policy.h"
+#include "store.h"
 
 static void usage(FILE *out) {
     fputs("usage: atls-proxy --config FILE          run the gateway\n"
@@ -18,6 +19,27 @@ static void usage(FILE *out) {
 }
 
 static int load_policy(struct policy **out, char *err, size_t err_len, const char *path);
+
+// check_audit_dir: the audit directory exists and is writable, or can be created. Sets errno.
+static int check_audit_dir(const char *dir) {
+    if (access(dir, W_OK | X_OK) == 0) {
+        return 0;
+    }
+    if (errno != ENOENT) {
+        return -1;
+    }
+    char parent[STORE_DIR_BYTES_MAX];
+    snprintf(parent, sizeof(parent), "%s", dir);
+    char *slash = strrchr(parent, '/');
+    if (slash == NULL) {
+        snprintf(parent, sizeof(parent), ".");
+    } else if (slash == parent) {
+        slash[1] = '\0';
+    } else {
+        *slash = '\0';
+    }
+    return access(parent, W_OK | X_OK);
+}
 
 static int check_config(const char *path) {
     struct core_config cfg;
@@ -40,6 +62,10 @@ static int check_config(const char *path) {
                 return 2;
             }
             free(p);
+        }
+        if (cfg.audit_enabled && check_audit_dir(cfg.audit.dir) != 0) {
+            fprintf(stderr, "%s: [audit] dir %s: %s\n", path, cfg.audit.dir, strerror(errno));
+            return 2;
         }
     }
     printf("%s: ok\n", path);
@@ -166,9 +192,8 @@ static int run(const char *path) {
     if (proc.worker_count > CORE_WORKERS_MAX) {
         proc.worker_count = CORE_WORKERS_MAX;
     }
-    proc.shards = calloc(proc.worker_count, sizeof(*proc.shards));
-    proc.started_ns = core_base_now_ns();
-
+    // Before any thread exists (the store's and RocksDB's included): every thread inherits the
+    // mask, so the signals reach only the signalfd below.
     sigset_t mask;
     sigemptyset(&mask);
     sigaddset(&mask, SIGTERM);
@@ -177,6 +202,18 @@ static int run(const char *path) {
     sigaddset(&mask, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &mask, NULL); // workers inherit the mask
     int sfd = signalfd(-1, &mask, SFD_CLOEXEC);
+    if (proc.cfg.mode == CORE_MODE_TERMINATE && proc.cfg.audit_enabled) {
+        // Before any worker: an admitted session always has its record (fail closed).
+        if (store_open(&proc.store, err, sizeof(err), &proc.cfg.audit, proc.worker_count) != 0) {
+            fprintf(stderr, "%s: %s\n", path, err);
+            return 2;
+        }
+    } else if (proc.cfg.mode == CORE_MODE_TERMINATE) {
+        LOG_WARN("[audit] enabled = false: decisions are NOT recorded");
+    }
+    proc.shards = calloc(proc.worker_count, sizeof(*proc.shards));
+    proc.started_ns = core_base_now_ns();
+
 
     for (uint32_t i = 0; i < proc.worker_count; i++) {
         if (core_shard_start(&proc, &proc.shards[i], i, ctx, err, sizeof(err)) != 0) {
@@ -224,6 +261,8 @@ static int run(const char *path) {
         core_shard_join(&proc.shards[i]);
     }
     core_api_stop(&proc);
+    store_close(proc.store); // writes every record already queued
+    proc.store = NULL;
     free(proc.shards);
     policy_nonce_free(proc.nonces);
     policy_reuse_free(proc.reuse);

@@ -1,92 +1,324 @@
-// core_api.c: the HTTP API on the control thread (libmicrohttpd's internal polling thread):
-// GET /api/v1/nonce, /healthz, /readyz, /metrics. Responses are protobuf (proto/api.proto) with
-// `Accept: application/x-protobuf`, JSON otherwise (same fields, one reflective encoder).
+// core_api.c: the HTTP API on the control thread (libmicrohttpd's internal polling thread),
+// DESIGN.md §10. Every answer is a proto/api.proto message, protobuf or JSON with the same
+// fields (one reflective encoder, proto_json_encode). Protobuf is the default, except for
+// GET /api/v1/nonce whose default is JSON (issue #4: `curl .../nonce` must be readable).
+// `?format=json|protobuf` or `Accept: application/json|application/x-protobuf` choose.
 #include <arpa/inet.h>
 #include <microhttpd.h>
+#include <stdarg.h>
+#include <time.h>
 
 #include "api.pb-c.h"
 #include "core_internal.h"
 #include "policy.h"
 #include "proto.h"
 
-#define API_BODY_MAX (16u * 1024u)
 #define API_CONNECTIONS_MAX 256u
+#define API_LIST_DEFAULT 50u
+#define API_LIST_MAX 1000u
+#define API_RECENT_DEFAULT 20u
+#define API_DENIED_DEFAULT 50u
+#define API_ACTIVE_MAX 100000u
+#define API_MEASUREMENTS_MAX 4096u
+#define API_RESPONSE_MAX (64u * 1024u * 1024u)
+#define API_SNAPSHOT_WAIT_MS 1000
 
-static bool wants_protobuf(struct MHD_Connection *conn) {
-    const char *fmt = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "format");
-    if (fmt != NULL) {
-        return strcmp(fmt, "protobuf") == 0;
+extern const unsigned char core_dashboard_html[];
+extern const size_t core_dashboard_html_len;
+
+enum api_format { API_PROTOBUF = 0, API_JSON = 1 };
+
+// ---------------------------------------------------------------------------------------------
+// Query strings (pure functions: fuzzed by tests/fuzz).
+
+int core_api_parse_limit(uint32_t *out, const char *text, uint32_t max) {
+    if (text == NULL || text[0] == '\0' || strlen(text) > 10) {
+        return -EINVAL;
     }
-    const char *accept = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Accept");
-    return accept != NULL && strstr(accept, "application/x-protobuf") != NULL;
+    uint64_t v = 0;
+    for (const char *p = text; *p != '\0'; p++) {
+        if (*p < '0' || *p > '9') {
+            return -EINVAL;
+        }
+        v = v * 10u + (uint64_t)(*p - '0');
+    }
+    if (v < 1 || v > max) {
+        return -ERANGE;
+    }
+    *out = (uint32_t)v;
+    return 0;
 }
 
-static enum MHD_Result respond(struct MHD_Connection *conn, unsigned status, const void *body,
-                               size_t len, const char *type) {
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+static int digits(const char *p, int n, int *out) {
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9') {
+            return -EINVAL;
+        }
+        v = v * 10 + (p[i] - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+int core_api_parse_since(uint64_t *out_ns, const char *text) {
+    if (text == NULL || text[0] == '\0' || strlen(text) > 40) {
+        return -EINVAL;
+    }
+    size_t n = strlen(text);
+    bool all_digits = true;
+    for (size_t i = 0; i < n; i++) {
+        all_digits = all_digits && text[i] >= '0' && text[i] <= '9';
+    }
+    if (all_digits) { // unix seconds
+        if (n > 11) {
+            return -ERANGE;
+        }
+        uint64_t s = 0;
+        for (size_t i = 0; i < n; i++) {
+            s = s * 10u + (uint64_t)(text[i] - '0');
+        }
+        *out_ns = s * 1000000000ull;
+        return 0;
+    }
+    // RFC 3339 in UTC: YYYY-MM-DDTHH:MM:SS[.fraction]Z
+    int Y, M, D, h, m, s;
+    if (n < 20 || text[4] != '-' || text[7] != '-' || (text[10] != 'T' && text[10] != 't') ||
+        text[13] != ':' || text[16] != ':' || digits(text, 4, &Y) != 0 ||
+        digits(text + 5, 2, &M) != 0 || digits(text + 8, 2, &D) != 0 ||
+        digits(text + 11, 2, &h) != 0 || digits(text + 14, 2, &m) != 0 ||
+        digits(text + 17, 2, &s) != 0) {
+        return -EINVAL;
+    }
+    if (Y < 1970 || M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || s > 60) {
+        return -ERANGE;
+    }
+    const char *p = text + 19;
+    uint64_t frac_ns = 0;
+    if (*p == '.') {
+        p++;
+        uint64_t scale = 100000000ull;
+        if (*p < '0' || *p > '9') {
+            return -EINVAL;
+        }
+        while (*p >= '0' && *p <= '9') {
+            frac_ns += (uint64_t)(*p - '0') * scale;
+            scale /= 10u;
+            p++;
+        }
+    }
+    if ((*p != 'Z' && *p != 'z') || p[1] != '\0') {
+        return -EINVAL; // only UTC: an offset would be easy to get wrong silently
+    }
+    struct tm tm;
+    memset(&tm, 0, sizeof(tm));
+    tm.tm_year = Y - 1900;
+    tm.tm_mon = M - 1;
+    tm.tm_mday = D;
+    tm.tm_hour = h;
+    tm.tm_min = m;
+    tm.tm_sec = s;
+    time_t t = timegm(&tm);
+    if (t < 0) {
+        return -ERANGE;
+    }
+    *out_ns = (uint64_t)t * 1000000000ull + frac_ns;
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Responses.
+
+struct api_req {
+    struct core_proc *proc;
+    struct MHD_Connection *conn;
+    enum api_format format;
+    char bad_param[160]; // set when a query parameter is not allowed
+    const char *const *allowed;
+};
+
+static enum MHD_Result respond(struct api_req *rq, unsigned status, void *body, size_t len,
+                               const char *type, enum MHD_ResponseMemoryMode mode) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, body, mode);
     if (r == NULL) {
+        if (mode == MHD_RESPMEM_MUST_FREE) {
+            free(body);
+        }
         return MHD_NO;
     }
     MHD_add_response_header(r, "Content-Type", type);
     MHD_add_response_header(r, "Cache-Control", "no-store");
-    enum MHD_Result ret = MHD_queue_response(conn, status, r);
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    const char *origin = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "Origin");
+    const char *allow = rq->proc->cfg.api_allow_origin;
+    if (origin != NULL && allow[0] != '\0') {
+        // Exact match against the configured comma-separated list (no wildcard for audit data).
+        size_t olen = strlen(origin);
+        for (const char *p = allow; *p != '\0';) {
+            while (*p == ' ' || *p == ',') {
+                p++;
+            }
+            const char *e = p;
+            while (*e != '\0' && *e != ',' && *e != ' ') {
+                e++;
+            }
+            if ((size_t)(e - p) == olen && olen > 0 && memcmp(p, origin, olen) == 0) {
+                MHD_add_response_header(r, "Access-Control-Allow-Origin", origin);
+                MHD_add_response_header(r, "Vary", "Origin");
+                break;
+            }
+            p = e;
+        }
+    }
+    enum MHD_Result ret = MHD_queue_response(rq->conn, status, r);
     MHD_destroy_response(r);
     return ret;
 }
 
-static enum MHD_Result respond_text(struct MHD_Connection *conn, unsigned status,
-                                    const char *text) {
-    return respond(conn, status, text, strlen(text), "text/plain; charset=utf-8");
+static enum MHD_Result respond_text(struct api_req *rq, unsigned status, const char *text) {
+    return respond(rq, status, (void *)text, strlen(text), "text/plain; charset=utf-8",
+                   MHD_RESPMEM_MUST_COPY);
 }
 
-static enum MHD_Result respond_msg(struct MHD_Connection *conn, unsigned status,
+static enum MHD_Result respond_msg(struct api_req *rq, unsigned status,
                                    const ProtobufCMessage *msg) {
-    static _Thread_local char buf[API_BODY_MAX];
-    size_t len = 0;
-    if (wants_protobuf(conn)) {
-        if (proto_pack((uint8_t *)buf, &len, sizeof(buf), msg) != 0) {
-            return respond_text(conn, 500, "response too large\n");
+    size_t packed = proto_packed_size(msg);
+    if (rq->format == API_PROTOBUF) {
+        uint8_t *buf = malloc(packed ? packed : 1);
+        size_t len = 0;
+        if (buf == NULL || proto_pack(buf, &len, packed, msg) != 0) {
+            free(buf);
+            return respond_text(rq, 500, "cannot encode the response\n");
         }
-        return respond(conn, status, buf, len, "application/x-protobuf");
+        return respond(rq, status, buf, len, "application/x-protobuf", MHD_RESPMEM_MUST_FREE);
     }
-    if (proto_json_encode(buf, &len, sizeof(buf) - 1, msg) != 0) {
-        return respond_text(conn, 500, "response too large\n");
+    // JSON: bytes double as hex, numbers grow as text, names add to every field.
+    size_t cap = packed * 3u + 4096u;
+    for (;;) {
+        char *buf = malloc(cap + 1);
+        if (buf == NULL) {
+            return respond_text(rq, 500, "out of memory\n");
+        }
+        size_t len = 0;
+        int ret = proto_json_encode(buf, &len, cap, msg);
+        if (ret == 0) {
+            buf[len++] = '\n';
+            return respond(rq, status, buf, len, "application/json", MHD_RESPMEM_MUST_FREE);
+        }
+        free(buf);
+        if (ret != -ENOSPC || cap > API_RESPONSE_MAX) {
+            return respond_text(rq, 500, "cannot encode the response\n");
+        }
+        cap *= 2u;
     }
-    buf[len++] = '\n';
-    return respond(conn, status, buf, len, "application/json");
 }
 
-static enum MHD_Result api_nonce(struct core_proc *proc, struct MHD_Connection *conn) {
-    const struct policy *pol = atomic_load(&proc->policy);
-    if (pol == NULL || proc->nonces == NULL) {
-        return respond_text(conn, 404, "nonces are issued only when [attestation] required\n");
-    }
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    uint64_t now = core_base_now_ns();
-    if (ci != NULL && ci->client_addr != NULL &&
-        policy_ratelimit_take(proc->nonce_limiter, ci->client_addr, now) !=
-            POLICY_RATELIMIT_ALLOW) {
-        return respond_text(conn, 429, "too many nonce requests from this address\n");
-    }
-    uint8_t nonce[32];
-    uint32_t ttl = pol->nonce.ttl_s;
-    int ret = policy_nonce_issue(proc->nonces, nonce, now, (uint64_t)ttl * 1000000000ull);
-    if (ret == -ENOSPC) {
-        return respond_text(conn, 503, "nonce table full of live nonces; retry later\n");
-    }
-    if (ret != 0) {
-        return respond_text(conn, 500, "cannot issue a nonce\n");
-    }
-    char hex[65];
-    core_base_hex_encode(hex, nonce, sizeof(nonce));
-    Atls__NonceResponse msg = ATLS__NONCE_RESPONSE__INIT;
-    msg.nonce = hex;
-    msg.expires_in = ttl;
-    msg.timestamp = core_base_wall_ns() / 1000000000ull;
-    return respond_msg(conn, 200, &msg.base);
+static enum MHD_Result respond_error(struct api_req *rq, unsigned status, const char *reason) {
+    Atls__ErrorResponse e = ATLS__ERROR_RESPONSE__INIT;
+    e.status = status;
+    e.error = (char *)reason;
+    return respond_msg(rq, status, &e.base);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Query parameters: every endpoint names the ones it takes; anything else is a 400.
+
+static enum MHD_Result check_param(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value) {
+    struct api_req *rq = cls;
+    (void)kind;
+    (void)value;
+    if (strcmp(key, "format") == 0) {
+        return MHD_YES;
+    }
+    for (const char *const *a = rq->allowed; a != NULL && *a != NULL; a++) {
+        if (strcmp(*a, key) == 0) {
+            return MHD_YES;
+        }
+    }
+    if (rq->bad_param[0] == '\0') {
+        snprintf(rq->bad_param, sizeof(rq->bad_param), "unknown query parameter '%.64s'", key);
+    }
+    return MHD_YES;
+}
+
+// negotiate picks the format and checks the parameter names. Returns false after answering 400.
+static bool negotiate(struct api_req *rq, enum api_format dflt, const char *const *allowed,
+                      enum MHD_Result *out) {
+    rq->format = dflt;
+    const char *accept = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "Accept");
+    if (accept != NULL) {
+        bool json = strstr(accept, "application/json") != NULL;
+        bool pb = strstr(accept, "application/x-protobuf") != NULL;
+        if (json && !pb) {
+            rq->format = API_JSON;
+        } else if (pb && !json) {
+            rq->format = API_PROTOBUF;
+        }
+    }
+    const char *fmt = MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, "format");
+    if (fmt != NULL) {
+        if (strcmp(fmt, "json") == 0) {
+            rq->format = API_JSON;
+        } else if (strcmp(fmt, "protobuf") == 0) {
+            rq->format = API_PROTOBUF;
+        } else {
+            rq->format = API_JSON; // the error itself must be readable
+            *out = respond_error(rq, 400, "format must be json or protobuf");
+            return false;
+        }
+    }
+    rq->allowed = allowed;
+    MHD_get_connection_values(rq->conn, MHD_GET_ARGUMENT_KIND, check_param, rq);
+    if (rq->bad_param[0] != '\0') {
+        *out = respond_error(rq, 400, rq->bad_param);
+        return false;
+    }
+    return true;
+}
+
+static const char *arg(struct api_req *rq, const char *name) {
+    return MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+// get_limit reads ?limit= (default `dflt`, 1..max). False after answering 400.
+static bool get_limit(struct api_req *rq, uint32_t *out, uint32_t dflt, uint32_t max,
+                      enum MHD_Result *res) {
+    const char *t = arg(rq, "limit");
+    *out = dflt;
+    if (t == NULL) {
+        return true;
+    }
+    if (core_api_parse_limit(out, t, max) != 0) {
+        char why[96];
+        snprintf(why, sizeof(why), "limit must be an integer in 1..%u", max);
+        *res = respond_error(rq, 400, why);
+        return false;
+    }
+    return true;
+}
+
+static bool need_store(struct api_req *rq, enum MHD_Result *res) {
+    if (rq->proc->store != NULL) {
+        return true;
+    }
+    *res = respond_error(rq, 404, "the audit trail is disabled on this gateway ([audit] enabled)");
+    return false;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Counters.
+
+static uint64_t sum_at(const struct core_proc *proc, size_t offset) {
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < proc->worker_count; i++) {
+        const atomic_uint_fast64_t *a =
+            (const atomic_uint_fast64_t *)((const uint8_t *)&proc->shards[i].counters + offset);
+        total += atomic_load_explicit(a, memory_order_relaxed);
+    }
+    return total;
+}
+#define SUM(proc, field) sum_at((proc), offsetof(struct core_counters, field))
 
 static uint32_t backends_up(const struct core_proc *proc) {
     uint64_t now = core_base_now_ns();
@@ -99,31 +331,413 @@ static uint32_t backends_up(const struct core_proc *proc) {
     return up;
 }
 
-static enum MHD_Result api_health(struct core_proc *proc, struct MHD_Connection *conn,
-                                  bool readiness) {
+static uint64_t audit_queue_depth(const struct core_proc *proc) {
+    if (proc->store == NULL) {
+        return 0;
+    }
+    uint64_t depth = 0;
+    for (uint32_t i = 0; i < proc->worker_count; i++) {
+        uint64_t pushed =
+            atomic_load_explicit(&proc->shards[i].counters.audit_pushed, memory_order_relaxed);
+        uint64_t durable = store_durable_seq(proc->store, i);
+        depth += pushed > durable ? pushed - durable : 0;
+    }
+    return depth;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Endpoints.
+
+static enum MHD_Result api_nonce(struct api_req *rq) {
+    struct core_proc *proc = rq->proc;
+    const struct policy *pol = atomic_load(&proc->policy);
+    if (pol == NULL || proc->nonces == NULL) {
+        return respond_error(rq, 404, "nonces are issued only when [attestation] required");
+    }
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(rq->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    uint64_t now = core_base_now_ns();
+    if (ci != NULL && ci->client_addr != NULL &&
+        policy_ratelimit_take(proc->nonce_limiter, ci->client_addr, now) !=
+            POLICY_RATELIMIT_ALLOW) {
+        return respond_error(rq, 429, "too many nonce requests from this address");
+    }
+    uint8_t nonce[32];
+    uint32_t ttl = pol->nonce.ttl_s;
+    int ret = policy_nonce_issue(proc->nonces, nonce, now, (uint64_t)ttl * 1000000000ull);
+    if (ret == -ENOSPC) {
+        return respond_error(rq, 503, "nonce table full of live nonces; retry later");
+    }
+    if (ret != 0) {
+        return respond_error(rq, 500, "cannot issue a nonce");
+    }
+    char hex[65];
+    core_base_hex_encode(hex, nonce, sizeof(nonce));
+    Atls__NonceResponse msg = ATLS__NONCE_RESPONSE__INIT;
+    msg.nonce = hex;
+    msg.expires_in = ttl;
+    msg.timestamp = core_base_wall_ns() / 1000000000ull;
+    return respond_msg(rq, 200, &msg.base);
+}
+
+static enum MHD_Result api_health(struct api_req *rq, bool readiness) {
+    struct core_proc *proc = rq->proc;
     Atls__Health msg = ATLS__HEALTH__INIT;
+    char why[192] = "";
     msg.live = true;
     msg.backends_total = proc->cfg.backend_count;
     msg.backends_up = backends_up(proc);
-    msg.store_healthy = true;
+    msg.store_healthy = proc->store == NULL || store_is_healthy(proc->store);
     bool draining = atomic_load(&proc->draining);
-    msg.ready = !draining && msg.backends_up > 0;
-    msg.reason = draining ? "draining" : (msg.backends_up == 0 ? "no backend reachable" : "");
-    unsigned status = (!readiness || msg.ready) ? 200 : 503;
-    return respond_msg(conn, status, &msg.base);
-}
-
-static uint64_t sum(const struct core_proc *proc, size_t offset) {
-    uint64_t total = 0;
-    for (uint32_t i = 0; i < proc->worker_count; i++) {
-        const atomic_uint_fast64_t *a =
-            (const atomic_uint_fast64_t *)((const uint8_t *)&proc->shards[i].counters + offset);
-        total += atomic_load_explicit(a, memory_order_relaxed);
+    if (draining) {
+        snprintf(why, sizeof(why), "draining");
+    } else if (!msg.store_healthy) {
+        char err[128];
+        (void)store_health_error(proc->store, err, sizeof(err));
+        snprintf(why, sizeof(why), "audit store failed: %s", err);
+    } else if (msg.backends_up == 0) {
+        snprintf(why, sizeof(why), "no backend reachable");
     }
-    return total;
+    msg.ready = why[0] == '\0';
+    msg.reason = why;
+    unsigned status = (!readiness || msg.ready) ? 200 : 503;
+    return respond_msg(rq, status, &msg.base);
 }
 
-static enum MHD_Result api_metrics(struct core_proc *proc, struct MHD_Connection *conn) {
+static enum MHD_Result api_overview(struct api_req *rq) {
+    struct core_proc *proc = rq->proc;
+    Atls__StatsOverview m = ATLS__STATS_OVERVIEW__INIT;
+    m.node_id = proc->cfg.node_id;
+    m.allowed = SUM(proc, decisions_allowed);
+    m.warned = SUM(proc, decisions_warned);
+    m.denied = SUM(proc, decisions_denied);
+    m.active_connections = SUM(proc, active);
+    m.uptime_s = (core_base_now_ns() - proc->started_ns) / 1000000000ull;
+    m.handshakes_total = SUM(proc, handshakes_ok) + SUM(proc, handshakes_failed);
+    m.refused_audit_full = SUM(proc, audit_refused);
+    m.workers = proc->worker_count;
+    m.store_healthy = proc->store == NULL || store_is_healthy(proc->store);
+    const struct policy *pol = atomic_load(&proc->policy);
+    m.policy_version = pol != NULL ? (char *)pol->version : (char *)"mtls";
+    return respond_msg(rq, 200, &m.base);
+}
+
+// A page of records collected from a store query, unpacked into one arena.
+struct collect {
+    struct proto_arena arena;
+    uint8_t *mem;
+    Atls__AuditRecord **recs;
+    size_t n;
+    size_t cap;
+    bool failed;
+};
+
+static int collect_init(struct collect *col, uint32_t limit) {
+    memset(col, 0, sizeof(*col));
+    size_t per = (size_t)STORE_VALUE_BYTES_MAX * 2u + 2048u;
+    col->mem = malloc(per * limit);
+    col->recs = calloc(limit, sizeof(*col->recs));
+    if (col->mem == NULL || col->recs == NULL) {
+        free(col->mem);
+        free(col->recs);
+        return -ENOMEM;
+    }
+    proto_arena_init(&col->arena, col->mem, per * limit);
+    col->cap = limit;
+    return 0;
+}
+
+static void collect_free(struct collect *col) {
+    free(col->mem);
+    free(col->recs);
+}
+
+static int collect_one(void *arg, const struct store_key *key, const uint8_t *value, size_t len) {
+    struct collect *col = arg;
+    (void)key;
+    if (col->n >= col->cap) {
+        return 1;
+    }
+    ProtobufCMessage *m = NULL;
+    if (proto_unpack(&col->arena, &m, &atls__audit_record__descriptor, value, len) != 0) {
+        col->failed = true;
+        return -EBADMSG;
+    }
+    col->recs[col->n++] = (Atls__AuditRecord *)m;
+    return 0;
+}
+
+static enum MHD_Result answer_records(struct api_req *rq, struct collect *col, int ret,
+                                      const char *next_cursor, bool denied_shape) {
+    enum MHD_Result r;
+    if (ret != 0) {
+        r = respond_error(rq, ret == -EINVAL ? 400 : 500,
+                          ret == -EINVAL ? "bad cursor" : "audit store read failed");
+    } else if (denied_shape) {
+        Atls__DeniedClients m = ATLS__DENIED_CLIENTS__INIT;
+        m.n_records = col->n;
+        m.records = col->recs;
+        r = respond_msg(rq, 200, &m.base);
+    } else {
+        Atls__AttestationList m = ATLS__ATTESTATION_LIST__INIT;
+        m.n_records = col->n;
+        m.records = col->recs;
+        m.next_cursor = (char *)(next_cursor != NULL ? next_cursor : "");
+        r = respond_msg(rq, 200, &m.base);
+    }
+    collect_free(col);
+    return r;
+}
+
+static enum MHD_Result api_attestations(struct api_req *rq) {
+    static const char *const allowed[] = {"limit", "since", "cursor", NULL};
+    enum MHD_Result res;
+    if (!negotiate(rq, API_PROTOBUF, allowed, &res) || !need_store(rq, &res)) {
+        return res;
+    }
+    struct store_list_query q;
+    memset(&q, 0, sizeof(q));
+    if (!get_limit(rq, &q.limit, API_LIST_DEFAULT, API_LIST_MAX, &res)) {
+        return res;
+    }
+    const char *since = arg(rq, "since");
+    if (since != NULL && core_api_parse_since(&q.since_ns, since) != 0) {
+        return respond_error(rq, 400,
+                             "since must be unix seconds or an RFC 3339 UTC time "
+                             "(2026-11-22T10:00:00Z)");
+    }
+    const char *cursor = arg(rq, "cursor");
+    if (cursor != NULL) {
+        struct store_key k;
+        if (strlen(cursor) >= sizeof(q.cursor) || store_key_parse(&k, cursor) != 0) {
+            return respond_error(rq, 400, "cursor must be a next_cursor from a previous page");
+        }
+        memcpy(q.cursor, cursor, strlen(cursor) + 1);
+    }
+    struct collect col;
+    if (collect_init(&col, q.limit) != 0) {
+        return respond_error(rq, 500, "out of memory");
+    }
+    char next[STORE_CURSOR_BYTES] = "";
+    int ret = store_query_list(rq->proc->store, next, &q, collect_one, &col);
+    return answer_records(rq, &col, ret, next, false);
+}
+
+static enum MHD_Result api_recent(struct api_req *rq, bool denied) {
+    static const char *const allowed[] = {"limit", NULL};
+    enum MHD_Result res;
+    if (!negotiate(rq, API_PROTOBUF, allowed, &res) || !need_store(rq, &res)) {
+        return res;
+    }
+    uint32_t limit;
+    if (!get_limit(rq, &limit, denied ? API_DENIED_DEFAULT : API_RECENT_DEFAULT, API_LIST_MAX,
+                   &res)) {
+        return res;
+    }
+    struct collect col;
+    if (collect_init(&col, limit) != 0) {
+        return respond_error(rq, 500, "out of memory");
+    }
+    int ret = denied ? store_query_denied(rq->proc->store, limit, collect_one, &col)
+                     : store_query_latest(rq->proc->store, limit, collect_one, &col);
+    return answer_records(rq, &col, ret, "", denied);
+}
+
+static enum MHD_Result api_measurements(struct api_req *rq) {
+    enum MHD_Result res;
+    if (!negotiate(rq, API_PROTOBUF, NULL, &res) || !need_store(rq, &res)) {
+        return res;
+    }
+    struct store_measurement_count *counts = calloc(API_MEASUREMENTS_MAX, sizeof(*counts));
+    Atls__MeasurementCount *items = calloc(API_MEASUREMENTS_MAX, sizeof(*items));
+    Atls__MeasurementCount **ptrs = calloc(API_MEASUREMENTS_MAX, sizeof(*ptrs));
+    if (counts == NULL || items == NULL || ptrs == NULL) {
+        free(counts);
+        free(items);
+        free(ptrs);
+        return respond_error(rq, 500, "out of memory");
+    }
+    size_t n = 0;
+    int ret = store_query_measurements(rq->proc->store, counts, &n, API_MEASUREMENTS_MAX);
+    if (ret != 0 && ret != -ENOSPC) {
+        res = respond_error(rq, 500, "audit store read failed");
+    } else {
+        static const uint8_t zero[STORE_MEASUREMENT_BYTES];
+        Atls__MeasurementStats m = ATLS__MEASUREMENT_STATS__INIT;
+        for (size_t i = 0; i < n; i++) {
+            Atls__MeasurementCount *it = &items[i];
+            atls__measurement_count__init(it);
+            bool none = memcmp(counts[i].measurement, zero, sizeof(zero)) == 0;
+            it->measurement.data = counts[i].measurement;
+            it->measurement.len = none ? 0 : sizeof(counts[i].measurement);
+            it->allowed = counts[i].by_verdict[ATLS__VERDICT__VERDICT_ALLOWED];
+            it->denied = counts[i].by_verdict[ATLS__VERDICT__VERDICT_DENIED];
+            it->warned = counts[i].by_verdict[ATLS__VERDICT__VERDICT_WARNED];
+            it->total = counts[i].total;
+            it->other = it->total - it->allowed - it->denied - it->warned;
+            m.total += it->total;
+            ptrs[i] = it;
+        }
+        m.n_measurements = n;
+        m.measurements = ptrs;
+        res = respond_msg(rq, 200, &m.base);
+    }
+    free(counts);
+    free(items);
+    free(ptrs);
+    return res;
+}
+
+// snapshot_shard asks worker `shard` to copy its live sessions and waits for the answer.
+// Returns the item count (items valid while `sn->mu` is held by the caller) or -ETIMEDOUT.
+static int snapshot_shard(struct core_shard *shard) {
+    struct core_snapshot *sn = &shard->snap;
+    if (sn->items == NULL) {
+        sn->items = calloc(shard->conns_max, sizeof(*sn->items));
+        if (sn->items == NULL) {
+            return -ENOMEM;
+        }
+    }
+    uint64_t gen = ++sn->requested;
+    atomic_store_explicit(&sn->pending, true, memory_order_release);
+    core_shard_wake(shard);
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_nsec += (long)API_SNAPSHOT_WAIT_MS * 1000000L;
+    dl.tv_sec += dl.tv_nsec / 1000000000L;
+    dl.tv_nsec %= 1000000000L;
+    while (sn->answered < gen) {
+        if (pthread_cond_timedwait(&sn->cv, &sn->mu, &dl) == ETIMEDOUT) {
+            return -ETIMEDOUT;
+        }
+    }
+    return (int)sn->count;
+}
+
+static enum MHD_Result api_active(struct api_req *rq) {
+    static const char *const allowed[] = {"limit", NULL};
+    enum MHD_Result res;
+    if (!negotiate(rq, API_PROTOBUF, allowed, &res)) {
+        return res;
+    }
+    uint32_t limit;
+    if (!get_limit(rq, &limit, API_ACTIVE_MAX, API_ACTIVE_MAX, &res)) {
+        return res;
+    }
+    struct core_proc *proc = rq->proc;
+    size_t cap = (size_t)proc->worker_count * proc->cfg.conns_max;
+    if (cap > limit) {
+        cap = limit;
+    }
+    struct core_active_item *all = calloc(cap ? cap : 1, sizeof(*all));
+    Atls__ActiveClient *items = calloc(cap ? cap : 1, sizeof(*items));
+    Atls__ActiveClient **ptrs = calloc(cap ? cap : 1, sizeof(*ptrs));
+    if (all == NULL || items == NULL || ptrs == NULL) {
+        free(all);
+        free(items);
+        free(ptrs);
+        return respond_error(rq, 500, "out of memory");
+    }
+    size_t n = 0;
+    bool partial = false;
+    for (uint32_t w = 0; w < proc->worker_count; w++) {
+        struct core_shard *shard = &proc->shards[w];
+        pthread_mutex_lock(&shard->snap.mu);
+        int got = snapshot_shard(shard);
+        if (got < 0) {
+            partial = true;
+        }
+        for (int i = 0; i < got && n < cap; i++) {
+            all[n++] = shard->snap.items[i];
+        }
+        pthread_mutex_unlock(&shard->snap.mu);
+    }
+    if (partial && !atomic_load(&proc->draining)) {
+        LOG_WARN("api: a worker did not answer the active-sessions snapshot in time");
+    }
+    Atls__ActiveClients m = ATLS__ACTIVE_CLIENTS__INIT;
+    for (size_t i = 0; i < n; i++) {
+        Atls__ActiveClient *it = &items[i];
+        atls__active_client__init(it);
+        it->worker = all[i].worker;
+        it->conn_id = all[i].conn_id;
+        it->client_addr = all[i].addr;
+        it->client_port = all[i].port;
+        if (all[i].have_measurement) {
+            it->measurement.data = all[i].measurement;
+            it->measurement.len = sizeof(all[i].measurement);
+        }
+        it->db_user = all[i].user;
+        it->db_name = all[i].database;
+        it->since_ns = all[i].since_ns;
+        it->bytes_client_to_backend = all[i].bytes_c2b;
+        it->bytes_backend_to_client = all[i].bytes_b2c;
+        it->decision_seq = all[i].decision_seq;
+        ptrs[i] = it;
+    }
+    m.n_clients = n;
+    m.clients = ptrs;
+    res = respond_msg(rq, 200, &m.base);
+    free(all);
+    free(items);
+    free(ptrs);
+    return res;
+}
+
+// A growing text buffer for /metrics.
+struct text {
+    char *p;
+    size_t len;
+    size_t cap;
+    bool failed;
+};
+
+__attribute__((format(printf, 2, 3))) static void text_add(struct text *t, const char *fmt, ...) {
+    for (int attempt = 0; attempt < 2 && !t->failed; attempt++) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(t->p + t->len, t->cap - t->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            t->failed = true;
+            return;
+        }
+        if ((size_t)n < t->cap - t->len) {
+            t->len += (size_t)n;
+            return;
+        }
+        size_t cap = (t->cap + (size_t)n + 1) * 2u;
+        char *p = realloc(t->p, cap);
+        if (p == NULL) {
+            t->failed = true;
+            return;
+        }
+        t->p = p;
+        t->cap = cap;
+    }
+}
+
+static void metrics_hist(struct text *t, const struct core_proc *proc, size_t offset,
+                         const char *name, const char *help) {
+    text_add(t, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    uint64_t cum = 0;
+    for (uint32_t b = 0; b < CORE_HIST_BUCKETS; b++) {
+        cum += sum_at(proc, offset + offsetof(struct core_hist, bucket) +
+                                b * sizeof(atomic_uint_fast64_t));
+        if (b < CORE_HIST_BUCKETS - 1) {
+            text_add(t, "%s_bucket{le=\"%g\"} %llu\n", name,
+                     (double)core_hist_bounds_us[b] / 1e6, (unsigned long long)cum);
+        } else {
+            text_add(t, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
+        }
+    }
+    uint64_t sum_us = sum_at(proc, offset + offsetof(struct core_hist, sum_us));
+    text_add(t, "%s_sum %.6f\n%s_count %llu\n", name, (double)sum_us / 1e6, name,
+             (unsigned long long)sum_at(proc, offset + offsetof(struct core_hist, count)));
+}
+
+static enum MHD_Result api_metrics(struct api_req *rq) {
+    struct core_proc *proc = rq->proc;
     static const struct {
         const char *name;
         const char *type;
@@ -156,42 +770,114 @@ static enum MHD_Result api_metrics(struct core_proc *proc, struct MHD_Connection
             attest_reused),
         ROW("atls_attestations_denied_total", "counter", "sessions denied by attestation",
             attest_denied),
+        ROW("atls_audit_refused_total", "counter",
+            "sessions refused because the audit trail could not record them", audit_refused),
+        ROW("atls_audit_lost_total", "counter",
+            "denial or disconnect records that could not be queued", audit_lost),
 #undef ROW
     };
-    static _Thread_local char buf[API_BODY_MAX];
-    size_t at = 0;
-    for (size_t i = 0; i < ARRAY_LEN(rows) && at < sizeof(buf); i++) {
-        int n = snprintf(buf + at, sizeof(buf) - at, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n",
-                         rows[i].name, rows[i].help, rows[i].name, rows[i].type, rows[i].name,
-                         (unsigned long long)sum(proc, rows[i].offset));
-        if (n < 0) {
-            break;
-        }
-        at += (size_t)n;
+    struct text t = {.p = malloc(8192), .cap = 8192};
+    if (t.p == NULL) {
+        return respond_text(rq, 500, "out of memory\n");
     }
-    if (proc->nonces != NULL && at < sizeof(buf)) {
+    for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
+        text_add(&t, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", rows[i].name, rows[i].help,
+                 rows[i].name, rows[i].type, rows[i].name,
+                 (unsigned long long)sum_at(proc, rows[i].offset));
+    }
+    text_add(&t,
+             "# HELP atls_decisions_total admission decisions by result\n"
+             "# TYPE atls_decisions_total counter\n"
+             "atls_decisions_total{result=\"allowed\"} %llu\n"
+             "atls_decisions_total{result=\"warned\"} %llu\n"
+             "atls_decisions_total{result=\"denied\"} %llu\n",
+             (unsigned long long)SUM(proc, decisions_allowed),
+             (unsigned long long)SUM(proc, decisions_warned),
+             (unsigned long long)SUM(proc, decisions_denied));
+    text_add(&t, "# HELP atls_handshakes_total TLS handshakes by result\n"
+                 "# TYPE atls_handshakes_total counter\n"
+                 "atls_handshakes_total{result=\"ok\"} %llu\n"
+                 "atls_handshakes_total{result=\"failed\"} %llu\n",
+             (unsigned long long)SUM(proc, handshakes_ok),
+             (unsigned long long)SUM(proc, handshakes_failed));
+    // Denials by reason: merge the per-worker tables by code.
+    text_add(&t, "# HELP atls_denials_total sessions denied, by stable reason code\n"
+                 "# TYPE atls_denials_total counter\n");
+    const char *codes[CORE_DENY_CODES_MAX * 4];
+    uint64_t counts[CORE_DENY_CODES_MAX * 4];
+    size_t ncodes = 0;
+    for (uint32_t w = 0; w < proc->worker_count; w++) {
+        const struct core_deny_count *d = proc->shards[w].counters.deny;
+        for (uint32_t i = 0; i < CORE_DENY_CODES_MAX; i++) {
+            const char *code = atomic_load_explicit(&d[i].code, memory_order_acquire);
+            if (code == NULL) {
+                break;
+            }
+            uint64_t n = atomic_load_explicit(&d[i].n, memory_order_relaxed);
+            size_t j = 0;
+            while (j < ncodes && strcmp(codes[j], code) != 0) {
+                j++;
+            }
+            if (j == ncodes) {
+                if (ncodes == ARRAY_LEN(codes)) {
+                    continue;
+                }
+                codes[ncodes] = code;
+                counts[ncodes++] = 0;
+            }
+            counts[j] += n;
+        }
+    }
+    for (size_t j = 0; j < ncodes; j++) {
+        text_add(&t, "atls_denials_total{reason=\"%s\"} %llu\n", codes[j],
+                 (unsigned long long)counts[j]);
+    }
+    metrics_hist(&t, proc, offsetof(struct core_counters, handshake_hist),
+                 "atls_handshake_seconds", "accept to TLS handshake completion");
+    metrics_hist(&t, proc, offsetof(struct core_counters, verify_hist),
+                 "atls_attestation_verify_seconds", "evidence verification and policy");
+    if (proc->store != NULL) {
+        struct store_stats st;
+        store_stats(proc->store, &st);
+        text_add(&t,
+                 "# HELP atls_audit_queue_depth records queued and not yet durable\n"
+                 "# TYPE atls_audit_queue_depth gauge\natls_audit_queue_depth %llu\n"
+                 "# HELP atls_audit_records_written_total records made durable\n"
+                 "# TYPE atls_audit_records_written_total counter\n"
+                 "atls_audit_records_written_total %llu\n"
+                 "# HELP atls_audit_ring_full_total pushes refused by a full ring\n"
+                 "# TYPE atls_audit_ring_full_total counter\natls_audit_ring_full_total %llu\n"
+                 "# HELP atls_audit_store_healthy 1 while the audit store writes\n"
+                 "# TYPE atls_audit_store_healthy gauge\natls_audit_store_healthy %d\n",
+                 (unsigned long long)audit_queue_depth(proc),
+                 (unsigned long long)st.records_written, (unsigned long long)st.ring_full,
+                 store_is_healthy(proc->store) ? 1 : 0);
+    }
+    if (proc->nonces != NULL) {
         struct policy_nonce_stats st;
         policy_nonce_get_stats(proc->nonces, &st);
-        int n = snprintf(buf + at, sizeof(buf) - at,
-                         "# HELP atls_nonces_live nonces issued and not yet expired\n"
-                         "# TYPE atls_nonces_live gauge\natls_nonces_live %llu\n"
-                         "# HELP atls_nonces_capacity nonce table slots\n"
-                         "# TYPE atls_nonces_capacity gauge\natls_nonces_capacity %llu\n",
-                         (unsigned long long)st.live, (unsigned long long)st.capacity);
-        if (n > 0) {
-            at += (size_t)n;
-        }
+        text_add(&t,
+                 "# HELP atls_nonces_live nonces issued and not yet expired\n"
+                 "# TYPE atls_nonces_live gauge\natls_nonces_live %llu\n"
+                 "# HELP atls_nonces_capacity nonce table slots\n"
+                 "# TYPE atls_nonces_capacity gauge\natls_nonces_capacity %llu\n",
+                 (unsigned long long)st.live, (unsigned long long)st.capacity);
     }
-    if (at > sizeof(buf)) {
-        at = sizeof(buf);
+    if (t.failed) {
+        free(t.p);
+        return respond_text(rq, 500, "out of memory\n");
     }
-    return respond(conn, 200, buf, at, "text/plain; version=0.0.4");
+    return respond(rq, 200, t.p, t.len, "text/plain; version=0.0.4", MHD_RESPMEM_MUST_FREE);
 }
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
                               const char *method, const char *version, const char *upload,
                               size_t *upload_size, void **state) {
-    struct core_proc *proc = cls;
+    struct api_req rq;
+    memset(&rq, 0, sizeof(rq));
+    rq.proc = cls;
+    rq.conn = conn;
+    rq.format = API_JSON;
     (void)version;
     (void)upload;
     if (*state == NULL) { // first call: headers only
@@ -199,25 +885,48 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         *state = &marker;
         return MHD_YES;
     }
-    if (*upload_size != 0) {
-        *upload_size = 0; // no endpoint takes a body: discard it, answer 405 below
-    }
+    bool body = *upload_size != 0;
+    *upload_size = 0; // discarded: no endpoint takes a body
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
-        return respond_text(conn, 405, "only GET is supported\n");
+        return respond_error(&rq, 405, "only GET is supported");
+    }
+    if (body) {
+        return respond_error(&rq, 413, "GET requests take no body");
+    }
+    enum MHD_Result res;
+    if (strcmp(url, "/") == 0 || strcmp(url, "/index.html") == 0) {
+        return respond(&rq, 200, (void *)core_dashboard_html, core_dashboard_html_len,
+                       "text/html; charset=utf-8", MHD_RESPMEM_PERSISTENT);
     }
     if (strcmp(url, "/api/v1/nonce") == 0) {
-        return api_nonce(proc, conn);
+        return negotiate(&rq, API_JSON, NULL, &res) ? api_nonce(&rq) : res;
     }
-    if (strcmp(url, "/healthz") == 0) {
-        return api_health(proc, conn, false);
-    }
-    if (strcmp(url, "/readyz") == 0) {
-        return api_health(proc, conn, true);
+    if (strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0) {
+        return negotiate(&rq, API_PROTOBUF, NULL, &res) ? api_health(&rq, url[1] == 'r') : res;
     }
     if (strcmp(url, "/metrics") == 0) {
-        return api_metrics(proc, conn);
+        return api_metrics(&rq);
     }
-    return respond_text(conn, 404, "no such path\n");
+    if (strcmp(url, "/api/v1/stats/overview") == 0) {
+        return negotiate(&rq, API_PROTOBUF, NULL, &res) ? api_overview(&rq) : res;
+    }
+    if (strcmp(url, "/api/v1/attestations") == 0) {
+        return api_attestations(&rq);
+    }
+    if (strcmp(url, "/api/v1/attestations/recent") == 0) {
+        return api_recent(&rq, false);
+    }
+    if (strcmp(url, "/api/v1/clients/denied") == 0) {
+        return api_recent(&rq, true);
+    }
+    if (strcmp(url, "/api/v1/clients/active") == 0) {
+        return api_active(&rq);
+    }
+    if (strcmp(url, "/api/v1/stats/measurements") == 0) {
+        return api_measurements(&rq);
+    }
+    (void)negotiate(&rq, API_PROTOBUF, NULL, &res);
+    return respond_error(&rq, 404, "no such path");
 }
 
 int core_api_start(struct core_proc *proc, char *err, size_t err_len) {
@@ -229,6 +938,8 @@ int core_api_start(struct core_proc *proc, char *err, size_t err_len) {
     if (a->ss.ss_family == AF_INET6) {
         flags |= MHD_USE_IPv6;
     }
+    // CONNECTION_MEMORY_LIMIT bounds a request's headers and URL: larger ones are refused by
+    // libmicrohttpd (431/414) before our handler runs.
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, 0, NULL, NULL, handle, proc, MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&a->ss,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)API_CONNECTIONS_MAX,

@@ -10,12 +10,14 @@
 #include "core_conn.h"
 #include "attest.h"
 #include "policy.h"
+#include "audit.pb-c.h"
 
 static void deny(struct core_conn *c, const char *code, const char *detail) {
     if (c->attest_denied) {
         return; // keep the first reason
     }
     c->attest_denied = true;
+    c->deny_code = code;
     // A reason longer than the buffer is cut: it is a one-line message for a person.
     if (snprintf(c->deny_reason, sizeof(c->deny_reason), "attestation denied: %s: %s", code,
                  detail) < 0) {
@@ -34,7 +36,10 @@ static const uint8_t *peer_leaf(const SSL *ssl, size_t *out_len) {
 }
 
 // Parse the leaf's evidence into the shard scratch and check the key binding.
-static bool load_evidence(struct core_shard *shard, struct core_conn *c) {
+static void keep_evidence(struct core_decision *d, const struct attest_evidence *ev);
+
+// `d` (may be NULL) receives a copy of the evidence once it parses, bound or not.
+static bool load_evidence(struct core_shard *shard, struct core_conn *c, struct core_decision *d) {
     size_t len = 0;
     const uint8_t *der = peer_leaf(c->ssl, &len);
     if (der == NULL) {
@@ -43,8 +48,14 @@ static bool load_evidence(struct core_shard *shard, struct core_conn *c) {
     }
     struct attest_error err;
     memset(&err, 0, sizeof(err));
-    if (attest_evidence_from_cert(shard->evidence, &err, der, len) != ATTEST_OK ||
-        attest_evidence_check_binding(shard->evidence, &err) != ATTEST_OK) {
+    if (attest_evidence_from_cert(shard->evidence, &err, der, len) != ATTEST_OK) {
+        deny(c, attest_status_code(err.status), err.msg);
+        return false;
+    }
+    if (d != NULL) {
+        keep_evidence(d, shard->evidence);
+    }
+    if (attest_evidence_check_binding(shard->evidence, &err) != ATTEST_OK) {
         deny(c, attest_status_code(err.status), err.msg);
         return false;
     }
@@ -91,7 +102,7 @@ static const char *nonce_detail(const char *code) {
 
 void core_attest_on_verify(struct core_shard *shard, struct core_conn *c) {
     const struct policy *pol = shard->policy;
-    if (!load_evidence(shard, c)) {
+    if (!load_evidence(shard, c, NULL)) {
         return;
     }
     if (pol->nonce.required) {
@@ -122,13 +133,53 @@ static void fill_policy_input(struct policy_input *in, const struct attest_claim
     in->platform_info = cl->platform_info;
 }
 
+// keep_evidence copies what the audit record needs out of the shard scratch.
+static void keep_evidence(struct core_decision *d, const struct attest_evidence *ev) {
+    memcpy(d->report, ev->report, sizeof(d->report));
+    d->have_report = true;
+    if (ev->vcek_len > 0) {
+        SHA256(ev->vcek_der, ev->vcek_len, d->vcek_sha256);
+        d->have_vcek = true;
+    }
+    if (ev->has_spki) {
+        memcpy(d->spki_sha256, ev->spki_sha256, sizeof(d->spki_sha256));
+        d->have_spki = true;
+    }
+    d->nonce_len = ev->nonce_len <= sizeof(d->nonce) ? (uint32_t)ev->nonce_len : 0;
+    memcpy(d->nonce, ev->nonce, d->nonce_len);
+}
+
+static void keep_result(struct core_decision *d, const struct policy_result *res) {
+    d->disabled_sections = res->disabled_sections;
+    d->check_count = 0;
+    for (uint32_t i = 0; i < res->check_count && i < CORE_CHECKS_MAX; i++) {
+        d->checks[i].code = policy_check_code_name(res->checks[i].code);
+        d->checks[i].is_warning = res->checks[i].is_warning;
+        snprintf(d->checks[i].detail, sizeof(d->checks[i].detail), "%s", res->checks[i].detail);
+        d->check_count++;
+    }
+}
+
+static void verify_evidence(struct core_shard *shard, struct core_conn *c,
+                            struct core_decision *d);
+
 void core_attest_after_handshake(struct core_shard *shard, struct core_conn *c) {
+    struct core_decision *d = core_decision_get(shard, c);
+    snprintf(d->policy_version, sizeof(d->policy_version), "%s", shard->policy->version);
+    uint64_t t0 = core_base_now_ns();
+    verify_evidence(shard, c, d);
+    d->verify_ns = core_base_now_ns() - t0;
+    core_hist_add(&shard->counters.verify_hist, d->verify_ns);
+}
+
+static void verify_evidence(struct core_shard *shard, struct core_conn *c,
+                            struct core_decision *d) {
     struct core_proc *proc = shard->proc;
     const struct policy *pol = shard->policy;
-    if (c->attest_denied) {
-        return;
-    }
-    if (!load_evidence(shard, c)) {
+    // Denied already by the cheap checks: load anyway (a second denial keeps the first
+    // reason) so that the audit record carries whatever evidence parses.
+    bool denied_early = c->attest_denied;
+    if (!load_evidence(shard, c, d) || denied_early) {
         return;
     }
     const struct attest_evidence *ev = shard->evidence;
@@ -152,6 +203,7 @@ void core_attest_after_handshake(struct core_shard *shard, struct core_conn *c) 
         fill_policy_input(&c->claims, &seen);
         memcpy(c->measurement, seen.measurement, sizeof(c->measurement));
         c->attested = true;
+        d->reused = true;
         atomic_fetch_add_explicit(&shard->counters.attest_reused, 1, memory_order_relaxed);
         return;
     }
@@ -166,7 +218,9 @@ void core_attest_after_handshake(struct core_shard *shard, struct core_conn *c) 
     struct policy_input in;
     fill_policy_input(&in, &claims);
     struct policy_result res;
-    if (policy_evaluate(pol, &res, &in) != POLICY_VERDICT_ALLOW) {
+    enum policy_verdict verdict = policy_evaluate(pol, &res, &in);
+    keep_result(d, &res);
+    if (verdict != POLICY_VERDICT_ALLOW) {
         char why[CORE_DENY_REASON_MAX];
         policy_result_format(why, sizeof(why), &res);
         const char *code = "POLICY_DENIED";
@@ -194,6 +248,7 @@ void core_attest_after_handshake(struct core_shard *shard, struct core_conn *c) 
     memcpy(c->measurement, claims.measurement, sizeof(c->measurement));
     c->claims = in;
     c->attested = true;
+    d->verdict = res.check_count > 0 ? ATLS__VERDICT__VERDICT_WARNED : ATLS__VERDICT__VERDICT_ALLOWED;
     atomic_fetch_add_explicit(&shard->counters.attest_ok, 1, memory_order_relaxed);
 }
 

@@ -9,11 +9,13 @@
 
 #include "core.h"
 #include "core_base.h"
+#include "store.h"
 
 enum key_type {
     KEY_STR,       // plain string
     KEY_PATH,      // string, resolved against the config directory
     KEY_U32,
+    KEY_U64,
     KEY_BOOL,
     KEY_LISTEN,    // repeatable host:port
     KEY_SERVERS,   // comma-separated host:port list
@@ -58,9 +60,22 @@ static const struct key_row rows[] = {
     ROW("backend", "health_interval_ms", KEY_U32, health_interval_ms, 100, 600000,
         "how often a failed backend is probed"),
     ROW("api", "listen", KEY_ADDR, api_listen, 0, 0, "HTTP API host:port"),
-    ROW("audit", "dir", KEY_PATH, audit_dir, 0, 0, "RocksDB directory"),
-    ROW("audit", "sync", KEY_SYNC, audit_sync_always, 0, 0, "always | batch"),
-    ROW("audit", "retention_days", KEY_U32, audit_retention_days, 1, 36500, ""),
+    ROW("api", "allow_origin", KEY_STR, api_allow_origin, 0, 0,
+        "origins (scheme://host:port, comma-separated) whose pages may read this API"),
+    ROW("audit", "enabled", KEY_BOOL, audit_enabled, 0, 0,
+        "write the audit trail (terminate mode); false only for tests and benchmarks"),
+    ROW("audit", "dir", KEY_PATH, audit.dir, 0, 0, "RocksDB directory"),
+    ROW("audit", "sync", KEY_SYNC, audit.sync, 0, 0, "always | batch"),
+    ROW("audit", "retention_days", KEY_U32, audit.retention_days, 0, STORE_RETENTION_DAYS_MAX,
+        "0 = no age limit"),
+    ROW("audit", "retention_max_records", KEY_U64, audit.retention_max_records, 0, 0,
+        "0 = no count limit"),
+    ROW("audit", "ring_slots_per_worker", KEY_U32, audit.ring_slots_per_worker, STORE_RING_SLOTS_MIN,
+        STORE_RING_SLOTS_MAX, "records in flight per worker (power of two)"),
+    ROW("audit", "batch_max", KEY_U32, audit.batch_max, 1, STORE_BATCH_MAX_MAX,
+        "records per write batch"),
+    ROW("audit", "retention_interval_ms", KEY_U32, audit.retention_interval_ms,
+        STORE_RETENTION_INTERVAL_MS_MIN, 86400000u, "how often retention runs"),
 };
 
 struct parse_ctx {
@@ -82,8 +97,8 @@ static void config_defaults(struct core_config *cfg) {
     cfg->attestation_required = true;
     cfg->connect_timeout_ms = 3000;
     cfg->health_interval_ms = 1000;
-    cfg->audit_sync_always = true;
-    cfg->audit_retention_days = 90;
+    cfg->audit_enabled = true;
+    store_config_defaults(&cfg->audit);
     (void)core_config_parse_addr(&cfg->api_listen, "127.0.0.1:8081");
     cfg->api_enabled = true;
 }
@@ -202,6 +217,18 @@ static int apply_row(struct parse_ctx *pc, const struct key_row *row, const char
         memcpy(field, &x, sizeof(x));
         return 1;
     }
+    case KEY_U64: {
+        char *end = NULL;
+        errno = 0;
+        unsigned long long x = value[0] == '-' ? 0 : strtoull(value, &end, 10);
+        if (value[0] == '-' || value[0] == '\0' || errno != 0 || *end != '\0') {
+            return set_problem(pc, "'%s' must be a non-negative integer, not '%s'", row->name,
+                               value);
+        }
+        uint64_t v = x;
+        memcpy(field, &v, sizeof(v));
+        return 1;
+    }
     case KEY_BOOL: {
         bool b;
         if (strcmp(value, "true") == 0 || strcmp(value, "yes") == 0 || strcmp(value, "1") == 0) {
@@ -280,9 +307,9 @@ static int apply_row(struct parse_ctx *pc, const struct key_row *row, const char
         return 1;
     case KEY_SYNC:
         if (strcmp(value, "always") == 0) {
-            cfg->audit_sync_always = true;
+            cfg->audit.sync = STORE_SYNC_ALWAYS;
         } else if (strcmp(value, "batch") == 0) {
-            cfg->audit_sync_always = false;
+            cfg->audit.sync = STORE_SYNC_BATCH;
         } else {
             return set_problem(pc, "sync must be always or batch, not '%s'%s", value, "");
         }
@@ -385,6 +412,13 @@ static int validate(const struct core_config *cfg, char *err, size_t err_len) {
         }
         if (cfg->attestation_required && cfg->attestation_policy[0] == '\0') {
             snprintf(err, err_len, "%s: [attestation] required = true needs a policy file", p);
+            return -EINVAL;
+        }
+    }
+    if (cfg->mode == CORE_MODE_TERMINATE && cfg->audit_enabled) {
+        char why[256];
+        if (store_config_validate(why, sizeof(why), &cfg->audit) != 0) {
+            snprintf(err, err_len, "%s: %s", p, why);
             return -EINVAL;
         }
     }

@@ -80,6 +80,7 @@ struct core_conn *core_conn_open(struct core_shard *shard) {
     c->wheel_bucket = CORE_IDX_NONE;
     c->starved_next = CORE_IDX_NONE;
     c->backend_idx = CORE_IDX_NONE;
+    c->decision = CORE_IDX_NONE;
     side_reset(&c->side[0]);
     side_reset(&c->side[1]);
     c->opened_ns = core_base_now_ns();

@@ -12,6 +12,7 @@
 #include "core_base.h"
 #include "policy_types.h"
 #include "ring.h"
+#include "store.h"
 
 #define CORE_CONN_MAGIC 0x41544c53u // "ATLS"
 #define CORE_CHUNK_NONE UINT32_MAX
@@ -34,6 +35,7 @@ enum core_op {
     CORE_OP_IGNORE,
     CORE_OP_EVENT,
     CORE_OP_MSG,
+    CORE_OP_AUDIT, // read of the store's durable-seq eventfd for this worker
     CORE_OP_COUNT,
 };
 
@@ -44,6 +46,7 @@ enum core_conn_state {
     CORE_CONN_SNIFF,       // reading the pre-startup packet
     CORE_CONN_HANDSHAKE,   // TLS handshake
     CORE_CONN_STARTUP,     // reading the StartupMessage inside TLS
+    CORE_CONN_AUDIT_WAIT,  // admitted: waiting until the decision record is durable
     CORE_CONN_CONNECTING,  // backend TCP connect in flight
     CORE_CONN_FORWARD,     // relaying both ways
     CORE_CONN_CANCEL_OUT,  // sending a CancelRequest to a backend for another session
@@ -128,6 +131,88 @@ struct core_conn {
     uint8_t measurement[48];
     struct policy_input claims; // what the policy judged, kept to re-judge on reload
     char deny_reason[CORE_DENY_REASON_MAX];
+    const char *deny_code; // static stable code of the first denial (DESIGN.md §7)
+    // audit (terminate mode with a store)
+    uint64_t conn_id;        // unique per process: worker << 48 | per-worker serial
+    uint32_t decision;       // index into the shard's decision pool, CORE_IDX_NONE when none
+    uint64_t audit_seq;      // per-worker seq of this connection's decision record, 0 = none
+    bool admitted;           // an allowing decision record was pushed: a disconnect is due
+    uint64_t admitted_wall_ns;
+};
+
+#define CORE_CHECKS_MAX 16u
+#define CORE_CHECK_DETAIL_MAX 96u
+#define CORE_VERSION_MAX 64u
+
+// struct core_decision holds the evidence and verdict of one handshake until its decision record
+// is pushed (usually within one round trip). A per-worker pool, LIFO, so only as many entries
+// as handshakes in that window are ever touched.
+struct core_decision {
+    uint32_t next_free;
+    int verdict;                       // Atls__Verdict
+    bool have_report;
+    uint8_t report[1184];
+    uint8_t vcek_sha256[32];
+    bool have_vcek;
+    uint8_t spki_sha256[32];
+    bool have_spki;
+    uint8_t nonce[64];
+    uint32_t nonce_len;
+    bool reused;
+    uint32_t disabled_sections;        // policy_result.disabled_sections
+    uint32_t check_count;
+    struct {
+        const char *code;              // static
+        char detail[CORE_CHECK_DETAIL_MAX];
+        bool is_warning;
+    } checks[CORE_CHECKS_MAX];
+    char policy_version[CORE_VERSION_MAX];
+    uint64_t verify_ns;                // time spent verifying (0 = not verified)
+};
+
+// Latency histogram buckets (upper bounds, microseconds); the last bucket is +Inf.
+#define CORE_HIST_BUCKETS 14u
+extern const uint32_t core_hist_bounds_us[CORE_HIST_BUCKETS - 1];
+
+struct core_hist {
+    atomic_uint_fast64_t bucket[CORE_HIST_BUCKETS];
+    atomic_uint_fast64_t sum_us;
+    atomic_uint_fast64_t count;
+};
+
+#define CORE_DENY_CODES_MAX 48u
+
+// One denial reason code and its count; the worker appends, any thread reads.
+struct core_deny_count {
+    _Atomic(const char *) code; // published last (release)
+    atomic_uint_fast64_t n;
+};
+
+// One live admitted session, as copied by its worker for GET /api/v1/clients/active.
+struct core_active_item {
+    uint64_t conn_id;
+    uint32_t worker;
+    char addr[64];
+    uint32_t port;
+    uint8_t measurement[48];
+    bool have_measurement;
+    char user[CORE_NAME_MAX];
+    char database[CORE_NAME_MAX];
+    uint64_t since_ns;
+    uint64_t bytes_c2b;
+    uint64_t bytes_b2c;
+    uint64_t decision_seq;
+};
+
+// A snapshot request from the control thread, answered by the worker on its next event.
+struct core_snapshot {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    uint64_t requested; // generation asked for (under mu)
+    uint64_t answered;  // generation answered (under mu)
+    atomic_bool pending;
+    struct core_active_item *items; // conns_max entries, allocated by the control thread
+    uint32_t count;
 };
 
 // Per-worker counters: written by the owning worker only, read relaxed by others.
@@ -147,6 +232,15 @@ struct core_counters {
     atomic_uint_fast64_t attest_ok;
     atomic_uint_fast64_t attest_reused;
     atomic_uint_fast64_t attest_denied;
+    atomic_uint_fast64_t decisions_allowed; // decision records: admitted
+    atomic_uint_fast64_t decisions_warned;  // admitted with warn-mode violations
+    atomic_uint_fast64_t decisions_denied;
+    atomic_uint_fast64_t audit_refused;     // admissions refused: audit ring full or store down
+    atomic_uint_fast64_t audit_lost;        // denial/disconnect records that could not be queued
+    atomic_uint_fast64_t audit_pushed;      // records queued (for the queue-depth gauge)
+    struct core_hist handshake_hist;        // accept -> TLS handshake done
+    struct core_hist verify_hist;           // attestation verification + policy
+    struct core_deny_count deny[CORE_DENY_CODES_MAX];
 };
 
 struct core_backend_state {
@@ -199,6 +293,16 @@ struct core_shard {
     uint64_t policy_epoch;             // epoch of `policy` (reuse-cache key)
     struct attest_verifier *verifier;  // attested mode: this worker's own (not thread-safe)
     struct attest_evidence *evidence; // scratch for the connection being checked
+    // audit
+    struct core_decision *decisions; // conns_max entries (lazily backed), LIFO free list
+    uint32_t decision_free;
+    uint64_t conn_serial;
+    uint64_t audit_efd_buf;
+    bool audit_armed;
+    uint64_t *audit_wait;            // FIFO of generation << 32 | slot in AUDIT_WAIT (ring of conns_max)
+    uint32_t audit_wait_head;
+    uint32_t audit_wait_len;
+    struct core_snapshot snap;
 };
 
 struct core_proc {
@@ -217,6 +321,7 @@ struct core_proc {
     struct policy_reuse *reuse;   // shared by all threads, lock-free
     struct policy_ratelimit *nonce_limiter; // control thread only
     void *api;                    // HTTP API daemon (core_api.c)
+    struct store *store;          // audit store; NULL when [audit] enabled = false
     atomic_bool draining;
     uint64_t drain_deadline_ns;
     uint64_t started_ns;
@@ -319,7 +424,38 @@ void core_attest_policy_changed(struct core_shard *shard,
                                 void (*on_revoked)(struct core_shard *, struct core_conn *,
                                                    const char *reason));
 
+/* core_audit.c */
+
+// core_audit_init allocates the worker's decision pool and wait queue (startup only).
+int core_audit_shard_init(struct core_shard *shard);
+// core_audit_shard_cleanup frees them. Idempotent.
+void core_audit_shard_cleanup(struct core_shard *shard);
+// core_decision_get returns `c`'s decision entry, taking one from the pool on first use
+// (never fails: the pool has one entry per slot).
+struct core_decision *core_decision_get(struct core_shard *shard, struct core_conn *c);
+// core_decision_put returns `c`'s decision entry to the pool. Idempotent.
+void core_decision_put(struct core_shard *shard, struct core_conn *c);
+// core_audit_decision pushes the decision record of `c` (verdict from `c`: denied when
+// c->attest_denied) and sets `*out_seq`. Returns 0 or the store_audit_push error.
+int core_audit_decision(struct core_shard *shard, struct core_conn *c, const char *close_reason,
+                        uint64_t *out_seq);
+// core_audit_disconnect pushes the disconnect record of an admitted connection.
+void core_audit_disconnect(struct core_shard *shard, struct core_conn *c, const char *reason);
+// core_hist_add records `ns` in `h`.
+void core_hist_add(struct core_hist *h, uint64_t ns);
+// core_deny_count_add counts one denial with static code `code`.
+void core_deny_count_add(struct core_shard *shard, const char *code);
+// core_audit_snapshot_answer fills the snapshot of live sessions if one is requested (worker).
+void core_audit_snapshot_answer(struct core_shard *shard);
+
 /* core_api.c */
+
+// core_api_parse_limit parses a decimal `limit` query value in 1..max. Returns 0, -EINVAL (not a
+// number) or -ERANGE.
+int core_api_parse_limit(uint32_t *out, const char *text, uint32_t max);
+// core_api_parse_since parses a `since` query value: unix seconds, or RFC 3339 UTC
+// ("2026-11-22T10:00:00Z", optional fraction). Returns 0, -EINVAL or -ERANGE.
+int core_api_parse_since(uint64_t *out_ns, const char *text);
 
 // core_api_start starts the HTTP API (control thread) on cfg.api_listen. Returns 0 or -errno
 // with a reason in `err`.

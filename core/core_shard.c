@@ -12,8 +12,13 @@
 #include <openssl/rand.h>
 
 #include "core_conn.h"
+#include "audit.pb-c.h"
 
 static void conn_pump(struct core_shard *shard, struct core_conn *c);
+static void audit_admit(struct core_shard *shard, struct core_conn *c);
+static void audit_release_durable(struct core_shard *shard);
+static void start_backend(struct core_shard *shard, struct core_conn *c);
+static void count_admitted(struct core_shard *shard, struct core_conn *c);
 
 // conn_is_gone: closing, or already released to the free list by a nested close (handlers
 // must not touch a released slot's sockets or buffers).
@@ -242,6 +247,21 @@ static void conn_close(struct core_shard *shard, struct core_conn *c, const char
     }
     bool was_forwarding = c->state == CORE_CONN_FORWARD || c->state == CORE_CONN_PASSTHROUGH;
     c->close_reason = reason;
+    if (shard->proc->store != NULL) {
+        if (c->decision != CORE_IDX_NONE && c->audit_seq == 0) {
+            // A handshake decided but its session never started (no StartupMessage): the
+            // decision is recorded all the same, with why the connection ended.
+            uint64_t seq = 0;
+            if (core_audit_decision(shard, c, reason, &seq) != 0) {
+                atomic_fetch_add_explicit(&shard->counters.audit_lost, 1, memory_order_relaxed);
+            }
+        }
+        if (c->admitted) {
+            core_audit_disconnect(shard, c, reason);
+            c->admitted = false;
+        }
+    }
+    core_decision_put(shard, c);
     if (was_forwarding && c->backend_idx != CORE_IDX_NONE) {
         atomic_fetch_sub_explicit(&shard->proc->backends[c->backend_idx].active, 1,
                                   memory_order_relaxed);
@@ -526,6 +546,7 @@ static void step_handshake(struct core_shard *shard, struct core_conn *c) {
             return;
         }
         atomic_fetch_add_explicit(&shard->counters.handshakes_ok, 1, memory_order_relaxed);
+        core_hist_add(&shard->counters.handshake_hist, core_base_now_ns() - c->opened_ns);
         if (shard->policy != NULL) {
             core_attest_after_handshake(shard, c); // possession proven: now the full check
         }
@@ -648,11 +669,111 @@ static void step_startup(struct core_shard *shard, struct core_conn *c) {
     if (shard->policy != NULL && (c->attest_denied || !core_attest_role_check(shard, c))) {
         // Denied: the reason goes to the client inside TLS; nothing reaches the backend.
         atomic_fetch_add_explicit(&shard->counters.attest_denied, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&shard->counters.decisions_denied, 1, memory_order_relaxed);
+        core_deny_count_add(shard, c->deny_code);
         LOG_INFO("conn %u.%u: %s", shard->id, c->index, c->deny_reason);
         be->out_len = 0;
+        if (shard->proc->store != NULL) {
+            uint64_t seq = 0;
+            int ret = core_audit_decision(shard, c, NULL, &seq);
+            if (ret != 0) {
+                atomic_fetch_add_explicit(&shard->counters.audit_lost, 1, memory_order_relaxed);
+                LOG_WARN("worker %u: denial record not queued: %s", shard->id, strerror(-ret));
+            }
+            c->audit_seq = seq ? seq : UINT64_MAX; // recorded (or counted as lost)
+            core_decision_put(shard, c);
+        }
         conn_fail(shard, c, "28000", c->deny_reason);
         return;
     }
+    if (shard->proc->store != NULL) {
+        audit_admit(shard, c);
+        return;
+    }
+    count_admitted(shard, c);
+    start_backend(shard, c);
+}
+
+static void count_admitted(struct core_shard *shard, struct core_conn *c) {
+    bool warned = c->decision != CORE_IDX_NONE &&
+                  shard->decisions[c->decision].verdict == ATLS__VERDICT__VERDICT_WARNED;
+    atomic_fetch_add_explicit(warned ? &shard->counters.decisions_warned
+                                     : &shard->counters.decisions_allowed,
+                              1, memory_order_relaxed);
+}
+
+// audit_admit queues the allowing decision record and parks the connection until the store
+// reports it durable (DESIGN.md §9): no byte reaches the backend before. A full ring or a
+// failed store refuses the session (fail closed).
+static void audit_admit(struct core_shard *shard, struct core_conn *c) {
+    uint64_t seq = 0;
+    int ret = core_audit_decision(shard, c, NULL, &seq);
+    if (ret != 0) {
+        atomic_fetch_add_explicit(&shard->counters.audit_refused, 1, memory_order_relaxed);
+        c->audit_seq = UINT64_MAX; // nothing to record at close: the refusal is counted
+        core_decision_put(shard, c);
+        char msg[CORE_DENY_REASON_MAX];
+        if (ret == -EAGAIN) {
+            snprintf(msg, sizeof(msg),
+                     "audit trail busy: this gateway cannot record the session now; retry");
+            conn_fail(shard, c, "53300", msg);
+            return;
+        }
+        char why[128];
+        (void)store_health_error(shard->proc->store, why, sizeof(why));
+        snprintf(msg, sizeof(msg), "audit trail unavailable, sessions refused: %s",
+                 ret == -EMSGSIZE ? "record too large" : why);
+        conn_fail(shard, c, "58030", msg);
+        return;
+    }
+    count_admitted(shard, c);
+    core_decision_put(shard, c);
+    c->audit_seq = seq;
+    c->admitted = true;
+    c->admitted_wall_ns = core_base_wall_ns();
+    c->state = CORE_CONN_AUDIT_WAIT;
+    ASSERT(shard->audit_wait_len < shard->conns_max);
+    shard->audit_wait[(shard->audit_wait_head + shard->audit_wait_len) % shard->conns_max] =
+        (uint64_t)c->generation << 32 | c->index;
+    shard->audit_wait_len++;
+    audit_release_durable(shard);
+}
+
+// audit_release_durable starts the backend of every parked connection whose decision record
+// is now durable. Parked connections are in push order, so the queue drains from its head.
+static void audit_release_durable(struct core_shard *shard) {
+    struct store *store = shard->proc->store;
+    uint64_t durable = store_durable_seq(store, shard->id);
+    bool healthy = store_is_healthy(store);
+    while (shard->audit_wait_len > 0) {
+        uint64_t entry = shard->audit_wait[shard->audit_wait_head];
+        struct core_conn *c = &shard->conns[(uint32_t)entry];
+        bool waiting = c->state == CORE_CONN_AUDIT_WAIT && c->generation == (uint32_t)(entry >> 32);
+        if (waiting && c->audit_seq > durable && healthy) {
+            break;
+        }
+        shard->audit_wait_head = (shard->audit_wait_head + 1) % shard->conns_max;
+        shard->audit_wait_len--;
+        if (!waiting) {
+            continue; // closed while waiting (its slot may even be reused)
+        }
+        if (c->audit_seq > durable) {
+            char why[128];
+            (void)store_health_error(store, why, sizeof(why));
+            char msg[CORE_DENY_REASON_MAX];
+            snprintf(msg, sizeof(msg), "audit trail unavailable, sessions refused: %s", why);
+            atomic_fetch_add_explicit(&shard->counters.audit_refused, 1, memory_order_relaxed);
+            conn_fail(shard, c, "58030", msg);
+            continue;
+        }
+        start_backend(shard, c);
+        if (!conn_is_gone(c)) {
+            conn_pump(shard, c);
+        }
+    }
+}
+
+static void start_backend(struct core_shard *shard, struct core_conn *c) {
     uint32_t idx = core_backend_pick(shard->proc, 0);
     if (idx == CORE_IDX_NONE) {
         conn_fail(shard, c, "08006", "could not connect to the database: no backend available");
@@ -777,6 +898,7 @@ static void conn_pump(struct core_shard *shard, struct core_conn *c) {
             }
             break;
         case CORE_CONN_PASSTHROUGH:
+        case CORE_CONN_AUDIT_WAIT:
         case CORE_CONN_CONNECTING:
         case CORE_CONN_CANCEL_OUT:
         case CORE_CONN_CLOSING:
@@ -791,7 +913,7 @@ static void conn_pump(struct core_shard *shard, struct core_conn *c) {
         return;
     }
     side_flush(shard, c, CORE_SIDE_CLIENT);
-    if (c->state != CORE_CONN_CONNECTING) {
+    if (c->state != CORE_CONN_CONNECTING && c->state != CORE_CONN_AUDIT_WAIT) {
         side_flush(shard, c, CORE_SIDE_BACKEND);
     }
     if (c->close_after_flush) {
@@ -1032,6 +1154,7 @@ static void conn_accept(struct core_shard *shard, int fd) {
         return;
     }
     atomic_fetch_add_explicit(&shard->counters.accepted, 1, memory_order_relaxed);
+    c->conn_id = (uint64_t)shard->id << 48 | ++shard->conn_serial;
     c->side[CORE_SIDE_CLIENT].fd = fd;
     socklen_t plen = sizeof(c->peer);
     (void)getpeername(fd, (struct sockaddr *)&c->peer, &plen);
@@ -1094,6 +1217,11 @@ static void on_conn_expired(struct core_shard *shard, struct core_conn *c) {
     case CORE_CONN_STARTUP:
         conn_close(shard, c, "handshake timeout");
         return;
+    case CORE_CONN_AUDIT_WAIT:
+        atomic_fetch_add_explicit(&shard->counters.audit_refused, 1, memory_order_relaxed);
+        conn_fail(shard, c, "58030",
+                  "audit trail did not confirm the session record in time; session refused");
+        return;
     case CORE_CONN_FORWARD:
     case CORE_CONN_PASSTHROUGH:
         (void)idle;
@@ -1145,6 +1273,9 @@ static void on_tick(void *ctx, struct ring_op_id id, const struct io_uring_cqe *
     (void)cqe;
     core_conn_wheel_expire(shard, core_base_now_ns(), on_conn_expired);
     rearm_starved(shard);
+    if (shard->audit_wait_len > 0 && !store_is_healthy(shard->proc->store)) {
+        audit_release_durable(shard); // refuses the parked sessions: nothing will confirm them
+    }
     drain_step(shard);
     if (!shard->stopped) {
         arm_tick(shard);
@@ -1155,6 +1286,29 @@ static void on_ignore(void *ctx, struct ring_op_id id, const struct io_uring_cqe
     (void)ctx;
     (void)id;
     (void)cqe;
+}
+
+static void arm_audit(struct core_shard *shard) {
+    struct io_uring_sqe *sqe = ring_get_sqe(&shard->ring);
+    if (sqe == NULL) {
+        return; // the tick notices a stalled queue only through health; retried below
+    }
+    io_uring_prep_read(sqe, store_worker_eventfd(shard->proc->store, shard->id),
+                       &shard->audit_efd_buf, sizeof(shard->audit_efd_buf), 0);
+    io_uring_sqe_set_data64(sqe, ring_op_pack(CORE_OP_AUDIT, 0, 0));
+    shard->audit_armed = true;
+}
+
+// The store committed a batch for this worker: start the sessions it made durable.
+static void on_audit(void *ctx, struct ring_op_id id, const struct io_uring_cqe *cqe) {
+    struct core_shard *shard = ctx;
+    (void)id;
+    (void)cqe;
+    shard->audit_armed = false;
+    audit_release_durable(shard);
+    if (!shard->stopped) {
+        arm_audit(shard);
+    }
 }
 
 static void arm_event(struct core_shard *shard) {
@@ -1228,6 +1382,7 @@ static void on_event(void *ctx, struct ring_op_id id, const struct io_uring_cqe 
     if (shard->policy != NULL) {
         core_attest_policy_changed(shard, revoke_session);
     }
+    core_audit_snapshot_answer(shard);
     drain_step(shard);
     if (!shard->stopped) {
         arm_event(shard);
@@ -1258,6 +1413,7 @@ static const struct ring_op_entry core_ops[CORE_OP_COUNT] = {
     [CORE_OP_IGNORE] = {"ignore", on_ignore, NULL, false},
     [CORE_OP_EVENT] = {"event", on_event, NULL, false},
     [CORE_OP_MSG] = {"msg", on_msg, NULL, false},
+    [CORE_OP_AUDIT] = {"audit", on_audit, NULL, false},
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1315,7 +1471,13 @@ static void *shard_main(void *arg) {
     }
     arm_tick(shard);
     arm_event(shard);
+    if (shard->proc->store != NULL) {
+        arm_audit(shard);
+    }
     while (!shard->stopped) {
+        if (shard->proc->store != NULL && !shard->audit_armed) {
+            arm_audit(shard); // the submission queue was full when on_audit re-armed
+        }
         int ret = ring_run_once(&shard->ring, 1000);
         if (ret < 0) {
             LOG_ERROR("worker %u: ring failed: %s", shard->id, strerror(-ret));
@@ -1349,6 +1511,12 @@ int core_shard_start(struct core_proc *proc, struct core_shard *shard, uint32_t 
         shard->listen_fd[i] = fd;
         shard->listen_count++;
     }
+    if (core_audit_shard_init(shard) != 0) {
+        snprintf(err, err_len, "cannot allocate the audit tables");
+        return -ENOMEM;
+    }
+    pthread_mutex_init(&shard->snap.mu, NULL);
+    pthread_cond_init(&shard->snap.cv, NULL);
     if (atomic_load(&proc->policy) != NULL) {
         ret = core_attest_shard_init(shard, err, err_len);
         if (ret != 0) {
@@ -1404,4 +1572,5 @@ void core_shard_join(struct core_shard *shard) {
     ring_cleanup(&shard->ring);
     core_conn_table_cleanup(shard);
     core_attest_shard_cleanup(shard);
+    core_audit_shard_cleanup(shard);
 }

@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "store_types.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -65,10 +67,10 @@ struct core_config {
     // [api]
     struct core_addr api_listen;
     bool api_enabled;
-    // [audit]
-    char audit_dir[CORE_PATH_MAX];
-    bool audit_sync_always;
-    uint32_t audit_retention_days;
+    char api_allow_origin[CORE_PATH_MAX]; // comma-separated origins allowed to read the API (CORS)
+    // [audit] (terminate mode): every decision and disconnect, durably, before forwarding
+    bool audit_enabled;
+    struct store_config audit;
     // Config lines of the file-valued keys, for errors found after parsing (0 = not set).
     uint32_t line_tls_cert;
     uint32_t line_tls_key;

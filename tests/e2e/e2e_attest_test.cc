@@ -74,7 +74,7 @@ class AttestTest : public ::testing::Test {
                           "\n[attestation]\nrequired = true\npolicy = policy.ini\n[backend]\n"
                           "servers = 127.0.0.1:" +
                           std::to_string(pg_->port()) + "\n[api]\nlisten = 127.0.0.1:" +
-                          std::to_string(*api) + "\n";
+                          std::to_string(*api) + "\n[audit]\ndir = audit\n";
         auto *p = new Proxy();
         std::string err;
         if (!p->Start(sub, ini, &err)) {

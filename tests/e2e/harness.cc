@@ -604,7 +604,7 @@ std::string MtlsIni(int listen_port, const std::string &backends, const Certs &c
            "[tls]\ncert = " + c.server_crt + "\nkey = " + c.server_key +
            "\nclient_ca = " + c.ca + "\n[attestation]\nrequired = false\n[backend]\nservers = " +
            backends + "\nconnect_timeout_ms = 1000\nhealth_interval_ms = 500\n[api]\nlisten = "
-           "127.0.0.1:" + std::to_string(FreePort()) + "\n";
+           "127.0.0.1:" + std::to_string(FreePort()) + "\n[audit]\ndir = audit\n";
 }
 
 } // namespace e2e
