@@ -10,6 +10,9 @@
 #   bash deploy/demo.sh          # interactive: keeps running, dashboard at http://127.0.0.1:8081/
 #   bash deploy/demo.sh --ci     # start, run the clients, check the audit API, stop, check that
 #                                # nothing is left running; exit status 0 only if all held
+#   bash deploy/demo.sh --ci --exec CMD   # also run CMD (bash -c) before stopping, with
+#                                # ATLS_DEMO_API_PORTS / ATLS_DEMO_GW_PORTS / ATLS_DEMO_DIR set
+#                                # (the dashboard browser test uses it); its failure fails the run
 #
 # Environment: ATLS_DEMO_DIR (default /tmp/atls-demo), ATLS_BUILD_DIR (default build),
 # ATLS_DEMO_JOBS (build parallelism, default nproc), ATLS_DEMO_SKIP_SETUP=1 (no apt/npm step),
@@ -20,11 +23,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 CI_MODE=0
-for a in "$@"; do
+EXEC=""
+while [ $# -gt 0 ]; do
+    a=$1
+    shift
     case "$a" in
     --ci) CI_MODE=1 ;;
+    --exec)
+        [ $# -gt 0 ] || { echo "demo: --exec needs a command" >&2; exit 2; }
+        EXEC=$1
+        shift
+        ;;
     -h | --help)
-        sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
@@ -147,7 +158,12 @@ if [ "$COCKROACH" -eq 1 ]; then
             --cache=128MiB --max-sql-memory=128MiB >"$DEMO/db$i/out.log" 2>&1 &
         record $! TERM "$DEMO/db$i"
     done
-    cockroach init --insecure --host="127.0.0.1:${DB_PORT[1]}" >/dev/null 2>&1 || true
+    # init succeeds once, when the first node listens; "already initialized" ends the loop too.
+    for _ in $(seq 150); do
+        out=$(cockroach init --insecure --host="127.0.0.1:${DB_PORT[1]}" 2>&1) && break
+        case "$out" in *"already been initialized"*) break ;; esac
+        sleep 0.2
+    done
     for i in 1 2 3; do
         for _ in $(seq 300); do
             cockroach sql --insecure --host="127.0.0.1:${DB_PORT[$i]}" -e "select 1" >/dev/null 2>&1 &&
@@ -215,9 +231,10 @@ roots = sim/ark.pem
 INI
 
 # ---- three gateways ----
-PEERS=""
+# Each gateway's API lets the other gateways' dashboards read it (the aggregate view).
+ORIGINS=""
 for i in 1 2 3; do
-    PEERS+="${PEERS:+,}127.0.0.1:${API_PORT[$i]}"
+    ORIGINS+="${ORIGINS:+, }http://127.0.0.1:${API_PORT[$i]}, http://localhost:${API_PORT[$i]}"
 done
 for i in 1 2 3; do
     d="$DEMO/gw$i"
@@ -243,6 +260,7 @@ policy = ../policy.ini
 servers = $servers
 [api]
 listen = 127.0.0.1:${API_PORT[$i]}
+allow_origin = $ORIGINS
 [audit]
 dir = audit
 sync = always
@@ -370,7 +388,7 @@ audit_codes() {
             for (const r of (JSON.parse(l).records || [])) {
                 if (r.kind !== "AUDIT_KIND_DECISION") continue;
                 let code = "-";
-                const m = /^([A-Z][A-Z0-9_]*(?::[a-z_]+)?)(?::\s|$)/.exec(r.reason || "");
+                const m = /^(?:attestation denied:\s*)?([A-Z][A-Z0-9_]*(?::[a-z_]+)?)(?::\s|$)/.exec(r.reason || "");
                 if (m) code = m[1];
                 else if (r.failed_checks && r.failed_checks.length) code = r.failed_checks[0].code;
                 console.log(r.node_id + " " + r.verdict + " " + code);
@@ -395,6 +413,11 @@ if [ "$CI_MODE" -eq 1 ]; then
     [ "$denied_codes" = "$want_codes" ] ||
         die "audit API: denied codes '$denied_codes', want '$want_codes'"
     say "ci: 5 admitted and 5 denied with the expected reasons, in psql and in the audit API"
+    if [ -n "$EXEC" ]; then
+        say "ci: running: $EXEC"
+        ATLS_DEMO_API_PORTS="${API_PORT[*]}" ATLS_DEMO_GW_PORTS="${GW_PORT[*]}" ATLS_DEMO_DIR="$DEMO" \
+            bash -c "$EXEC" || die "--exec command failed: $EXEC"
+    fi
     cleanup
     left=0
     while read -r pid sig name; do
