@@ -1,0 +1,141 @@
+// attest_fixture.h: the attested-gateway fixture shared by the attestation and audit e2e
+// suites: a real PostgreSQL, a simulated AMD hierarchy made by atlsctl, a policy, the proxy, and
+// helpers that make certificates and connect with psql.
+#ifndef ATLS_E2E_ATTEST_FIXTURE_H
+#define ATLS_E2E_ATTEST_FIXTURE_H
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "harness.h"
+
+using namespace e2e;
+
+namespace attest_fixture {
+
+const std::string kGood(96, 'a');  // allowed measurement, may log in as postgres
+const std::string kOther(96, 'b'); // allowed measurement, may log in only as "reporting"
+const std::string kBad(96, 'c');   // not in policy
+
+inline std::string Atlsctl() { return std::string(ATLS_BINARY_DIR) + "/core/atlsctl"; }
+
+inline std::string Policy(const std::string &sim_ark, const std::string &extra_measurement = "strict",
+                   uint32_t reuse_s = 0) {
+    return "[policy]\nversion = e2e-1\n[measurement]\nmode = " + extra_measurement +
+           "\nallow = " + kGood + "\nallow = " + kOther +
+           "\n[tcb]\nmode = strict\nmin_bootloader = 3\nmin_tee = 0\nmin_snp = 8\n"
+           "min_microcode = 115\n[guest]\nmode = strict\ndebug_allowed = false\n"
+           "smt_allowed = false\nmin_guest_svn = 2\n[nonce]\nrequired = true\nttl_s = 4\n"
+           "reuse_window_s = " +
+           std::to_string(reuse_s) + "\n[chain]\nroots = " + sim_ark + "\n[roles]\n" + kGood +
+           " = postgres\n" + kOther + " = reporting\n";
+}
+
+} // namespace attest_fixture
+using namespace attest_fixture;
+
+class AttestTest : public ::testing::Test {
+  protected:
+    static void SetUpTestSuite() {
+        pg_ = &SharedPostgres();
+        certs_ = &SharedCerts();
+        dir_ = new TempDir();
+        sim_ = *dir_ / "sim";
+        other_sim_ = *dir_ / "other-sim";
+        // Create both simulated AMD hierarchies (the second is a root the policy does not name).
+        for (const std::string &d : {sim_, other_sim_}) {
+            CmdResult r = Sh(Atlsctl() + " client-cert --nonce " + std::string(64, '0') +
+                                 " --provider simulated --sim-dir " + d + " --out-cert " +
+                                 (*dir_ / "warm.crt") + " --out-key " + (*dir_ / "warm.key"),
+                             300);
+            ASSERT_EQ(r.status, 0) << r.out;
+        }
+        proxy_ = StartProxy(Policy(sim_ + "/ark.pem"), &port_, &api_);
+        ASSERT_NE(proxy_, nullptr);
+    }
+    static void TearDownTestSuite() {
+        delete proxy_;
+        delete dir_;
+    }
+
+    // `audit`: the [audit] section (default: a store in the proxy's own directory).
+    static Proxy *StartProxy(const std::string &policy, int *port, int *api,
+                             const std::string &audit = "[audit]\ndir = audit\n") {
+        static int n = 0;
+        std::string sub = *dir_ / ("p" + std::to_string(n++));
+        Sh("mkdir -p " + sub);
+        WriteFile(sub + "/policy.ini", policy);
+        *port = FreePort();
+        *api = FreePort();
+        std::string ini = "[proxy]\nnode_id = e2e-attest\nlisten = 127.0.0.1:" +
+                          std::to_string(*port) +
+                          "\nworkers = 2\n[tls]\ncert = " + certs_->server_crt +
+                          "\nkey = " + certs_->server_key +
+                          "\n[attestation]\nrequired = true\npolicy = policy.ini\n[backend]\n"
+                          "servers = 127.0.0.1:" +
+                          std::to_string(pg_->port()) + "\n[api]\nlisten = 127.0.0.1:" +
+                          std::to_string(*api) + "\n" + audit;
+        auto *p = new Proxy();
+        std::string err;
+        if (!p->Start(sub, ini, &err)) {
+            ADD_FAILURE() << err;
+            delete p;
+            return nullptr;
+        }
+        return p;
+    }
+
+    // A client certificate from the simulated provider. `nonce` empty: fetch one from the API.
+    static std::string MakeCert(const std::string &name, const std::string &args,
+                                const std::string &nonce = "", int api = 0,
+                                const std::string &sim = "") {
+        std::string n = nonce.empty()
+                            ? "--nonce-url http://127.0.0.1:" + std::to_string(api ? api : api_)
+                            : "--nonce " + nonce;
+        CmdResult r = Sh(Atlsctl() + " client-cert " + n + " --provider simulated --sim-dir " +
+                         (sim.empty() ? sim_ : sim) + " --svn 2 " + args + " --out-cert " +
+                         (*dir_ / (name + ".crt")) + " --out-key " + (*dir_ / (name + ".key")));
+        EXPECT_EQ(r.status, 0) << r.out;
+        return name;
+    }
+
+    static CmdResult Connect(const std::string &cert, const std::string &user = "postgres",
+                             int port = 0) {
+        return Sh("psql -X -At 'host=127.0.0.1 port=" + std::to_string(port ? port : port_) +
+                  " sslmode=require sslcert=" + (*dir_ / (cert + ".crt")) + " sslkey=" +
+                  (*dir_ / (cert + ".key")) + " user=" + user +
+                  " dbname=postgres connect_timeout=10' -c \"select 'admitted'\"");
+    }
+
+    static size_t BackendConnections() {
+        std::string log = pg_->LogText();
+        size_t count = 0;
+        for (size_t at = 0; (at = log.find("connection received", at)) != std::string::npos;
+             at++) {
+            count++;
+        }
+        return count;
+    }
+
+    // Assert psql printed the denial with `code`, and the backend saw no connection for it.
+    static void ExpectDenied(const std::string &cert, const std::string &code,
+                             const std::string &user = "postgres") {
+        size_t before = BackendConnections();
+        CmdResult r = Connect(cert, user);
+        EXPECT_NE(r.status, 0) << r.out;
+        EXPECT_NE(r.out.find("FATAL:  attestation denied: " + code), std::string::npos)
+            << "want " << code << ", got: " << r.out;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        EXPECT_EQ(BackendConnections(), before) << "a denied session reached the database";
+    }
+
+    inline static Postgres *pg_;
+    inline static Certs *certs_;
+    inline static TempDir *dir_;
+    inline static Proxy *proxy_;
+    inline static int port_, api_;
+    inline static std::string sim_, other_sim_;
+};
+
+#endif // ATLS_E2E_ATTEST_FIXTURE_H

@@ -1,0 +1,432 @@
+// End-to-end: the audit trail and the stats API. Real attested connections (psql and raw
+// clients with simulated-provider certificates) through the real proxy write real RocksDB
+// records; the test reads them back through the HTTP API in both encodings (protobuf decoded
+// with the generated code), through atlsctl, and after kill -9.
+#include <gtest/gtest.h>
+
+#include <signal.h>
+#include <sys/mount.h>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <regex>
+#include <set>
+#include <thread>
+
+#include "api.pb-c.h"
+#include "attest_fixture.h"
+#include "audit.pb-c.h"
+
+namespace {
+
+std::string Get(int api, const std::string &path, const std::string &extra = "") {
+    return Sh("curl -s " + extra + " 'http://127.0.0.1:" + std::to_string(api) + path + "'").out;
+}
+
+int Status(int api, const std::string &path, const std::string &extra = "") {
+    return std::stoi(Sh("curl -s -o /dev/null -w '%{http_code}' " + extra + " 'http://127.0.0.1:" +
+                        std::to_string(api) + path + "'")
+                         .out);
+}
+
+// The protobuf body of `path` (default encoding) as bytes.
+std::string GetProto(int api, const std::string &path) {
+    TempDir d;
+    std::string f = d / "body.pb";
+    CmdResult r = Sh("curl -s -o " + f + " -w '%{content_type}' 'http://127.0.0.1:" +
+                     std::to_string(api) + path + "'");
+    EXPECT_EQ(r.out, "application/x-protobuf") << path;
+    return ReadFile(f);
+}
+
+std::string Hex(const ProtobufCBinaryData &b) {
+    static const char *d = "0123456789abcdef";
+    std::string s;
+    for (size_t i = 0; i < b.len; i++) {
+        s += d[b.data[i] >> 4];
+        s += d[b.data[i] & 15];
+    }
+    return s;
+}
+
+// Wait until `pred` holds (records become visible once durable), up to 5 s.
+template <class F> bool Eventually(F pred) {
+    for (int i = 0; i < 100; i++) {
+        if (pred()) {
+            return true;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+}
+
+struct Records {
+    Atls__AttestationList *list = nullptr;
+    ~Records() {
+        if (list != nullptr) {
+            atls__attestation_list__free_unpacked(list, nullptr);
+        }
+    }
+};
+
+bool Fetch(int api, const std::string &query, Records *out) {
+    std::string body = GetProto(api, "/api/v1/attestations" + query);
+    out->list = atls__attestation_list__unpack(nullptr, body.size(),
+                                               reinterpret_cast<const uint8_t *>(body.data()));
+    return out->list != nullptr;
+}
+
+} // namespace
+
+class AuditTest : public AttestTest {
+  protected:
+    // Assert the client with certificate `cert` is denied by the proxy at `port`.
+    static void ExpectDeniedAt(int port, const std::string &cert) {
+        CmdResult r = Connect(cert, "postgres", port);
+        EXPECT_NE(r.status, 0) << r.out;
+        EXPECT_NE(r.out.find("attestation denied"), std::string::npos) << r.out;
+    }
+};
+
+TEST_F(AuditTest, RealConnectionsAppearInOrderWithTheirEvidenceInBothEncodings) {
+    int port = 0, api = 0;
+    std::unique_ptr<Proxy> p(StartProxy(Policy(sim_ + "/ark.pem"), &port, &api));
+    ASSERT_NE(p, nullptr);
+    MakeCert("au-good", "--measurement " + kGood, "", api);
+    CmdResult ok = Connect("au-good", "postgres", port);
+    ASSERT_EQ(ok.status, 0) << ok.out;
+    MakeCert("au-bad", "--measurement " + kBad, "", api);
+    CmdResult bad = Connect("au-bad", "postgres", port);
+    ASSERT_NE(bad.status, 0);
+
+    Records r;
+    ASSERT_TRUE(Eventually([&] {
+        Records t;
+        return Fetch(api, "", &t) && t.list->n_records >= 3;
+    }));
+    ASSERT_TRUE(Fetch(api, "", &r));
+    ASSERT_EQ(r.list->n_records, 3u);
+    // Newest first: the denial, then the admitted session's disconnect, then its decision.
+    Atls__AuditRecord *denied = r.list->records[0], *disc = r.list->records[1],
+                      *admit = r.list->records[2];
+    EXPECT_EQ(denied->kind, ATLS__AUDIT_KIND__AUDIT_KIND_DECISION);
+    EXPECT_EQ(denied->verdict, ATLS__VERDICT__VERDICT_DENIED);
+    EXPECT_EQ(Hex(denied->measurement), kBad);
+    ASSERT_GE(denied->n_failed_checks, 1u);
+    EXPECT_STREQ(denied->failed_checks[0]->code, "MEASUREMENT_NOT_ALLOWED");
+    EXPECT_NE(std::string(denied->reason).find("attestation denied: MEASUREMENT_NOT_ALLOWED"),
+              std::string::npos)
+        << denied->reason;
+    EXPECT_EQ(denied->report.len, 1184u);
+
+    EXPECT_EQ(admit->kind, ATLS__AUDIT_KIND__AUDIT_KIND_DECISION);
+    EXPECT_EQ(admit->verdict, ATLS__VERDICT__VERDICT_ALLOWED);
+    EXPECT_EQ(Hex(admit->measurement), kGood);
+    EXPECT_EQ(admit->report.len, 1184u);
+    EXPECT_EQ(admit->chip_id.len, 64u);
+    EXPECT_EQ(admit->vcek_sha256.len, 32u);
+    EXPECT_EQ(admit->spki_sha256.len, 32u);
+    EXPECT_EQ(admit->nonce.len, 32u);
+    EXPECT_EQ(admit->guest_svn, 2u);
+    ASSERT_NE(admit->reported_tcb, nullptr);
+    EXPECT_GE(admit->reported_tcb->snp, 8u);
+    EXPECT_STREQ(admit->policy_version, "e2e-1");
+    EXPECT_STREQ(admit->db_user, "postgres");
+    EXPECT_STREQ(admit->db_name, "postgres");
+    EXPECT_STREQ(admit->node_id, "e2e-attest");
+    EXPECT_STREQ(admit->client_addr, "127.0.0.1");
+    EXPECT_STREQ(admit->tls_version, "TLSv1.3");
+    EXPECT_EQ(admit->n_failed_checks, 0u);
+
+    EXPECT_EQ(disc->kind, ATLS__AUDIT_KIND__AUDIT_KIND_DISCONNECT);
+    EXPECT_EQ(disc->conn_id, admit->conn_id);
+    EXPECT_EQ(disc->decision_seq, admit->seq);
+    EXPECT_GT(disc->bytes_client_to_backend, 0u);
+    EXPECT_GT(disc->bytes_backend_to_client, 0u);
+    EXPECT_GT(disc->duration_ns, 0u);
+    EXPECT_STRNE(disc->close_reason, "");
+    // The chain: consecutive global positions, each naming the one before.
+    EXPECT_EQ(disc->global_seq, admit->global_seq + 1);
+    EXPECT_EQ(denied->global_seq, disc->global_seq + 1);
+    EXPECT_EQ(denied->prev_sha256.len, 32u);
+    EXPECT_LT(admit->time_ns, disc->time_ns);
+    EXPECT_LE(disc->time_ns, denied->time_ns);
+
+    // JSON: the same records, same fields, same order.
+    std::string json = Get(api, "/api/v1/attestations?format=json");
+    std::regex seq_re("\"global_seq\":\"([0-9]+)\"");
+    std::vector<uint64_t> seqs;
+    for (auto it = std::sregex_iterator(json.begin(), json.end(), seq_re);
+         it != std::sregex_iterator(); ++it) {
+        seqs.push_back(std::stoull((*it)[1]));
+    }
+    EXPECT_EQ(seqs, (std::vector<uint64_t>{denied->global_seq, disc->global_seq,
+                                           admit->global_seq}))
+        << json;
+    EXPECT_NE(json.find("\"verdict\":\"VERDICT_DENIED\""), std::string::npos);
+    EXPECT_NE(json.find("\"measurement\":\"" + kGood + "\""), std::string::npos);
+    EXPECT_NE(json.find("\"report\":\"" + Hex(admit->report) + "\""), std::string::npos);
+    EXPECT_EQ(Get(api, "/api/v1/attestations", "-H 'Accept: application/json'"), json);
+
+    // atlsctl reads the same trail from the database and finds the chain intact.
+    CmdResult v = Sh(Atlsctl() + " audit verify --db " +
+                     p->log_path().substr(0, p->log_path().rfind('/')) + "/audit");
+    EXPECT_EQ(v.status, 0) << v.out;
+}
+
+TEST_F(AuditTest, PaginationSinceAndCursorWalkEveryRecordOnce) {
+    int port = 0, api = 0;
+    std::unique_ptr<Proxy> p(StartProxy(Policy(sim_ + "/ark.pem"), &port, &api));
+    ASSERT_NE(p, nullptr);
+    uint64_t t0 = std::chrono::duration_cast<std::chrono::seconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
+    for (int i = 0; i < 5; i++) { // five denials: five records
+        ExpectDeniedAt(port, MakeCert("pg-" + std::to_string(i), "--measurement " + kBad, "", api));
+    }
+    ASSERT_TRUE(Eventually([&] {
+        Records t;
+        return Fetch(api, "?limit=10", &t) && t.list->n_records == 5;
+    }));
+    std::vector<uint64_t> seen;
+    std::string cursor;
+    int pages = 0;
+    do {
+        Records r;
+        ASSERT_TRUE(Fetch(api, "?limit=2" + (cursor.empty() ? "" : "&cursor=" + cursor), &r));
+        ASSERT_LE(r.list->n_records, 2u);
+        for (size_t i = 0; i < r.list->n_records; i++) {
+            seen.push_back(r.list->records[i]->global_seq);
+        }
+        cursor = r.list->next_cursor;
+        pages++;
+    } while (!cursor.empty() && pages < 10);
+    EXPECT_EQ(seen, (std::vector<uint64_t>{5, 4, 3, 2, 1}));
+    EXPECT_EQ(pages, 3);
+
+    Records all, future, rfc;
+    ASSERT_TRUE(Fetch(api, "?since=" + std::to_string(t0 - 1), &all));
+    EXPECT_EQ(all.list->n_records, 5u);
+    ASSERT_TRUE(Fetch(api, "?since=" + std::to_string(t0 + 3600), &future));
+    EXPECT_EQ(future.list->n_records, 0u);
+    ASSERT_TRUE(Fetch(api, "?since=2001-01-01T00:00:00Z", &rfc));
+    EXPECT_EQ(rfc.list->n_records, 5u);
+
+    Records recent;
+    std::string body = GetProto(api, "/api/v1/attestations/recent?limit=2");
+    recent.list = atls__attestation_list__unpack(nullptr, body.size(),
+                                                 reinterpret_cast<const uint8_t *>(body.data()));
+    ASSERT_NE(recent.list, nullptr);
+    ASSERT_EQ(recent.list->n_records, 2u);
+    EXPECT_EQ(recent.list->records[0]->global_seq, 5u);
+}
+
+TEST_F(AuditTest, BadParametersAnswer400WithAReason) {
+    const std::string base = "/api/v1/attestations";
+    for (const char *q : {"?limit=0", "?limit=abc", "?limit=1001", "?limit=-1", "?since=yesterday",
+                          "?since=2026-13-01T00:00:00Z", "?since=2026-01-01T00:00:00+02:00",
+                          "?cursor=zz", "?cursor=" "0123", "?bogus=1", "?format=xml"}) {
+        EXPECT_EQ(Status(api_, base + q), 400) << q;
+    }
+    std::string why = Get(api_, base + "?limit=abc&format=json");
+    EXPECT_NE(why.find("\"status\":400"), std::string::npos) << why;
+    EXPECT_NE(why.find("limit must be an integer in 1..1000"), std::string::npos) << why;
+    EXPECT_NE(Get(api_, base + "?bogus=1&format=json").find("unknown query parameter 'bogus'"),
+              std::string::npos);
+    EXPECT_EQ(Status(api_, "/api/v1/clients/denied?limit=0"), 400);
+    EXPECT_EQ(Status(api_, "/api/v1/stats/overview?limit=5"), 400);
+    EXPECT_EQ(Status(api_, "/api/v1/nope"), 404);
+    EXPECT_EQ(Status(api_, "/api/v1/attestations", "-X POST"), 405);
+    EXPECT_EQ(Status(api_, "/api/v1/attestations", "-X DELETE"), 405);
+    // Oversized requests are refused before the handler: a 40 KB header, a 40 KB URL.
+    EXPECT_GE(Status(api_, "/api/v1/attestations", "-H 'X-Big: " + std::string(40000, 'a') + "'"),
+              400);
+    EXPECT_GE(Status(api_, "/api/v1/attestations?limit=" + std::string(40000, '1')), 400);
+    // And the API still answers afterwards.
+    EXPECT_EQ(Status(api_, "/api/v1/stats/overview"), 200);
+}
+
+TEST_F(AuditTest, StatsEndpointsReflectLiveAndDeniedClients) {
+    int port = 0, api = 0;
+    std::unique_ptr<Proxy> p(StartProxy(Policy(sim_ + "/ark.pem"), &port, &api));
+    ASSERT_NE(p, nullptr);
+    MakeCert("st-live", "--measurement " + kGood, "", api);
+    RawClient live;
+    ASSERT_TRUE(live.Connect(port));
+    std::string err;
+    ASSERT_TRUE(live.StartTls(*dir_ / "st-live.crt", *dir_ / "st-live.key", "postgresql", &err))
+        << err;
+    ASSERT_EQ(live.Startup("postgres", "postgres"), "");
+    EXPECT_EQ(live.Query("select 'live'"), "live");
+    ExpectDeniedAt(port, MakeCert("st-bad", "--measurement " + kBad, "", api));
+    ExpectDeniedAt(port, MakeCert("st-nonce", "--measurement " + kGood, std::string(64, 'e')));
+
+    std::string body = GetProto(api, "/api/v1/clients/active");
+    Atls__ActiveClients *ac = atls__active_clients__unpack(
+        nullptr, body.size(), reinterpret_cast<const uint8_t *>(body.data()));
+    ASSERT_NE(ac, nullptr);
+    ASSERT_EQ(ac->n_clients, 1u);
+    EXPECT_EQ(Hex(ac->clients[0]->measurement), kGood);
+    EXPECT_STREQ(ac->clients[0]->db_user, "postgres");
+    EXPECT_GT(ac->clients[0]->bytes_client_to_backend, 0u);
+    EXPECT_GT(ac->clients[0]->since_ns, 0u);
+    atls__active_clients__free_unpacked(ac, nullptr);
+    EXPECT_NE(Get(api, "/api/v1/clients/active?format=json").find("\"db_user\":\"postgres\""),
+              std::string::npos);
+
+    ASSERT_TRUE(Eventually([&] {
+        std::string d = Get(api, "/api/v1/clients/denied?format=json");
+        return d.find("NONCE_UNKNOWN") != std::string::npos &&
+               d.find("MEASUREMENT_NOT_ALLOWED") != std::string::npos;
+    }));
+    body = GetProto(api, "/api/v1/clients/denied");
+    Atls__DeniedClients *dc = atls__denied_clients__unpack(
+        nullptr, body.size(), reinterpret_cast<const uint8_t *>(body.data()));
+    ASSERT_NE(dc, nullptr);
+    ASSERT_EQ(dc->n_records, 2u);
+    EXPECT_STREQ(dc->records[0]->failed_checks[0]->code, "NONCE_UNKNOWN");
+    EXPECT_STREQ(dc->records[1]->failed_checks[0]->code, "MEASUREMENT_NOT_ALLOWED");
+    atls__denied_clients__free_unpacked(dc, nullptr);
+
+    body = GetProto(api, "/api/v1/stats/measurements");
+    Atls__MeasurementStats *ms = atls__measurement_stats__unpack(
+        nullptr, body.size(), reinterpret_cast<const uint8_t *>(body.data()));
+    ASSERT_NE(ms, nullptr);
+    std::map<std::string, std::pair<uint64_t, uint64_t>> by; // measurement -> allowed, denied
+    for (size_t i = 0; i < ms->n_measurements; i++) {
+        by[Hex(ms->measurements[i]->measurement)] = {ms->measurements[i]->allowed,
+                                                     ms->measurements[i]->denied};
+    }
+    atls__measurement_stats__free_unpacked(ms, nullptr);
+    EXPECT_EQ(by[kGood], std::make_pair(uint64_t{1}, uint64_t{1})); // live + bad nonce
+    EXPECT_EQ(by[kBad], std::make_pair(uint64_t{0}, uint64_t{1}));
+
+    body = GetProto(api, "/api/v1/stats/overview");
+    Atls__StatsOverview *ov = atls__stats_overview__unpack(
+        nullptr, body.size(), reinterpret_cast<const uint8_t *>(body.data()));
+    ASSERT_NE(ov, nullptr);
+    EXPECT_EQ(ov->allowed, 1u);
+    EXPECT_EQ(ov->denied, 2u);
+    EXPECT_EQ(ov->workers, 2u);
+    EXPECT_TRUE(ov->store_healthy);
+    EXPECT_STREQ(ov->policy_version, "e2e-1");
+    EXPECT_STREQ(ov->node_id, "e2e-attest");
+    atls__stats_overview__free_unpacked(ov, nullptr);
+
+    std::string m = Get(api, "/metrics");
+    EXPECT_NE(m.find("atls_denials_total{reason=\"MEASUREMENT_NOT_ALLOWED\"} 1"), std::string::npos)
+        << m;
+    EXPECT_NE(m.find("atls_denials_total{reason=\"NONCE_UNKNOWN\"} 1"), std::string::npos);
+    EXPECT_NE(m.find("atls_decisions_total{result=\"allowed\"} 1"), std::string::npos);
+    EXPECT_NE(m.find("atls_handshake_seconds_count 3"), std::string::npos) << m;
+    EXPECT_NE(m.find("atls_attestation_verify_seconds_bucket{le=\"+Inf\"} 3"), std::string::npos);
+    EXPECT_NE(m.find("atls_audit_queue_depth 0"), std::string::npos);
+    EXPECT_NE(m.find("atls_nonces_live"), std::string::npos);
+    EXPECT_NE(Get(api, "/readyz?format=json").find("\"ready\":true"), std::string::npos);
+}
+
+TEST_F(AuditTest, KillNineLosesNoRecordOfAnAdmittedConnection) {
+    int port = 0, api = 0;
+    std::unique_ptr<Proxy> p(
+        StartProxy(Policy(sim_ + "/ark.pem", "strict", 60), &port, &api,
+                   "[audit]\ndir = audit\nsync = always\n"));
+    ASSERT_NE(p, nullptr);
+    std::string audit_dir = p->log_path().substr(0, p->log_path().rfind('/')) + "/audit";
+    // One certificate, a pool of sessions within the reuse window: each is admitted, so each
+    // must have its durable decision record the moment it can run SQL.
+    MakeCert("k9", "--measurement " + kGood, "", api);
+    const int kSessions = 12;
+    std::vector<std::unique_ptr<RawClient>> live;
+    for (int i = 0; i < kSessions; i++) {
+        auto c = std::make_unique<RawClient>();
+        ASSERT_TRUE(c->Connect(port));
+        std::string err;
+        ASSERT_TRUE(c->StartTls(*dir_ / "k9.crt", *dir_ / "k9.key", "postgresql", &err)) << err;
+        ASSERT_EQ(c->Startup("postgres", "postgres"), "");
+        ASSERT_EQ(c->Query("select " + std::to_string(i)), std::to_string(i));
+        live.push_back(std::move(c));
+    }
+    ASSERT_EQ(p->Stop(SIGKILL, 10), 128 + SIGKILL);
+    CmdResult list =
+        Sh(Atlsctl() + " audit list --db " + audit_dir + " --limit 1000 --json");
+    ASSERT_EQ(list.status, 0) << list.out;
+    size_t allowed = 0;
+    for (size_t at = 0; (at = list.out.find("\"verdict\":\"VERDICT_ALLOWED\"", at)) !=
+                        std::string::npos;
+         at++) {
+        allowed++;
+    }
+    EXPECT_EQ(allowed, size_t{kSessions}) << list.out.substr(0, 2000);
+    CmdResult v = Sh(Atlsctl() + " audit verify --db " + audit_dir);
+    EXPECT_EQ(v.status, 0) << v.out;
+}
+
+TEST_F(AuditTest, FullDiskRefusesSessionsAndKeepsWhatWasWritten) {
+    TempDir mnt;
+    if (mount("tmpfs", mnt.path().c_str(), "tmpfs", 0, "size=24m") != 0) {
+        GTEST_SKIP() << "cannot mount a tmpfs to fill (needs root): " << strerror(errno);
+    }
+    struct Unmount {
+        std::string p;
+        ~Unmount() { umount2(p.c_str(), MNT_DETACH); }
+    } unmount{mnt.path()};
+    int port = 0, api = 0;
+    std::unique_ptr<Proxy> p(StartProxy(Policy(sim_ + "/ark.pem"), &port, &api,
+                                        "[audit]\ndir = " + (mnt / "audit") + "\n"));
+    ASSERT_NE(p, nullptr);
+    MakeCert("df-1", "--measurement " + kGood, "", api);
+    ASSERT_EQ(Connect("df-1", "postgres", port).status, 0);
+    // Fill the file system.
+    Sh("dd if=/dev/zero of=" + (mnt / "fill") + " bs=1M count=64 2>&1");
+    size_t before = BackendConnections();
+    // The next admission cannot be recorded: refused (fail closed), with the reason.
+    CmdResult r;
+    for (int i = 0; i < 3; i++) {
+        MakeCert("df-2", "--measurement " + kGood, "", api);
+        r = Connect("df-2", "postgres", port);
+        if (r.status != 0) {
+            break;
+        }
+    }
+    EXPECT_NE(r.status, 0) << r.out;
+    EXPECT_NE(r.out.find("audit trail"), std::string::npos) << r.out;
+    EXPECT_EQ(Status(api, "/readyz"), 503);
+    EXPECT_NE(Get(api, "/readyz?format=json").find("audit store failed"), std::string::npos);
+    // Make room again: the store stays failed (sticky) until restart, so still refused.
+    Sh("rm -f " + (mnt / "fill"));
+    MakeCert("df-3", "--measurement " + kGood, "", api);
+    EXPECT_NE(Connect("df-3", "postgres", port).status, 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    // Only the sessions recorded before the disk filled reached the database.
+    EXPECT_LE(BackendConnections(), before + 1); // +1: a session admitted just before the failure
+    // What was written before is intact.
+    ASSERT_EQ(p->Stop(SIGTERM, 20), 0);
+    CmdResult v = Sh(Atlsctl() + " audit verify --db " + (mnt / "audit"));
+    EXPECT_EQ(v.status, 0) << v.out;
+    CmdResult list = Sh(Atlsctl() + " audit list --db " + (mnt / "audit") + " --json");
+    EXPECT_NE(list.out.find("VERDICT_ALLOWED"), std::string::npos) << list.out.substr(0, 500);
+}
+
+TEST_F(AuditTest, UnwritableAuditDirectoryStopsTheGatewayAtStart) {
+    TempDir d;
+    Sh("mkdir -p " + (d / "ro") + " && chmod 555 " + (d / "ro"));
+    if (getuid() == 0) {
+        // root ignores directory permissions: use a path under a regular file instead.
+        Sh("touch " + (d / "file"));
+    }
+    std::string dir = getuid() == 0 ? d / "file/audit" : d / "ro/audit";
+    WriteFile(d / "policy.ini", Policy(sim_ + "/ark.pem"));
+    std::string ini = "[proxy]\nlisten = 127.0.0.1:" + std::to_string(FreePort()) +
+                      "\n[tls]\ncert = " + certs_->server_crt + "\nkey = " + certs_->server_key +
+                      "\n[attestation]\npolicy = policy.ini\n[backend]\nservers = 127.0.0.1:" +
+                      std::to_string(pg_->port()) + "\n[api]\nlisten = 127.0.0.1:" +
+                      std::to_string(FreePort()) + "\n[audit]\ndir = " + dir + "\n";
+    WriteFile(d / "proxy.ini", ini);
+    CmdResult run = Sh(ProxyBinary() + " --config " + (d / "proxy.ini") + " 2>&1");
+    EXPECT_EQ(run.status, 2) << run.out;
+    EXPECT_NE(run.out.find("audit"), std::string::npos) << run.out;
+    CmdResult check = Sh(ProxyBinary() + " --check-config " + (d / "proxy.ini") + " 2>&1");
+    EXPECT_EQ(check.status, 2) << check.out;
+    EXPECT_NE(check.out.find("[audit] dir"), std::string::npos) << check.out;
+}
