@@ -9,4 +9,11 @@ int atlsctl_attest_main(int argc, char **argv);
 // atlsctl_audit_main runs `audit list|show|verify` (argv[0] is "audit"). Same exit statuses.
 int atlsctl_audit_main(int argc, char **argv);
 
+#include <stddef.h>
+
+// atlsctl_http_get GETs `url` (http://host[:port]/path?query) with `accept` as the Accept header.
+// On 200 sets `*out_body` (malloc'd, NUL-terminated, caller frees) and `*out_len`. Returns 0, or
+// -errno after printing the reason (including the gateway's own error line) to stderr.
+int atlsctl_http_get(const char *url, const char *accept, char **out_body, size_t *out_len);
+
 #endif // ATLS_ATLSCTL_H

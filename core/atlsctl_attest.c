@@ -20,8 +20,6 @@
 #define EXIT_FAIL 1
 #define EXIT_USAGE 2
 #define FILE_MAX_BYTES (64u * 1024u)
-#define HTTP_RESP_MAX_BYTES (16u * 1024u)
-#define HTTP_TIMEOUT_S 5
 
 // ---- small helpers ----------------------------------------------------------------------------
 
@@ -120,88 +118,18 @@ static void print_hex(const char *label, const uint8_t *p, size_t n) {
 
 // ---- nonce ------------------------------------------------------------------------------------
 
-// http_get fetches `url` (http://host[:port]/path only) into `out` (NUL-terminated body).
-static int http_get(const char *url, char *out, size_t cap) {
-    char host[256], path[512] = "/api/v1/nonce", port[8] = "80";
-    if (strncmp(url, "http://", 7) != 0) {
-        fprintf(stderr, "atlsctl: only http:// URLs are supported: %s\n", url);
-        return -EINVAL;
-    }
-    const char *h = url + 7;
-    size_t hl = strcspn(h, ":/");
-    if (hl == 0 || hl >= sizeof(host)) {
-        fprintf(stderr, "atlsctl: bad URL host: %s\n", url);
-        return -EINVAL;
-    }
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    const char *rest = h + hl;
-    if (*rest == ':') {
-        size_t pl = strcspn(rest + 1, "/");
-        if (pl == 0 || pl >= sizeof(port)) {
-            fprintf(stderr, "atlsctl: bad URL port: %s\n", url);
-            return -EINVAL;
-        }
-        memcpy(port, rest + 1, pl);
-        port[pl] = '\0';
-        rest += 1 + pl;
-    }
-    if (*rest == '/' && strcmp(rest, "/") != 0) {
-        snprintf(path, sizeof(path), "%s", rest);
-    }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-    struct addrinfo *ai = NULL;
-    int gai = getaddrinfo(host, port, &hints, &ai);
-    if (gai != 0) {
-        fprintf(stderr, "atlsctl: cannot resolve %s: %s\n", host, gai_strerror(gai));
-        return -EHOSTUNREACH;
-    }
-    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct timeval tv = {.tv_sec = HTTP_TIMEOUT_S};
-    if (fd >= 0) {
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    }
-    if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
-        fprintf(stderr, "atlsctl: cannot connect to %s:%s: %s (is the gateway running?)\n", host,
-                port, strerror(errno));
-        if (fd >= 0) {
-            close(fd);
-        }
-        freeaddrinfo(ai);
-        return -ECONNREFUSED;
-    }
-    freeaddrinfo(ai);
-    char req[1024];
-    int rl = snprintf(req, sizeof(req),
-                      "GET %s HTTP/1.0\r\nHost: %s\r\nAccept: application/json\r\n\r\n", path,
-                      host);
-    size_t got = 0;
-    ssize_t n = send(fd, req, (size_t)rl, MSG_NOSIGNAL);
-    while (n >= 0 && got + 1 < cap && (n = recv(fd, out + got, cap - 1 - got, 0)) > 0) {
-        got += (size_t)n;
-    }
-    close(fd);
-    out[got] = '\0';
-    if (n < 0) {
-        fprintf(stderr, "atlsctl: reading from %s failed: %s\n", url, strerror(errno));
-        return -EIO;
-    }
-    if (strncmp(out, "HTTP/1.", 7) != 0 || strncmp(out + 8, " 200", 4) != 0) {
-        fprintf(stderr, "atlsctl: %s answered: %.*s\n", url, (int)strcspn(out, "\r\n"), out);
-        return -EPROTO;
-    }
-    return 0;
-}
-
 // fetch_nonce GETs the nonce and decodes its hex into `out`.
 static int fetch_nonce(const char *url, uint8_t *out, size_t *out_len) {
-    char *resp = malloc(HTTP_RESP_MAX_BYTES);
-    if (resp == NULL) {
-        return -ENOMEM;
-    }
-    int rc = http_get(url, resp, HTTP_RESP_MAX_BYTES);
-    const char *body = rc == 0 ? strstr(resp, "\r\n\r\n") : NULL;
+    char *resp = NULL;
+    size_t resp_len = 0;
+    char full[1024];
+    // The URL names the gateway's API; the nonce path is added when it names only the host.
+    const char *slash = strchr(url + (strncmp(url, "http://", 7) == 0 ? 7 : 0), '/');
+    snprintf(full, sizeof(full), "%s%s", url, slash == NULL || strcmp(slash, "/") == 0
+                                                  ? (slash == NULL ? "/api/v1/nonce" : "api/v1/nonce")
+                                                  : "");
+    int rc = atlsctl_http_get(full, "application/json", &resp, &resp_len);
+    const char *body = rc == 0 ? resp : NULL;
     const char *key = body == NULL ? NULL : strstr(body, "\"nonce\"");
     const char *q = key == NULL ? NULL : strchr(key + 7, '"');
     char hex[2 * ATTEST_NONCE_MAX_BYTES + 1];

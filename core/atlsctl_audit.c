@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <time.h>
 
+#include <openssl/sha.h>
+
 #include "atlsctl.h"
 #include "core_base.h"
 #include "proto.h"
@@ -16,6 +18,7 @@
 
 struct audit_opts {
     const char *db;
+    const char *url;
     uint32_t limit;
     uint64_t since_ns;
     const char *cursor;
@@ -23,16 +26,20 @@ struct audit_opts {
 };
 
 static void usage(FILE *out) {
-    fputs("usage: atlsctl audit list   --db DIR [--limit N] [--since UNIX_NS] [--cursor C] "
-          "[--json]\n"
-          "       atlsctl audit show   --db DIR [--json] KEY\n"
-          "       atlsctl audit verify --db DIR\n"
+    fputs("usage: atlsctl audit list   (--db DIR | --url URL) [--limit N] [--since UNIX_NS] "
+          "[--cursor C] [--json]\n"
+          "       atlsctl audit show   (--db DIR | --url URL) [--json] KEY\n"
+          "       atlsctl audit verify (--db DIR | --url URL)\n"
+          "  --db DIR  read the audit store directly (read-only; safe while the gateway runs)\n"
+          "  --url URL read a running gateway's HTTP API (http://127.0.0.1:8081); verify then\n"
+          "            checks that the records the API serves link up (the newest record has no\n"
+          "            successor to vouch for it: --db also checks the chain index)\n"
           "  list    newest records first (KEY is the first column; --json prints the\n"
           "          AttestationList of GET /api/v1/attestations)\n"
           "  show    one record in full\n"
           "  verify  walk the hash chain: exit 0 intact, 1 naming the first altered or removed\n"
           "          record\n"
-          "  (--url URL, reading a running gateway's HTTP API, is not implemented yet)\n",
+          ,
           out);
 }
 
@@ -262,6 +269,192 @@ static int parse_u64(const char *s, uint64_t *out) {
     return 0;
 }
 
+// ---- --url: the same commands over a gateway's HTTP API ---------------------------------------
+
+#define URL_PAGE 1000u
+
+// url_fetch GETs one AttestationList page (protobuf) from the API.
+static Atls__AttestationList *url_fetch(const struct audit_opts *o, uint32_t limit,
+                                        const char *cursor, uint64_t since_ns) {
+    char url[1024];
+    int n = snprintf(url, sizeof(url), "%s/api/v1/attestations?limit=%u", o->url, limit);
+    if (cursor != NULL && cursor[0] != '\0') {
+        n += snprintf(url + n, sizeof(url) - (size_t)n, "&cursor=%s", cursor);
+    }
+    if (since_ns != 0) {
+        // The API takes seconds; round down so that nothing at or after since_ns is missed.
+        snprintf(url + n, sizeof(url) - (size_t)n, "&since=%" PRIu64, since_ns / 1000000000u);
+    }
+    char *body = NULL;
+    size_t len = 0;
+    if (atlsctl_http_get(url, "application/x-protobuf", &body, &len) != 0) {
+        return NULL;
+    }
+    Atls__AttestationList *l = atls__attestation_list__unpack(NULL, len, (uint8_t *)body);
+    free(body);
+    if (l == NULL) {
+        fprintf(stderr, "atlsctl: %s: the answer is not an AttestationList\n", url);
+    }
+    return l;
+}
+
+static struct store_key key_of(const Atls__AuditRecord *r) {
+    struct store_key k = {.time_ns = r->time_ns, .worker = r->worker, .seq = r->seq};
+    return k;
+}
+
+static int url_list(const struct audit_opts *o) {
+    if (o->json) {
+        char url[1024];
+        int n = snprintf(url, sizeof(url), "%s/api/v1/attestations?format=json&limit=%u", o->url,
+                         o->limit);
+        if (o->cursor != NULL) {
+            n += snprintf(url + n, sizeof(url) - (size_t)n, "&cursor=%s", o->cursor);
+        }
+        if (o->since_ns != 0) {
+            snprintf(url + n, sizeof(url) - (size_t)n, "&since=%" PRIu64,
+                     o->since_ns / 1000000000u);
+        }
+        char *body = NULL;
+        size_t len = 0;
+        if (atlsctl_http_get(url, "application/json", &body, &len) != 0) {
+            return 1;
+        }
+        fwrite(body, 1, len, stdout);
+        free(body);
+        return 0;
+    }
+    Atls__AttestationList *l = url_fetch(o, o->limit, o->cursor, o->since_ns);
+    if (l == NULL) {
+        return 1;
+    }
+    for (size_t i = 0; i < l->n_records; i++) {
+        if (l->records[i]->time_ns < o->since_ns) {
+            continue; // the API's since has second resolution
+        }
+        struct store_key k = key_of(l->records[i]);
+        print_line(&k, l->records[i]);
+    }
+    if (l->next_cursor[0] != '\0') {
+        printf("next cursor: %s\n", l->next_cursor);
+    }
+    atls__attestation_list__free_unpacked(l, NULL);
+    return 0;
+}
+
+static int url_show(const struct audit_opts *o, const char *key_text) {
+    struct store_key key;
+    if (store_key_parse(&key, key_text) != 0) {
+        fprintf(stderr, "atlsctl: '%s' is not a record key (40 hex digits from `audit list`)\n",
+                key_text);
+        return 2;
+    }
+    // The page just older than the key's successor starts with the key itself, if it exists.
+    struct store_key after = key;
+    after.seq++;
+    char cursor[STORE_CURSOR_BYTES];
+    store_key_format(cursor, &after);
+    Atls__AttestationList *l = url_fetch(o, 1, cursor, 0);
+    if (l == NULL) {
+        return 1;
+    }
+    int rc = 1;
+    if (l->n_records == 1 && l->records[0]->time_ns == key.time_ns &&
+        l->records[0]->worker == key.worker && l->records[0]->seq == key.seq) {
+        rc = 0;
+        if (o->json) {
+            size_t bound = 3 * atls__audit_record__get_packed_size(l->records[0]) + 4096;
+            rc = print_json(&l->records[0]->base, bound) == 0 ? 0 : 1;
+        } else {
+            print_line(&key, l->records[0]);
+        }
+    } else {
+        fprintf(stderr, "atlsctl: record %s: not found\n", key_text);
+    }
+    atls__attestation_list__free_unpacked(l, NULL);
+    return rc;
+}
+
+// url_verify pages through every record the API serves, newest first, and checks that each
+// names its predecessor: consecutive global_seq and prev_sha256 = SHA-256 of the predecessor's
+// stored bytes (protobuf-c packs a record the same way the store did).
+static int url_verify(const struct audit_opts *o) {
+    char cursor[STORE_CURSOR_BYTES] = "";
+    uint64_t checked = 0, newest = 0, oldest = 0;
+    uint8_t want_digest[32];
+    uint64_t want_seq = 0; // global_seq the next (older) record must have; 0 = first page
+    char newer_key[STORE_CURSOR_BYTES] = "";
+    int rc = 0;
+    do {
+        Atls__AttestationList *l = url_fetch(o, URL_PAGE, cursor, 0);
+        if (l == NULL) {
+            return 1;
+        }
+        for (size_t i = 0; i < l->n_records && rc == 0; i++) {
+            const Atls__AuditRecord *r = l->records[i];
+            struct store_key k = key_of(r);
+            char kt[STORE_CURSOR_BYTES];
+            store_key_format(kt, &k);
+            size_t len = atls__audit_record__get_packed_size(r);
+            uint8_t *bytes = malloc(len ? len : 1);
+            if (bytes == NULL) {
+                rc = 1;
+                break;
+            }
+            atls__audit_record__pack(r, bytes);
+            uint8_t digest[32];
+            SHA256(bytes, len, digest);
+            free(bytes);
+            if (want_seq != 0 && r->global_seq != want_seq) {
+                printf("audit chain BROKEN (REMOVED): record(s) with global seq %" PRIu64
+                       "..%" PRIu64 " missing before %s\n",
+                       r->global_seq + 1, want_seq, newer_key);
+                rc = 1;
+            } else if (want_seq != 0 && memcmp(digest, want_digest, sizeof(digest)) != 0) {
+                printf("audit chain BROKEN (ALTERED): record %s (global seq %" PRIu64
+                       ") does not match the prev_sha256 of its successor %s\n",
+                       kt, r->global_seq, newer_key);
+                rc = 1;
+            }
+            if (r->prev_sha256.len != sizeof(want_digest)) {
+                printf("audit chain BROKEN (CORRUPT): record %s has no prev_sha256\n", kt);
+                rc = 1;
+            }
+            if (rc != 0) {
+                break;
+            }
+            memcpy(want_digest, r->prev_sha256.data, sizeof(want_digest));
+            want_seq = r->global_seq - 1;
+            memcpy(newer_key, kt, sizeof(kt));
+            newest = newest == 0 ? r->global_seq : newest;
+            oldest = r->global_seq;
+            checked++;
+        }
+        snprintf(cursor, sizeof(cursor), "%s", l->next_cursor);
+        atls__attestation_list__free_unpacked(l, NULL);
+    } while (rc == 0 && cursor[0] != '\0');
+    if (rc == 0) {
+        printf("audit chain intact as served by %s: %" PRIu64 " records (global seq %" PRIu64
+               "..%" PRIu64 ")\n",
+               o->url, checked, oldest, newest);
+    }
+    return rc;
+}
+
+static int url_main(const struct audit_opts *o, const char *sub, int rest, char **operands) {
+    if (strcmp(sub, "verify") == 0 && rest == 0) {
+        return url_verify(o);
+    }
+    if (strcmp(sub, "list") == 0 && rest == 0) {
+        return url_list(o);
+    }
+    if (strcmp(sub, "show") == 0 && rest == 1) {
+        return url_show(o, operands[0]);
+    }
+    usage(stderr);
+    return 2;
+}
+
 int atlsctl_audit_main(int argc, char **argv) {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         usage(argc < 2 ? stderr : stdout);
@@ -303,8 +496,8 @@ int atlsctl_audit_main(int argc, char **argv) {
             o.json = true;
             break;
         case 'u':
-            fprintf(stderr, "atlsctl: audit --url is not implemented yet; use --db DIR\n");
-            return 2;
+            o.url = optarg;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -315,9 +508,12 @@ int atlsctl_audit_main(int argc, char **argv) {
     }
     int rest = argc - 1 - optind; // operands after the options
     char **operands = argv + 1 + optind;
-    if (o.db == NULL) {
-        fprintf(stderr, "atlsctl: audit %s needs --db DIR\n", sub);
+    if ((o.db == NULL) == (o.url == NULL)) {
+        fprintf(stderr, "atlsctl: audit %s needs exactly one of --db DIR or --url URL\n", sub);
         return 2;
+    }
+    if (o.url != NULL) {
+        return url_main(&o, sub, rest, operands);
     }
     if (strcmp(sub, "verify") == 0 && rest == 0) {
         return cmd_verify(&o);

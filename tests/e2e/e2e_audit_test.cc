@@ -14,6 +14,8 @@
 #include <set>
 #include <thread>
 
+#include <rocksdb/c.h>
+
 #include "api.pb-c.h"
 #include "attest_fixture.h"
 #include "audit.pb-c.h"
@@ -75,6 +77,66 @@ bool Fetch(int api, const std::string &query, Records *out) {
     out->list = atls__attestation_list__unpack(nullptr, body.size(),
                                                reinterpret_cast<const uint8_t *>(body.data()));
     return out->list != nullptr;
+}
+
+// TamperRecord flips one byte in the middle of the stored record named by `key_hex` (the key
+// printed by `atlsctl audit list`), as an attacker with write access to the files would.
+// Returns "" or what failed.
+std::string TamperRecord(const std::string &dir, const std::string &key_hex) {
+    std::string key;
+    for (size_t i = 0; i + 1 < key_hex.size(); i += 2) {
+        key += static_cast<char>(std::stoi(key_hex.substr(i, 2), nullptr, 16));
+    }
+    char *err = nullptr;
+    rocksdb_options_t *opts = rocksdb_options_create();
+    size_t ncf = 0;
+    char **names = rocksdb_list_column_families(opts, dir.c_str(), &ncf, &err);
+    if (err != nullptr) {
+        std::string e = err;
+        rocksdb_free(err);
+        rocksdb_options_destroy(opts);
+        return e;
+    }
+    std::vector<const rocksdb_options_t *> cf_opts(ncf, opts);
+    std::vector<rocksdb_column_family_handle_t *> cfs(ncf);
+    rocksdb_t *db = rocksdb_open_column_families(opts, dir.c_str(), static_cast<int>(ncf),
+                                                 const_cast<const char **>(names), cf_opts.data(),
+                                                 cfs.data(), &err);
+    std::string result;
+    if (err != nullptr) {
+        result = err;
+        rocksdb_free(err);
+    } else {
+        size_t i_default = 0;
+        for (size_t i = 0; i < ncf; i++) {
+            if (std::string(names[i]) == "default") {
+                i_default = i;
+            }
+        }
+        rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+        rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+        size_t vlen = 0;
+        char *v = rocksdb_get_cf(db, ro, cfs[i_default], key.data(), key.size(), &vlen, &err);
+        if (v == nullptr) {
+            result = err != nullptr ? err : "record not found";
+        } else {
+            v[vlen / 2] ^= 0x01;
+            rocksdb_put_cf(db, wo, cfs[i_default], key.data(), key.size(), v, vlen, &err);
+            if (err != nullptr) {
+                result = err;
+            }
+            rocksdb_free(v);
+        }
+        rocksdb_readoptions_destroy(ro);
+        rocksdb_writeoptions_destroy(wo);
+        for (auto *cf : cfs) {
+            rocksdb_column_family_handle_destroy(cf);
+        }
+        rocksdb_close(db);
+    }
+    rocksdb_list_column_families_destroy(names, ncf);
+    rocksdb_options_destroy(opts);
+    return result;
 }
 
 } // namespace
@@ -169,10 +231,32 @@ TEST_F(AuditTest, RealConnectionsAppearInOrderWithTheirEvidenceInBothEncodings) 
     EXPECT_NE(json.find("\"report\":\"" + Hex(admit->report) + "\""), std::string::npos);
     EXPECT_EQ(Get(api, "/api/v1/attestations", "-H 'Accept: application/json'"), json);
 
-    // atlsctl reads the same trail from the database and finds the chain intact.
-    CmdResult v = Sh(Atlsctl() + " audit verify --db " +
-                     p->log_path().substr(0, p->log_path().rfind('/')) + "/audit");
-    EXPECT_EQ(v.status, 0) << v.out;
+    // atlsctl reads the same trail through the API and from the database.
+    std::string url = "http://127.0.0.1:" + std::to_string(api);
+    std::string db = p->log_path().substr(0, p->log_path().rfind('/')) + "/audit";
+    CmdResult vu = Sh(Atlsctl() + " audit verify --url " + url);
+    EXPECT_EQ(vu.status, 0) << vu.out;
+    EXPECT_NE(vu.out.find("3 records"), std::string::npos) << vu.out;
+    CmdResult lu = Sh(Atlsctl() + " audit list --url " + url);
+    EXPECT_EQ(lu.status, 0) << lu.out;
+    std::string admit_key = lu.out.substr(lu.out.rfind('\n', lu.out.size() - 2) + 1, 40);
+    EXPECT_NE(lu.out.find("VERDICT_DENIED"), std::string::npos) << lu.out;
+    CmdResult su = Sh(Atlsctl() + " audit show --url " + url + " --json " + admit_key);
+    EXPECT_EQ(su.status, 0) << su.out;
+    EXPECT_NE(su.out.find("\"global_seq\":\"" + std::to_string(admit->global_seq) + "\""),
+              std::string::npos)
+        << su.out;
+    CmdResult vd = Sh(Atlsctl() + " audit verify --db " + db);
+    EXPECT_EQ(vd.status, 0) << vd.out;
+
+    // Alter one byte of the admitted session's record: verify names that record.
+    ASSERT_EQ(p->Stop(SIGTERM, 20), 0);
+    std::string tamper = TamperRecord(db, admit_key);
+    ASSERT_EQ(tamper, "") << tamper;
+    CmdResult bad_v = Sh(Atlsctl() + " audit verify --db " + db);
+    EXPECT_EQ(bad_v.status, 1) << bad_v.out;
+    EXPECT_NE(bad_v.out.find("ALTERED"), std::string::npos) << bad_v.out;
+    EXPECT_NE(bad_v.out.find(admit_key), std::string::npos) << bad_v.out;
 }
 
 TEST_F(AuditTest, PaginationSinceAndCursorWalkEveryRecordOnce) {
