@@ -64,7 +64,13 @@ static int check_config(const char *path) {
             free(p);
         }
         if (cfg.audit_enabled && check_audit_dir(cfg.audit.dir) != 0) {
-            fprintf(stderr, "%s: [audit] dir %s: %s\n", path, cfg.audit.dir, strerror(errno));
+            if (cfg.line_audit_dir > 0) {
+                fprintf(stderr, "%s:%u: [audit] dir %s: %s\n", path, cfg.line_audit_dir,
+                        cfg.audit.dir, strerror(errno));
+            } else {
+                fprintf(stderr, "%s: [audit] dir %s (the default; set [audit] dir): %s\n", path,
+                        cfg.audit.dir, strerror(errno));
+            }
             return 2;
         }
     }
@@ -194,6 +200,11 @@ static int run(const char *path) {
     }
     // Before any thread exists (the store's and RocksDB's included): every thread inherits the
     // mask, so the signals reach only the signalfd below.
+    // A shell starting us in the background sets SIGINT to "ignore", and an ignored signal is
+    // discarded even when blocked: restore the defaults so the signalfd sees every one.
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
     sigset_t mask;
     sigemptyset(&mask);
     sigaddset(&mask, SIGTERM);

@@ -135,6 +135,7 @@ struct api_req {
     enum api_format format;
     char bad_param[160]; // set when a query parameter is not allowed
     const char *const *allowed;
+    bool csp; // the dashboard page: add a Content-Security-Policy
 };
 
 static enum MHD_Result respond(struct api_req *rq, unsigned status, void *body, size_t len,
@@ -149,6 +150,16 @@ static enum MHD_Result respond(struct api_req *rq, unsigned status, void *body, 
     MHD_add_response_header(r, "Content-Type", type);
     MHD_add_response_header(r, "Cache-Control", "no-store");
     MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    if (rq->csp) {
+        // The page is self-contained (inline script and style, SVG); it may read this and the
+        // peer gateways' APIs, and nothing may frame it.
+        MHD_add_response_header(r, "Content-Security-Policy",
+                                "default-src 'none'; script-src 'unsafe-inline'; "
+                                "style-src 'unsafe-inline'; img-src data:; "
+                                "connect-src 'self' http: https:; frame-ancestors 'none'; "
+                                "base-uri 'none'; form-action 'none'");
+        MHD_add_response_header(r, "X-Frame-Options", "DENY");
+    }
     const char *origin = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "Origin");
     const char *allow = rq->proc->cfg.api_allow_origin;
     if (origin != NULL && allow[0] != '\0') {
@@ -895,6 +906,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     }
     enum MHD_Result res;
     if (strcmp(url, "/") == 0 || strcmp(url, "/index.html") == 0) {
+        rq.csp = true;
         return respond(&rq, 200, (void *)core_dashboard_html, core_dashboard_html_len,
                        "text/html; charset=utf-8", MHD_RESPMEM_PERSISTENT);
     }

@@ -418,7 +418,20 @@ static int validate(const struct core_config *cfg, char *err, size_t err_len) {
     if (cfg->mode == CORE_MODE_TERMINATE && cfg->audit_enabled) {
         char why[256];
         if (store_config_validate(why, sizeof(why), &cfg->audit) != 0) {
-            snprintf(err, err_len, "%s: %s", p, why);
+            // The reason names the key ("[audit] KEY: ..."): point at its line.
+            char key[CORE_NAME_MAX] = "";
+            const char *k = strncmp(why, "[audit] ", 8) == 0 ? why + 8 : "";
+            size_t kl = strcspn(k, ":");
+            if (kl < sizeof(key)) {
+                memcpy(key, k, kl);
+                key[kl] = '\0';
+            }
+            uint32_t line = key[0] != '\0' ? find_key_line(p, "audit", key) : 0;
+            if (line > 0) {
+                snprintf(err, err_len, "%s:%u: %s", p, line, why);
+            } else {
+                snprintf(err, err_len, "%s: %s", p, why);
+            }
             return -EINVAL;
         }
     }
@@ -481,5 +494,6 @@ int core_config_load(struct core_config *out_cfg, char *err, size_t err_len, con
     out_cfg->line_tls_key = find_key_line(path, "tls", "key");
     out_cfg->line_tls_client_ca = find_key_line(path, "tls", "client_ca");
     out_cfg->line_attestation_policy = find_key_line(path, "attestation", "policy");
+    out_cfg->line_audit_dir = find_key_line(path, "audit", "dir");
     return validate(out_cfg, err, err_len);
 }

@@ -76,6 +76,7 @@ struct core_config {
     uint32_t line_tls_key;
     uint32_t line_tls_client_ca;
     uint32_t line_attestation_policy;
+    uint32_t line_audit_dir;
 };
 
 #ifdef __cplusplus

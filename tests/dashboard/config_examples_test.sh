@@ -43,7 +43,7 @@ expect_ok() {
 # KNOWN_NO_LINE: checks done after parsing (core_config.c validate / core.c check_config) name
 # the file but not the line yet; reported to core, counted as known gaps rather than failures
 # until fixed. Remove an entry once its message names the line.
-KNOWN_NO_LINE=("ring_slots_per_worker = 1000" "dir = no/such/parent/audit")
+KNOWN_NO_LINE=()
 known=0
 
 # expect_bad FILE LINE DESCRIPTION: check-config must exit 2 naming FILE:LINE.
