@@ -447,7 +447,12 @@ static int handler(void *user, const char *section, const char *name, const char
         fail(ctx, "key '%s' outside any section", name);
         return 0;
     }
-    ASSERT(sec >= 0); // check_section_header refused unknown sections before inih got here
+    if (sec < 0) {
+        // check_section_header refuses unknown sections on the lines it recognises, but inih
+        // also accepts a header after any isspace() byte or a UTF-8 BOM: refuse it here too.
+        fail(ctx, "unknown section [%s]", section);
+        return 0;
+    }
     if (sec == SEC_ROLES) {
         set_role(ctx, name, value);
         return ctx->failed ? 0 : 1;
