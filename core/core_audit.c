@@ -113,6 +113,20 @@ static void peer_text(const struct core_conn *c, char *out, size_t cap, uint32_t
     }
 }
 
+// record_header fills what every record of connection `c` carries; `addr` (`cap` bytes) holds
+// the client address text and must outlive the push.
+static void record_header(Atls__AuditRecord *r, const struct core_shard *shard,
+                          struct core_conn *c, Atls__AuditKind kind, char *addr, size_t cap) {
+    r->kind = kind;
+    r->time_ns = core_base_wall_ns();
+    r->node_id = (char *)shard->proc->cfg.node_id;
+    r->conn_id = c->conn_id;
+    peer_text(c, addr, cap, &r->client_port);
+    r->client_addr = addr;
+    r->db_user = c->user;
+    r->db_name = c->database;
+}
+
 static void count_push(struct core_shard *shard, int ret) {
     if (ret == 0) {
         atomic_fetch_add_explicit(&shard->counters.audit_pushed, 1, memory_order_relaxed);
@@ -126,15 +140,8 @@ int core_audit_decision(struct core_shard *shard, struct core_conn *c, const cha
     const struct core_decision *d =
         c->decision != CORE_IDX_NONE ? &shard->decisions[c->decision] : NULL;
     Atls__AuditRecord r = ATLS__AUDIT_RECORD__INIT;
-    r.kind = ATLS__AUDIT_KIND__AUDIT_KIND_DECISION;
-    r.time_ns = core_base_wall_ns();
-    r.node_id = shard->proc->cfg.node_id;
-    r.conn_id = c->conn_id;
     char addr[64];
-    peer_text(c, addr, sizeof(addr), &r.client_port);
-    r.client_addr = addr;
-    r.db_user = c->user;
-    r.db_name = c->database;
+    record_header(&r, shard, c, ATLS__AUDIT_KIND__AUDIT_KIND_DECISION, addr, sizeof(addr));
     r.verdict = c->attest_denied ? ATLS__VERDICT__VERDICT_DENIED
                                  : (d != NULL ? (Atls__Verdict)d->verdict
                                               : ATLS__VERDICT__VERDICT_ALLOWED);
@@ -225,15 +232,8 @@ int core_audit_decision(struct core_shard *shard, struct core_conn *c, const cha
 void core_audit_disconnect(struct core_shard *shard, struct core_conn *c, const char *reason) {
     struct store *store = shard->proc->store;
     Atls__AuditRecord r = ATLS__AUDIT_RECORD__INIT;
-    r.kind = ATLS__AUDIT_KIND__AUDIT_KIND_DISCONNECT;
-    r.time_ns = core_base_wall_ns();
-    r.node_id = shard->proc->cfg.node_id;
-    r.conn_id = c->conn_id;
     char addr[64];
-    peer_text(c, addr, sizeof(addr), &r.client_port);
-    r.client_addr = addr;
-    r.db_user = c->user;
-    r.db_name = c->database;
+    record_header(&r, shard, c, ATLS__AUDIT_KIND__AUDIT_KIND_DISCONNECT, addr, sizeof(addr));
     if (c->attested) {
         r.measurement.data = c->measurement;
         r.measurement.len = sizeof(c->measurement);
