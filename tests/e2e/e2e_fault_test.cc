@@ -1,0 +1,904 @@
+// End-to-end fault suite (issue 8): real processes (the proxy, PostgreSQL, psql) under hostile
+// conditions. After every fault the gateway is still running and serves a good client. Each
+// scenario, its promise and its test are listed in tests/FAULTS.md. Backend killed mid-query
+// and a dead backend are in e2e_backend_test.cc, a silent client in e2e_reject_test.cc.
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <openssl/ssl.h>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <regex>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include "attest_fixture.h"
+#include "harness.h"
+
+using namespace e2e;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double SecondsSince(Clock::time_point t) {
+    return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// A gateway of its own for one test: mutual TLS in front of `backends`, with extra [proxy]
+// lines; knows its API port for /metrics.
+struct Gateway {
+    TempDir dir;
+    Proxy proxy;
+    int port = 0;
+    int api = 0;
+
+    bool Start(const std::string &backends, const std::string &extra_proxy, std::string *err) {
+        port = FreePort();
+        std::string ini = MtlsIni(port, backends, SharedCerts(), extra_proxy);
+        std::smatch m;
+        if (std::regex_search(ini, m, std::regex("\\[api\\]\nlisten = 127\\.0\\.0\\.1:(\\d+)"))) {
+            api = std::stoi(m[1]);
+        }
+        return proxy.Start(dir.path(), ini, err);
+    }
+
+    // One counter or gauge from /metrics (-1 when absent).
+    long long Metric(const std::string &name) {
+        CmdResult r = Sh("curl -s --max-time 5 http://127.0.0.1:" + std::to_string(api) +
+                         "/metrics");
+        std::smatch m;
+        if (std::regex_search(r.out, m, std::regex("\n" + name + " (\\d+)"))) {
+            return std::stoll(m[1]);
+        }
+        return -1;
+    }
+
+    // Poll until metric `name` equals `want` or `timeout_s` passes; returns the last value.
+    long long WaitMetric(const std::string &name, long long want, double timeout_s) {
+        auto t0 = Clock::now();
+        long long v = Metric(name);
+        while (v != want && SecondsSince(t0) < timeout_s) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            v = Metric(name);
+        }
+        return v;
+    }
+};
+
+// The promise checked after every fault: the process is alive and a stock psql gets an answer.
+void ExpectServesGoodClient(Proxy &proxy, int port) {
+    EXPECT_TRUE(proxy.Running()) << "the gateway died";
+    CmdResult r = Sh("psql -X -At '" + ConnStr(port, SharedCerts()) + "' -c 'select 6*7'", 30);
+    EXPECT_EQ(r.status, 0) << r.out;
+    EXPECT_EQ(r.out, "42\n");
+}
+
+// Abortive close: SO_LINGER 0 makes close() send RST instead of FIN.
+void ResetSocket(int fd) {
+    linger l{1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+    close(fd);
+}
+
+int ConnectTcp(int port, bool nonblocking = false) {
+    int fd = socket(AF_INET, SOCK_STREAM | (nonblocking ? SOCK_NONBLOCK : 0), 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons((uint16_t)port);
+    int r = connect(fd, reinterpret_cast<sockaddr *>(&a), sizeof(a));
+    if (r != 0 && !(nonblocking && errno == EINPROGRESS)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+// Waits until the peer closes `fd` (EOF or RST); false on timeout. Discards data.
+bool WaitPeerClose(int fd, int timeout_ms) {
+    auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+    for (bool first = true; first || Clock::now() < deadline; first = false) {
+        pollfd p{fd, POLLIN, 0};
+        int left = (int)std::chrono::duration_cast<std::chrono::milliseconds>(deadline -
+                                                                              Clock::now())
+                       .count();
+        if (poll(&p, 1, left > 0 ? left : 0) <= 0) {
+            continue;
+        }
+        char buf[4096];
+        ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+// A real TLS 1.3 ClientHello (ALPN postgresql), produced by BoringSSL into a memory BIO.
+std::string ClientHelloBytes() {
+    SSL_CTX *ctx = SSL_CTX_new(TLS_method());
+    SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+    SSL *ssl = SSL_new(ctx);
+    BIO *rbio = BIO_new(BIO_s_mem());
+    BIO *wbio = BIO_new(BIO_s_mem());
+    SSL_set_bio(ssl, rbio, wbio);
+    static const uint8_t kAlpn[] = {10, 'p', 'o', 's', 't', 'g', 'r', 'e', 's', 'q', 'l'};
+    SSL_set_alpn_protos(ssl, kAlpn, sizeof(kAlpn));
+    SSL_set_connect_state(ssl);
+    (void)SSL_do_handshake(ssl); // wants to read the ServerHello: the ClientHello is written
+    const uint8_t *data = nullptr;
+    size_t len = 0;
+    BIO_mem_contents(wbio, &data, &len);
+    std::string out(reinterpret_cast<const char *>(data), len);
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    return out;
+}
+
+// A TCP listener that accepts and never says a word (a hung backend).
+class SilentBackend {
+  public:
+    SilentBackend() {
+        fd_ = socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        bind(fd_, reinterpret_cast<sockaddr *>(&a), sizeof(a));
+        socklen_t len = sizeof(a);
+        getsockname(fd_, reinterpret_cast<sockaddr *>(&a), &len);
+        port_ = ntohs(a.sin_port);
+        listen(fd_, 64);
+        thread_ = std::thread([this] {
+            while (!stop_) {
+                pollfd p{fd_, POLLIN, 0};
+                if (poll(&p, 1, 100) > 0) {
+                    int c = accept(fd_, nullptr, nullptr);
+                    if (c >= 0) {
+                        held_.push_back(c); // read nothing, answer nothing
+                        accepted_++;
+                    }
+                }
+            }
+        });
+    }
+    ~SilentBackend() {
+        stop_ = true;
+        thread_.join();
+        for (int c : held_) {
+            close(c);
+        }
+        close(fd_);
+    }
+    int port() const { return port_; }
+    int accepted() const { return accepted_; }
+
+  private:
+    int fd_ = -1;
+    int port_ = 0;
+    std::atomic<bool> stop_{false};
+    std::atomic<int> accepted_{0};
+    std::vector<int> held_;
+    std::thread thread_;
+};
+
+// A PostgreSQL of its own on a fixed port, so it can be stopped and started again at the same
+// address (the shared one picks a new port on every start).
+class OwnPostgres {
+  public:
+    bool Init(std::string *err) {
+        bin_ = Sh("ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1").out;
+        bin_ = bin_.substr(0, bin_.find('\n'));
+        data_ = dir_ / "data";
+        as_ = geteuid() == 0 ? "runuser -u postgres -- " : "";
+        if (geteuid() == 0) {
+            Sh("chown postgres '" + dir_.path() + "'");
+        }
+        CmdResult r =
+            Sh(as_ + bin_ + "/initdb -D '" + data_ + "' -A trust -U postgres --no-sync", 120);
+        if (r.status != 0) {
+            *err = "initdb: " + r.out;
+            return false;
+        }
+        WriteFile(data_ + "/postgresql.auto.conf",
+                  "listen_addresses = '127.0.0.1'\nunix_socket_directories = '" + dir_.path() +
+                      "'\nfsync = off\n");
+        if (geteuid() == 0) {
+            Sh("chown postgres '" + data_ + "/postgresql.auto.conf'");
+        }
+        port_ = FreePort();
+        return Start(err);
+    }
+    bool Start(std::string *err) {
+        CmdResult r = Sh(as_ + bin_ + "/pg_ctl -D '" + data_ + "' -o '-p " +
+                             std::to_string(port_) + "' -l '" + data_ + "/log' -w -t 60 start",
+                         90);
+        running_ = r.status == 0;
+        if (!running_) {
+            *err = "pg_ctl start: " + r.out + ReadFile(data_ + "/log");
+        }
+        return running_;
+    }
+    void Stop(const std::string &mode = "fast") {
+        if (running_) {
+            Sh(as_ + bin_ + "/pg_ctl -D '" + data_ + "' -m " + mode + " -w stop", 60);
+            running_ = false;
+        }
+    }
+    ~OwnPostgres() { Stop("immediate"); }
+    int port() const { return port_; }
+
+  private:
+    TempDir dir_;
+    std::string bin_, data_, as_;
+    int port_ = 0;
+    bool running_ = false;
+};
+
+} // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Backend faults
+
+TEST(FaultBackend, RestartEndsLiveSessionsCleanlyAndNextClientIsServed) {
+    OwnPostgres pg;
+    std::string err;
+    ASSERT_TRUE(pg.Init(&err)) << err;
+    Gateway gw;
+    ASSERT_TRUE(gw.Start("127.0.0.1:" + std::to_string(pg.port()), "", &err)) << err;
+    RawClient live;
+    ASSERT_EQ(OpenSession(&live, gw.port), "");
+    ASSERT_EQ(live.Query("select 1"), "1");
+
+    pg.Stop("fast");
+    // The live session gets the backend's 57P01 or a close, within seconds, never a hang.
+    auto t0 = Clock::now();
+    std::string r = live.Query("select 2");
+    EXPECT_TRUE(r.find("57P01") != std::string::npos || r == "connection closed" ||
+                r == "send failed")
+        << r;
+    EXPECT_LT(SecondsSince(t0), 6.0);
+    // While it is down: 08006 at once, not a hang.
+    t0 = Clock::now();
+    RawClient down;
+    std::string e = OpenSession(&down, gw.port);
+    EXPECT_EQ(e.substr(0, 5), "08006") << e;
+    EXPECT_LT(SecondsSince(t0), 5.0);
+
+    ASSERT_TRUE(pg.Start(&err)) << err;
+    // The next client is served (the backend is retried: it is the only one).
+    auto deadline = Clock::now() + std::chrono::seconds(10);
+    std::string got;
+    do {
+        RawClient c;
+        got = OpenSession(&c, gw.port);
+        if (got.empty()) {
+            got = c.Query("select 'back'");
+        }
+        if (got != "back") {
+            std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        }
+    } while (got != "back" && Clock::now() < deadline);
+    EXPECT_EQ(got, "back");
+    EXPECT_GE(gw.Metric("atls_backend_errors_total"), 1);
+    ExpectServesGoodClient(gw.proxy, gw.port);
+}
+
+// KNOWN BUG (open): a backend that accepts the TCP connection and never answers keeps the
+// client waiting forever when idle_timeout_ms = 0 (the default). core_shard.c on_connect()
+// moves the session to FORWARD and replaces the handshake deadline with the idle deadline (0 =
+// none) as soon as the TCP connect succeeds, so no timer covers the backend's authentication
+// exchange up to its first ReadyForQuery. Suggested fix: keep a deadline (connect_timeout_ms or
+// handshake_timeout_ms) until the scanner sees the first ReadyForQuery (scan_active -> false),
+// then switch to the idle deadline; on expiry answer 08006 "the database did not answer".
+// The enabled test below proves the workaround (idle_timeout_ms) bounds it.
+TEST(FaultBackend, DISABLED_SilentBackendGivesAnErrorWithinTheTimeouts) {
+    SilentBackend silent;
+    Gateway gw;
+    std::string err;
+    ASSERT_TRUE(gw.Start("127.0.0.1:" + std::to_string(silent.port()), "", &err)) << err;
+    auto t0 = Clock::now();
+    RawClient c;
+    ASSERT_TRUE(c.Connect(gw.port));
+    ASSERT_TRUE(c.StartTls(SharedCerts().client_crt, SharedCerts().client_key, "postgresql", &err))
+        << err;
+    ASSERT_TRUE(c.SendTls(StartupMessage("postgres", "postgres")));
+    char t = 0;
+    std::string body;
+    bool got = c.RecvTlsMessage(&t, &body, 15000); // a patient client: 15 s
+    double took = SecondsSince(t0);
+    ASSERT_TRUE(got) << "no answer and no close after " << took << " s";
+    EXPECT_EQ(t, 'E');
+    EXPECT_EQ(ParseError(body).substr(0, 5), "08006") << ParseError(body);
+    EXPECT_LT(took, 3.0 + 1.0 + 1.5); // handshake 3 s + connect 1 s (MtlsIni) + slack
+    EXPECT_EQ(silent.accepted(), 1);
+    EXPECT_TRUE(gw.proxy.Running());
+}
+
+TEST(FaultBackend, SilentBackendIsBoundedByTheIdleTimeout) {
+    SilentBackend silent;
+    Gateway gw;
+    std::string err;
+    ASSERT_TRUE(gw.Start("127.0.0.1:" + std::to_string(silent.port()), "idle_timeout_ms = 2000\n",
+                         &err))
+        << err;
+    auto t0 = Clock::now();
+    RawClient c;
+    ASSERT_TRUE(c.Connect(gw.port));
+    ASSERT_TRUE(c.StartTls(SharedCerts().client_crt, SharedCerts().client_key, "postgresql", &err))
+        << err;
+    ASSERT_TRUE(c.SendTls(StartupMessage("postgres", "postgres")));
+    char t = 0;
+    std::string body;
+    bool got = c.RecvTlsMessage(&t, &body, 8000);
+    double took = SecondsSince(t0);
+    // Either a clear FATAL (57P05 idle timeout) or a close, within the idle timeout + slack.
+    if (got) {
+        EXPECT_EQ(t, 'E');
+        EXPECT_EQ(ParseError(body).substr(0, 5), "57P05") << ParseError(body);
+    }
+    EXPECT_LT(took, 2.0 + 2.0) << "silent backend held the client " << took << " s";
+    EXPECT_GE(silent.accepted(), 1);
+    EXPECT_TRUE(gw.proxy.Running());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client faults: RST mid-handshake and mid-stream, slowloris
+
+class FaultClient : public MtlsSuite {
+  protected:
+    void TearDown() override {
+        ExpectServesGoodClient(*proxy_, port_);
+        // No slot leaks: every connection of the test has been released.
+        EXPECT_EQ(ActiveAfterSettling(), 0);
+    }
+    long long ActiveAfterSettling() {
+        // MtlsSuite's proxy has no handle on its API port: read it from its config.
+        std::smatch m;
+        std::string ini = ReadFile(env_->dir / "proxy.ini");
+        if (!std::regex_search(ini, m, std::regex("\\[api\\]\nlisten = 127\\.0\\.0\\.1:(\\d+)"))) {
+            return -1;
+        }
+        std::string url = "http://127.0.0.1:" + std::string(m[1]) + "/metrics";
+        long long v = -1;
+        for (int i = 0; i < 50; i++) {
+            CmdResult r = Sh("curl -s --max-time 5 " + url);
+            std::smatch g;
+            if (std::regex_search(r.out, g, std::regex("\natls_connections_active (\\d+)"))) {
+                v = std::stoll(g[1]);
+            }
+            if (v == 0) {
+                break;
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        }
+        return v;
+    }
+};
+
+TEST_F(FaultClient, ResetDuringSniffAndMidClientHello) {
+    std::string hello = ClientHelloBytes();
+    ASSERT_GT(hello.size(), 100u);
+    for (int i = 0; i < 20; i++) {
+        int fd = ConnectTcp(port_);
+        ASSERT_GE(fd, 0);
+        switch (i % 4) {
+        case 0: // half an SSLRequest
+            send(fd, SslRequest().data(), 4, MSG_NOSIGNAL);
+            break;
+        case 1: { // SSLRequest, 'S', then half a ClientHello
+            send(fd, SslRequest().data(), 8, MSG_NOSIGNAL);
+            char s;
+            recv(fd, &s, 1, 0);
+            send(fd, hello.data(), hello.size() / 2, MSG_NOSIGNAL);
+            break;
+        }
+        case 2: // direct TLS, half a ClientHello
+            send(fd, hello.data(), hello.size() / 2, MSG_NOSIGNAL);
+            break;
+        case 3: // a whole ClientHello, gone before reading the ServerHello
+            send(fd, hello.data(), hello.size(), MSG_NOSIGNAL);
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+            break;
+        }
+        ResetSocket(fd);
+    }
+}
+
+TEST_F(FaultClient, ResetAfterTlsBeforeStartup) {
+    for (int i = 0; i < 5; i++) {
+        RawClient c;
+        ASSERT_TRUE(c.Connect(port_));
+        std::string err;
+        ASSERT_TRUE(c.StartTls(certs_->client_crt, certs_->client_key, "postgresql", &err)) << err;
+        // Half a StartupMessage, then RST.
+        std::string m = StartupMessage("postgres", "postgres");
+        ASSERT_TRUE(c.SendTls(m.substr(0, 6)));
+        ResetSocket(dup(c.fd()));
+        shutdown(c.fd(), SHUT_RDWR);
+    }
+}
+
+TEST_F(FaultClient, ResetMidStreamEndsTheBackendSession) {
+    auto backend_sessions = [&] {
+        return pg_->Psql("select count(*) from pg_stat_activity where backend_type = 'client "
+                         "backend' and application_name = 'fault-rst'")
+            .out;
+    };
+    for (int i = 0; i < 3; i++) {
+        RawClient c;
+        ASSERT_EQ(OpenSession(&c, port_), "");
+        ASSERT_EQ(c.Query("set application_name = 'fault-rst'"), "");
+        // A result of ~100 MB: the gateway is mid-stream (both buffers full) when the RST comes.
+        std::string q = "select repeat('x', 1000) from generate_series(1, 100000)";
+        std::string m = "Q";
+        uint32_t n = (uint32_t)q.size() + 5;
+        m += std::string{(char)(n >> 24), (char)(n >> 16), (char)(n >> 8), (char)n};
+        m += q;
+        m.push_back('\0');
+        ASSERT_TRUE(c.SendTls(m));
+        char t;
+        std::string body;
+        for (int k = 0; k < 50; k++) {
+            ASSERT_TRUE(c.RecvTlsMessage(&t, &body));
+        }
+        int fd = dup(c.fd());
+        shutdown(c.fd(), SHUT_RDWR);
+        ResetSocket(fd);
+    }
+    // The gateway closes the backend leg too: PostgreSQL's sessions go away.
+    std::string left;
+    for (int i = 0; i < 100 && (left = backend_sessions()) != "0\n"; i++) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    EXPECT_EQ(left, "0\n");
+}
+
+// Slowloris: one byte per second. handshake_timeout_ms = 3000 in MtlsIni covers the sniff, the
+// TLS handshake and the StartupMessage together, however the bytes trickle in.
+TEST_F(FaultClient, SlowlorisDuringSniffIsCutAtTheHandshakeTimeout) {
+    int fd = ConnectTcp(port_);
+    ASSERT_GE(fd, 0);
+    auto t0 = Clock::now();
+    std::string req = SslRequest();
+    bool closed = false;
+    for (size_t i = 0; i < req.size() - 1 && !closed; i++) {
+        send(fd, &req[i], 1, MSG_NOSIGNAL);
+        closed = WaitPeerClose(fd, 1000);
+    }
+    if (!closed) {
+        closed = WaitPeerClose(fd, 3000);
+    }
+    EXPECT_TRUE(closed);
+    double took = SecondsSince(t0);
+    EXPECT_GT(took, 2.5);
+    EXPECT_LT(took, 3.0 + 1.5) << "sniff deadline not enforced";
+    close(fd);
+}
+
+TEST_F(FaultClient, SlowlorisDuringHandshakeIsCutAtTheHandshakeTimeout) {
+    std::string hello = ClientHelloBytes();
+    int fd = ConnectTcp(port_);
+    ASSERT_GE(fd, 0);
+    auto t0 = Clock::now();
+    ASSERT_EQ(send(fd, SslRequest().data(), 8, MSG_NOSIGNAL), 8);
+    char s = 0;
+    ASSERT_EQ(recv(fd, &s, 1, 0), 1);
+    ASSERT_EQ(s, 'S');
+    bool closed = false;
+    for (size_t i = 0; i < hello.size() && !closed; i++) {
+        if (send(fd, &hello[i], 1, MSG_NOSIGNAL) != 1) {
+            closed = true;
+            break;
+        }
+        closed = WaitPeerClose(fd, 1000);
+    }
+    EXPECT_TRUE(closed);
+    double took = SecondsSince(t0);
+    EXPECT_LT(took, 3.0 + 1.5) << "handshake deadline not enforced";
+    close(fd);
+}
+
+TEST_F(FaultClient, SlowlorisDuringStartupIsCutAtTheHandshakeTimeout) {
+    RawClient c;
+    ASSERT_TRUE(c.Connect(port_));
+    auto t0 = Clock::now();
+    std::string err;
+    ASSERT_TRUE(c.StartTls(certs_->client_crt, certs_->client_key, "postgresql", &err)) << err;
+    std::string m = StartupMessage("postgres", "postgres");
+    bool closed = false;
+    for (size_t i = 0; i < m.size() && !closed; i++) {
+        if (!c.SendTls(m.substr(i, 1))) {
+            closed = true;
+            break;
+        }
+        closed = c.IsClosedByPeer(1000);
+    }
+    EXPECT_TRUE(closed);
+    EXPECT_LT(SecondsSince(t0), 3.0 + 1.5) << "startup deadline not enforced";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resource exhaustion: connection slots, file descriptors
+
+TEST(FaultLoad, ConnectionFloodBeyondTheSlotsIsRefusedAndCounted) {
+    // One worker with the minimum of 16 slots; 1000 connections opened at once.
+    constexpr int kSlots = 16;
+    constexpr int kFlood = 1000;
+    Gateway gw;
+    std::string err;
+    ASSERT_TRUE(gw.Start("127.0.0.1:" + std::to_string(SharedPostgres().port()),
+                         "workers = 1\nconns_max = 16\nhandshake_timeout_ms = 20000\n", &err))
+        << err;
+    std::vector<int> fds;
+    for (int i = 0; i < kFlood; i++) {
+        int fd = ConnectTcp(gw.port, true);
+        ASSERT_GE(fd, 0) << strerror(errno);
+        fds.push_back(fd);
+    }
+    // Every connection beyond the slots is closed by the gateway at once and counted.
+    long long refused = gw.WaitMetric("atls_connections_refused_full_total", kFlood - kSlots, 15);
+    EXPECT_EQ(refused, kFlood - kSlots);
+    EXPECT_EQ(gw.Metric("atls_connections_active"), kSlots);
+    int closed = 0;
+    for (int fd : fds) {
+        closed += WaitPeerClose(fd, 0) ? 1 : 0;
+    }
+    EXPECT_GE(closed, kFlood - kSlots - 5); // the refused ones see EOF (a few may still be queued)
+    EXPECT_TRUE(gw.proxy.Running());
+    // Log lines about the full table are rate limited (one per second), not one per refusal.
+    std::string log = ReadFile(gw.proxy.log_path());
+    size_t lines = 0;
+    for (size_t at = 0; (at = log.find("connection slots busy", at)) != std::string::npos; at++) {
+        lines++;
+    }
+    EXPECT_LE(lines, 20u) << "refusals are logged per connection";
+    for (int fd : fds) {
+        ResetSocket(fd);
+    }
+    EXPECT_EQ(gw.WaitMetric("atls_connections_active", 0, 10), 0);
+    ExpectServesGoodClient(gw.proxy, gw.port);
+}
+
+// The proxy started with a low RLIMIT_NOFILE from its first instruction (lowering it on a
+// running process does not work: io_uring captures the limit when the multishot accept is
+// prepared). The harness's Proxy cannot do that, hence this small launcher.
+class LimitedProxy {
+  public:
+    bool Start(const std::string &dir, const std::string &ini, rlim_t nofile, std::string *err) {
+        std::string cfg = dir + "/proxy.ini";
+        WriteFile(cfg, ini);
+        log_ = dir + "/proxy.log";
+        int pfd[2];
+        if (pipe(pfd) != 0) {
+            return false;
+        }
+        pid_ = fork();
+        if (pid_ == 0) {
+            dup2(pfd[1], 1);
+            int lfd = open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+            dup2(lfd, 2);
+            for (int fd = 3; fd < 1024; fd++) {
+                close(fd); // descriptors of the test process would count against the limit
+            }
+            rlimit rl{nofile, nofile};
+            setrlimit(RLIMIT_NOFILE, &rl);
+            execl(ProxyBinary().c_str(), "atls-proxy", "--config", cfg.c_str(), (char *)nullptr);
+            _exit(127);
+        }
+        close(pfd[1]);
+        std::string got;
+        auto deadline = Clock::now() + std::chrono::seconds(20);
+        while (got.find("ready") == std::string::npos && Clock::now() < deadline) {
+            pollfd p{pfd[0], POLLIN, 0};
+            if (poll(&p, 1, 200) > 0) {
+                char buf[256];
+                ssize_t n = read(pfd[0], buf, sizeof(buf));
+                if (n <= 0) {
+                    break;
+                }
+                got.append(buf, (size_t)n);
+            }
+        }
+        close(pfd[0]);
+        if (got.find("ready") == std::string::npos) {
+            *err = "proxy did not become ready: " + ReadFile(log_);
+            return false;
+        }
+        return true;
+    }
+    bool Running() {
+        int st;
+        return pid_ > 0 && waitpid(pid_, &st, WNOHANG) == 0;
+    }
+    ~LimitedProxy() {
+        if (pid_ > 0) {
+            kill(pid_, SIGKILL);
+            int st;
+            waitpid(pid_, &st, 0);
+        }
+    }
+    pid_t pid() const { return pid_; }
+    std::string log_path() const { return log_; }
+
+  private:
+    pid_t pid_ = -1;
+    std::string log_;
+};
+
+long long CpuTicks(pid_t pid) {
+    std::string st = ReadFile("/proc/" + std::to_string(pid) + "/stat");
+    std::istringstream in(st.substr(st.rfind(')') + 2));
+    std::string f;
+    long long ticks = 0;
+    for (int i = 3; i <= 15 && in >> f; i++) {
+        if (i == 14 || i == 15) { // utime, stime
+            ticks += std::stoll(f);
+        }
+    }
+    return ticks;
+}
+
+size_t CountLines(const std::string &text, const std::string &needle) {
+    size_t n = 0;
+    for (size_t at = 0; (at = text.find(needle, at)) != std::string::npos; at++) {
+        n++;
+    }
+    return n;
+}
+
+// FdLimitScenario starts a one-worker gateway limited to `kNofile` descriptors, holds kHeld
+// idle connections for `hold_ms` (the gateway runs out of descriptors), measures its CPU time
+// over that hold, then releases them and checks a good client is served with the limit still
+// in place.
+struct FdLimitResult {
+    long long cpu_ticks = -1;
+    size_t emfile_lines = 0;
+};
+void FdLimitScenario(int hold_ms, FdLimitResult *out) {
+    constexpr rlim_t kNofile = 64;
+    constexpr int kHeld = 100; // idle connections, well beyond the descriptors left
+    TempDir dir;
+    int port = FreePort();
+    LimitedProxy proxy;
+    std::string err;
+    ASSERT_TRUE(proxy.Start(dir.path(),
+                            MtlsIni(port, "127.0.0.1:" + std::to_string(SharedPostgres().port()),
+                                    SharedCerts(), "workers = 1\nhandshake_timeout_ms = 20000\n"),
+                            kNofile, &err))
+        << err;
+    std::vector<int> fds;
+    for (int i = 0; i < kHeld; i++) {
+        int fd = ConnectTcp(port, true);
+        ASSERT_GE(fd, 0);
+        fds.push_back(fd);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    long long before = CpuTicks(proxy.pid());
+    std::this_thread::sleep_for(std::chrono::milliseconds(hold_ms));
+    out->cpu_ticks = CpuTicks(proxy.pid()) - before;
+    ASSERT_TRUE(proxy.Running()) << "the gateway died at the descriptor limit";
+    size_t open_now = std::stoul(Sh("ls /proc/" + std::to_string(proxy.pid()) + "/fd | wc -l").out);
+    EXPECT_LE(open_now, kNofile);
+    std::string log = ReadFile(proxy.log_path());
+    out->emfile_lines = CountLines(log, "Too many open files");
+    EXPECT_GE(out->emfile_lines, 1u) << "the limit was not reached: " << log.substr(0, 2000);
+
+    // Free the descriptors (the limit stays): the gateway serves again without a restart.
+    for (int fd : fds) {
+        ResetSocket(fd);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    EXPECT_TRUE(proxy.Running());
+    CmdResult r = Sh("psql -X -At '" + ConnStr(port, SharedCerts()) + "' -c 'select 6*7'", 30);
+    EXPECT_EQ(r.status, 0) << r.out;
+    EXPECT_EQ(r.out, "42\n");
+}
+
+TEST(FaultLoad, FileDescriptorLimitReachedThenRecovers) {
+    FdLimitResult res;
+    FdLimitScenario(300, &res); // short: see the known bug below
+}
+
+// KNOWN BUG (open): at the descriptor limit the worker busy-loops and floods its log. In
+// core_shard.c on_accept(), a multishot accept that fails with -EMFILE/-ENFILE ends (no
+// IORING_CQE_F_MORE) and is re-armed at once; the pending connection is still in the backlog,
+// so the new accept fails again immediately: 100% CPU on the worker and one unthrottled
+// "accept failed: Too many open files" LOG_WARN per attempt (~1 million lines in 3 s measured,
+// enough to fill a disk). Connections already held keep working, and service resumes when
+// descriptors free up (the test above). Suggested fix: on -EMFILE/-ENFILE do not re-arm at
+// once; re-arm from the next tick (CORE_TICK_MS) or after a connection closes, count it
+// (e.g. refused_nofile) and log at a rate limit like the "slots busy" warning. Optionally keep a
+// reserve descriptor to accept-and-close the backlog (nginx) so clients are told instead of
+// waiting in the backlog.
+TEST(FaultLoad, DISABLED_FileDescriptorLimitDoesNotSpinOrFloodTheLog) {
+    FdLimitResult res;
+    FdLimitScenario(2000, &res);
+    EXPECT_LT(res.cpu_ticks, sysconf(_SC_CLK_TCK) / 2)
+        << "worker busy-loops at EMFILE: " << res.cpu_ticks << " ticks in 2 s";
+    EXPECT_LE(res.emfile_lines, 20u) << "EMFILE logged " << res.emfile_lines << " times in ~2 s";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Nonce API flood
+
+namespace {
+
+// One HTTP/1.1 keep-alive client of the nonce API bound to source address `src`.
+class NonceClient {
+  public:
+    NonceClient(const std::string &src, int api) {
+        fd_ = socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        inet_pton(AF_INET, src.c_str(), &a.sin_addr);
+        if (bind(fd_, reinterpret_cast<sockaddr *>(&a), sizeof(a)) != 0) {
+            return;
+        }
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        a.sin_port = htons((uint16_t)api);
+        ok_ = connect(fd_, reinterpret_cast<sockaddr *>(&a), sizeof(a)) == 0;
+        timeval tv{5, 0};
+        setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    }
+    ~NonceClient() { close(fd_); }
+    // GET /api/v1/nonce: the HTTP status, or -1 when the connection failed.
+    int Get() {
+        static const char kReq[] = "GET /api/v1/nonce HTTP/1.1\r\nHost: fault\r\n\r\n";
+        if (!ok_ || send(fd_, kReq, sizeof(kReq) - 1, MSG_NOSIGNAL) != sizeof(kReq) - 1) {
+            return -1;
+        }
+        size_t head_end;
+        while ((head_end = buf_.find("\r\n\r\n")) == std::string::npos) {
+            if (!Fill()) {
+                return -1;
+            }
+        }
+        int status = std::atoi(buf_.c_str() + 9);
+        size_t body = 0;
+        size_t cl = buf_.find("Content-Length: ");
+        if (cl == std::string::npos) {
+            cl = buf_.find("content-length: ");
+        }
+        if (cl != std::string::npos && cl < head_end) {
+            body = std::strtoul(buf_.c_str() + cl + 16, nullptr, 10);
+        }
+        while (buf_.size() < head_end + 4 + body) {
+            if (!Fill()) {
+                return -1;
+            }
+        }
+        buf_.erase(0, head_end + 4 + body);
+        return status;
+    }
+
+  private:
+    bool Fill() {
+        char tmp[4096];
+        ssize_t n = recv(fd_, tmp, sizeof(tmp), 0);
+        if (n <= 0) {
+            return false;
+        }
+        buf_.append(tmp, (size_t)n);
+        return true;
+    }
+    int fd_ = -1;
+    bool ok_ = false;
+    std::string buf_;
+};
+
+} // namespace
+
+class FaultNonce : public AttestTest {};
+
+// The table holds 16 x 4096 live nonces (core.c NONCE_SHARDS x NONCE_SLOTS_PER_SHARD), issuance
+// is limited to a burst of 64 then 32/s per address. A flood from 1,600 loopback addresses
+// fills the table: the API answers 503 from then on (never 200 by evicting), each address is
+// held to its burst, and a nonce issued before the flood still admits its client afterwards.
+TEST_F(FaultNonce, FloodFillsTheTableWithoutEvictingALiveNonceAndTheRateLimitHolds) {
+    constexpr long long kCapacity = 16 * 4096;
+    constexpr int kAddresses = 1600;
+    constexpr int kPerAddress = 70; // a little beyond the burst
+    std::string policy = Policy(sim_ + "/ark.pem");
+    policy.replace(policy.find("ttl_s = 4"), 9, "ttl_s = 300");
+    int port = 0, api = 0;
+    std::unique_ptr<Proxy> p(StartProxy(policy, &port, &api));
+    ASSERT_NE(p, nullptr);
+    std::string early = Sh("curl -s http://127.0.0.1:" + std::to_string(api) + "/api/v1/nonce").out;
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(early, m, std::regex("\"nonce\":\"([0-9a-f]{64})\""))) << early;
+    std::string n0 = m[1];
+
+    std::atomic<long long> ok{0}, limited{0}, full{0}, other{0};
+    std::atomic<int> over_burst{0};
+    std::atomic<int> next{0};
+    auto t0 = Clock::now();
+    auto worker = [&] {
+        for (int i; (i = next++) < kAddresses;) {
+            std::string src = "127.1." + std::to_string(i / 250) + "." + std::to_string(1 + i % 250);
+            NonceClient c(src, api);
+            int granted = 0;
+            for (int k = 0; k < kPerAddress; k++) {
+                int st = c.Get();
+                if (st == 200) {
+                    ok++;
+                    granted++;
+                } else if (st == 429) {
+                    limited++;
+                } else if (st == 503) {
+                    full++;
+                } else {
+                    other++;
+                    break;
+                }
+            }
+            // Burst 64 plus what 32/s refills while this address is served (well under 1 s).
+            if (granted > 64 + 32) {
+                over_burst++;
+            }
+        }
+    };
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; t++) {
+        threads.emplace_back(worker);
+    }
+    for (auto &t : threads) {
+        t.join();
+    }
+    double took = SecondsSince(t0);
+    RecordProperty("flood_seconds", std::to_string(took));
+    EXPECT_EQ(other.load(), 0) << "requests that failed outright";
+    EXPECT_EQ(over_burst.load(), 0) << "addresses got more than their burst";
+    EXPECT_GT(limited.load(), 0);
+    EXPECT_GT(full.load(), 0) << "the table never filled (" << ok.load() << " issued)";
+    EXPECT_LE(ok.load() + 1, kCapacity) << "more nonces issued than the table holds: evicted";
+    // Still full of live nonces: the next request is refused, not served by eviction.
+    NonceClient late("127.1.200.1", api);
+    EXPECT_EQ(late.Get(), 503);
+
+    // The nonce issued before the flood is still live and admits its client.
+    MakeCert("flood-early", "--measurement " + kGood, n0);
+    CmdResult r = Connect("flood-early", "postgres", port);
+    EXPECT_EQ(r.status, 0) << r.out;
+    EXPECT_EQ(r.out, "admitted\n");
+    EXPECT_TRUE(p->Running());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Configuration faults
+
+// KNOWN BUG (open, found by tests/fuzz/fuzz_policy): a policy file whose unknown section header
+// is preceded by a form feed, vertical tab or CR (or a UTF-8 BOM on line 1) aborts the process
+// instead of failing with FILE:LINE. policy/policy_rules.c check_section_header() skips only
+// ' ' and '\t' before '[', while inih strips every isspace() byte and the BOM, so handler()
+// receives the unknown section and trips ASSERT(sec >= 0) (policy_rules.c handler). The same
+// input on a SIGHUP reload kills a running gateway instead of keeping the current policy.
+// Suggested fix: skip leading bytes with the same rule as inih (isspace, and the BOM on line 1)
+// in check_section_header, and in handler() turn the ASSERT into
+// fail(ctx, "unknown section [%s]") since it is reachable from file contents.
+TEST(FaultConfig, DISABLED_PolicyWithBomBeforeUnknownSectionIsRefusedNotAborted) {
+    TempDir d;
+    WriteFile(d / "policy.ini", "\xef\xbb\xbf[measurment]\nmode = strict\n");
+    Certs &c = SharedCerts();
+    WriteFile(d / "proxy.ini", "[proxy]\nlisten = 127.0.0.1:" + std::to_string(FreePort()) +
+                                   "\n[tls]\ncert = " + c.server_crt + "\nkey = " +
+                                   c.server_key +
+                                   "\n[attestation]\nrequired = true\npolicy = policy.ini\n"
+                                   "[backend]\nservers = 127.0.0.1:1\n[audit]\nenabled = false\n");
+    CmdResult r = Sh(ProxyBinary() + " --check-config " + (d / "proxy.ini"));
+    EXPECT_EQ(r.status, 2) << r.out;
+    EXPECT_NE(r.out.find("policy.ini:1: unknown section [measurment]"), std::string::npos)
+        << r.out;
+}
