@@ -759,6 +759,8 @@ static enum MHD_Result api_metrics(struct api_req *rq) {
         ROW("atls_connections_accepted_total", "counter", "TCP connections accepted", accepted),
         ROW("atls_connections_refused_full_total", "counter", "refused: slot table full",
             refused_full),
+        ROW("atls_connections_refused_nofile_total", "counter",
+            "accepts failed: out of file descriptors", refused_nofile),
         ROW("atls_connections_active", "gauge", "connections holding a slot", active),
         ROW("atls_handshakes_ok_total", "counter", "TLS handshakes completed", handshakes_ok),
         ROW("atls_handshakes_failed_total", "counter", "TLS handshakes failed",

@@ -238,6 +238,7 @@ struct core_counters {
     atomic_uint_fast64_t audit_refused;     // admissions refused: audit ring full or store down
     atomic_uint_fast64_t audit_lost;        // denial/disconnect records that could not be queued
     atomic_uint_fast64_t audit_pushed;      // records queued (for the queue-depth gauge)
+    atomic_uint_fast64_t refused_nofile;    // accepts failed: out of file descriptors
     struct core_hist handshake_hist;        // accept -> TLS handshake done
     struct core_hist verify_hist;           // attestation verification + policy
     struct core_deny_count deny[CORE_DENY_CODES_MAX];
@@ -265,6 +266,8 @@ struct core_shard {
     int listen_fd[CORE_LISTEN_MAX];
     uint32_t listen_count;
     bool accepting;
+    uint32_t accept_paused;     // listeners (bits) paused at EMFILE, re-armed by the next tick
+    uint64_t nofile_logged_ns;
     struct core_conn *conns;
     uint32_t conns_max;
     uint32_t free_head;

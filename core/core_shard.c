@@ -368,6 +368,11 @@ static void backend_connect(struct core_shard *shard, struct core_conn *c) {
 
 static void passthrough_pump(struct core_shard *shard, struct core_conn *c);
 
+static void set_idle_deadline(struct core_shard *shard, struct core_conn *c) {
+    uint32_t idle = shard->proc->cfg.idle_timeout_ms;
+    core_conn_set_deadline(shard, c, idle ? core_base_now_ns() + (uint64_t)idle * 1000000ull : 0);
+}
+
 static void on_connect(void *ctx, struct ring_op_id id, const struct io_uring_cqe *cqe) {
     struct core_shard *shard = ctx;
     struct core_conn *c = conn_of(shard, id);
@@ -394,8 +399,16 @@ static void on_connect(void *ctx, struct ring_op_id id, const struct io_uring_cq
         c->state = CORE_CONN_FORWARD;
         c->scan_active = true;
     }
-    uint32_t idle = shard->proc->cfg.idle_timeout_ms;
-    core_conn_set_deadline(shard, c, idle ? core_base_now_ns() + (uint64_t)idle * 1000000ull : 0);
+    if (c->state == CORE_CONN_FORWARD) {
+        // Until the backend's first ReadyForQuery the session is still starting: a backend that
+        // accepts and never answers must not hold the client forever (scan_backend_bytes then
+        // switches to the idle deadline).
+        core_conn_set_deadline(shard, c,
+                               core_base_now_ns() +
+                                   (uint64_t)shard->proc->cfg.handshake_timeout_ms * 1000000ull);
+    } else {
+        set_idle_deadline(shard, c);
+    }
     if (c->state == CORE_CONN_PASSTHROUGH) {
         passthrough_pump(shard, c);
         return;
@@ -829,7 +842,9 @@ static void scan_backend_bytes(struct core_shard *shard, struct core_conn *c, ui
             }
         }
     }
-    (void)shard;
+    if (!c->scan_active) {
+        set_idle_deadline(shard, c); // the session is ready: from now on only idleness counts
+    }
 }
 
 // Backend bytes -> SSL_write -> client chunk, bounded by the client's free space.
@@ -1198,13 +1213,28 @@ static void arm_accept(struct core_shard *shard, uint32_t li) {
 
 static void on_accept(void *ctx, struct ring_op_id id, const struct io_uring_cqe *cqe) {
     struct core_shard *shard = ctx;
+    bool nofile = cqe->res == -EMFILE || cqe->res == -ENFILE;
     if (cqe->res >= 0) {
         conn_accept(shard, cqe->res);
+    } else if (nofile) {
+        // Out of descriptors: the connection stays in the backlog, so accepting again at once
+        // would fail at once (a busy loop). Pause this listener until the next tick.
+        atomic_fetch_add_explicit(&shard->counters.refused_nofile, 1, memory_order_relaxed);
+        uint64_t now = core_base_now_ns();
+        if (now - shard->nofile_logged_ns > 1000000000ull) {
+            LOG_WARN("worker %u: accept failed: %s; pausing accepts (raise LimitNOFILE)",
+                     shard->id, strerror(-cqe->res));
+            shard->nofile_logged_ns = now;
+        }
     } else if (cqe->res != -ECANCELED && cqe->res != -EBADF) {
         LOG_WARN("accept failed: %s", strerror(-cqe->res));
     }
     if (!(cqe->flags & IORING_CQE_F_MORE) && shard->accepting) {
-        arm_accept(shard, id.slot);
+        if (nofile) {
+            shard->accept_paused |= 1u << id.slot;
+        } else {
+            arm_accept(shard, id.slot);
+        }
     }
 }
 
@@ -1225,6 +1255,13 @@ static void on_conn_expired(struct core_shard *shard, struct core_conn *c) {
     case CORE_CONN_FORWARD:
     case CORE_CONN_PASSTHROUGH:
         (void)idle;
+        if (c->state == CORE_CONN_FORWARD && c->scan_active) {
+            atomic_fetch_add_explicit(&shard->counters.backend_errors, 1, memory_order_relaxed);
+            conn_fail(shard, c, "08006",
+                      "could not connect to the database: the backend did not complete the "
+                      "session startup in time");
+            return;
+        }
         if (c->state == CORE_CONN_FORWARD && c->ssl != NULL) {
             conn_fail(shard, c, "57P05", "terminating connection due to idle timeout");
             return;
@@ -1273,6 +1310,12 @@ static void on_tick(void *ctx, struct ring_op_id id, const struct io_uring_cqe *
     (void)cqe;
     core_conn_wheel_expire(shard, core_base_now_ns(), on_conn_expired);
     rearm_starved(shard);
+    for (uint32_t li = 0; li < shard->listen_count && shard->accept_paused != 0; li++) {
+        if ((shard->accept_paused & (1u << li)) && shard->accepting) {
+            arm_accept(shard, li);
+        }
+    }
+    shard->accept_paused = 0;
     if (shard->audit_wait_len > 0 && !store_is_healthy(shard->proc->store)) {
         audit_release_durable(shard); // refuses the parked sessions: nothing will confirm them
     }

@@ -136,7 +136,13 @@ static int section_index(const char *name) {
 // handler for a section without keys, so an empty unknown section would otherwise pass.
 static void check_section_header(struct parse_ctx *ctx, const char *line, size_t len) {
     size_t i = 0;
-    while (i < len && (line[i] == ' ' || line[i] == '\t')) {
+    // Skip what inih skips before a header: a UTF-8 BOM and any isspace() byte.
+    if (len >= 3 && (uint8_t)line[0] == 0xef && (uint8_t)line[1] == 0xbb &&
+        (uint8_t)line[2] == 0xbf) {
+        i = 3;
+    }
+    while (i < len && (line[i] == ' ' || line[i] == '\t' || line[i] == '\f' || line[i] == '\v' ||
+                       line[i] == '\r')) {
         i++;
     }
     if (i == len || line[i] != '[') {
