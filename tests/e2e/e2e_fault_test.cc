@@ -296,15 +296,10 @@ TEST(FaultBackend, RestartEndsLiveSessionsCleanlyAndNextClientIsServed) {
     ExpectServesGoodClient(gw.proxy, gw.port);
 }
 
-// KNOWN BUG (open): a backend that accepts the TCP connection and never answers keeps the
-// client waiting forever when idle_timeout_ms = 0 (the default). core_shard.c on_connect()
-// moves the session to FORWARD and replaces the handshake deadline with the idle deadline (0 =
-// none) as soon as the TCP connect succeeds, so no timer covers the backend's authentication
-// exchange up to its first ReadyForQuery. Suggested fix: keep a deadline (connect_timeout_ms or
-// handshake_timeout_ms) until the scanner sees the first ReadyForQuery (scan_active -> false),
-// then switch to the idle deadline; on expiry answer 08006 "the database did not answer".
-// The enabled test below proves the workaround (idle_timeout_ms) bounds it.
-TEST(FaultBackend, DISABLED_SilentBackendGivesAnErrorWithinTheTimeouts) {
+// A backend that accepts the TCP connection and never answers: the startup deadline lasts until
+// the backend's first ReadyForQuery, so the client gets 08006 (regression test: before
+// b6f62f5 the client waited forever when idle_timeout_ms = 0).
+TEST(FaultBackend, SilentBackendGivesAnErrorWithinTheTimeouts) {
     SilentBackend silent;
     Gateway gw;
     std::string err;
@@ -324,33 +319,6 @@ TEST(FaultBackend, DISABLED_SilentBackendGivesAnErrorWithinTheTimeouts) {
     EXPECT_EQ(ParseError(body).substr(0, 5), "08006") << ParseError(body);
     EXPECT_LT(took, 3.0 + 1.0 + 1.5); // handshake 3 s + connect 1 s (MtlsIni) + slack
     EXPECT_EQ(silent.accepted(), 1);
-    EXPECT_TRUE(gw.proxy.Running());
-}
-
-TEST(FaultBackend, SilentBackendIsBoundedByTheIdleTimeout) {
-    SilentBackend silent;
-    Gateway gw;
-    std::string err;
-    ASSERT_TRUE(gw.Start("127.0.0.1:" + std::to_string(silent.port()), "idle_timeout_ms = 2000\n",
-                         &err))
-        << err;
-    auto t0 = Clock::now();
-    RawClient c;
-    ASSERT_TRUE(c.Connect(gw.port));
-    ASSERT_TRUE(c.StartTls(SharedCerts().client_crt, SharedCerts().client_key, "postgresql", &err))
-        << err;
-    ASSERT_TRUE(c.SendTls(StartupMessage("postgres", "postgres")));
-    char t = 0;
-    std::string body;
-    bool got = c.RecvTlsMessage(&t, &body, 8000);
-    double took = SecondsSince(t0);
-    // Either a clear FATAL (57P05 idle timeout) or a close, within the idle timeout + slack.
-    if (got) {
-        EXPECT_EQ(t, 'E');
-        EXPECT_EQ(ParseError(body).substr(0, 5), "57P05") << ParseError(body);
-    }
-    EXPECT_LT(took, 2.0 + 2.0) << "silent backend held the client " << took << " s";
-    EXPECT_GE(silent.accepted(), 1);
     EXPECT_TRUE(gw.proxy.Running());
 }
 
@@ -707,28 +675,57 @@ void FdLimitScenario(int hold_ms, FdLimitResult *out) {
     EXPECT_EQ(r.out, "42\n");
 }
 
-TEST(FaultLoad, FileDescriptorLimitReachedThenRecovers) {
-    FdLimitResult res;
-    FdLimitScenario(300, &res); // short: see the known bug below
-}
-
-// KNOWN BUG (open): at the descriptor limit the worker busy-loops and floods its log. In
-// core_shard.c on_accept(), a multishot accept that fails with -EMFILE/-ENFILE ends (no
-// IORING_CQE_F_MORE) and is re-armed at once; the pending connection is still in the backlog,
-// so the new accept fails again immediately: 100% CPU on the worker and one unthrottled
-// "accept failed: Too many open files" LOG_WARN per attempt (~1 million lines in 3 s measured,
-// enough to fill a disk). Connections already held keep working, and service resumes when
-// descriptors free up (the test above). Suggested fix: on -EMFILE/-ENFILE do not re-arm at
-// once; re-arm from the next tick (CORE_TICK_MS) or after a connection closes, count it
-// (e.g. refused_nofile) and log at a rate limit like the "slots busy" warning. Optionally keep a
-// reserve descriptor to accept-and-close the backlog (nginx) so clients are told instead of
-// waiting in the backlog.
-TEST(FaultLoad, DISABLED_FileDescriptorLimitDoesNotSpinOrFloodTheLog) {
+// At the limit the worker pauses its listener until the next tick instead of re-arming the
+// failed accept at once (regression test: before b6f62f5 it spun at 100% CPU and logged
+// ~500,000 "Too many open files" lines in 2 s).
+TEST(FaultLoad, FileDescriptorLimitReachedDoesNotSpinAndRecovers) {
     FdLimitResult res;
     FdLimitScenario(2000, &res);
     EXPECT_LT(res.cpu_ticks, sysconf(_SC_CLK_TCK) / 2)
         << "worker busy-loops at EMFILE: " << res.cpu_ticks << " ticks in 2 s";
     EXPECT_LE(res.emfile_lines, 20u) << "EMFILE logged " << res.emfile_lines << " times in ~2 s";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Drain
+
+// KNOWN BUG (open; also makes e2e_lifecycle_test's Lifecycle.SigtermDrainsLiveSessionsAndExitsZero
+// flaky under ASan): while a SIGTERM drain waits for live sessions, new connections can be
+// accepted by the kernel and left hanging instead of being refused. core_shard.c
+// stop_accepting() queues an IORING_OP_ASYNC_CANCEL for the multishot accept and close()s the
+// listener at once, but the armed accept still holds a reference to the socket, so it keeps
+// listening until the cancel is submitted and completes. Likely cause (from the code, not
+// traced in the kernel): a worker with no connections sets `stopped` in drain_step() and leaves
+// its loop, so its cancel may never be submitted and its ring is only torn down in
+// core_shard_join(), which the main thread reaches after the busy workers finish; until then
+// that socket is the last live member of the SO_REUSEPORT group and gets every new connection,
+// which sits in its backlog with no answer. Measured (non-sanitized build, 2 workers): in about
+// half of the runs 10 of 10 connections hang; in the others none do. Suggested fix: submit the
+// cancel (io_uring_submit) before close() and wait for its CQE (or for the accept's final CQE
+// without IORING_CQE_F_MORE) before a worker may stop; or shutdown(listen_fd, SHUT_RDWR),
+// which makes the kernel fail the armed accept and reset the backlog at once.
+TEST(FaultDrain, DISABLED_NewConnectionsDuringDrainAreRefusedNotLeftHanging) {
+    Gateway gw;
+    std::string err;
+    ASSERT_TRUE(gw.Start("127.0.0.1:" + std::to_string(SharedPostgres().port()),
+                         "drain_timeout_ms = 15000\n", &err))
+        << err;
+    RawClient live;
+    ASSERT_EQ(OpenSession(&live, gw.port), "");
+    gw.proxy.Signal(SIGTERM);
+    std::this_thread::sleep_for(std::chrono::milliseconds(500)); // every worker sees the drain
+    int hanging = 0;
+    for (int i = 0; i < 10; i++) { // at most 5 s, well inside the drain deadline
+        RawClient late;
+        if (late.Connect(gw.port) && !late.IsClosedByPeer(500)) {
+            hanging++;
+        }
+    }
+    EXPECT_EQ(hanging, 0) << hanging << " of 10 connections made during the drain were neither "
+                                        "refused nor closed within 0.5 s";
+    EXPECT_EQ(live.Query("select 'still here'"), "still here");
+    live.SendTls(std::string("X\0\0\0\4", 5)); // Terminate: the drain can finish
+    EXPECT_EQ(gw.proxy.Stop(0, 15), 0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -879,16 +876,10 @@ TEST_F(FaultNonce, FloodFillsTheTableWithoutEvictingALiveNonceAndTheRateLimitHol
 // ---------------------------------------------------------------------------------------------
 // Configuration faults
 
-// KNOWN BUG (open, found by tests/fuzz/fuzz_policy): a policy file whose unknown section header
-// is preceded by a form feed, vertical tab or CR (or a UTF-8 BOM on line 1) aborts the process
-// instead of failing with FILE:LINE. policy/policy_rules.c check_section_header() skips only
-// ' ' and '\t' before '[', while inih strips every isspace() byte and the BOM, so handler()
-// receives the unknown section and trips ASSERT(sec >= 0) (policy_rules.c handler). The same
-// input on a SIGHUP reload kills a running gateway instead of keeping the current policy.
-// Suggested fix: skip leading bytes with the same rule as inih (isspace, and the BOM on line 1)
-// in check_section_header, and in handler() turn the ASSERT into
-// fail(ctx, "unknown section [%s]") since it is reachable from file contents.
-TEST(FaultConfig, DISABLED_PolicyWithBomBeforeUnknownSectionIsRefusedNotAborted) {
+// A policy whose unknown section header follows a UTF-8 BOM (or a form feed, vertical tab, CR)
+// is refused with FILE:LINE, exit 2 (regression test for the ASSERT abort found by
+// tests/fuzz/fuzz_policy, fixed in 38a3483).
+TEST(FaultConfig, PolicyWithBomBeforeUnknownSectionIsRefusedNotAborted) {
     TempDir d;
     WriteFile(d / "policy.ini", "\xef\xbb\xbf[measurment]\nmode = strict\n");
     Certs &c = SharedCerts();
