@@ -1376,6 +1376,10 @@ static void stop_accepting(struct core_shard *shard) {
             io_uring_prep_cancel64(sqe, ring_op_pack(CORE_OP_ACCEPT, i, 0), 0);
             io_uring_sqe_set_data64(sqe, ring_op_pack(CORE_OP_IGNORE, 0, 0));
         }
+        // shutdown() takes the socket out of the SO_REUSEPORT group and resets its backlog at
+        // once; close() alone leaves it listening while the armed accept holds a reference,
+        // and a worker that stops right away may never submit the cancel above.
+        (void)shutdown(shard->listen_fd[i], SHUT_RDWR);
         close(shard->listen_fd[i]);
         shard->listen_fd[i] = -1;
     }

@@ -689,22 +689,11 @@ TEST(FaultLoad, FileDescriptorLimitReachedDoesNotSpinAndRecovers) {
 // ---------------------------------------------------------------------------------------------
 // Drain
 
-// KNOWN BUG (open; also makes e2e_lifecycle_test's Lifecycle.SigtermDrainsLiveSessionsAndExitsZero
-// flaky under ASan): while a SIGTERM drain waits for live sessions, new connections can be
-// accepted by the kernel and left hanging instead of being refused. core_shard.c
-// stop_accepting() queues an IORING_OP_ASYNC_CANCEL for the multishot accept and close()s the
-// listener at once, but the armed accept still holds a reference to the socket, so it keeps
-// listening until the cancel is submitted and completes. Likely cause (from the code, not
-// traced in the kernel): a worker with no connections sets `stopped` in drain_step() and leaves
-// its loop, so its cancel may never be submitted and its ring is only torn down in
-// core_shard_join(), which the main thread reaches after the busy workers finish; until then
-// that socket is the last live member of the SO_REUSEPORT group and gets every new connection,
-// which sits in its backlog with no answer. Measured (non-sanitized build, 2 workers): in about
-// half of the runs 10 of 10 connections hang; in the others none do. Suggested fix: submit the
-// cancel (io_uring_submit) before close() and wait for its CQE (or for the accept's final CQE
-// without IORING_CQE_F_MORE) before a worker may stop; or shutdown(listen_fd, SHUT_RDWR),
-// which makes the kernel fail the armed accept and reset the backlog at once.
-TEST(FaultDrain, DISABLED_NewConnectionsDuringDrainAreRefusedNotLeftHanging) {
+// Regression: stop_accepting() used to close() the listeners while the armed multishot accept
+// still held them, so a worker that stopped at once left its socket as the last member of the
+// SO_REUSEPORT group and new connections hung in its backlog during the drain (about half of
+// the runs). It now shutdown()s each listener first.
+TEST(FaultDrain, NewConnectionsDuringDrainAreRefusedNotLeftHanging) {
     Gateway gw;
     std::string err;
     ASSERT_TRUE(gw.Start("127.0.0.1:" + std::to_string(SharedPostgres().port()),
