@@ -46,6 +46,11 @@ fuzz_config)
     fi
     max_len=4096
     ;;
+fuzz_api_query)
+    sources="$src/core/core_api_query.c"
+    libs=""
+    max_len=256
+    ;;
 fuzz_policy)
     sources="$src/policy/policy.c $src/policy/policy_rules.c"
     libs="-linih"
