@@ -104,7 +104,13 @@ TEST(AtlsctlAudit, BadUsageAndMissingDatabase) {
     EXPECT_EQ(atlsctl("audit list").status, 2);                       // no --db
     EXPECT_EQ(atlsctl("audit frob --db " + t.path).status, 2);         // unknown subcommand
     EXPECT_EQ(atlsctl("audit list --db " + t.path + " --limit 0").status, 2);
-    EXPECT_EQ(atlsctl("audit list --url http://127.0.0.1:8081").status, 2);
+    // --db and --url together is a usage error; --url to a port where no gateway listens fails
+    // with a reason (port 1 on loopback: nothing listens there).
+    EXPECT_EQ(atlsctl("audit list --db " + t.path + " --url http://127.0.0.1:1").status, 2);
+    CmdResult u = atlsctl("audit list --url http://127.0.0.1:1");
+    EXPECT_EQ(u.status, 1);
+    EXPECT_NE(u.out.find("cannot connect to 127.0.0.1:1"), std::string::npos) << u.out;
+    EXPECT_EQ(atlsctl("audit verify --url ftp://127.0.0.1:1").status, 1);
     CmdResult m = atlsctl("audit verify --db " + t.sub("missing"));
     EXPECT_EQ(m.status, 1);
     EXPECT_NE(m.out.find("cannot verify"), std::string::npos) << m.out;
