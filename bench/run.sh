@@ -36,9 +36,9 @@ case "$PIN" in split | shared) ;; *) echo "run.sh: --pin split|shared" >&2; exit
 want() { [[ ",$ONLY," == *",$1,"* ]]; }
 
 if [ "$QUICK" -eq 1 ]; then
-    DUR=1; IDLE_N=1000; ATT_N=300; BULK_N=4; STORM_ATT_N=200; PGB_SCALE=1
+    DUR=1; IDLE_N=1000; ATT_N=300; BULK_N=4; STORM_ATT_N=300; PGB_SCALE=1
 else
-    DUR=4; IDLE_N=${BENCH_IDLE_CONNS:-9900}; ATT_N=2000; BULK_N=8; STORM_ATT_N=1500; PGB_SCALE=1
+    DUR=4; IDLE_N=${BENCH_IDLE_CONNS:-9900}; ATT_N=2000; BULK_N=8; STORM_ATT_N=2500; PGB_SCALE=1
 fi
 HS_CONC=8      # handshakes in flight
 Q_CONNS=8      # persistent connections for query / storm
@@ -67,7 +67,11 @@ HAP_MAXCONN=$(( ($(ulimit -n) - 200) / 2 ))
 BUILD=$ROOT/build-bench
 echo "run.sh: building into $BUILD"
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$BUILD" -j2 --target atls-proxy atlsctl atls-bench >/dev/null
+if ! cmake --build "$BUILD" -j2 --target atls-proxy atlsctl atls-bench >"$BUILD/bench-build.log" 2>&1; then
+    grep -E "error|Error" "$BUILD/bench-build.log" | head -20
+    echo "run.sh: build failed (log: $BUILD/bench-build.log)" >&2
+    exit 1
+fi
 BENCH=$BUILD/bench/atls-bench
 PROXY=$BUILD/core/atls-proxy
 ATLSCTL=$BUILD/core/atlsctl
@@ -107,7 +111,8 @@ rm -rf "$W"
 mkdir -p "$W/pg" "$RESULTS" && chmod 755 "$W"
 [ "$(id -u)" -eq 0 ] && chown postgres "$W/pg"
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
-OUT=$RESULTS/run-$STAMP-$PIN$([ "$QUICK" -eq 1 ] && echo -quick).json
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+OUT=$RESULTS/run-$STAMP-$PIN$([ "$QUICK" -eq 1 ] && echo -quick || true).json
 : >"$OUT"
 
 # ---- certificates ----------------------------------------------------------------------------------
@@ -265,10 +270,13 @@ if want bulk; then
 fi
 
 if want query; then
-    echo "== query: SELECT 1 on $Q_CONNS persistent connections (PostgreSQL)"
+    echo "== query: SELECT 1 on $Q_CONNS persistent connections (PostgreSQL, then the built-in backend)"
     bench direct $PG_PORT none 0 query --label pg --conns $Q_CONNS --duration $DUR
     bench atls $A_PG_MTLS direct "$PID_pg_mtls" query --label pg --conns $Q_CONNS --duration $DUR
     bench haproxy $H_PG direct $HAP_PID query --label pg --conns $Q_CONNS --duration $DUR
+    bench direct $SRV_PORT none 0 query --label srv --conns $Q_CONNS --duration $DUR
+    bench atls $A_SRV_MTLS direct "$PID_srv_mtls" query --label srv --conns $Q_CONNS --duration $DUR
+    bench haproxy $H_SRV direct $HAP_PID query --label srv --conns $Q_CONNS --duration $DUR
 fi
 
 if want idle; then
@@ -283,6 +291,11 @@ if want storm; then
     bench direct $PG_PORT none 0 storm --label pg --conns $Q_CONNS --storm-conns $STORM_CONC --duration $DUR
     bench atls $A_PG_MTLS direct "$PID_pg_mtls" storm --label pg --conns $Q_CONNS --storm-conns $STORM_CONC --duration $DUR
     bench haproxy $H_PG direct $HAP_PID storm --label pg --conns $Q_CONNS --storm-conns $STORM_CONC --duration $DUR
+    # Built-in backend: the storm's cost falls on the proxy alone (PostgreSQL forks a process
+    # per storm connection on the load core, which the PostgreSQL rows above include).
+    bench direct $SRV_PORT none 0 storm --label srv --conns $Q_CONNS --storm-conns $STORM_CONC --duration $DUR
+    bench atls $A_SRV_MTLS direct "$PID_srv_mtls" storm --label srv --conns $Q_CONNS --storm-conns $STORM_CONC --duration $DUR
+    bench haproxy $H_SRV direct $HAP_PID storm --label srv --conns $Q_CONNS --storm-conns $STORM_CONC --duration $DUR
     bench atls $A_PG_ATT direct "$PID_pg_att" storm --label pg-attested --conns $Q_CONNS \
         --storm-conns $STORM_CONC --count $STORM_ATT_N --duration $DUR "${ATT_PG[@]}"
 fi
@@ -311,5 +324,10 @@ if want pgbench; then
 fi
 
 echo
-python3 "$ROOT/bench/report.py" --table "$OUT" --pin "$PIN" --charts "$RESULTS" | tee "${OUT%.json}.md"
+{
+    echo "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/{print $2}') GiB, kernel $(uname -r), HAProxy $(haproxy -v | head -1 | awk '{print $3}'), PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}')"
+    echo "command: bash bench/run.sh $([ "$QUICK" -eq 1 ] && echo '--quick ')--pin $PIN  ($STAMP, ${DUR}s per run)"
+    echo "load average before: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg) (the machine is shared)"
+    python3 "$ROOT/bench/report.py" --table "$OUT" --pin "$PIN" --charts "$RESULTS"
+} | tee "${OUT%.json}.md"
 echo "run.sh: results in $OUT"
