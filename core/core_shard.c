@@ -1508,11 +1508,20 @@ static void *shard_main(void *arg) {
     if (shard->start_ret != 0) {
         return NULL;
     }
-    cpu_set_t set;
+    // Pin to the id-th CPU of the set the process was started with (taskset, cpusets,
+    // systemd CPUAffinity=), never to a CPU outside it.
+    cpu_set_t allowed, set;
     CPU_ZERO(&set);
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    CPU_SET((int)(shard->id % (uint32_t)(ncpu > 0 ? ncpu : 1)), &set);
-    (void)pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+    if (sched_getaffinity(0, sizeof(allowed), &allowed) == 0 && CPU_COUNT(&allowed) > 0) {
+        uint32_t want = shard->id % (uint32_t)CPU_COUNT(&allowed);
+        for (int cpu = 0, seen = 0; cpu < CPU_SETSIZE; cpu++) {
+            if (CPU_ISSET(cpu, &allowed) && (uint32_t)seen++ == want) {
+                CPU_SET(cpu, &set);
+                break;
+            }
+        }
+        (void)pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+    }
     for (uint32_t i = 0; i < shard->listen_count; i++) {
         arm_accept(shard, i);
     }

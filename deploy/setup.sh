@@ -11,6 +11,7 @@ PKGS=(
     postgresql postgresql-contrib postgresql-client haproxy
     clang libclang-rt-14-dev procps iproute2 openssl
     chromium nodejs fonts-dejavu-core
+    gnuplot-nox
 )
 # The dashboard browser test (tests/dashboard) drives chromium with playwright-core from npm.
 # Debian's nodejs ships npm separately; NodeSource's nodejs includes it and conflicts with it.
