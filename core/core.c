@@ -217,6 +217,7 @@ static int run(const char *path) {
         // Before any worker: an admitted session always has its record (fail closed).
         if (store_open(&proc.store, err, sizeof(err), &proc.cfg.audit, proc.worker_count) != 0) {
             fprintf(stderr, "%s: %s\n", path, err);
+            SSL_CTX_free(ctx);
             return 2;
         }
     } else if (proc.cfg.mode == CORE_MODE_TERMINATE) {
@@ -229,6 +230,7 @@ static int run(const char *path) {
     for (uint32_t i = 0; i < proc.worker_count; i++) {
         if (core_shard_start(&proc, &proc.shards[i], i, ctx, err, sizeof(err)) != 0) {
             fprintf(stderr, "%s: %s\n", path, err);
+            SSL_CTX_free(ctx);
             return 2;
         }
     }

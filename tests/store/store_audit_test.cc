@@ -270,10 +270,11 @@ TEST(StoreAudit, VerifyNamesAnAlteredRecord) {
         Atls__AuditRecord *r =
             atls__audit_record__unpack(nullptr, v.size(), (const uint8_t *)v.data());
         ASSERT_NE(r, nullptr);
+        char *original = r->db_user;
         r->db_user = (char *)"postgres"; // the tamperer grants themselves another role
         std::string nv(atls__audit_record__get_packed_size(r), '\0');
         atls__audit_record__pack(r, (uint8_t *)nv.data());
-        r->db_user = nullptr; // not owned by the unpacked message any more
+        r->db_user = original; // owned by the unpacked message: freed with it
         atls__audit_record__free_unpacked(r, nullptr);
         raw.put(STORE_CF_RECORDS, key_bytes(keys[6]), nv);
     }
