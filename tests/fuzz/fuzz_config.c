@@ -38,8 +38,15 @@ int getaddrinfo(const char *node, const char *service, const struct addrinfo *hi
     return real(node, service, &h, res);
 }
 
+static char dir_path[64];
 static char path[64];
 static struct core_config cfg;
+
+// remove_temp deletes the input file and its directory when the fuzzer exits.
+static void remove_temp(void) {
+    unlink(path);
+    rmdir(dir_path);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size > 64 * 1024) {
@@ -52,7 +59,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             memcpy(dir, "/tmp/fuzz_config.XXXXXX", sizeof(dir));
             ASSERT(mkdtemp(dir) != NULL);
         }
+        snprintf(dir_path, sizeof(dir_path), "%s", dir);
         snprintf(path, sizeof(path), "%s/proxy.ini", dir);
+        atexit(remove_temp);
     }
     FILE *f = fopen(path, "w");
     ASSERT(f != NULL);
