@@ -540,72 +540,6 @@ TEST(FaultLoad, ConnectionFloodBeyondTheSlotsIsRefusedAndCounted) {
     ExpectServesGoodClient(gw.proxy, gw.port);
 }
 
-// The proxy started with a low RLIMIT_NOFILE from its first instruction (lowering it on a
-// running process does not work: io_uring captures the limit when the multishot accept is
-// prepared). The harness's Proxy cannot do that, hence this small launcher.
-class LimitedProxy {
-  public:
-    bool Start(const std::string &dir, const std::string &ini, rlim_t nofile, std::string *err) {
-        std::string cfg = dir + "/proxy.ini";
-        WriteFile(cfg, ini);
-        log_ = dir + "/proxy.log";
-        int pfd[2];
-        if (pipe(pfd) != 0) {
-            return false;
-        }
-        pid_ = fork();
-        if (pid_ == 0) {
-            dup2(pfd[1], 1);
-            int lfd = open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-            dup2(lfd, 2);
-            for (int fd = 3; fd < 1024; fd++) {
-                close(fd); // descriptors of the test process would count against the limit
-            }
-            rlimit rl{nofile, nofile};
-            setrlimit(RLIMIT_NOFILE, &rl);
-            execl(ProxyBinary().c_str(), "atls-proxy", "--config", cfg.c_str(), (char *)nullptr);
-            _exit(127);
-        }
-        close(pfd[1]);
-        std::string got;
-        auto deadline = Clock::now() + std::chrono::seconds(20);
-        while (got.find("ready") == std::string::npos && Clock::now() < deadline) {
-            pollfd p{pfd[0], POLLIN, 0};
-            if (poll(&p, 1, 200) > 0) {
-                char buf[256];
-                ssize_t n = read(pfd[0], buf, sizeof(buf));
-                if (n <= 0) {
-                    break;
-                }
-                got.append(buf, (size_t)n);
-            }
-        }
-        close(pfd[0]);
-        if (got.find("ready") == std::string::npos) {
-            *err = "proxy did not become ready: " + ReadFile(log_);
-            return false;
-        }
-        return true;
-    }
-    bool Running() {
-        int st;
-        return pid_ > 0 && waitpid(pid_, &st, WNOHANG) == 0;
-    }
-    ~LimitedProxy() {
-        if (pid_ > 0) {
-            kill(pid_, SIGKILL);
-            int st;
-            waitpid(pid_, &st, 0);
-        }
-    }
-    pid_t pid() const { return pid_; }
-    std::string log_path() const { return log_; }
-
-  private:
-    pid_t pid_ = -1;
-    std::string log_;
-};
-
 long long CpuTicks(pid_t pid) {
     std::string st = ReadFile("/proc/" + std::to_string(pid) + "/stat");
     std::istringstream in(st.substr(st.rfind(')') + 2));
@@ -640,12 +574,12 @@ void FdLimitScenario(int hold_ms, FdLimitResult *out) {
     constexpr int kHeld = 100; // idle connections, well beyond the descriptors left
     TempDir dir;
     int port = FreePort();
-    LimitedProxy proxy;
+    Proxy proxy;
     std::string err;
     ASSERT_TRUE(proxy.Start(dir.path(),
                             MtlsIni(port, "127.0.0.1:" + std::to_string(SharedPostgres().port()),
                                     SharedCerts(), "workers = 1\nhandshake_timeout_ms = 20000\n"),
-                            kNofile, &err))
+                            &err, kNofile))
         << err;
     std::vector<int> fds;
     for (int i = 0; i < kHeld; i++) {

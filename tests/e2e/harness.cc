@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -205,7 +206,8 @@ Proxy::~Proxy() {
     }
 }
 
-bool Proxy::Start(const std::string &dir, const std::string &ini, std::string *err) {
+bool Proxy::Start(const std::string &dir, const std::string &ini, std::string *err,
+                  unsigned long nofile) {
     std::string cfg = dir + "/proxy.ini";
     WriteFile(cfg, ini);
     log_ = dir + "/proxy.log";
@@ -219,6 +221,13 @@ bool Proxy::Start(const std::string &dir, const std::string &ini, std::string *e
         int lfd = open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
         dup2(lfd, 2);
         close(pfd[0]);
+        if (nofile > 0) {
+            for (int fd = 3; fd < 1024; fd++) {
+                close(fd); // descriptors of the test process would count against the limit
+            }
+            rlimit rl{nofile, nofile};
+            setrlimit(RLIMIT_NOFILE, &rl);
+        }
         execl(ProxyBinary().c_str(), "atls-proxy", "--config", cfg.c_str(), (char *)nullptr);
         _exit(127);
     }

@@ -70,8 +70,12 @@ struct Certs {
 class Proxy {
   public:
     ~Proxy();
-    // Write `ini` to `dir`/proxy.ini, start the binary, wait for its "ready" line.
-    bool Start(const std::string &dir, const std::string &ini, std::string *err);
+    // Write `ini` to `dir`/proxy.ini, start the binary, wait for its "ready" line. `nofile` > 0
+    // starts it with that RLIMIT_NOFILE from its first instruction and none of the test's
+    // descriptors (lowering the limit of a running proxy does not work: io_uring captures it
+    // when the multishot accept is prepared).
+    bool Start(const std::string &dir, const std::string &ini, std::string *err,
+               unsigned long nofile = 0);
     // Signal and wait for exit (up to `timeout_s`); returns the exit status or -1 on timeout.
     int Stop(int sig = 15, int timeout_s = 20);
     void Signal(int sig);
