@@ -273,18 +273,25 @@ static int parse_u64(const char *s, uint64_t *out) {
 
 #define URL_PAGE 1000u
 
+// list_url writes the GET /api/v1/attestations URL of one page into `url` (`cap` bytes).
+static void list_url(char *url, size_t cap, const struct audit_opts *o, uint32_t limit,
+                     const char *cursor, uint64_t since_ns, bool json) {
+    int n = snprintf(url, cap, "%s/api/v1/attestations?limit=%u%s", o->url, limit,
+                     json ? "&format=json" : "");
+    if (cursor != NULL && cursor[0] != '\0' && n > 0 && (size_t)n < cap) {
+        n += snprintf(url + n, cap - (size_t)n, "&cursor=%s", cursor);
+    }
+    if (since_ns != 0 && n > 0 && (size_t)n < cap) {
+        // The API takes seconds; round down so that nothing at or after since_ns is missed.
+        snprintf(url + n, cap - (size_t)n, "&since=%" PRIu64, since_ns / 1000000000u);
+    }
+}
+
 // url_fetch GETs one AttestationList page (protobuf) from the API.
 static Atls__AttestationList *url_fetch(const struct audit_opts *o, uint32_t limit,
                                         const char *cursor, uint64_t since_ns) {
     char url[1024];
-    int n = snprintf(url, sizeof(url), "%s/api/v1/attestations?limit=%u", o->url, limit);
-    if (cursor != NULL && cursor[0] != '\0') {
-        n += snprintf(url + n, sizeof(url) - (size_t)n, "&cursor=%s", cursor);
-    }
-    if (since_ns != 0) {
-        // The API takes seconds; round down so that nothing at or after since_ns is missed.
-        snprintf(url + n, sizeof(url) - (size_t)n, "&since=%" PRIu64, since_ns / 1000000000u);
-    }
+    list_url(url, sizeof(url), o, limit, cursor, since_ns, false);
     char *body = NULL;
     size_t len = 0;
     if (atlsctl_http_get(url, "application/x-protobuf", &body, &len) != 0) {
@@ -306,15 +313,7 @@ static struct store_key key_of(const Atls__AuditRecord *r) {
 static int url_list(const struct audit_opts *o) {
     if (o->json) {
         char url[1024];
-        int n = snprintf(url, sizeof(url), "%s/api/v1/attestations?format=json&limit=%u", o->url,
-                         o->limit);
-        if (o->cursor != NULL) {
-            n += snprintf(url + n, sizeof(url) - (size_t)n, "&cursor=%s", o->cursor);
-        }
-        if (o->since_ns != 0) {
-            snprintf(url + n, sizeof(url) - (size_t)n, "&since=%" PRIu64,
-                     o->since_ns / 1000000000u);
-        }
+        list_url(url, sizeof(url), o, o->limit, o->cursor, o->since_ns, true);
         char *body = NULL;
         size_t len = 0;
         if (atlsctl_http_get(url, "application/json", &body, &len) != 0) {

@@ -166,14 +166,24 @@ static const char *trim(char *s) {
     return s;
 }
 
-static int parse_u32(const char *v, uint32_t min, uint32_t max, uint32_t *out) {
+// parse_u64: a decimal integer without sign, nothing after it. Returns 0 or -EINVAL.
+static int parse_u64(const char *v, uint64_t *out) {
     char *end = NULL;
     errno = 0;
     if (*v == '-' || *v == '\0') {
         return -EINVAL;
     }
     unsigned long long x = strtoull(v, &end, 10);
-    if (errno != 0 || *end != '\0' || x < min || x > max) {
+    if (errno != 0 || *end != '\0') {
+        return -EINVAL;
+    }
+    *out = x;
+    return 0;
+}
+
+static int parse_u32(const char *v, uint32_t min, uint32_t max, uint32_t *out) {
+    uint64_t x = 0;
+    if (parse_u64(v, &x) != 0 || x < min || x > max) {
         return -EINVAL;
     }
     *out = (uint32_t)x;
@@ -218,15 +228,12 @@ static int apply_row(struct parse_ctx *pc, const struct key_row *row, const char
         return 1;
     }
     case KEY_U64: {
-        char *end = NULL;
-        errno = 0;
-        unsigned long long x = value[0] == '-' ? 0 : strtoull(value, &end, 10);
-        if (value[0] == '-' || value[0] == '\0' || errno != 0 || *end != '\0') {
+        uint64_t x;
+        if (parse_u64(value, &x) != 0) {
             return set_problem(pc, "'%s' must be a non-negative integer, not '%s'", row->name,
                                value);
         }
-        uint64_t v = x;
-        memcpy(field, &v, sizeof(v));
+        memcpy(field, &x, sizeof(x));
         return 1;
     }
     case KEY_BOOL: {

@@ -248,7 +248,7 @@ static void conn_close(struct core_shard *shard, struct core_conn *c, const char
     bool was_forwarding = c->state == CORE_CONN_FORWARD || c->state == CORE_CONN_PASSTHROUGH;
     c->close_reason = reason;
     if (shard->proc->store != NULL) {
-        if (c->decision != CORE_IDX_NONE && c->audit_seq == 0) {
+        if (c->decision != CORE_IDX_NONE) { // every path that records a decision releases it
             // A handshake decided but its session never started (no StartupMessage): the
             // decision is recorded all the same, with why the connection ended.
             uint64_t seq = 0;
@@ -693,8 +693,7 @@ static void step_startup(struct core_shard *shard, struct core_conn *c) {
                 atomic_fetch_add_explicit(&shard->counters.audit_lost, 1, memory_order_relaxed);
                 LOG_WARN("worker %u: denial record not queued: %s", shard->id, strerror(-ret));
             }
-            c->audit_seq = seq ? seq : UINT64_MAX; // recorded (or counted as lost)
-            core_decision_put(shard, c);
+            core_decision_put(shard, c); // recorded (or counted as lost): not again at close
         }
         conn_fail(shard, c, "28000", c->deny_reason);
         return;
@@ -723,8 +722,7 @@ static void audit_admit(struct core_shard *shard, struct core_conn *c) {
     int ret = core_audit_decision(shard, c, NULL, &seq);
     if (ret != 0) {
         atomic_fetch_add_explicit(&shard->counters.audit_refused, 1, memory_order_relaxed);
-        c->audit_seq = UINT64_MAX; // nothing to record at close: the refusal is counted
-        core_decision_put(shard, c);
+        core_decision_put(shard, c); // nothing to record at close: the refusal is counted
         char msg[CORE_DENY_REASON_MAX];
         if (ret == -EAGAIN) {
             snprintf(msg, sizeof(msg),

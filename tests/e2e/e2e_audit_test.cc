@@ -241,6 +241,9 @@ TEST_F(AuditTest, RealConnectionsAppearInOrderWithTheirEvidenceInBothEncodings) 
     EXPECT_EQ(lu.status, 0) << lu.out;
     std::string admit_key = lu.out.substr(lu.out.rfind('\n', lu.out.size() - 2) + 1, 40);
     EXPECT_NE(lu.out.find("VERDICT_DENIED"), std::string::npos) << lu.out;
+    CmdResult lj = Sh(Atlsctl() + " audit list --url " + url + " --json");
+    EXPECT_EQ(lj.status, 0) << lj.out;
+    EXPECT_EQ(lj.out, json); // the API's own JSON page, passed through
     CmdResult su = Sh(Atlsctl() + " audit show --url " + url + " --json " + admit_key);
     EXPECT_EQ(su.status, 0) << su.out;
     EXPECT_NE(su.out.find("\"global_seq\":\"" + std::to_string(admit->global_seq) + "\""),
