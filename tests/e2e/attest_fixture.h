@@ -108,15 +108,7 @@ class AttestTest : public ::testing::Test {
                   " dbname=postgres connect_timeout=10' -c \"select 'admitted'\"");
     }
 
-    static size_t BackendConnections() {
-        std::string log = pg_->LogText();
-        size_t count = 0;
-        for (size_t at = 0; (at = log.find("connection received", at)) != std::string::npos;
-             at++) {
-            count++;
-        }
-        return count;
-    }
+    static size_t BackendConnections() { return Count(pg_->LogText(), "connection received"); }
 
     // Assert psql printed the denial with `code`, and the backend saw no connection for it.
     static void ExpectDenied(const std::string &cert, const std::string &code,

@@ -438,13 +438,7 @@ TEST_F(AuditTest, KillNineLosesNoRecordOfAnAdmittedConnection) {
     CmdResult list =
         Sh(Atlsctl() + " audit list --db " + audit_dir + " --limit 1000 --json");
     ASSERT_EQ(list.status, 0) << list.out;
-    size_t allowed = 0;
-    for (size_t at = 0; (at = list.out.find("\"verdict\":\"VERDICT_ALLOWED\"", at)) !=
-                        std::string::npos;
-         at++) {
-        allowed++;
-    }
-    EXPECT_EQ(allowed, size_t{kSessions}) << list.out.substr(0, 2000);
+    EXPECT_EQ(Count(list.out, "\"verdict\":\"VERDICT_ALLOWED\""), size_t{kSessions}) << list.out.substr(0, 2000);
     CmdResult v = Sh(Atlsctl() + " audit verify --db " + audit_dir);
     EXPECT_EQ(v.status, 0) << v.out;
 }

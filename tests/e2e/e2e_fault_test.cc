@@ -527,11 +527,7 @@ TEST(FaultLoad, ConnectionFloodBeyondTheSlotsIsRefusedAndCounted) {
     EXPECT_GE(closed, kFlood - kSlots - 5); // the refused ones see EOF (a few may still be queued)
     EXPECT_TRUE(gw.proxy.Running());
     // Log lines about the full table are rate limited (one per second), not one per refusal.
-    std::string log = ReadFile(gw.proxy.log_path());
-    size_t lines = 0;
-    for (size_t at = 0; (at = log.find("connection slots busy", at)) != std::string::npos; at++) {
-        lines++;
-    }
+    size_t lines = Count(ReadFile(gw.proxy.log_path()), "connection slots busy");
     EXPECT_LE(lines, 20u) << "refusals are logged per connection";
     for (int fd : fds) {
         ResetSocket(fd);
@@ -551,14 +547,6 @@ long long CpuTicks(pid_t pid) {
         }
     }
     return ticks;
-}
-
-size_t CountLines(const std::string &text, const std::string &needle) {
-    size_t n = 0;
-    for (size_t at = 0; (at = text.find(needle, at)) != std::string::npos; at++) {
-        n++;
-    }
-    return n;
 }
 
 // FdLimitScenario starts a one-worker gateway limited to `kNofile` descriptors, holds kHeld
@@ -595,7 +583,7 @@ void FdLimitScenario(int hold_ms, FdLimitResult *out) {
     size_t open_now = std::stoul(Sh("ls /proc/" + std::to_string(proxy.pid()) + "/fd | wc -l").out);
     EXPECT_LE(open_now, kNofile);
     std::string log = ReadFile(proxy.log_path());
-    out->emfile_lines = CountLines(log, "Too many open files");
+    out->emfile_lines = Count(log, "Too many open files");
     EXPECT_GE(out->emfile_lines, 1u) << "the limit was not reached: " << log.substr(0, 2000);
 
     // Free the descriptors (the limit stays): the gateway serves again without a restart.

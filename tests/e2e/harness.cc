@@ -71,6 +71,14 @@ int FreePort() {
     return port;
 }
 
+size_t Count(const std::string &text, const std::string &needle) {
+    size_t n = 0;
+    for (size_t at = 0; (at = text.find(needle, at)) != std::string::npos; at++) {
+        n++;
+    }
+    return n;
+}
+
 std::string ReadFile(const std::string &path) {
     std::ifstream f(path, std::ios::binary);
     std::stringstream ss;

@@ -23,6 +23,8 @@ CmdResult Sh(const std::string &cmd, int timeout_s = 60);
 int FreePort();
 
 std::string ReadFile(const std::string &path);
+// Count returns how many times `needle` occurs in `text`.
+size_t Count(const std::string &text, const std::string &needle);
 void WriteFile(const std::string &path, const std::string &data);
 
 // A temporary directory removed at destruction; world-readable so the postgres user can use it.
