@@ -411,6 +411,12 @@ TEST_F(AuditTest, StatsEndpointsReflectLiveAndDeniedClients) {
     EXPECT_NE(m.find("atls_audit_queue_depth 0"), std::string::npos);
     EXPECT_NE(m.find("atls_nonces_live"), std::string::npos);
     EXPECT_NE(Get(api, "/readyz?format=json").find("\"ready\":true"), std::string::npos);
+    // The dashboard page: embedded, self-contained, framed by nobody.
+    std::string page = Get(api, "/", "-i");
+    EXPECT_NE(page.find("Content-Type: text/html"), std::string::npos) << page.substr(0, 400);
+    EXPECT_NE(page.find("Content-Security-Policy: default-src 'none'"), std::string::npos);
+    EXPECT_NE(page.find("frame-ancestors 'none'"), std::string::npos);
+    EXPECT_NE(page.find("<html"), std::string::npos);
 }
 
 TEST_F(AuditTest, KillNineLosesNoRecordOfAnAdmittedConnection) {

@@ -1,7 +1,9 @@
 // End-to-end: SIGTERM drain, SIGHUP certificate reload, bad configuration, passthrough mode.
 #include <gtest/gtest.h>
 
+#include <sched.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <thread>
@@ -151,4 +153,48 @@ TEST(Lifecycle, PassthroughForwardsBytesUntouched) {
     EXPECT_EQ(big.out.substr(0, 33), direct.out.substr(0, 33)) << big.out;
     EXPECT_NE(big.out.find("50000"), std::string::npos) << big.out;
     EXPECT_EQ(p.Stop(SIGTERM, 15), 0);
+}
+
+TEST(Lifecycle, SigintStopsTheGatewayEvenWhenStartedWithSigintIgnored) {
+    // A shell starting a job in the background sets SIGINT to "ignore"; the gateway must still
+    // drain and exit on Ctrl-C's signal.
+    Postgres &pg = SharedPostgres();
+    TempDir d;
+    Proxy p;
+    std::string err;
+    struct sigaction ign {}, old{};
+    ign.sa_handler = SIG_IGN;
+    sigaction(SIGINT, &ign, &old); // inherited through fork and exec
+    bool started = p.Start(
+        d.path(), MtlsIni(FreePort(), "127.0.0.1:" + std::to_string(pg.port()), SharedCerts()),
+        &err);
+    sigaction(SIGINT, &old, nullptr);
+    ASSERT_TRUE(started) << err;
+    EXPECT_EQ(p.Stop(SIGINT, 10), 0);
+}
+
+TEST(Lifecycle, WorkersStayInsideTheCpuSetTheyWereStartedWith) {
+    if (sysconf(_SC_NPROCESSORS_ONLN) < 2) {
+        GTEST_SKIP() << "needs two CPUs to give the gateway a set that excludes CPU 0";
+    }
+    Postgres &pg = SharedPostgres();
+    TempDir d;
+    Proxy p;
+    std::string err;
+    cpu_set_t only1, old;
+    CPU_ZERO(&only1);
+    CPU_SET(1, &only1);
+    ASSERT_EQ(sched_getaffinity(0, sizeof(old), &old), 0);
+    ASSERT_EQ(sched_setaffinity(0, sizeof(only1), &only1), 0); // inherited by the child
+    bool started = p.Start(
+        d.path(), MtlsIni(FreePort(), "127.0.0.1:" + std::to_string(pg.port()), SharedCerts()),
+        &err);
+    sched_setaffinity(0, sizeof(old), &old);
+    ASSERT_TRUE(started) << err;
+    // Every thread (two workers included: MtlsIni sets workers = 2) may run only on CPU 1.
+    CmdResult r = Sh("grep -h Cpus_allowed_list /proc/" + std::to_string(p.pid()) +
+                     "/task/*/status | sort | uniq -c");
+    EXPECT_EQ(r.status, 0);
+    EXPECT_EQ(Count(r.out, "\n"), 1u) << r.out;
+    EXPECT_NE(r.out.find("Cpus_allowed_list:\t1\n"), std::string::npos) << r.out;
 }
