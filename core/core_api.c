@@ -763,10 +763,12 @@ static enum MHD_Result api_metrics(struct api_req *rq) {
                  "# HELP atls_audit_ring_full_total pushes refused by a full ring\n"
                  "# TYPE atls_audit_ring_full_total counter\natls_audit_ring_full_total %llu\n"
                  "# HELP atls_audit_store_healthy 1 while the audit store writes\n"
-                 "# TYPE atls_audit_store_healthy gauge\natls_audit_store_healthy %d\n",
+                 "# TYPE atls_audit_store_healthy gauge\natls_audit_store_healthy %d\n"
+                 "# HELP atls_audit_memtable_bytes memory held by the audit store's memtables\n"
+                 "# TYPE atls_audit_memtable_bytes gauge\natls_audit_memtable_bytes %llu\n",
                  (unsigned long long)audit_queue_depth(proc),
                  (unsigned long long)st.records_written, (unsigned long long)st.ring_full,
-                 store_is_healthy(proc->store) ? 1 : 0);
+                 store_is_healthy(proc->store) ? 1 : 0, (unsigned long long)st.memtable_bytes);
     }
     if (proc->nonces != NULL) {
         struct policy_nonce_stats st;

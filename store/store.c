@@ -316,6 +316,9 @@ void store_stats(const struct store *store, struct store_stats *out) {
     out->retention_runs = atomic_load(&store->retention_runs);
     out->head_global_seq = atomic_load(&store->head_global_seq);
     out->first_global_seq = atomic_load(&store->first_global_seq);
+    if (store->db != NULL) {
+        out->memtable_bytes = store_rocksdb_memtable_bytes(store->db);
+    }
 }
 
 void store_set_paused(struct store *store, bool paused) {

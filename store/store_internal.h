@@ -175,6 +175,8 @@ bool store_audit_record_is_valid(const Atls__AuditRecord *rec);
 int store_rocksdb_open(struct store_db **out_db, char *err, size_t errlen, const char *dir,
                        bool read_only);
 void store_rocksdb_close(struct store_db *db);
+// store_rocksdb_memtable_bytes: memory held by every column family's memtables. Any thread.
+uint64_t store_rocksdb_memtable_bytes(struct store_db *db);
 struct store_batch *store_rocksdb_batch_new(void);
 void store_rocksdb_batch_free(struct store_batch *batch);
 void store_rocksdb_batch_clear(struct store_batch *batch);

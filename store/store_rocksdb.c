@@ -104,6 +104,11 @@ int store_rocksdb_open(struct store_db **out_db, char *err, size_t errlen, const
     // Audit volume is small: keep RocksDB's own footprint bounded (rule 6 admission).
     rocksdb_options_set_max_open_files(db->opts, 256);
     rocksdb_options_set_keep_log_file_num(db->opts, 4);
+    // Memtables: at most STORE_MEMTABLE_BYTES x 2 per column family (one filling, one flushing),
+    // so the gateway's resident memory is bounded however long it runs; the stat below lets a
+    // soak tell this bounded growth apart from a leak.
+    rocksdb_options_set_write_buffer_size(db->opts, STORE_MEMTABLE_BYTES);
+    rocksdb_options_set_max_write_buffer_number(db->opts, 2);
     // WARNING: Debian's librocksdb 7.8 is built with assert() enabled. On a full disk, once a
     // write to its info LOG (in the same directory) has failed, the next LOG line aborts the
     // process (WritableFileWriter::AssertFalseAndGetStatusForPrevError) — and RocksDB logs the
@@ -285,4 +290,16 @@ int store_rocksdb_iter_error(const struct store_iter *it, char *err, size_t errl
         return take_error(rerr, err, errlen, "rocksdb iterate");
     }
     return 0;
+}
+
+uint64_t store_rocksdb_memtable_bytes(struct store_db *db) {
+    ASSERT(db != NULL);
+    uint64_t total = 0;
+    for (int i = 0; i < STORE_CF_COUNT; i++) {
+        uint64_t v = 0;
+        if (rocksdb_property_int_cf(db->db, db->cf[i], "rocksdb.cur-size-all-mem-tables", &v) == 0) {
+            total += v;
+        }
+    }
+    return total;
 }

@@ -22,6 +22,7 @@ extern "C" {
 #define STORE_RETENTION_DELETE_BATCH_MAX 1024u // records deleted per retention write batch
 #define STORE_RETENTION_INTERVAL_MS_MIN 10u
 #define STORE_QUERY_LIMIT_MAX 10000u
+#define STORE_MEMTABLE_BYTES (4u << 20) // RocksDB write buffer per column family
 #define STORE_DIR_BYTES_MAX 4096u
 #define STORE_KEY_BYTES 20u                      // be64 time_ns | be32 worker | be64 seq
 #define STORE_CURSOR_BYTES (2u * STORE_KEY_BYTES + 1u) // hex key + NUL
@@ -84,6 +85,7 @@ struct store_stats {
     uint64_t retention_runs;
     uint64_t head_global_seq;    // last global_seq written (0 = none)
     uint64_t first_global_seq;   // oldest global_seq kept (retention anchor + 1)
+    uint64_t memtable_bytes;     // RocksDB memtables, bounded by STORE_MEMTABLE_BYTES x 2 x CFs
 };
 
 // enum store_verify_status is the outcome of walking the hash chain (a domain outcome, rule 3).
