@@ -17,6 +17,7 @@
 
 #include <openssl/ssl.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <memory>
@@ -502,9 +503,10 @@ TEST_F(FaultClient, SlowlorisDuringStartupIsCutAtTheHandshakeTimeout) {
 // Resource exhaustion: connection slots, file descriptors
 
 TEST(FaultLoad, ConnectionFloodBeyondTheSlotsIsRefusedAndCounted) {
-    // One worker with the minimum of 16 slots; 1000 connections opened at once.
+    // One worker with the minimum of 16 slots; 10,000 connections opened at once (the issue's
+    // number; this process holds all of them, within its 20,000 descriptors).
     constexpr int kSlots = 16;
-    constexpr int kFlood = 1000;
+    constexpr int kFlood = 10000;
     Gateway gw;
     std::string err;
     ASSERT_TRUE(gw.Start("127.0.0.1:" + std::to_string(SharedPostgres().port()),
@@ -517,7 +519,7 @@ TEST(FaultLoad, ConnectionFloodBeyondTheSlotsIsRefusedAndCounted) {
         fds.push_back(fd);
     }
     // Every connection beyond the slots is closed by the gateway at once and counted.
-    long long refused = gw.WaitMetric("atls_connections_refused_full_total", kFlood - kSlots, 15);
+    long long refused = gw.WaitMetric("atls_connections_refused_full_total", kFlood - kSlots, 60);
     EXPECT_EQ(refused, kFlood - kSlots);
     EXPECT_EQ(gw.Metric("atls_connections_active"), kSlots);
     int closed = 0;
@@ -782,6 +784,144 @@ TEST_F(FaultNonce, FloodFillsTheTableWithoutEvictingALiveNonceAndTheRateLimitHol
     EXPECT_EQ(r.status, 0) << r.out;
     EXPECT_EQ(r.out, "admitted\n");
     EXPECT_TRUE(p->Running());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Soak: attested connections one after another, the gateway's memory measured as it goes.
+
+static long long StatusKb(pid_t pid, const std::string &field) {
+    std::string st = ReadFile("/proc/" + std::to_string(pid) + "/status");
+    std::smatch m;
+    if (std::regex_search(st, m, std::regex(field + ":\\s+(\\d+) kB"))) {
+        return std::stoll(m[1]);
+    }
+    return -1;
+}
+
+class FaultSoak : public AttestTest {
+  protected:
+    struct Sample {
+        long long rss_kb = -1;
+        long long memtable_kb = -1;
+    };
+
+    // Runs `total` attested connections through a gateway of its own with the [audit] section
+    // `audit`, driven by atls-bench in rounds of kRound (each connection: a fresh nonce from
+    // the API, a certificate with simulated SEV-SNP evidence, full verification, decision and
+    // disconnect records when audited, StartupMessage -> SELECT 1 -> Terminate through the real
+    // PostgreSQL). Returns the gateway's memory after the warm-up (2 rounds) and after each
+    // later round; checks that every connection succeeded and a good client is served after.
+    std::vector<Sample> Soak(const std::string &audit, long long total, long long *records) {
+        std::vector<Sample> samples;
+        std::string bench = std::string(ATLS_BINARY_DIR) + "/bench/atls-bench";
+        std::string policy = Policy(sim_ + "/ark.pem");
+        policy.replace(policy.find("ttl_s = 4"), 9, "ttl_s = 300"); // nonces fetched per round
+        int port = 0, api = 0;
+        std::unique_ptr<Proxy> p(StartProxy(policy, &port, &api, audit));
+        EXPECT_NE(p, nullptr);
+        if (p == nullptr) {
+            return samples;
+        }
+        std::string out = *dir_ / ("soak-" + std::to_string(port) + ".json");
+        auto metric = [&](const std::string &name) -> long long {
+            CmdResult r = Sh("curl -s --max-time 5 http://127.0.0.1:" + std::to_string(api) +
+                             "/metrics");
+            std::smatch m;
+            if (std::regex_search(r.out, m, std::regex("\n" + name + " (\\d+)"))) {
+                return std::stoll(m[1]);
+            }
+            return -1;
+        };
+        auto sample = [&] {
+            long long mem = metric("atls_audit_memtable_bytes");
+            samples.push_back({StatusKb(p->pid(), "VmRSS"), mem < 0 ? 0 : mem / 1024});
+        };
+        long long done = 0;
+        auto round = [&](long long n) {
+            CmdResult r = Sh(bench + " handshake --port " + std::to_string(port) +
+                                 " --tls direct --attest-api 127.0.0.1:" + std::to_string(api) +
+                                 " --sim-dir " + sim_ + " --measurement " + kGood +
+                                 " --count " + std::to_string(n) +
+                                 " --conns 4 --duration 600 --target-name atls --out " + out,
+                             600);
+            EXPECT_EQ(r.status, 0) << r.out;
+            done += n;
+            return r.status == 0;
+        };
+        if (round(2 * kRound)) { // warm-up: pools, caches and allocator arenas reach their size
+            sample();
+            while (done < total && round(kRound)) {
+                sample();
+            }
+        }
+        // Every connection was admitted and ran its SELECT (atls-bench counts errors).
+        std::string json = ReadFile(out);
+        EXPECT_EQ(Count(json, "\"errors\":0,"), Count(json, "\"scenario\"")) << json.substr(0, 1500);
+        EXPECT_EQ(Count(json, "\"scenario\""), (size_t)(done / kRound - 1));
+        *records = metric("atls_audit_records_written_total");
+        MakeCert("soak-after-" + std::to_string(port), "--measurement " + kGood, "", api);
+        CmdResult r = Connect("soak-after-" + std::to_string(port), "postgres", port);
+        EXPECT_EQ(r.status, 0) << r.out;
+        EXPECT_EQ(r.out, "admitted\n");
+        EXPECT_TRUE(p->Running());
+        return samples;
+    }
+
+    static std::string Trace(const std::vector<Sample> &v) {
+        std::string t = "RSS KiB (memtables KiB) per round:";
+        for (const Sample &s : v) {
+            t += " " + std::to_string(s.rss_kb) + " (" + std::to_string(s.memtable_kb) + ")";
+        }
+        return t;
+    }
+
+    static long long Total() {
+        const char *e = getenv("ATLS_SOAK_CONNS");
+        return e != nullptr ? std::max(4 * kRound, std::atoll(e)) : 1600;
+    }
+
+    static constexpr long long kRound = 200;
+};
+
+// Without the audit store, nothing in the gateway may grow with the number of connections:
+// resident memory after the warm-up and at the end differ by at most 512 KiB (a leak of 400
+// bytes per connection fails the default 1,600; ATLS_SOAK_CONNS=100000 narrows it to ~5).
+TEST_F(FaultSoak, AttestedConnectionsKeepMemoryFlat) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    GTEST_SKIP() << "resident memory is not meaningful under a sanitizer (shadow memory, "
+                    "quarantine); LeakSanitizer covers leaks in that stage";
+#endif
+    if (access((std::string(ATLS_BINARY_DIR) + "/bench/atls-bench").c_str(), X_OK) != 0) {
+        GTEST_SKIP() << "atls-bench is not built (the bench module was left out)";
+    }
+    long long records = 0;
+    std::vector<Sample> v = Soak("[audit]\nenabled = false\n", Total(), &records);
+    ASSERT_GE(v.size(), 3u);
+    std::cout << "soak without audit: " << Trace(v) << "\n";
+    EXPECT_LE(v.back().rss_kb - v.front().rss_kb, 512) << Trace(v);
+}
+
+// With the audit store on, RocksDB's memtables fill up to their configured size and are then
+// flushed (STORE_MEMTABLE_BYTES per column family, two at a time): resident memory may grow by
+// that bound and no more, and every connection has its two records.
+TEST_F(FaultSoak, AuditedConnectionsStayWithinTheMemtableBound) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    GTEST_SKIP() << "resident memory is not meaningful under a sanitizer";
+#endif
+    if (access((std::string(ATLS_BINARY_DIR) + "/bench/atls-bench").c_str(), X_OK) != 0) {
+        GTEST_SKIP() << "atls-bench is not built (the bench module was left out)";
+    }
+    long long records = 0;
+    long long total = Total();
+    std::vector<Sample> v = Soak("[audit]\ndir = audit\n", total, &records);
+    ASSERT_GE(v.size(), 3u);
+    std::cout << "soak with audit: " << Trace(v) << "\n";
+    constexpr long long kMemtableBoundKb = 2 * 2 * 4096; // records CF: two 4 MiB memtables
+    EXPECT_LE(v.back().rss_kb - v.front().rss_kb, kMemtableBoundKb + 1024) << Trace(v);
+    for (const Sample &s : v) {
+        EXPECT_GT(s.memtable_kb, 0) << "atls_audit_memtable_bytes missing";
+    }
+    EXPECT_GE(records, 2 * total) << "a decision and a disconnect record per connection";
 }
 
 // ---------------------------------------------------------------------------------------------
