@@ -39,6 +39,8 @@ int core_conn_table_init(struct core_shard *shard, uint32_t conns_max) {
         shard->wheel[i] = CORE_IDX_NONE;
     }
     shard->starved_head = CORE_IDX_NONE;
+    shard->hs_head = CORE_IDX_NONE;
+    shard->hs_tail = CORE_IDX_NONE;
     return 0;
 }
 
@@ -92,6 +94,7 @@ struct core_conn *core_conn_open(struct core_shard *shard) {
 void core_conn_release(struct core_shard *shard, struct core_conn *c) {
     ASSERT(c->state == CORE_CONN_CLOSING);
     ASSERT(c->pending == 0);
+    ASSERT(!c->hs_queued); // conn_close took it off the handshake queue
     core_conn_wheel_remove(shard, c);
     for (int i = 0; i < 2; i++) {
         struct core_side *s = &c->side[i];

@@ -122,6 +122,11 @@ struct core_conn {
     uint32_t next_free;
     uint32_t starved_next;
     bool on_starved;
+    // handshake queue (struct core_shard hs_head/hs_tail): TLS handshake steps run after the
+    // completions of a loop turn, a budget at a time, so established sessions go first
+    uint32_t hs_prev;
+    uint32_t hs_next;
+    bool hs_queued;
     uint64_t opened_ns;
     struct sockaddr_storage peer;
     const char *close_reason;
@@ -277,6 +282,9 @@ struct core_shard {
     uint32_t *chunk_free;
     uint32_t chunk_free_len;
     uint32_t starved_head;
+    uint32_t hs_head; // handshake queue, FIFO (CORE_IDX_NONE when empty)
+    uint32_t hs_tail;
+    bool hs_running;  // inside hs_run: conn_pump may step a handshake now
     uint32_t wheel[CORE_WHEEL_SLOTS];
     uint64_t wheel_tick;
     struct __kernel_timespec tick_ts;

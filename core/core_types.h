@@ -23,6 +23,7 @@ extern "C" {
 #define CORE_RECV_BUF_BYTES (16u * 1024u) // one provided ring buffer
 #define CORE_IN_BUFS_MAX 16u              // ring buffers one side may hold
 #define CORE_IN_BUFS_HIGH 4u              // held buffers that pause a side's recv
+#define CORE_HS_STEPS_PER_TURN 1u         // handshake steps between two looks at the ring
 #define CORE_STARTUP_BYTES_MAX 8192u      // StartupMessage size limit
 #define CORE_SNIFF_BYTES_MAX 16u          // longest pre-startup packet we accept (CancelRequest)
 #define CORE_TLS_RECORD_MAX (16u * 1024u)
