@@ -267,7 +267,7 @@ static void side_arm_recv(struct core_shard *shard, struct core_conn *c, enum co
     // One-shot recv with a provided buffer: an idle connection holds no buffer, and a busy one
     // holds at most CORE_IN_BUFS_HIGH. (A multishot recv kept delivering buffers within one CQE
     // batch faster than a cancel could stop it, which broke per-connection backpressure under
-    // bulk COPY; one SQE per 16 KiB is cheap by comparison.)
+    // bulk COPY; one SQE per 64 KiB receive is cheap by comparison.)
     io_uring_prep_recv(sqe, s->fd, NULL, CORE_RECV_BUF_BYTES, 0);
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = shard->bufs.bgid;
@@ -1547,7 +1547,7 @@ static int shard_ring_setup(struct core_shard *shard) {
                  strerror(-ret));
         return ret;
     }
-    ret = ring_buf_open(&shard->bufs, &shard->ring, 1, 1024, CORE_RECV_BUF_BYTES);
+    ret = ring_buf_open(&shard->bufs, &shard->ring, 1, CORE_RECV_BUFS, CORE_RECV_BUF_BYTES);
     if (ret != 0) {
         snprintf(shard->start_err, sizeof(shard->start_err),
                  "io_uring buffer ring setup failed: %s", strerror(-ret));

@@ -19,10 +19,14 @@ extern "C" {
 #define CORE_WORKERS_MAX 64u
 #define CORE_PATH_MAX 512u
 #define CORE_NAME_MAX 64u
-#define CORE_CHUNK_BYTES (64u * 1024u)   // one send/receive staging chunk
-#define CORE_RECV_BUF_BYTES (16u * 1024u) // one provided ring buffer
+// Bulk transfers move several TLS records per socket operation: one receive takes up to
+// CORE_RECV_BUF_BYTES (four full records) and one send carries up to a chunk (five sealed
+// records), so the kernel handles 64-96 KiB segments instead of one 16 KiB record each.
+#define CORE_CHUNK_BYTES (96u * 1024u)   // one send staging chunk (virtual until used)
+#define CORE_RECV_BUF_BYTES (64u * 1024u) // one provided ring buffer
+#define CORE_RECV_BUFS 256u               // provided ring buffers per worker (16 MiB)
 #define CORE_IN_BUFS_MAX 16u              // ring buffers one side may hold
-#define CORE_IN_BUFS_HIGH 4u              // held buffers that pause a side's recv
+#define CORE_IN_BUFS_HIGH 2u              // held buffers that pause a side's recv
 #define CORE_HS_STEPS_PER_TURN 1u         // handshake steps between two looks at the ring
 #define CORE_STARTUP_BYTES_MAX 8192u      // StartupMessage size limit
 #define CORE_SNIFF_BYTES_MAX 16u          // longest pre-startup packet we accept (CancelRequest)
