@@ -964,10 +964,13 @@ static void passthrough_arm_poll(struct core_shard *shard, struct core_conn *c,
 }
 
 // Move bytes src -> pipe -> dst. Returns -errno on a hard error, else 0; sets wants.
-static int passthrough_dir(struct core_conn *c, enum core_side_id src_id, bool *want_in,
-                           bool *want_out) {
+static int passthrough_dir(struct core_shard *shard, struct core_conn *c,
+                           enum core_side_id src_id, bool *want_in, bool *want_out) {
     struct core_side *src = &c->side[src_id];
     struct core_side *dst = &c->side[src_id ^ 1];
+    // Counted as received, like the terminate path counts recv completions.
+    atomic_uint_fast64_t *received = src_id == CORE_SIDE_CLIENT ? &shard->counters.bytes_c2b
+                                                                : &shard->counters.bytes_b2c;
     for (int rounds = 0; rounds < 16; rounds++) {
         if (src->pipe_bytes > 0) {
             ssize_t n = splice(src->pipe_fd[0], NULL, dst->fd, NULL, src->pipe_bytes,
@@ -995,6 +998,7 @@ static int passthrough_dir(struct core_conn *c, enum core_side_id src_id, bool *
         if (n > 0) {
             src->pipe_bytes += (uint32_t)n;
             src->bytes_rx += (uint64_t)n;
+            atomic_fetch_add_explicit(received, (uint64_t)n, memory_order_relaxed);
             continue;
         }
         if (n == 0) {
@@ -1018,7 +1022,7 @@ static void passthrough_pump(struct core_shard *shard, struct core_conn *c) {
     for (int d = 0; d < 2; d++) {
         bool wi = false;
         bool wo = false;
-        int ret = passthrough_dir(c, (enum core_side_id)d, &wi, &wo);
+        int ret = passthrough_dir(shard, c, (enum core_side_id)d, &wi, &wo);
         if (ret < 0) {
             conn_close(shard, c, "passthrough socket error");
             return;

@@ -133,11 +133,13 @@ TEST(Lifecycle, PassthroughForwardsBytesUntouched) {
     int port = FreePort();
     Proxy p;
     std::string err;
+    int api = FreePort();
     std::string ini = "[proxy]\nlisten = 127.0.0.1:" + std::to_string(port) +
                       "\nmode = passthrough\nworkers = 2\n[backend]\nservers = 127.0.0.1:" +
                       std::to_string(pg.port()) + "\n[api]\nlisten = 127.0.0.1:" +
-                      std::to_string(FreePort()) + "\n";
+                      std::to_string(api) + "\n";
     ASSERT_TRUE(p.Start(d.path(), ini, &err)) << err;
+    EXPECT_EQ(Metric(api, "atls_bytes_backend_to_client_total"), 0);
     // The client speaks to PostgreSQL itself (here without TLS): the proxy sees only bytes.
     std::string cs = "host=127.0.0.1 port=" + std::to_string(port) +
                      " sslmode=disable user=postgres dbname=postgres";
@@ -152,6 +154,13 @@ TEST(Lifecycle, PassthroughForwardsBytesUntouched) {
                                "generate_series(1,300000) i");
     EXPECT_EQ(big.out.substr(0, 33), direct.out.substr(0, 33)) << big.out;
     EXPECT_NE(big.out.find("50000"), std::string::npos) << big.out;
+    // Spliced bytes count in the per-worker byte counters like relayed ones: 2,000 rows of
+    // 1,000 bytes come back, and the queries went out.
+    CmdResult rows = Sh("psql -X -At '" + cs + "' -c \"select repeat('y', 1000) from "
+                        "generate_series(1,2000)\" | wc -l");
+    EXPECT_EQ(rows.out, "2000\n") << rows.out;
+    EXPECT_GE(Metric(api, "atls_bytes_backend_to_client_total"), 2000 * 1000);
+    EXPECT_GE(Metric(api, "atls_bytes_client_to_backend_total"), 100);
     EXPECT_EQ(p.Stop(SIGTERM, 15), 0);
 }
 
