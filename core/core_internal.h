@@ -226,6 +226,7 @@ struct core_counters {
     atomic_uint_fast64_t protocol_errors;
     atomic_uint_fast64_t backend_errors;
     atomic_uint_fast64_t cancels_routed;
+    atomic_uint_fast64_t cancels_cross_worker; // of those, received from another worker (MSG_RING)
     atomic_uint_fast64_t bytes_c2b;
     atomic_uint_fast64_t bytes_b2c;
     atomic_uint_fast64_t timeouts;

@@ -447,18 +447,20 @@ static void cancel_send_to_backend(struct core_shard *shard, struct core_conn *o
     backend_connect(shard, c);
 }
 
-static void cancel_deliver(struct core_shard *shard, uint32_t slot, uint32_t key) {
+// cancel_deliver forwards a cancel for `slot` of this worker. Returns whether a session matched.
+static bool cancel_deliver(struct core_shard *shard, uint32_t slot, uint32_t key) {
     if (slot >= shard->conns_max) {
-        return;
+        return false;
     }
     struct core_conn *owner = &shard->conns[slot];
     // Compare the key in constant time: a wrong key must not reveal how close it was.
     uint32_t diff = owner->proxy_key ^ key;
     if (owner->state != CORE_CONN_FORWARD || !owner->have_backend_key || diff != 0) {
         LOG_DEBUG("cancel for slot %u ignored: no matching session", slot);
-        return;
+        return false;
     }
     cancel_send_to_backend(shard, owner);
+    return true;
 }
 
 static void cancel_route(struct core_shard *shard, const uint8_t req[16]) {
@@ -471,7 +473,7 @@ static void cancel_route(struct core_shard *shard, const uint8_t req[16]) {
         return;
     }
     if (worker == shard->id) {
-        cancel_deliver(shard, slot, key);
+        (void)cancel_deliver(shard, slot, key);
         return;
     }
     struct io_uring_sqe *sqe = ring_get_sqe(&shard->ring);
@@ -485,7 +487,9 @@ static void cancel_route(struct core_shard *shard, const uint8_t req[16]) {
 
 static void on_msg(void *ctx, struct ring_op_id id, const struct io_uring_cqe *cqe) {
     struct core_shard *shard = ctx;
-    cancel_deliver(shard, id.slot, (uint32_t)cqe->res);
+    if (cancel_deliver(shard, id.slot, (uint32_t)cqe->res)) {
+        atomic_fetch_add_explicit(&shard->counters.cancels_cross_worker, 1, memory_order_relaxed);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
