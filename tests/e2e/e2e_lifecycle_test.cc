@@ -207,3 +207,28 @@ TEST(Lifecycle, WorkersStayInsideTheCpuSetTheyWereStartedWith) {
     EXPECT_EQ(Count(r.out, "\n"), 1u) << r.out;
     EXPECT_NE(r.out.find("Cpus_allowed_list:\t1\n"), std::string::npos) << r.out;
 }
+
+TEST(Lifecycle, WorkersAutoCountsTheCpusOfTheSetItWasStartedWith) {
+    if (sysconf(_SC_NPROCESSORS_ONLN) < 2) {
+        GTEST_SKIP() << "needs two online CPUs for a one-CPU set to differ from the online count";
+    }
+    Postgres &pg = SharedPostgres();
+    TempDir d;
+    std::string ini = MtlsIni(FreePort(), "127.0.0.1:" + std::to_string(pg.port()), SharedCerts());
+    size_t at = ini.find("workers = 2\n");
+    ASSERT_NE(at, std::string::npos);
+    ini.replace(at, 11, "workers = auto");
+    Proxy p;
+    std::string err;
+    cpu_set_t only0, old;
+    CPU_ZERO(&only0);
+    CPU_SET(0, &only0);
+    ASSERT_EQ(sched_getaffinity(0, sizeof(old), &old), 0);
+    ASSERT_EQ(sched_setaffinity(0, sizeof(only0), &only0), 0); // as `taskset -c 0` would
+    bool started = p.Start(d.path(), ini, &err);
+    sched_setaffinity(0, sizeof(old), &old);
+    ASSERT_TRUE(started) << err;
+    // The start line names the worker count ("atls-proxy e2e: 1 workers, listening on ...").
+    EXPECT_NE(ReadFile(p.log_path()).find("e2e: 1 workers,"), std::string::npos)
+        << ReadFile(p.log_path());
+}
