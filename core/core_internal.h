@@ -123,6 +123,7 @@ struct core_conn {
     uint32_t starved_next;
     bool on_starved;
     uint64_t opened_ns;
+    uint64_t last_io_ns; // last event of a forwarding session; the idle deadline moves lazily
     struct sockaddr_storage peer;
     const char *close_reason;
     // attestation (attested mode only)

@@ -892,6 +892,9 @@ static void conn_pump(struct core_shard *shard, struct core_conn *c) {
     if (c->state == CORE_CONN_PASSTHROUGH) {
         return; // bytes move by splice in passthrough_pump, never through user space
     }
+    if (c->state == CORE_CONN_FORWARD) {
+        c->last_io_ns = core_base_now_ns(); // see on_conn_expired
+    }
     for (int guard = 0; guard < 4; guard++) {
         enum core_conn_state before = c->state;
         switch (c->state) {
@@ -1021,6 +1024,7 @@ static int passthrough_dir(struct core_shard *shard, struct core_conn *c,
 }
 
 static void passthrough_pump(struct core_shard *shard, struct core_conn *c) {
+    c->last_io_ns = core_base_now_ns(); // see on_conn_expired
     bool in[2] = {false, false};
     bool out[2] = {false, false};
     for (int d = 0; d < 2; d++) {
@@ -1245,7 +1249,16 @@ static void on_accept(void *ctx, struct ring_op_id id, const struct io_uring_cqe
 }
 
 static void on_conn_expired(struct core_shard *shard, struct core_conn *c) {
-    uint32_t idle = shard->proc->cfg.idle_timeout_ms;
+    uint64_t idle_ns = (uint64_t)shard->proc->cfg.idle_timeout_ms * 1000000ull;
+    bool starting = c->state == CORE_CONN_FORWARD && c->scan_active;
+    bool idle_timed = c->state == CORE_CONN_PASSTHROUGH || (c->state == CORE_CONN_FORWARD &&
+                                                            !starting);
+    if (idle_timed && idle_ns != 0 && c->last_io_ns + idle_ns > core_base_now_ns()) {
+        // The session moved bytes since this deadline was set. Traffic only stamps
+        // last_io_ns; the wheel entry is moved here, once per idle period, not per completion.
+        core_conn_set_deadline(shard, c, c->last_io_ns + idle_ns);
+        return;
+    }
     atomic_fetch_add_explicit(&shard->counters.timeouts, 1, memory_order_relaxed);
     switch (c->state) {
     case CORE_CONN_SNIFF:
@@ -1260,8 +1273,7 @@ static void on_conn_expired(struct core_shard *shard, struct core_conn *c) {
         return;
     case CORE_CONN_FORWARD:
     case CORE_CONN_PASSTHROUGH:
-        (void)idle;
-        if (c->state == CORE_CONN_FORWARD && c->scan_active) {
+        if (starting) {
             atomic_fetch_add_explicit(&shard->counters.backend_errors, 1, memory_order_relaxed);
             conn_fail(shard, c, "08006",
                       "could not connect to the database: the backend did not complete the "

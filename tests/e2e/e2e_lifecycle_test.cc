@@ -232,3 +232,35 @@ TEST(Lifecycle, WorkersAutoCountsTheCpusOfTheSetItWasStartedWith) {
     EXPECT_NE(ReadFile(p.log_path()).find("e2e: 1 workers,"), std::string::npos)
         << ReadFile(p.log_path());
 }
+
+TEST(Lifecycle, IdleTimeoutEndsAnIdleSessionWith57P05ButNotABusyOne) {
+    Postgres &pg = SharedPostgres();
+    TempDir d;
+    int port = FreePort();
+    std::string ini = MtlsIni(port, "127.0.0.1:" + std::to_string(pg.port()), SharedCerts(),
+                              "idle_timeout_ms = 1000\n");
+    Proxy p;
+    std::string err;
+    ASSERT_TRUE(p.Start(d.path(), ini, &err)) << err;
+    RawClient idle, busy;
+    ASSERT_EQ(OpenSession(&idle, port), "");
+    ASSERT_EQ(OpenSession(&busy, port), "");
+    // Three idle periods: the busy session asks something every 200 ms and is never cut...
+    auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(3000);
+    int asked = 0;
+    while (std::chrono::steady_clock::now() < until) {
+        ASSERT_EQ(busy.Query("select " + std::to_string(asked)), std::to_string(asked))
+            << "busy session cut after " << asked << " queries";
+        asked++;
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    // ...while the idle one got a FATAL 57P05 (what psql prints) and was closed.
+    char t = 0;
+    std::string body;
+    ASSERT_TRUE(idle.RecvTlsMessage(&t, &body, 2000)) << "idle session: no message";
+    EXPECT_EQ(t, 'E');
+    EXPECT_EQ(ParseError(body), "57P05 terminating connection due to idle timeout");
+    EXPECT_FALSE(idle.RecvTlsMessage(&t, &body, 2000)) << "idle session still open: " << t;
+    EXPECT_EQ(Metric(ApiPortOf(ini), "atls_timeouts_total"), 1);
+    EXPECT_EQ(busy.Query("select 'still busy'"), "still busy");
+}
