@@ -471,8 +471,10 @@ void core_api_stop(struct core_proc *proc);
 /* core_backend.c */
 
 // core_backend_pick chooses a healthy backend by least connections, skipping those in
-// `tried_mask` (bit i = backend i). With an empty mask and every backend down it returns the one
-// that failed longest ago. Returns an index or CORE_IDX_NONE.
+// `tried_mask` (bit i = backend i). A failed backend is skipped for health_interval_ms, then
+// one connection (the caller that gets it) probes it while the others skip it for another
+// interval. With an empty mask and every backend down it returns the one that failed longest
+// ago. Returns an index or CORE_IDX_NONE. Any thread.
 uint32_t core_backend_pick(struct core_proc *proc, uint32_t tried_mask);
 
 // core_backend_mark_down records a failed connect: the backend is skipped until `interval`.
