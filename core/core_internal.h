@@ -79,6 +79,15 @@ struct core_side {
     uint64_t bytes_tx;
 };
 
+// struct core_pgwire_frames follows the message boundaries of one direction of a session
+// (type byte, 4-byte length, body), so the gateway knows where it may add a message of its own.
+struct core_pgwire_frames {
+    uint8_t hdr[5];     // header bytes of the current message seen so far
+    uint32_t hdr_len;
+    uint32_t body_left; // body bytes of the current message still to come
+    uint8_t last_type;  // type of the last message whose header was complete (0 = none yet)
+};
+
 struct core_shard;
 
 struct core_conn {
@@ -110,6 +119,7 @@ struct core_conn {
     bool scan_in_key;
     uint8_t scan_key[8];
     uint32_t scan_key_len;
+    struct core_pgwire_frames b2c_frames; // every backend -> client byte, the whole session
     // StartupMessage
     uint32_t startup_len;
     char user[CORE_NAME_MAX];
@@ -397,6 +407,11 @@ enum core_pgwire_startup core_pgwire_startup(const uint8_t *buf, uint32_t len, u
 // core_pgwire_be32 / core_pgwire_put_be32: big-endian helpers.
 uint32_t core_pgwire_be32(const uint8_t *p);
 void core_pgwire_put_be32(uint8_t *p, uint32_t v);
+
+// core_pgwire_frames_advance moves `f` past `n` bytes of the stream it follows.
+void core_pgwire_frames_advance(struct core_pgwire_frames *f, const uint8_t *p, uint32_t n);
+// core_pgwire_frames_is_boundary reports whether `f` stands between two messages.
+bool core_pgwire_frames_is_boundary(const struct core_pgwire_frames *f);
 
 #define CORE_PG_SSL_REQUEST 80877103u
 #define CORE_PG_GSSENC_REQUEST 80877104u

@@ -865,6 +865,7 @@ static void pump_b2c(struct core_shard *shard, struct core_conn *c) {
         if (n > CORE_TLS_RECORD_MAX) {
             n = CORE_TLS_RECORD_MAX;
         }
+        core_pgwire_frames_advance(&c->b2c_frames, p, n); // reads only type and length bytes
         if (c->scan_active) {
             memcpy(scratch, p, n);
             p = scratch;
@@ -881,6 +882,27 @@ static void pump_b2c(struct core_shard *shard, struct core_conn *c) {
         cl->bytes_tx += n;
     }
     if (be->recv_eof && be->in_bytes == 0 && !c->close_after_flush) {
+        if (c->b2c_frames.last_type != 'E' && core_pgwire_frames_is_boundary(&c->b2c_frames)) {
+            // The backend went away without an ErrorResponse (killed, crashed): tell the
+            // client in pgwire, which allows one between messages. Mid-message only the close
+            // can say it. (A client that sent Terminate and keeps reading gets it too.)
+            out_compact(shard, cl);
+            if (out_free(cl) < CORE_TLS_RECORD_MAX + CORE_TLS_OVERHEAD_MAX) {
+                return; // on_send pumps again once the client has drained
+            }
+            char msg[256];
+            snprintf(msg, sizeof(msg),
+                     "terminating connection: the database server closed the session "
+                     "unexpectedly (backend %s)",
+                     shard->proc->cfg.backends[c->backend_idx].text);
+            uint8_t buf[512];
+            uint32_t len = core_pgwire_error(buf, sizeof(buf), "08006", msg);
+            ASSERT(len > 0);
+            if (SSL_write(c->ssl, buf, (int)len) <= 0) {
+                ERR_clear_error();
+            }
+            c->close_reason = "backend lost mid-session";
+        }
         // The backend ended the session: close_notify, then close once flushed.
         (void)SSL_shutdown(c->ssl);
         ERR_clear_error();
