@@ -310,24 +310,33 @@ TEST_F(BackendTest, DeadBackendIsProbedByOneSessionAtATime) {
 
 TEST_F(BackendTest, LeastConnectionsSpreadsSessions) {
     Postgres &pg = SharedPostgres();
-    // The same server reached through two loopback addresses counts as two backends.
+    // The same server reached through two loopback addresses counts as two backends; the
+    // session's inet_server_addr() tells which one it went through.
     StartProxy("127.0.0.1:" + std::to_string(pg.port()) + ", 127.0.0.2:" +
                std::to_string(pg.port()));
-    std::vector<std::unique_ptr<RawClient>> held;
-    int on_first = 0, on_second = 0;
-    for (int i = 0; i < 6; i++) {
+    std::vector<std::unique_ptr<RawClient>> on_first, on_second;
+    for (int i = 0; i < 4; i++) {
         auto c = std::make_unique<RawClient>();
         ASSERT_EQ(OpenSession(c.get(), port_), "");
         std::string addr = c->Query("select host(inet_server_addr())");
-        if (addr == "127.0.0.1") {
-            on_first++;
-        } else if (addr == "127.0.0.2") {
-            on_second++;
-        }
-        held.push_back(std::move(c)); // keep sessions open so the counts matter
+        ASSERT_TRUE(addr == "127.0.0.1" || addr == "127.0.0.2") << addr;
+        (addr == "127.0.0.1" ? on_first : on_second).push_back(std::move(c));
     }
-    EXPECT_EQ(on_first, 3);
-    EXPECT_EQ(on_second, 3);
+    ASSERT_EQ(on_first.size(), 2u);
+    ASSERT_EQ(on_second.size(), 2u);
+    // Empty the first backend. Round robin would now send one new session to each backend;
+    // least connections sends both to the first (0 connections against 2).
+    for (auto &c : on_first) {
+        c->SendTls(kTerminate);
+    }
+    on_first.clear();
+    ASSERT_EQ(WaitMetric(api_, "atls_connections_active", 2, 10), 2);
+    for (int i = 0; i < 2; i++) {
+        auto c = std::make_unique<RawClient>();
+        ASSERT_EQ(OpenSession(c.get(), port_), "");
+        EXPECT_EQ(c->Query("select host(inet_server_addr())"), "127.0.0.1") << "new session " << i;
+        on_first.push_back(std::move(c));
+    }
 }
 
 TEST_F(BackendTest, BackendKilledMidSessionEndsOnlyThatSession) {
