@@ -1,6 +1,7 @@
 // core.c: main(): load config -> build TLS context -> start one pinned worker per core ->
 // handle signals (SIGTERM/SIGINT drain, SIGHUP reload) -> join -> exit.
 #include <getopt.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -169,6 +170,18 @@ static void reload_tls(struct core_proc *proc) {
     LOG_INFO("reloaded certificate %s", proc->cfg.tls_cert);
 }
 
+// usable_cpus: how many CPUs this process may run on (taskset, cpusets, systemd
+// CPUAffinity=), which `workers = auto` follows; online CPUs when the mask cannot be read.
+static uint32_t usable_cpus(void) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0) {
+        return (uint32_t)CPU_COUNT(&set);
+    }
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    return ncpu > 0 ? (uint32_t)ncpu : 1u;
+}
+
 static int run(const char *path) {
     static struct core_proc proc; // large; lives for the whole process
     char err[512];
@@ -193,8 +206,7 @@ static int run(const char *path) {
         // Passthrough never terminates TLS, but the shard code keeps one context reference.
         ctx = SSL_CTX_new(TLS_method());
     }
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    proc.worker_count = proc.cfg.workers ? proc.cfg.workers : (uint32_t)(ncpu > 0 ? ncpu : 1);
+    proc.worker_count = proc.cfg.workers ? proc.cfg.workers : usable_cpus();
     if (proc.worker_count > CORE_WORKERS_MAX) {
         proc.worker_count = CORE_WORKERS_MAX;
     }

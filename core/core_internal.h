@@ -79,6 +79,15 @@ struct core_side {
     uint64_t bytes_tx;
 };
 
+// struct core_pgwire_frames follows the message boundaries of one direction of a session
+// (type byte, 4-byte length, body), so the gateway knows where it may add a message of its own.
+struct core_pgwire_frames {
+    uint8_t hdr[5];     // header bytes of the current message seen so far
+    uint32_t hdr_len;
+    uint32_t body_left; // body bytes of the current message still to come
+    uint8_t last_type;  // type of the last message whose header was complete (0 = none yet)
+};
+
 struct core_shard;
 
 struct core_conn {
@@ -110,6 +119,7 @@ struct core_conn {
     bool scan_in_key;
     uint8_t scan_key[8];
     uint32_t scan_key_len;
+    struct core_pgwire_frames b2c_frames; // every backend -> client byte, the whole session
     // StartupMessage
     uint32_t startup_len;
     char user[CORE_NAME_MAX];
@@ -128,6 +138,7 @@ struct core_conn {
     uint32_t hs_next;
     bool hs_queued;
     uint64_t opened_ns;
+    uint64_t last_io_ns; // last event of a forwarding session; the idle deadline moves lazily
     struct sockaddr_storage peer;
     const char *close_reason;
     // attestation (attested mode only)
@@ -231,6 +242,7 @@ struct core_counters {
     atomic_uint_fast64_t protocol_errors;
     atomic_uint_fast64_t backend_errors;
     atomic_uint_fast64_t cancels_routed;
+    atomic_uint_fast64_t cancels_cross_worker; // of those, received from another worker (MSG_RING)
     atomic_uint_fast64_t bytes_c2b;
     atomic_uint_fast64_t bytes_b2c;
     atomic_uint_fast64_t timeouts;
@@ -404,6 +416,11 @@ enum core_pgwire_startup core_pgwire_startup(const uint8_t *buf, uint32_t len, u
 uint32_t core_pgwire_be32(const uint8_t *p);
 void core_pgwire_put_be32(uint8_t *p, uint32_t v);
 
+// core_pgwire_frames_advance moves `f` past `n` bytes of the stream it follows.
+void core_pgwire_frames_advance(struct core_pgwire_frames *f, const uint8_t *p, uint32_t n);
+// core_pgwire_frames_is_boundary reports whether `f` stands between two messages.
+bool core_pgwire_frames_is_boundary(const struct core_pgwire_frames *f);
+
 #define CORE_PG_SSL_REQUEST 80877103u
 #define CORE_PG_GSSENC_REQUEST 80877104u
 #define CORE_PG_CANCEL_REQUEST 80877102u
@@ -477,8 +494,10 @@ void core_api_stop(struct core_proc *proc);
 /* core_backend.c */
 
 // core_backend_pick chooses a healthy backend by least connections, skipping those in
-// `tried_mask` (bit i = backend i). With an empty mask and every backend down it returns the one
-// that failed longest ago. Returns an index or CORE_IDX_NONE.
+// `tried_mask` (bit i = backend i). A failed backend is skipped for health_interval_ms, then
+// one connection (the caller that gets it) probes it while the others skip it for another
+// interval. With an empty mask and every backend down it returns the one that failed longest
+// ago. Returns an index or CORE_IDX_NONE. Any thread.
 uint32_t core_backend_pick(struct core_proc *proc, uint32_t tried_mask);
 
 // core_backend_mark_down records a failed connect: the backend is skipped until `interval`.

@@ -157,3 +157,27 @@ enum core_pgwire_startup core_pgwire_startup(const uint8_t *buf, uint32_t len, u
     *out_len = plen;
     return CORE_STARTUP_OK;
 }
+
+void core_pgwire_frames_advance(struct core_pgwire_frames *f, const uint8_t *p, uint32_t n) {
+    uint32_t i = 0;
+    while (i < n) {
+        if (f->body_left > 0) {
+            uint32_t take = n - i < f->body_left ? n - i : f->body_left;
+            i += take;
+            f->body_left -= take;
+            continue;
+        }
+        ASSERT_HOT(f->hdr_len < sizeof(f->hdr));
+        f->hdr[f->hdr_len++] = p[i++];
+        if (f->hdr_len == sizeof(f->hdr)) {
+            uint32_t len = core_pgwire_be32(f->hdr + 1);
+            f->last_type = f->hdr[0];
+            f->body_left = len >= 4 ? len - 4 : 0; // a bad length is the client's to reject
+            f->hdr_len = 0;
+        }
+    }
+}
+
+bool core_pgwire_frames_is_boundary(const struct core_pgwire_frames *f) {
+    return f->hdr_len == 0 && f->body_left == 0;
+}

@@ -499,18 +499,20 @@ static void cancel_send_to_backend(struct core_shard *shard, struct core_conn *o
     backend_connect(shard, c);
 }
 
-static void cancel_deliver(struct core_shard *shard, uint32_t slot, uint32_t key) {
+// cancel_deliver forwards a cancel for `slot` of this worker. Returns whether a session matched.
+static bool cancel_deliver(struct core_shard *shard, uint32_t slot, uint32_t key) {
     if (slot >= shard->conns_max) {
-        return;
+        return false;
     }
     struct core_conn *owner = &shard->conns[slot];
     // Compare the key in constant time: a wrong key must not reveal how close it was.
     uint32_t diff = owner->proxy_key ^ key;
     if (owner->state != CORE_CONN_FORWARD || !owner->have_backend_key || diff != 0) {
         LOG_DEBUG("cancel for slot %u ignored: no matching session", slot);
-        return;
+        return false;
     }
     cancel_send_to_backend(shard, owner);
+    return true;
 }
 
 static void cancel_route(struct core_shard *shard, const uint8_t req[16]) {
@@ -523,7 +525,7 @@ static void cancel_route(struct core_shard *shard, const uint8_t req[16]) {
         return;
     }
     if (worker == shard->id) {
-        cancel_deliver(shard, slot, key);
+        (void)cancel_deliver(shard, slot, key);
         return;
     }
     struct io_uring_sqe *sqe = ring_get_sqe(&shard->ring);
@@ -537,7 +539,9 @@ static void cancel_route(struct core_shard *shard, const uint8_t req[16]) {
 
 static void on_msg(void *ctx, struct ring_op_id id, const struct io_uring_cqe *cqe) {
     struct core_shard *shard = ctx;
-    cancel_deliver(shard, id.slot, (uint32_t)cqe->res);
+    if (cancel_deliver(shard, id.slot, (uint32_t)cqe->res)) {
+        atomic_fetch_add_explicit(&shard->counters.cancels_cross_worker, 1, memory_order_relaxed);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -913,6 +917,7 @@ static void pump_b2c(struct core_shard *shard, struct core_conn *c) {
         if (n > CORE_TLS_RECORD_MAX) {
             n = CORE_TLS_RECORD_MAX;
         }
+        core_pgwire_frames_advance(&c->b2c_frames, p, n); // reads only type and length bytes
         if (c->scan_active) {
             memcpy(scratch, p, n);
             p = scratch;
@@ -929,6 +934,27 @@ static void pump_b2c(struct core_shard *shard, struct core_conn *c) {
         cl->bytes_tx += n;
     }
     if (be->recv_eof && be->in_bytes == 0 && !c->close_after_flush) {
+        if (c->b2c_frames.last_type != 'E' && core_pgwire_frames_is_boundary(&c->b2c_frames)) {
+            // The backend went away without an ErrorResponse (killed, crashed): tell the
+            // client in pgwire, which allows one between messages. Mid-message only the close
+            // can say it. (A client that sent Terminate and keeps reading gets it too.)
+            out_compact(shard, cl);
+            if (out_free(cl) < CORE_TLS_RECORD_MAX + CORE_TLS_OVERHEAD_MAX) {
+                return; // on_send pumps again once the client has drained
+            }
+            char msg[256];
+            snprintf(msg, sizeof(msg),
+                     "terminating connection: the database server closed the session "
+                     "unexpectedly (backend %s)",
+                     shard->proc->cfg.backends[c->backend_idx].text);
+            uint8_t buf[512];
+            uint32_t len = core_pgwire_error(buf, sizeof(buf), "08006", msg);
+            ASSERT(len > 0);
+            if (SSL_write(c->ssl, buf, (int)len) <= 0) {
+                ERR_clear_error();
+            }
+            c->close_reason = "backend lost mid-session";
+        }
         // The backend ended the session: close_notify, then close once flushed.
         (void)SSL_shutdown(c->ssl);
         ERR_clear_error();
@@ -939,6 +965,9 @@ static void pump_b2c(struct core_shard *shard, struct core_conn *c) {
 static void conn_pump(struct core_shard *shard, struct core_conn *c) {
     if (c->state == CORE_CONN_PASSTHROUGH) {
         return; // bytes move by splice in passthrough_pump, never through user space
+    }
+    if (c->state == CORE_CONN_FORWARD) {
+        c->last_io_ns = core_base_now_ns(); // see on_conn_expired
     }
     for (int guard = 0; guard < 4; guard++) {
         enum core_conn_state before = c->state;
@@ -1021,10 +1050,13 @@ static void passthrough_arm_poll(struct core_shard *shard, struct core_conn *c,
 }
 
 // Move bytes src -> pipe -> dst. Returns -errno on a hard error, else 0; sets wants.
-static int passthrough_dir(struct core_conn *c, enum core_side_id src_id, bool *want_in,
-                           bool *want_out) {
+static int passthrough_dir(struct core_shard *shard, struct core_conn *c,
+                           enum core_side_id src_id, bool *want_in, bool *want_out) {
     struct core_side *src = &c->side[src_id];
     struct core_side *dst = &c->side[src_id ^ 1];
+    // Counted as received, like the terminate path counts recv completions.
+    atomic_uint_fast64_t *received = src_id == CORE_SIDE_CLIENT ? &shard->counters.bytes_c2b
+                                                                : &shard->counters.bytes_b2c;
     for (int rounds = 0; rounds < 16; rounds++) {
         if (src->pipe_bytes > 0) {
             ssize_t n = splice(src->pipe_fd[0], NULL, dst->fd, NULL, src->pipe_bytes,
@@ -1052,6 +1084,7 @@ static int passthrough_dir(struct core_conn *c, enum core_side_id src_id, bool *
         if (n > 0) {
             src->pipe_bytes += (uint32_t)n;
             src->bytes_rx += (uint64_t)n;
+            atomic_fetch_add_explicit(received, (uint64_t)n, memory_order_relaxed);
             continue;
         }
         if (n == 0) {
@@ -1070,12 +1103,13 @@ static int passthrough_dir(struct core_conn *c, enum core_side_id src_id, bool *
 }
 
 static void passthrough_pump(struct core_shard *shard, struct core_conn *c) {
+    c->last_io_ns = core_base_now_ns(); // see on_conn_expired
     bool in[2] = {false, false};
     bool out[2] = {false, false};
     for (int d = 0; d < 2; d++) {
         bool wi = false;
         bool wo = false;
-        int ret = passthrough_dir(c, (enum core_side_id)d, &wi, &wo);
+        int ret = passthrough_dir(shard, c, (enum core_side_id)d, &wi, &wo);
         if (ret < 0) {
             conn_close(shard, c, "passthrough socket error");
             return;
@@ -1294,7 +1328,16 @@ static void on_accept(void *ctx, struct ring_op_id id, const struct io_uring_cqe
 }
 
 static void on_conn_expired(struct core_shard *shard, struct core_conn *c) {
-    uint32_t idle = shard->proc->cfg.idle_timeout_ms;
+    uint64_t idle_ns = (uint64_t)shard->proc->cfg.idle_timeout_ms * 1000000ull;
+    bool starting = c->state == CORE_CONN_FORWARD && c->scan_active;
+    bool idle_timed = c->state == CORE_CONN_PASSTHROUGH || (c->state == CORE_CONN_FORWARD &&
+                                                            !starting);
+    if (idle_timed && idle_ns != 0 && c->last_io_ns + idle_ns > core_base_now_ns()) {
+        // The session moved bytes since this deadline was set. Traffic only stamps
+        // last_io_ns; the wheel entry is moved here, once per idle period, not per completion.
+        core_conn_set_deadline(shard, c, c->last_io_ns + idle_ns);
+        return;
+    }
     atomic_fetch_add_explicit(&shard->counters.timeouts, 1, memory_order_relaxed);
     switch (c->state) {
     case CORE_CONN_SNIFF:
@@ -1309,8 +1352,7 @@ static void on_conn_expired(struct core_shard *shard, struct core_conn *c) {
         return;
     case CORE_CONN_FORWARD:
     case CORE_CONN_PASSTHROUGH:
-        (void)idle;
-        if (c->state == CORE_CONN_FORWARD && c->scan_active) {
+        if (starting) {
             atomic_fetch_add_explicit(&shard->counters.backend_errors, 1, memory_order_relaxed);
             conn_fail(shard, c, "08006",
                       "could not connect to the database: the backend did not complete the "

@@ -52,7 +52,7 @@ struct core_config {
     struct core_addr listen[CORE_LISTEN_MAX];
     uint32_t listen_count;
     enum core_mode mode;
-    uint32_t workers; // 0 = auto (one per online CPU)
+    uint32_t workers; // 0 = auto (one per CPU in the affinity mask the process started with)
     uint32_t drain_timeout_ms;
     uint32_t conns_max;            // per worker
     uint32_t handshake_timeout_ms; // sniff + TLS handshake + startup

@@ -581,11 +581,40 @@ Certs &SharedCerts() {
     return *g_certs;
 }
 
+int ApiPortOf(const std::string &ini) {
+    const std::string key = "[api]\nlisten = 127.0.0.1:";
+    size_t at = ini.find(key);
+    return at == std::string::npos ? 0 : atoi(ini.c_str() + at + key.size());
+}
+
+long long Metric(int api_port, const std::string &name) {
+    CmdResult r = Sh("curl -s --max-time 5 http://127.0.0.1:" + std::to_string(api_port) +
+                     "/metrics");
+    std::string line = "\n" + name + " ";
+    size_t at = r.out.find(line);
+    if (r.status != 0 || at == std::string::npos) {
+        return -1;
+    }
+    return atoll(r.out.c_str() + at + line.size());
+}
+
+long long WaitMetric(int api_port, const std::string &name, long long want, double timeout_s) {
+    auto deadline = std::chrono::steady_clock::now() +
+                    std::chrono::milliseconds((long long)(timeout_s * 1000));
+    long long v = Metric(api_port, name);
+    while (v != want && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        v = Metric(api_port, name);
+    }
+    return v;
+}
+
 ProxyEnv *StartMtlsProxyEnv(std::string *err, const std::string &extra_proxy) {
     auto *env = new ProxyEnv();
     env->port = FreePort();
     std::string ini = MtlsIni(env->port, "127.0.0.1:" + std::to_string(SharedPostgres().port()),
                               SharedCerts(), extra_proxy);
+    env->api = ApiPortOf(ini);
     if (!env->proxy.Start(env->dir.path(), ini, err)) {
         delete env;
         return nullptr;
@@ -598,6 +627,7 @@ Certs *MtlsSuite::certs_;
 ProxyEnv *MtlsSuite::env_;
 Proxy *MtlsSuite::proxy_;
 int MtlsSuite::port_;
+int MtlsSuite::api_;
 
 void MtlsSuite::SetUpTestSuite() {
     pg_ = &SharedPostgres();
@@ -606,6 +636,7 @@ void MtlsSuite::SetUpTestSuite() {
     env_ = StartMtlsProxyEnv(&err);
     ASSERT_NE(env_, nullptr) << err;
     port_ = env_->port;
+    api_ = env_->api;
     proxy_ = &env_->proxy;
 }
 

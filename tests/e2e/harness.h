@@ -140,11 +140,20 @@ std::string ParseError(const std::string &body);
 Postgres &SharedPostgres();
 Certs &SharedCerts();
 
+// ApiPortOf returns the [api] listen port of a config written by MtlsIni (0 when it has none).
+int ApiPortOf(const std::string &ini);
+// Metric returns one unlabelled counter or gauge from /metrics of the gateway whose API listens
+// on `api_port`; -1 when the gateway does not answer or has no such metric.
+long long Metric(int api_port, const std::string &name);
+// WaitMetric polls Metric until it equals `want` or `timeout_s` passes; returns the last value.
+long long WaitMetric(int api_port, const std::string &name, long long want, double timeout_s);
+
 // A mutual-TLS proxy in front of the shared PostgreSQL, for suites that share one proxy.
 struct ProxyEnv {
     TempDir dir;
     Proxy proxy;
     int port = 0;
+    int api = 0; // its HTTP API port (/metrics)
 };
 // StartMtlsProxyEnv starts it (extra [proxy] lines in `extra_proxy`); nullptr on failure with
 // the reason in `err`.
@@ -167,6 +176,7 @@ class MtlsSuite : public ::testing::Test {
     static ProxyEnv *env_;
     static Proxy *proxy_;
     static int port_;
+    static int api_;
 };
 
 // Minimal terminate-mode mTLS config for `listen_port` in front of `backends`.
