@@ -64,6 +64,19 @@ const Pair kPairs[] = {
     {"mstee_turin_v5_report.bin", "mstee_turin_v5_vcek.der", ATTEST_PRODUCT_TURIN, 5},
 };
 
+// pem_file_to_der reads the first certificate of a vector PEM file as DER (empty on failure).
+std::vector<uint8_t> pem_file_to_der(const std::string &name) {
+    auto pem = vec(name);
+    std::vector<uint8_t> der(ATTEST_CERT_DER_MAX_BYTES);
+    size_t len = 0;
+    if (attest_cert_pem_to_der(der.data(), der.size(), &len, (const char *)pem.data(),
+                               pem.size()) != 0) {
+        return {};
+    }
+    der.resize(len);
+    return der;
+}
+
 int64_t time_for(const Pair &p) {
     return strstr(p.vcek, "vlek") != nullptr ? kVlekTime : kFixedTime;
 }
@@ -231,11 +244,40 @@ TEST(AttestVerify, MilanVcekAgainstGenoaChainFails) {
 }
 
 TEST(AttestVerify, PeerSuppliedGenoaAskDoesNotRescueMilanVcek) {
+    // Roots are the Genoa chain. The peer sends the genuine Milan ASK (DER) that did sign this
+    // VCEK: it is still refused, because no trusted ARK signed that ASK.
     Verifier ver(vector_path("genoa_cert_chain.pem"));
-    auto ask_pem = vec("milan_ask.pem"); // PEM is not DER: ignored, still no chain
+    auto ask = pem_file_to_der("milan_ask.pem");
+    ASSERT_FALSE(ask.empty());
     Result r = verify(ver, vec("virtee_milan_v2_report.bin"), vec("virtee_milan_v2_vcek.der"),
-                      kFixedTime, ask_pem);
-    EXPECT_EQ(r.st, ATTEST_CHAIN_INVALID);
+                      kFixedTime, ask);
+    EXPECT_EQ(r.st, ATTEST_CHAIN_INVALID) << r.err.msg;
+    // Nor does a peer-supplied ARK: a self-signed certificate from the peer is never an anchor.
+    auto ark = pem_file_to_der("milan_ark.pem");
+    Result r2 = verify(ver, vec("virtee_milan_v2_report.bin"), vec("virtee_milan_v2_vcek.der"),
+                       kFixedTime, ark);
+    EXPECT_EQ(r2.st, ATTEST_CHAIN_INVALID) << r2.err.msg;
+}
+
+TEST(AttestVerify, PeerSuppliedAskCompletesChainToConfiguredArk) {
+    // Roots hold only ARK-Milan: without an ASK the VCEK has no issuer...
+    Verifier ver(vector_path("milan_ark.pem"));
+    auto report = vec("virtee_milan_v2_report.bin");
+    auto vcek = vec("virtee_milan_v2_vcek.der");
+    Result none = verify(ver, report, vcek);
+    EXPECT_EQ(none.st, ATTEST_CHAIN_INVALID) << none.err.msg;
+    // ...with the peer-supplied Milan ASK (DER) the chain is complete.
+    auto ask = pem_file_to_der("milan_ask.pem");
+    ASSERT_FALSE(ask.empty());
+    Result ok = verify(ver, report, vcek, kFixedTime, ask);
+    EXPECT_EQ(ok.st, ATTEST_OK) << ok.err.msg;
+    EXPECT_EQ(ok.claims.product, ATTEST_PRODUCT_MILAN);
+    // The Genoa ASK, signed by an ARK that is not configured, does not do it (a fresh verifier:
+    // the one above has the VCEK's chain cached now).
+    auto genoa_ask = pem_file_to_der("genoa_ask.pem");
+    ASSERT_FALSE(genoa_ask.empty());
+    Verifier other(vector_path("milan_ark.pem"));
+    EXPECT_EQ(verify(other, report, vcek, kFixedTime, genoa_ask).st, ATTEST_CHAIN_INVALID);
 }
 
 TEST(AttestVerify, RootsFileWithOnlyAskIsRejected) {
