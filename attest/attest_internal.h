@@ -110,6 +110,11 @@ void attest_sim_build_report(uint8_t report[ATTEST_REPORT_BYTES],
 #define ATTEST_SEV_GUEST_IOCTL_BYTES 32u
 #define ATTEST_SEV_GUEST_RESP_BYTES 4000u
 #define ATTEST_SEV_GUEST_REPORT_OFF 0x20u
+#define ATTEST_SEV_GUEST_EXT_REQ_BYTES 112u        // struct snp_ext_report_req
+#define ATTEST_SEV_GUEST_EXT_CERTS_ADDR_OFF 96u    // certs_address u64
+#define ATTEST_SEV_GUEST_EXT_CERTS_LEN_OFF 104u    // certs_len u32
+#define ATTEST_SEV_GUEST_CERTS_BYTES (16u * 1024u) // SEV_FW_BLOB_MAX_SIZE, a multiple of 4096
+#define ATTEST_SEV_GUEST_MSG_VERSION 1u
 
 // attest_sev_guest_encode_req writes the 96-byte struct snp_report_req (user_data, vmpl, zero
 // reserved) into `out`.
@@ -117,11 +122,25 @@ void attest_sev_guest_encode_req(uint8_t out[ATTEST_SEV_GUEST_REQ_BYTES],
                                  const uint8_t report_data[ATTEST_REPORT_DATA_BYTES],
                                  uint32_t vmpl);
 
+// attest_sev_guest_encode_ext_req writes the 112-byte struct snp_ext_report_req for
+// SNP_GET_EXT_REPORT: the report request, certs_address (u64 at 96, the user pointer of the
+// certificate buffer) and certs_len (u32 at 104; a multiple of 4096, at most 16 KiB), padding 0.
+void attest_sev_guest_encode_ext_req(uint8_t out[ATTEST_SEV_GUEST_EXT_REQ_BYTES],
+                                     const uint8_t report_data[ATTEST_REPORT_DATA_BYTES],
+                                     uint32_t vmpl, uint64_t certs_address, uint32_t certs_len);
+
+// attest_sev_guest_encode_ioctl writes the 32-byte struct snp_guest_request_ioctl: msg_version 1
+// (the driver rejects 0), req_data and resp_data user pointers, exitinfo2 zero.
+void attest_sev_guest_encode_ioctl(uint8_t out[ATTEST_SEV_GUEST_IOCTL_BYTES], uint64_t req_data,
+                                   uint64_t resp_data);
+
 // attest_sev_guest_parse_resp checks MSG_REPORT_RSP (status 0, report_size 0x4A0) in a response
 // buffer of `len` bytes and copies the report at offset 0x20 to `out_report`.
 enum attest_status attest_sev_guest_parse_resp(uint8_t out_report[ATTEST_REPORT_BYTES],
                                                struct attest_error *err, const uint8_t *resp,
                                                size_t len);
+
+/* attest_certtable.c */
 
 // attest_certtable_parse walks a GHCB certificate table (extended report / configfs auxblob,
 // spec §3.3) and copies the VCEK (or VLEK) and ASK (ASVK) DER to `out`. The ARK entry is
