@@ -140,6 +140,32 @@ enum attest_status attest_sev_guest_parse_resp(uint8_t out_report[ATTEST_REPORT_
                                                struct attest_error *err, const uint8_t *resp,
                                                size_t len);
 
+/* attest_tsm.c: configfs-tsm request over a filesystem ops table, exposed for tests */
+
+// struct attest_tsm_fs: the configfs operations the tsm provider needs. Each returns 0 or
+// -errno. `read` fills at most `cap` bytes and fails with -EFBIG when the attribute is longer.
+// `write` hands the whole value over at once (configfs commits a binary attribute on close).
+struct attest_tsm_fs {
+    int (*mkdir)(void *ctx, const char *path);
+    int (*rmdir)(void *ctx, const char *path);
+    int (*read)(void *ctx, const char *path, uint8_t *buf, size_t cap, size_t *out_len);
+    int (*write)(void *ctx, const char *path, const void *data, size_t len);
+};
+
+// attest_tsm_fs_real is the kernel's configfs (mkdir(2), rmdir(2), open/read/write).
+extern const struct attest_tsm_fs attest_tsm_fs_real;
+
+// attest_tsm_request makes one report request through `fs` (context `fs_ctx`): creates the entry
+// `dir`/`name`, requires provider "sev_guest", writes privlevel `vmpl`, reads generation, writes
+// the 64-byte inblob `report_data`, reads outblob (exactly 1184 bytes) and auxblob (GHCB
+// certificate table, may be empty or absent) into `out`, and requires generation to have
+// advanced by exactly one (else a concurrent writer: ATTEST_PROVIDER_FAILED). The entry is
+// removed in every case; on failure `out` is zeroed and `err` names the step.
+enum attest_status attest_tsm_request(struct attest_report_out *out, struct attest_error *err,
+                                      const struct attest_tsm_fs *fs, void *fs_ctx, const char *dir,
+                                      const char *name, uint32_t vmpl,
+                                      const uint8_t report_data[ATTEST_REPORT_DATA_BYTES]);
+
 /* attest_certtable.c */
 
 // attest_certtable_parse walks a GHCB certificate table (extended report / configfs auxblob,
