@@ -280,6 +280,39 @@ TEST(AttestVerify, PeerSuppliedAskCompletesChainToConfiguredArk) {
     EXPECT_EQ(verify(other, report, vcek, kFixedTime, genoa_ask).st, ATTEST_CHAIN_INVALID);
 }
 
+// vectors/README.md §1: the Turin PEMs keep KDS's CRLF line endings and a parser must accept
+// them. The KDS cert_chain file (ASK then ARK) is the roots file; the mstee Turin pair (§2.8)
+// chains through both of its certificates.
+TEST(AttestVerify, TurinCrlfCertChainPemIsRootsFile) {
+    auto pem = vec("turin_cert_chain.pem");
+    std::string text(pem.begin(), pem.end());
+    ASSERT_NE(text.find("-----\r\n"), std::string::npos) << "the vector lost its CRLF endings";
+    ASSERT_EQ(text.find_first_of('\n'), text.find("\r\n") + 1) << "not CRLF throughout";
+    Verifier ver(vector_path("turin_cert_chain.pem"));
+    ASSERT_NE(ver.v, nullptr);
+    Result r = verify(ver, vec("mstee_turin_v5_report.bin"), vec("mstee_turin_v5_vcek.der"));
+    EXPECT_EQ(r.st, ATTEST_OK) << r.err.msg;
+    EXPECT_EQ(r.claims.product, ATTEST_PRODUCT_TURIN);
+    // Both certificates were read: with the ARK alone (the same CRLF form) there is no ASK.
+    Verifier ark_only(vector_path("turin_ark.pem"));
+    ASSERT_NE(ark_only.v, nullptr);
+    EXPECT_EQ(verify(ark_only, vec("mstee_turin_v5_report.bin"), vec("mstee_turin_v5_vcek.der")).st,
+              ATTEST_CHAIN_INVALID);
+    // attest_cert_pem_to_der (atlsctl's PEM input) reads CRLF PEM to the same DER as LF PEM.
+    std::string lf;
+    for (char ch : text) {
+        if (ch != '\r') {
+            lf += ch;
+        }
+    }
+    uint8_t a[ATTEST_CERT_DER_MAX_BYTES], b[ATTEST_CERT_DER_MAX_BYTES];
+    size_t alen = 0, blen = 0;
+    ASSERT_EQ(attest_cert_pem_to_der(a, sizeof(a), &alen, text.data(), text.size()), 0);
+    ASSERT_EQ(attest_cert_pem_to_der(b, sizeof(b), &blen, lf.data(), lf.size()), 0);
+    ASSERT_EQ(alen, blen);
+    EXPECT_EQ(memcmp(a, b, alen), 0);
+}
+
 TEST(AttestVerify, RootsFileWithOnlyAskIsRejected) {
     attest_verifier_config cfg{};
     snprintf(cfg.roots, sizeof(cfg.roots), "%s", vector_path("milan_ask.pem").c_str());
