@@ -7,6 +7,9 @@
 
 #include <cstring>
 #include <ctime>
+#include <iterator>
+#include <set>
+#include <string>
 
 #include "attest_test_util.h"
 
@@ -477,14 +480,37 @@ TEST(AttestVerify, CachedVcekStillChecksEachReportSignature) {
 }
 
 TEST(AttestVerify, StatusCodesAreStable) {
-    EXPECT_STREQ(attest_status_code(ATTEST_SIGNATURE_INVALID), "SIGNATURE_INVALID");
-    EXPECT_STREQ(attest_status_code(ATTEST_CHAIN_INVALID), "CHAIN_INVALID");
-    EXPECT_STREQ(attest_status_code(ATTEST_VCEK_TCB_MISMATCH), "VCEK_TCB_MISMATCH");
-    EXPECT_STREQ(attest_status_code(ATTEST_BINDING_MISMATCH), "BINDING_MISMATCH");
-    EXPECT_STREQ(attest_status_code(ATTEST_REPORT_MALFORMED), "REPORT_MALFORMED");
-    EXPECT_STREQ(attest_status_code(ATTEST_VCEK_MISSING), "VCEK_MISSING");
-    EXPECT_STREQ(attest_status_code(ATTEST_CHIP_ID_MISMATCH), "CHIP_ID_MISMATCH");
-    EXPECT_STREQ(attest_status_code(ATTEST_PRODUCT_MISMATCH), "PRODUCT_MISMATCH");
-    EXPECT_STREQ(attest_status_code(ATTEST_CERT_EXPIRED), "CERT_EXPIRED");
+    // Audit records store these strings (DESIGN.md §7): every code, spelled exactly. A new code
+    // must be added here, or this fails to compile.
+    static_assert(ATTEST_STATUS_COUNT == 17, "a status code was added or removed: list it below");
+    const std::pair<attest_status, const char *> kCodes[] = {
+        {ATTEST_OK, "OK"},
+        {ATTEST_REPORT_MALFORMED, "REPORT_MALFORMED"},
+        {ATTEST_EVIDENCE_MALFORMED, "EVIDENCE_MALFORMED"},
+        {ATTEST_SIGNATURE_INVALID, "SIGNATURE_INVALID"},
+        {ATTEST_CHAIN_INVALID, "CHAIN_INVALID"},
+        {ATTEST_CERT_EXPIRED, "CERT_EXPIRED"},
+        {ATTEST_VCEK_MISSING, "VCEK_MISSING"},
+        {ATTEST_VCEK_MALFORMED, "VCEK_MALFORMED"},
+        {ATTEST_VCEK_TCB_MISMATCH, "VCEK_TCB_MISMATCH"},
+        {ATTEST_CHIP_ID_MISMATCH, "CHIP_ID_MISMATCH"},
+        {ATTEST_PRODUCT_MISMATCH, "PRODUCT_MISMATCH"},
+        {ATTEST_SIGNER_MISMATCH, "SIGNER_MISMATCH"},
+        {ATTEST_BINDING_MISMATCH, "BINDING_MISMATCH"},
+        {ATTEST_CONFIG_INVALID, "CONFIG_INVALID"},
+        {ATTEST_PROVIDER_UNAVAILABLE, "PROVIDER_UNAVAILABLE"},
+        {ATTEST_PROVIDER_FAILED, "PROVIDER_FAILED"},
+        {ATTEST_INTERNAL, "INTERNAL"},
+    };
+    ASSERT_EQ(std::size(kCodes), (size_t)ATTEST_STATUS_COUNT);
+    std::set<std::string> seen;
+    for (size_t i = 0; i < std::size(kCodes); i++) {
+        EXPECT_EQ((size_t)kCodes[i].first, i) << "enum values are stable too: " << kCodes[i].second;
+        EXPECT_STREQ(attest_status_code(kCodes[i].first), kCodes[i].second);
+        EXPECT_TRUE(seen.insert(attest_status_code(kCodes[i].first)).second)
+            << "duplicate code " << kCodes[i].second;
+    }
+    EXPECT_STREQ(attest_status_code(ATTEST_STATUS_COUNT), "INTERNAL");
     EXPECT_STREQ(attest_status_code((attest_status)999), "INTERNAL");
+    EXPECT_STREQ(attest_status_code((attest_status)-1), "INTERNAL");
 }
