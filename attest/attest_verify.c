@@ -722,13 +722,24 @@ static enum attest_status check_bindings(struct attest_claims *c, struct attest_
         for (size_t i = want; i < ATTEST_CHIP_ID_BYTES; i++) {
             tail_zero &= c->chip_id[i] == 0;
         }
-        if (acc == 0 || e->ext.hwid_len != want || !tail_zero ||
+        if (acc == 0) {
+            return attest_error_set(
+                err, ATTEST_CHIP_ID_MISMATCH,
+                "report CHIP_ID is all zero (masked by the host), so it cannot "
+                "be bound to the VCEK; a VCEK-signed report must name its chip");
+        }
+        if (!tail_zero) {
+            return attest_error_set(err, ATTEST_CHIP_ID_MISMATCH,
+                                    "report CHIP_ID bytes %zu..63 are not zero; a %s chip id is "
+                                    "%zu bytes",
+                                    want, attest_product_name(e->product), want);
+        }
+        if (e->ext.hwid_len != want ||
             memcmp(e->ext.hwid, report + ATTEST_OFF_CHIP_ID, want) != 0) {
             char hex[17];
             core_base_hex_encode(hex, c->chip_id, 8);
             return attest_error_set(err, ATTEST_CHIP_ID_MISMATCH,
-                                    "report CHIP_ID %s... is masked or not the chip the VCEK was "
-                                    "issued for",
+                                    "report CHIP_ID %s... is not the chip the VCEK was issued for",
                                     hex);
         }
     }

@@ -320,6 +320,45 @@ TEST(AttestSim, VcekFromAnotherChipFails) {
     attest_sim_ops_ref().close(sb);
 }
 
+TEST(AttestSim, MaskedChipIdWithVcekFails) {
+    // The host masked CHIP_ID (all zero) and the VCEK's hwID is all zero too: they "match", the
+    // report is validly signed by that VCEK, and only the masked-chip rule rejects it (a VCEK
+    // report must name its chip; docs/snp-verification.md §5 step 7).
+    attest_provider_config masked = sim_cfg();
+    memset(masked.sim.chip_id, 0, sizeof(masked.sim.chip_id));
+    void *st = nullptr;
+    attest_error err{};
+    ASSERT_EQ(attest_sim_ops_ref().open(&st, &err, &masked), ATTEST_OK) << err.msg;
+    uint8_t rd[64] = {0};
+    attest_report_out r{};
+    ASSERT_EQ(attest_sim_ops_ref().get_report(st, &r, &err, rd), ATTEST_OK) << err.msg;
+    attest_sim_ops_ref().close(st);
+    attest_vcek_info info{};
+    ASSERT_EQ(attest_vcek_parse(&info, &err, r.vcek_der, r.vcek_len), ATTEST_OK) << err.msg;
+    ASSERT_EQ(info.hwid_len, 64u);
+    ASSERT_EQ(memcmp(info.hwid, r.report + ATTEST_OFF_CHIP_ID, 64), 0);
+    Verifier ver(sim_ark());
+    attest_claims c{};
+    EXPECT_EQ(attest_verifier_verify_report(ver.v, &c, &err, r.report, sizeof(r.report),
+                                            r.vcek_der, r.vcek_len, r.ask_der, r.ask_len,
+                                            (int64_t)time(nullptr)),
+              ATTEST_CHIP_ID_MISMATCH)
+        << err.msg;
+    EXPECT_NE(strstr(err.msg, "all zero (masked"), nullptr) << err.msg;
+    EXPECT_FALSE(c.verified);
+    // Control: one non-zero chip byte, VCEK issued for it, same path: verifies.
+    attest_provider_config one = masked;
+    one.sim.chip_id[63] = 1;
+    ASSERT_EQ(attest_sim_ops_ref().open(&st, &err, &one), ATTEST_OK) << err.msg;
+    ASSERT_EQ(attest_sim_ops_ref().get_report(st, &r, &err, rd), ATTEST_OK) << err.msg;
+    attest_sim_ops_ref().close(st);
+    EXPECT_EQ(attest_verifier_verify_report(ver.v, &c, &err, r.report, sizeof(r.report),
+                                            r.vcek_der, r.vcek_len, r.ask_der, r.ask_len,
+                                            (int64_t)time(nullptr)),
+              ATTEST_OK)
+        << err.msg;
+}
+
 TEST(AttestSim, SimProviderWithoutDirIsConfigError) {
     attest_provider_config cfg;
     attest_provider_config_init(&cfg);

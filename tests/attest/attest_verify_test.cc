@@ -240,6 +240,42 @@ TEST(AttestVerify, VcekFromAnotherChipFails) {
     EXPECT_EQ(r2.st, ATTEST_CHIP_ID_MISMATCH) << r2.err.msg;
 }
 
+TEST(AttestVerify, MaskedChipIdWithVcekFails) {
+    // CHIP_ID zeroed (as with MaskChipId) in a VCEK-signed report: the chip binding refuses it
+    // before the signature is looked at (the sim test has a validly signed variant).
+    Verifier ver;
+    auto report = vec("virtee_milan_v2_report.bin");
+    memset(&report[ATTEST_OFF_CHIP_ID], 0, ATTEST_CHIP_ID_BYTES);
+    Result r = verify(ver, report, vec("virtee_milan_v2_vcek.der"));
+    EXPECT_EQ(r.st, ATTEST_CHIP_ID_MISMATCH) << r.err.msg;
+    EXPECT_NE(strstr(r.err.msg, "all zero (masked"), nullptr) << r.err.msg;
+    // The VLEK vector has a masked CHIP_ID by design and verifies: no hwID to bind.
+    Result vlek = verify(ver, vec("trustee_milan_v3_vlek_report.bin"),
+                         vec("trustee_milan_v3_vlek.der"), kVlekTime);
+    EXPECT_EQ(vlek.st, ATTEST_OK) << vlek.err.msg;
+}
+
+TEST(AttestVerify, TurinChipIdTailMustBeZero) {
+    // Turin hwID is 8 bytes: CHIP_ID[0..7] must match it and CHIP_ID[8..63] must be zero. The
+    // first 8 bytes still match, so only the tail rule can refuse this (before the signature).
+    Verifier ver;
+    for (size_t off : {(size_t)8, (size_t)35, (size_t)63}) {
+        auto report = vec("mstee_turin_v5_report.bin");
+        ASSERT_EQ(report[ATTEST_OFF_CHIP_ID + off], 0);
+        report[ATTEST_OFF_CHIP_ID + off] = 0x01;
+        Result r = verify(ver, report, vec("mstee_turin_v5_vcek.der"));
+        EXPECT_EQ(r.st, ATTEST_CHIP_ID_MISMATCH) << off << ": " << r.err.msg;
+        EXPECT_NE(strstr(r.err.msg, "bytes 8..63 are not zero"), nullptr) << r.err.msg;
+    }
+    // A different first byte is a plain mismatch.
+    auto report = vec("mstee_turin_v5_report.bin");
+    report[ATTEST_OFF_CHIP_ID] ^= 0x01;
+    Result other = verify(ver, report, vec("mstee_turin_v5_vcek.der"));
+    EXPECT_EQ(other.st, ATTEST_CHIP_ID_MISMATCH);
+    EXPECT_NE(strstr(other.err.msg, "not the chip the VCEK was issued for"), nullptr)
+        << other.err.msg;
+}
+
 TEST(AttestVerify, MilanVcekAgainstGenoaChainFails) {
     Verifier ver(vector_path("genoa_cert_chain.pem"));
     Result r = verify(ver, vec("virtee_milan_v2_report.bin"), vec("virtee_milan_v2_vcek.der"));
