@@ -12,6 +12,11 @@
 #include <string>
 
 #include "attest_test_util.h"
+#ifdef ATLS_HAVE_POLICY
+#include <memory>
+
+#include "policy.h"
+#endif
 
 using namespace attest_test;
 
@@ -122,6 +127,62 @@ TEST(AttestVerify, GosevDebugReportVerifiesAndExposesDebugForPolicy) {
               "b07af9620f3b839b47996422ddec6058338951d984e312115131ea82705eaf5b6bdf8a9ece31a5a608eb0"
               "cf2e4872b01");
 }
+
+#ifdef ATLS_HAVE_POLICY
+// The gosev vector's signature is valid but its guest POLICY has DEBUG set (vectors/README.md
+// §2.2, §4): a production policy must deny it. The policy below admits everything else about
+// this report, so DEBUG_ENABLED is the one reason; allowing debug turns the verdict to ALLOW.
+TEST(AttestVerify, GosevDebugVectorIsDeniedByPolicyEvaluate) {
+    Verifier ver;
+    Result r = verify(ver, vec("gosev_milan_v2_report.bin"), vec("gosev_milan_v2_vcek.der"));
+    ASSERT_EQ(r.st, ATTEST_OK) << r.err.msg;
+    // What core_attest.c copies from the verified claims.
+    policy_input in{};
+    memcpy(in.measurement, r.claims.measurement, sizeof(in.measurement));
+    in.guest_svn = r.claims.guest_svn;
+    in.guest_policy = r.claims.policy;
+    in.vmpl = r.claims.vmpl;
+    in.reported_tcb.bootloader = r.claims.reported_tcb.bl;
+    in.reported_tcb.tee = r.claims.reported_tcb.tee;
+    in.reported_tcb.snp = r.claims.reported_tcb.snp;
+    in.reported_tcb.microcode = r.claims.reported_tcb.ucode;
+    in.reported_tcb.fmc = r.claims.reported_tcb.fmc;
+    in.is_turin = r.claims.product == ATTEST_PRODUCT_TURIN;
+    in.platform_info = r.claims.platform_info;
+    auto policy_text = [&](bool debug_allowed) {
+        return "[policy]\nversion = gosev-debug\n"
+               "[measurement]\nmode = strict\nallow = " +
+               hex(r.claims.measurement, 48) +
+               "\n[tcb]\nmode = strict\nmin_bootloader = 2\nmin_tee = 0\nmin_snp = 5\n"
+               "min_microcode = 68\n"
+               "[guest]\nmode = strict\ndebug_allowed = " +
+               std::string(debug_allowed ? "true" : "false") +
+               "\nsmt_allowed = true\nmigrate_ma_allowed = false\nmin_guest_svn = 0\n"
+               "max_vmpl = 0\n";
+    };
+    for (bool debug_allowed : {false, true}) {
+        auto pol = std::make_unique<policy>();
+        char perr[256] = {0};
+        std::string text = policy_text(debug_allowed);
+        ASSERT_EQ(policy_rules_load_string(pol.get(), perr, sizeof(perr), text.c_str(), "g.ini",
+                                           "/"),
+                  0)
+            << perr;
+        policy_result res{};
+        policy_verdict v = policy_evaluate(pol.get(), &res, &in);
+        if (debug_allowed) {
+            EXPECT_EQ(v, POLICY_VERDICT_ALLOW) << "debug allowed: nothing else may fail";
+            EXPECT_EQ(res.check_count, 0u);
+            continue;
+        }
+        EXPECT_EQ(v, POLICY_VERDICT_DENY);
+        EXPECT_EQ(res.verdict, POLICY_VERDICT_DENY);
+        ASSERT_EQ(res.check_count, 1u);
+        EXPECT_EQ(res.checks[0].code, POLICY_CHECK_DEBUG_ENABLED);
+        EXPECT_STREQ(policy_check_code_name(res.checks[0].code), "DEBUG_ENABLED");
+    }
+}
+#endif
 
 TEST(AttestVerify, VlekVerifiesAtFixedTimeAndIsExpiredNow) {
     Verifier ver;
