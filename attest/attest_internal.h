@@ -104,6 +104,31 @@ void attest_sim_build_report(uint8_t report[ATTEST_REPORT_BYTES],
                              const struct attest_sim_params *params,
                              const uint8_t report_data[ATTEST_REPORT_DATA_BYTES]);
 
+// enum attest_sim_sig: how a simulated certificate is signed. Only ATTEST_SIM_SIG_AMD is AMD's
+// scheme; the others are schemes BoringSSL's X509_verify also accepts, for tests that show the
+// verifier refuses them.
+enum attest_sim_sig {
+    ATTEST_SIM_SIG_AMD = 0,      // RSASSA-PSS, SHA-384, MGF1-SHA-384, salt 48
+    ATTEST_SIM_SIG_PKCS1_SHA384, // RSASSA-PKCS1-v1_5 with SHA-384
+    ATTEST_SIM_SIG_PSS_SHA256,   // RSASSA-PSS, SHA-256, MGF1-SHA-256, salt 32
+    ATTEST_SIM_SIG_PSS_SHA512,   // RSASSA-PSS, SHA-512, MGF1-SHA-512, salt 64
+};
+
+enum attest_sim_cert {
+    ATTEST_SIM_CERT_ARK = 0, // self-signed with ark.key
+    ATTEST_SIM_CERT_ASK,     // ask.key's certificate, signed with ark.key
+    ATTEST_SIM_CERT_VCEK,    // vcek.key's certificate for `params`, signed with ask.key
+};
+
+// attest_sim_reissue (tests only) issues a fresh certificate `which` of the simulated hierarchy
+// in `dir` from its existing keys, signed in scheme `sig`, and writes the DER to `out` (capacity
+// `cap`, length in `out_len`). Reports signed with <dir>/vcek.key verify with the VCEK it
+// issues. ATTEST_OK, or ATTEST_PROVIDER_FAILED when a key is unreadable or signing fails.
+enum attest_status attest_sim_reissue(uint8_t *out, size_t cap, size_t *out_len,
+                                      struct attest_error *err, const char *dir,
+                                      enum attest_sim_cert which, enum attest_sim_sig sig,
+                                      const struct attest_sim_params *params);
+
 /* attest_sev_guest.c: request/response encoding, exposed for tests */
 
 #define ATTEST_SEV_GUEST_REQ_BYTES 96u
