@@ -68,7 +68,8 @@ std::string field(const std::string &out, const std::string &name) {
     size_t pos = 0;
     while (pos < out.size()) {
         size_t end = out.find('\n', pos);
-        std::string line = out.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+        size_t len = end == std::string::npos ? std::string::npos : end - pos;
+        std::string line = out.substr(pos, len);
         if (line.compare(0, name.size(), name) == 0 && line.size() > name.size() &&
             line[name.size()] == ' ') {
             size_t v = line.find_first_not_of(' ', name.size());
@@ -187,8 +188,8 @@ TEST(AtlsctlAttest, ReportShowRawVector) {
     EXPECT_EQ(field(s.out, "signer_info"), "0x0 (VCEK)");
     EXPECT_EQ(field(s.out, "report_data"), "0102030405" + std::string(118, '0'));
     EXPECT_EQ(field(s.out, "measurement"),
-              "b07af9620f3b839b47996422ddec6058338951d984e312115131ea82705eaf5b6bdf8a9ece31a5a608eb0"
-              "cf2e4872b01");
+              "b07af9620f3b839b47996422ddec6058338951d984e312115131ea82705eaf5b6bdf8a9ece31a5a608e"
+              "b0cf2e4872b01");
     for (const char *tcb : {"current_tcb", "reported_tcb", "committed_tcb", "launch_tcb"}) {
         EXPECT_EQ(field(s.out, tcb), "0x4405000000000002 (bl=2 tee=0 snp=5 ucode=68)") << tcb;
     }
