@@ -57,8 +57,10 @@ int attest_report_vcek_file_name(char *out, size_t out_size, const struct attest
 struct attest_verifier;
 
 // attest_verifier_new loads the trust anchors named by `cfg` (builtin AMD roots, pinned by
-// SHA-256, or a PEM file) and allocates a fixed-capacity chain cache. Returns NULL with `err`
-// filled (ATTEST_CONFIG_INVALID) on failure. NOT thread-safe: create one verifier per worker
+// SHA-256, or a PEM file) and allocates a fixed-capacity chain cache. Every root and
+// intermediate must be signed with AMD's scheme, RSASSA-PSS SHA-384/MGF1-SHA-384/salt 48 (a
+// PKCS#1 v1.5 or other PSS signature is refused). Returns NULL with `err` filled
+// (ATTEST_CONFIG_INVALID) on failure. NOT thread-safe: create one verifier per worker
 // thread; all later calls on it must come from that thread.
 struct attest_verifier *attest_verifier_new(const struct attest_verifier_config *cfg,
                                             struct attest_error *err);
@@ -68,9 +70,10 @@ void attest_verifier_free(struct attest_verifier *v);
 
 // attest_verifier_verify_report runs the full check (docs/snp-verification.md §5 steps 1-8):
 // format, VCEK source (`vcek_der` if non-NULL, else vcek_dir), chain to a trusted ARK at time
-// `at_unix` (optional peer intermediate `ask_der`, never a peer anchor), VCEK extensions, TCB,
-// chip and product binding, and the P-384 report signature. Chain results are cached per
-// SHA-256 of the VCEK DER, so repeated VCEKs cost one P-384 verify. On ATTEST_OK `out_claims`
+// `at_unix` (optional peer intermediate `ask_der`, never a peer anchor; every certificate signed
+// with RSASSA-PSS SHA-384/MGF1-SHA-384/salt 48), VCEK extensions, TCB, chip and product binding,
+// and the P-384 report signature. Chain results are cached per SHA-256 of the VCEK DER, so
+// repeated VCEKs cost one P-384 verify. On ATTEST_OK `out_claims`
 // holds the decoded, verified claims. Policy (debug, measurement, floors) is NOT checked here.
 enum attest_status attest_verifier_verify_report(struct attest_verifier *v,
                                                  struct attest_claims *out_claims,

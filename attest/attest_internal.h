@@ -104,12 +104,42 @@ void attest_sim_build_report(uint8_t report[ATTEST_REPORT_BYTES],
                              const struct attest_sim_params *params,
                              const uint8_t report_data[ATTEST_REPORT_DATA_BYTES]);
 
+// enum attest_sim_sig: how a simulated certificate is signed. Only ATTEST_SIM_SIG_AMD is AMD's
+// scheme; the others are schemes BoringSSL's X509_verify also accepts, for tests that show the
+// verifier refuses them.
+enum attest_sim_sig {
+    ATTEST_SIM_SIG_AMD = 0,      // RSASSA-PSS, SHA-384, MGF1-SHA-384, salt 48
+    ATTEST_SIM_SIG_PKCS1_SHA384, // RSASSA-PKCS1-v1_5 with SHA-384
+    ATTEST_SIM_SIG_PSS_SHA256,   // RSASSA-PSS, SHA-256, MGF1-SHA-256, salt 32
+    ATTEST_SIM_SIG_PSS_SHA512,   // RSASSA-PSS, SHA-512, MGF1-SHA-512, salt 64
+};
+
+enum attest_sim_cert {
+    ATTEST_SIM_CERT_ARK = 0, // self-signed with ark.key
+    ATTEST_SIM_CERT_ASK,     // ask.key's certificate, signed with ark.key
+    ATTEST_SIM_CERT_VCEK,    // vcek.key's certificate for `params`, signed with ask.key
+};
+
+// attest_sim_reissue (tests only) issues a fresh certificate `which` of the simulated hierarchy
+// in `dir` from its existing keys, signed in scheme `sig`, and writes the DER to `out` (capacity
+// `cap`, length in `out_len`). Reports signed with <dir>/vcek.key verify with the VCEK it
+// issues. ATTEST_OK, or ATTEST_PROVIDER_FAILED when a key is unreadable or signing fails.
+enum attest_status attest_sim_reissue(uint8_t *out, size_t cap, size_t *out_len,
+                                      struct attest_error *err, const char *dir,
+                                      enum attest_sim_cert which, enum attest_sim_sig sig,
+                                      const struct attest_sim_params *params);
+
 /* attest_sev_guest.c: request/response encoding, exposed for tests */
 
 #define ATTEST_SEV_GUEST_REQ_BYTES 96u
 #define ATTEST_SEV_GUEST_IOCTL_BYTES 32u
 #define ATTEST_SEV_GUEST_RESP_BYTES 4000u
 #define ATTEST_SEV_GUEST_REPORT_OFF 0x20u
+#define ATTEST_SEV_GUEST_EXT_REQ_BYTES 112u        // struct snp_ext_report_req
+#define ATTEST_SEV_GUEST_EXT_CERTS_ADDR_OFF 96u    // certs_address u64
+#define ATTEST_SEV_GUEST_EXT_CERTS_LEN_OFF 104u    // certs_len u32
+#define ATTEST_SEV_GUEST_CERTS_BYTES (16u * 1024u) // SEV_FW_BLOB_MAX_SIZE, a multiple of 4096
+#define ATTEST_SEV_GUEST_MSG_VERSION 1u
 
 // attest_sev_guest_encode_req writes the 96-byte struct snp_report_req (user_data, vmpl, zero
 // reserved) into `out`.
@@ -117,11 +147,51 @@ void attest_sev_guest_encode_req(uint8_t out[ATTEST_SEV_GUEST_REQ_BYTES],
                                  const uint8_t report_data[ATTEST_REPORT_DATA_BYTES],
                                  uint32_t vmpl);
 
+// attest_sev_guest_encode_ext_req writes the 112-byte struct snp_ext_report_req for
+// SNP_GET_EXT_REPORT: the report request, certs_address (u64 at 96, the user pointer of the
+// certificate buffer) and certs_len (u32 at 104; a multiple of 4096, at most 16 KiB), padding 0.
+void attest_sev_guest_encode_ext_req(uint8_t out[ATTEST_SEV_GUEST_EXT_REQ_BYTES],
+                                     const uint8_t report_data[ATTEST_REPORT_DATA_BYTES],
+                                     uint32_t vmpl, uint64_t certs_address, uint32_t certs_len);
+
+// attest_sev_guest_encode_ioctl writes the 32-byte struct snp_guest_request_ioctl: msg_version 1
+// (the driver rejects 0), req_data and resp_data user pointers, exitinfo2 zero.
+void attest_sev_guest_encode_ioctl(uint8_t out[ATTEST_SEV_GUEST_IOCTL_BYTES], uint64_t req_data,
+                                   uint64_t resp_data);
+
 // attest_sev_guest_parse_resp checks MSG_REPORT_RSP (status 0, report_size 0x4A0) in a response
 // buffer of `len` bytes and copies the report at offset 0x20 to `out_report`.
 enum attest_status attest_sev_guest_parse_resp(uint8_t out_report[ATTEST_REPORT_BYTES],
                                                struct attest_error *err, const uint8_t *resp,
                                                size_t len);
+
+/* attest_tsm.c: configfs-tsm request over a filesystem ops table, exposed for tests */
+
+// struct attest_tsm_fs: the configfs operations the tsm provider needs. Each returns 0 or
+// -errno. `read` fills at most `cap` bytes and fails with -EFBIG when the attribute is longer.
+// `write` hands the whole value over at once (configfs commits a binary attribute on close).
+struct attest_tsm_fs {
+    int (*mkdir)(void *ctx, const char *path);
+    int (*rmdir)(void *ctx, const char *path);
+    int (*read)(void *ctx, const char *path, uint8_t *buf, size_t cap, size_t *out_len);
+    int (*write)(void *ctx, const char *path, const void *data, size_t len);
+};
+
+// attest_tsm_fs_real is the kernel's configfs (mkdir(2), rmdir(2), open/read/write).
+extern const struct attest_tsm_fs attest_tsm_fs_real;
+
+// attest_tsm_request makes one report request through `fs` (context `fs_ctx`): creates the entry
+// `dir`/`name`, requires provider "sev_guest", writes privlevel `vmpl`, reads generation, writes
+// the 64-byte inblob `report_data`, reads outblob (exactly 1184 bytes) and auxblob (GHCB
+// certificate table, may be empty or absent) into `out`, and requires generation to have
+// advanced by exactly one (else a concurrent writer: ATTEST_PROVIDER_FAILED). The entry is
+// removed in every case; on failure `out` is zeroed and `err` names the step.
+enum attest_status attest_tsm_request(struct attest_report_out *out, struct attest_error *err,
+                                      const struct attest_tsm_fs *fs, void *fs_ctx, const char *dir,
+                                      const char *name, uint32_t vmpl,
+                                      const uint8_t report_data[ATTEST_REPORT_DATA_BYTES]);
+
+/* attest_certtable.c */
 
 // attest_certtable_parse walks a GHCB certificate table (extended report / configfs auxblob,
 // spec §3.3) and copies the VCEK (or VLEK) and ASK (ASVK) DER to `out`. The ARK entry is

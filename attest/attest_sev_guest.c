@@ -2,6 +2,7 @@
 // The request/response encoding is split out so it is unit-tested without the device.
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -13,11 +14,23 @@
 #include "attest_internal.h"
 #include "core_base.h"
 
-#define CERTS_BYTES (16u * 1024u) // SEV_FW_BLOB_MAX_SIZE, a multiple of 4096
+#define CERTS_BYTES ATTEST_SEV_GUEST_CERTS_BYTES
 
+// The byte encoders below write the kernel's structs field by field; these pin them to the
+// uapi header's layout (x86-64, the only architecture with SEV-SNP guests: little-endian).
 STATIC_ASSERT(sizeof(struct snp_report_req) == ATTEST_SEV_GUEST_REQ_BYTES, "snp_report_req");
+STATIC_ASSERT(sizeof(struct snp_ext_report_req) == ATTEST_SEV_GUEST_EXT_REQ_BYTES, "ext_req");
+STATIC_ASSERT(offsetof(struct snp_ext_report_req, certs_address) ==
+                  ATTEST_SEV_GUEST_EXT_CERTS_ADDR_OFF,
+              "certs_address");
+STATIC_ASSERT(offsetof(struct snp_ext_report_req, certs_len) == ATTEST_SEV_GUEST_EXT_CERTS_LEN_OFF,
+              "certs_len");
 STATIC_ASSERT(sizeof(struct snp_guest_request_ioctl) == ATTEST_SEV_GUEST_IOCTL_BYTES, "ioctl");
+STATIC_ASSERT(offsetof(struct snp_guest_request_ioctl, req_data) == 8, "req_data");
+STATIC_ASSERT(offsetof(struct snp_guest_request_ioctl, resp_data) == 16, "resp_data");
+STATIC_ASSERT(offsetof(struct snp_guest_request_ioctl, exitinfo2) == 24, "exitinfo2");
 STATIC_ASSERT(sizeof(struct snp_report_resp) == ATTEST_SEV_GUEST_RESP_BYTES, "snp_report_resp");
+STATIC_ASSERT(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "SEV-SNP guests are little-endian");
 
 struct sev_guest_state {
     int fd;
@@ -31,6 +44,25 @@ void attest_sev_guest_encode_req(uint8_t out[ATTEST_SEV_GUEST_REQ_BYTES],
     memset(out, 0, ATTEST_SEV_GUEST_REQ_BYTES); // rsvd[28] (incl. KEY_SEL=0) must be zero
     memcpy(out, report_data, ATTEST_REPORT_DATA_BYTES);
     attest_put_le32(out + 64, vmpl);
+}
+
+void attest_sev_guest_encode_ext_req(uint8_t out[ATTEST_SEV_GUEST_EXT_REQ_BYTES],
+                                     const uint8_t report_data[ATTEST_REPORT_DATA_BYTES],
+                                     uint32_t vmpl, uint64_t certs_address, uint32_t certs_len) {
+    ASSERT(certs_len % 4096u == 0 && certs_len <= ATTEST_SEV_GUEST_CERTS_BYTES);
+    memset(out, 0, ATTEST_SEV_GUEST_EXT_REQ_BYTES); // incl. the tail padding after certs_len
+    attest_sev_guest_encode_req(out, report_data, vmpl);
+    attest_put_le64(out + ATTEST_SEV_GUEST_EXT_CERTS_ADDR_OFF, certs_address);
+    attest_put_le32(out + ATTEST_SEV_GUEST_EXT_CERTS_LEN_OFF, certs_len);
+}
+
+void attest_sev_guest_encode_ioctl(uint8_t out[ATTEST_SEV_GUEST_IOCTL_BYTES], uint64_t req_data,
+                                   uint64_t resp_data) {
+    memset(out, 0, ATTEST_SEV_GUEST_IOCTL_BYTES);
+    out[0] = ATTEST_SEV_GUEST_MSG_VERSION; // the driver rejects 0
+    attest_put_le64(out + 8, req_data);
+    attest_put_le64(out + 16, resp_data);
+    // exitinfo2 (fw_error, vmm_error) stays 0; the driver fills it.
 }
 
 enum attest_status attest_sev_guest_parse_resp(uint8_t out_report[ATTEST_REPORT_BYTES],
@@ -95,16 +127,12 @@ static enum attest_status sg_get_report(void *state, struct attest_report_out *o
     if (certs == NULL) {
         return attest_error_set(err, ATTEST_INTERNAL, "out of memory");
     }
-    memset(&req, 0, sizeof(req));
     memset(&resp, 0, sizeof(resp));
-    memset(&io, 0, sizeof(io));
     memset(certs, 0, CERTS_BYTES);
-    attest_sev_guest_encode_req((uint8_t *)&req.data, report_data, s->vmpl);
-    req.certs_address = (uint64_t)(uintptr_t)certs;
-    req.certs_len = CERTS_BYTES;
-    io.msg_version = 1;
-    io.req_data = (uint64_t)(uintptr_t)&req;
-    io.resp_data = (uint64_t)(uintptr_t)&resp;
+    attest_sev_guest_encode_ext_req((uint8_t *)&req, report_data, s->vmpl,
+                                    (uint64_t)(uintptr_t)certs, CERTS_BYTES);
+    attest_sev_guest_encode_ioctl((uint8_t *)&io, (uint64_t)(uintptr_t)&req,
+                                  (uint64_t)(uintptr_t)&resp);
     enum attest_status st;
     if (ioctl(s->fd, SNP_GET_EXT_REPORT, &io) != 0) {
         // WARNING: errors other than INVALID_LEN disable the VMPCK until reboot; do not retry.

@@ -35,6 +35,8 @@
 #define SIM_CPUID_MOD 0x11
 #define SIM_CPUID_STEP 0x01
 #define DAY_S 86400L
+#define SIM_ARK_SERIAL 0x020000u
+#define SIM_ASK_SERIAL 0x020002u
 
 struct sim_state {
     EVP_PKEY *vcek_key;
@@ -196,14 +198,21 @@ static bool add_amd_uint(X509 *x, const char *oid, uint64_t v) {
     return ok && add_amd_ext(x, oid, buf, len);
 }
 
-// sign_pss signs `x` with RSA-PSS SHA-384, MGF1-SHA-384, salt 48 (AMD's parameters).
-static bool sign_pss(X509 *x, EVP_PKEY *key) {
+// sign_cert signs `x` with `key` in scheme `sig`: ATTEST_SIM_SIG_AMD is RSA-PSS SHA-384,
+// MGF1-SHA-384, salt 48 (AMD's parameters); the others exist only for tests (attest_sim_reissue).
+static bool sign_cert(X509 *x, EVP_PKEY *key, enum attest_sim_sig sig) {
+    const EVP_MD *md = sig == ATTEST_SIM_SIG_PSS_SHA256   ? EVP_sha256()
+                       : sig == ATTEST_SIM_SIG_PSS_SHA512 ? EVP_sha512()
+                                                          : EVP_sha384();
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     EVP_PKEY_CTX *pctx = NULL;
-    bool ok = ctx != NULL && EVP_DigestSignInit(ctx, &pctx, EVP_sha384(), NULL, key) &&
-              EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) &&
-              EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, -1) &&
-              EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, EVP_sha384()) && X509_sign_ctx(x, ctx);
+    bool ok = ctx != NULL && EVP_DigestSignInit(ctx, &pctx, md, NULL, key);
+    if (ok && sig != ATTEST_SIM_SIG_PKCS1_SHA384) {
+        // Salt -1 = the digest length, the only PSS salt BoringSSL writes into X.509.
+        ok = EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) &&
+             EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, -1) && EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, md);
+    }
+    ok = ok && X509_sign_ctx(x, ctx);
     EVP_MD_CTX_free(ctx);
     return ok;
 }
@@ -263,7 +272,7 @@ static EVP_PKEY *gen_p384(void) {
 }
 
 static X509 *make_ca(EVP_PKEY *key, EVP_PKEY *issuer_key, uint64_t serial, const char *cn,
-                     const char *issuer_cn, bool root) {
+                     const char *issuer_cn, bool root, enum attest_sim_sig sig) {
     static const uint8_t bc_root[] = {0x30, 0x03, 0x01, 0x01, 0xFF};
     static const uint8_t bc_ask[] = {0x30, 0x06, 0x01, 0x01, 0xFF, 0x02, 0x01, 0x00};
     static const uint8_t ku_root[] = {0x03, 0x02, 0x01, 0x06}; // keyCertSign, cRLSign
@@ -274,7 +283,7 @@ static X509 *make_ca(EVP_PKEY *key, EVP_PKEY *issuer_key, uint64_t serial, const
                           root ? sizeof(ku_root) : sizeof(ku_ask)) &&
               add_nid_ext(x, NID_basic_constraints, true, root ? bc_root : bc_ask,
                           root ? sizeof(bc_root) : sizeof(bc_ask)) &&
-              sign_pss(x, issuer_key);
+              sign_cert(x, issuer_key, sig);
     if (!ok) {
         X509_free(x);
         return NULL;
@@ -282,7 +291,8 @@ static X509 *make_ca(EVP_PKEY *key, EVP_PKEY *issuer_key, uint64_t serial, const
     return x;
 }
 
-static X509 *make_vcek(EVP_PKEY *vcek_key, EVP_PKEY *ask_key, const struct attest_sim_params *p) {
+static X509 *make_vcek(EVP_PKEY *vcek_key, EVP_PKEY *ask_key, const struct attest_sim_params *p,
+                       enum attest_sim_sig sig) {
     X509 *x = new_cert(0, "SEV-VCEK", "SEV-" SIM_PRODUCT, vcek_key, 7L * 365);
     static const char prefix[] = "1.3.6.1.4.1.3704.1.";
     char oid[48];
@@ -302,7 +312,7 @@ static X509 *make_vcek(EVP_PKEY *vcek_key, EVP_PKEY *ask_key, const struct attes
     }
     // hwID: 64 raw bytes with no DER tag, as in every real VCEK.
     ok = ok && add_amd_ext(x, "1.3.6.1.4.1.3704.1.4", p->chip_id, ATTEST_CHIP_ID_BYTES) &&
-         sign_pss(x, ask_key);
+         sign_cert(x, ask_key, sig);
     if (!ok) {
         X509_free(x);
         return NULL;
@@ -343,9 +353,11 @@ static enum attest_status create_hierarchy(struct attest_error *err, const char 
         attest_error_set(err, st, "simulated hierarchy: key generation failed");
         goto out;
     }
-    ark = make_ca(ark_key, ark_key, 0x020000, "ARK-" SIM_PRODUCT, "ARK-" SIM_PRODUCT, true);
-    ask = make_ca(ask_key, ark_key, 0x020002, "SEV-" SIM_PRODUCT, "ARK-" SIM_PRODUCT, false);
-    vcek = make_vcek(vcek_key, ask_key, p);
+    ark = make_ca(ark_key, ark_key, SIM_ARK_SERIAL, "ARK-" SIM_PRODUCT, "ARK-" SIM_PRODUCT, true,
+                  ATTEST_SIM_SIG_AMD);
+    ask = make_ca(ask_key, ark_key, SIM_ASK_SERIAL, "SEV-" SIM_PRODUCT, "ARK-" SIM_PRODUCT, false,
+                  ATTEST_SIM_SIG_AMD);
+    vcek = make_vcek(vcek_key, ask_key, p, ATTEST_SIM_SIG_AMD);
     size_t der_len = vcek == NULL ? 0 : cert_to_der(vcek, der, sizeof(der));
     vcek_id(id, sizeof(id), p);
     if (ark == NULL || ask == NULL || der_len == 0) {
@@ -412,6 +424,45 @@ enum attest_status attest_sim_ensure(struct attest_error *err, const char *dir,
         rmdir(tmp);
     }
     return st;
+}
+
+enum attest_status attest_sim_reissue(uint8_t *out, size_t cap, size_t *out_len,
+                                      struct attest_error *err, const char *dir,
+                                      enum attest_sim_cert which, enum attest_sim_sig sig,
+                                      const struct attest_sim_params *params) {
+    ASSERT(out != NULL && out_len != NULL && dir != NULL && params != NULL);
+    *out_len = 0;
+    EVP_PKEY *ark_key = read_pem_key(dir, "ark.key");
+    EVP_PKEY *ask_key = read_pem_key(dir, "ask.key");
+    EVP_PKEY *vcek_key = read_pem_key(dir, "vcek.key");
+    X509 *x = NULL;
+    if (ark_key != NULL && ask_key != NULL && vcek_key != NULL) {
+        switch (which) {
+        case ATTEST_SIM_CERT_ARK:
+            x = make_ca(ark_key, ark_key, SIM_ARK_SERIAL, "ARK-" SIM_PRODUCT, "ARK-" SIM_PRODUCT,
+                        true, sig);
+            break;
+        case ATTEST_SIM_CERT_ASK:
+            x = make_ca(ask_key, ark_key, SIM_ASK_SERIAL, "SEV-" SIM_PRODUCT, "ARK-" SIM_PRODUCT,
+                        false, sig);
+            break;
+        case ATTEST_SIM_CERT_VCEK:
+            x = make_vcek(vcek_key, ask_key, params, sig);
+            break;
+        }
+    }
+    *out_len = x == NULL ? 0 : cert_to_der(x, out, cap);
+    X509_free(x);
+    EVP_PKEY_free(ark_key);
+    EVP_PKEY_free(ask_key);
+    EVP_PKEY_free(vcek_key);
+    ERR_clear_error();
+    if (*out_len == 0) {
+        return attest_error_set(err, ATTEST_PROVIDER_FAILED,
+                                "simulated hierarchy in %s: cannot re-issue certificate %d", dir,
+                                (int)which);
+    }
+    return ATTEST_OK;
 }
 
 // ---- reports ----------------------------------------------------------------------------------
@@ -510,7 +561,8 @@ static enum attest_status load_or_issue_vcek(struct sim_state *s, struct attest_
     s->vcek_key = gen_p384();
     X509 *vcek = ask_key == NULL || s->vcek_key == NULL ? NULL
                                                         : make_vcek(s->vcek_key, ask_key,
-                                                                    &s->params);
+                                                                    &s->params,
+                                                                    ATTEST_SIM_SIG_AMD);
     s->vcek_len = vcek == NULL ? 0 : cert_to_der(vcek, s->vcek_der, sizeof(s->vcek_der));
     X509_free(vcek);
     EVP_PKEY_free(ask_key);

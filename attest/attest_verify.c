@@ -122,6 +122,93 @@ static X509 *parse_der_exact(const uint8_t *der, size_t len) {
     return x;
 }
 
+// ---- AMD's signature scheme --------------------------------------------------------------------
+
+// DER content octets of id-sha384 (2.16.840.1.101.3.4.2.2) and id-mgf1 (1.2.840.113549.1.1.8).
+static const uint8_t oid_sha384[] = {0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02};
+static const uint8_t oid_mgf1[] = {0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x08};
+#define AMD_PSS_SALT_BYTES 48u
+#define AMD_PSS_SCHEME "RSASSA-PSS with SHA-384, MGF1-SHA-384 and salt 48"
+
+// is_sha384_algid: AlgorithmIdentifier { id-sha384, NULL or absent } (RFC 4055 §2.1 allows
+// both; AMD writes NULL).
+static bool is_sha384_algid(CBS *alg) {
+    CBS oid, null;
+    if (!CBS_get_asn1(alg, &oid, CBS_ASN1_OBJECT) ||
+        !CBS_mem_equal(&oid, oid_sha384, sizeof(oid_sha384))) {
+        return false;
+    }
+    if (CBS_len(alg) == 0) {
+        return true;
+    }
+    return CBS_get_asn1(alg, &null, CBS_ASN1_NULL) && CBS_len(&null) == 0 && CBS_len(alg) == 0;
+}
+
+// is_amd_pss_params parses RSASSA-PSS-params (RFC 4055 §3.1) and requires AMD's values: hash
+// SHA-384, MGF1 with SHA-384, salt 48, trailer 1 (written out in the ARK/ASK, omitted in the
+// VCEK). The DEFAULT hash (SHA-1) and salt (20) are never AMD's, so [0] [1] [2] are required.
+static bool is_amd_pss_params(CBS *params) {
+    CBS seq, hash_tag, hash, mgf_tag, mgf, mgf_oid, mgf_hash, salt_tag, trailer_tag;
+    uint64_t salt = 0, trailer = 1;
+    if (!CBS_get_asn1(params, &seq, CBS_ASN1_SEQUENCE) || CBS_len(params) != 0) {
+        return false;
+    }
+    bool ok = CBS_get_asn1(&seq, &hash_tag, CBS_ASN1_CONSTRUCTED | CBS_ASN1_CONTEXT_SPECIFIC | 0) &&
+              CBS_get_asn1(&hash_tag, &hash, CBS_ASN1_SEQUENCE) && CBS_len(&hash_tag) == 0 &&
+              is_sha384_algid(&hash);
+    ok = ok && CBS_get_asn1(&seq, &mgf_tag, CBS_ASN1_CONSTRUCTED | CBS_ASN1_CONTEXT_SPECIFIC | 1) &&
+         CBS_get_asn1(&mgf_tag, &mgf, CBS_ASN1_SEQUENCE) && CBS_len(&mgf_tag) == 0 &&
+         CBS_get_asn1(&mgf, &mgf_oid, CBS_ASN1_OBJECT) &&
+         CBS_mem_equal(&mgf_oid, oid_mgf1, sizeof(oid_mgf1)) &&
+         CBS_get_asn1(&mgf, &mgf_hash, CBS_ASN1_SEQUENCE) && CBS_len(&mgf) == 0 &&
+         is_sha384_algid(&mgf_hash);
+    ok = ok &&
+         CBS_get_asn1(&seq, &salt_tag, CBS_ASN1_CONSTRUCTED | CBS_ASN1_CONTEXT_SPECIFIC | 2) &&
+         CBS_get_asn1_uint64(&salt_tag, &salt) && CBS_len(&salt_tag) == 0 &&
+         salt == AMD_PSS_SALT_BYTES;
+    if (ok && CBS_peek_asn1_tag(&seq, CBS_ASN1_CONSTRUCTED | CBS_ASN1_CONTEXT_SPECIFIC | 3)) {
+        ok = CBS_get_asn1(&seq, &trailer_tag,
+                          CBS_ASN1_CONSTRUCTED | CBS_ASN1_CONTEXT_SPECIFIC | 3) &&
+             CBS_get_asn1_uint64(&trailer_tag, &trailer) && CBS_len(&trailer_tag) == 0;
+    }
+    return ok && trailer == 1 && CBS_len(&seq) == 0;
+}
+
+// is_amd_pss_alg: the AlgorithmIdentifier `alg` is rsassaPss with AMD's parameters.
+static bool is_amd_pss_alg(const X509_ALGOR *alg, uint8_t **out_der, int *out_len) {
+    *out_der = NULL;
+    // WARNING: this BoringSSL's i2d_X509_ALGOR takes a non-const pointer; it only reads.
+    *out_len = i2d_X509_ALGOR((X509_ALGOR *)alg, out_der);
+    if (*out_len <= 0) {
+        return false;
+    }
+    CBS in, seq, oid;
+    CBS_init(&in, *out_der, (size_t)*out_len);
+    if (!CBS_get_asn1(&in, &seq, CBS_ASN1_SEQUENCE) || CBS_len(&in) != 0 ||
+        !CBS_get_asn1(&seq, &oid, CBS_ASN1_OBJECT) || OBJ_cbs2nid(&oid) != NID_rsassaPss) {
+        return false;
+    }
+    return is_amd_pss_params(&seq);
+}
+
+// is_signed_amd_pss: `x` (ARK, ASK/ASVK or VCEK/VLEK) is signed with AMD's scheme, and the
+// TBSCertificate names the same algorithm as the outer signature. Checked before X509_verify,
+// which would also accept PKCS#1 v1.5 and RSA-PSS with SHA-256 or SHA-512 (fail closed).
+static bool is_signed_amd_pss(const X509 *x) {
+    const X509_ALGOR *outer = NULL;
+    X509_get0_signature(NULL, &outer, x);
+    const X509_ALGOR *inner = X509_get0_tbs_sigalg(x);
+    uint8_t *outer_der = NULL, *inner_der = NULL;
+    int outer_len = 0, inner_len = 0;
+    bool ok = outer != NULL && inner != NULL && is_amd_pss_alg(outer, &outer_der, &outer_len) &&
+              is_amd_pss_alg(inner, &inner_der, &inner_len) && outer_len == inner_len &&
+              memcmp(outer_der, inner_der, (size_t)outer_len) == 0;
+    OPENSSL_free(outer_der);
+    OPENSSL_free(inner_der);
+    ERR_clear_error();
+    return ok;
+}
+
 // ---- anchors ----------------------------------------------------------------------------------
 
 static enum attest_status add_trusted(struct attest_verifier *v, struct attest_error *err, X509 *x,
@@ -136,6 +223,13 @@ static enum attest_status add_trusted(struct attest_verifier *v, struct attest_e
         trusted_cleanup(&t);
         return attest_error_set(err, ATTEST_CONFIG_INVALID,
                                 "%s: certificate %s has no RSA key; AMD roots are RSA-4096",
+                                origin, cn);
+    }
+    if (!is_signed_amd_pss(x)) {
+        trusted_cleanup(&t);
+        return attest_error_set(err, ATTEST_CONFIG_INVALID,
+                                "%s: certificate '%s' is not signed with " AMD_PSS_SCHEME
+                                " (AMD's scheme for every ARK, ASK and VCEK)",
                                 origin, cn);
     }
     if (self_issued) {
@@ -590,11 +684,18 @@ static enum attest_status chain_verify(struct attest_verifier *v, struct cache_e
     char cn[64];
     cert_cn(x, true, cn, sizeof(cn));
     bool vlek = strcmp(cn, "SEV-VLEK") == 0;
-    if (X509_get_version(x) != X509_VERSION_3 || X509_get_signature_nid(x) != NID_rsassaPss ||
-        !is_p384_key(pk) || (!vlek && strcmp(cn, "SEV-VCEK") != 0)) {
+    if (X509_get_version(x) != X509_VERSION_3 || !is_p384_key(pk) ||
+        (!vlek && strcmp(cn, "SEV-VCEK") != 0)) {
         st = attest_error_set(err, ATTEST_CHAIN_INVALID,
                               "endorsement certificate '%s' is not an AMD VCEK/VLEK (X.509 v3, "
-                              "RSA-PSS signed, P-384 key, CN SEV-VCEK or SEV-VLEK)",
+                              "P-384 key, CN SEV-VCEK or SEV-VLEK)",
+                              cn);
+        goto out_free;
+    }
+    if (!is_signed_amd_pss(x)) {
+        st = attest_error_set(err, ATTEST_CHAIN_INVALID,
+                              "endorsement certificate '%s' is not signed with " AMD_PSS_SCHEME
+                              " as every AMD VCEK/VLEK is",
                               cn);
         goto out_free;
     }
@@ -722,13 +823,24 @@ static enum attest_status check_bindings(struct attest_claims *c, struct attest_
         for (size_t i = want; i < ATTEST_CHIP_ID_BYTES; i++) {
             tail_zero &= c->chip_id[i] == 0;
         }
-        if (acc == 0 || e->ext.hwid_len != want || !tail_zero ||
+        if (acc == 0) {
+            return attest_error_set(
+                err, ATTEST_CHIP_ID_MISMATCH,
+                "report CHIP_ID is all zero (masked by the host), so it cannot "
+                "be bound to the VCEK; a VCEK-signed report must name its chip");
+        }
+        if (!tail_zero) {
+            return attest_error_set(err, ATTEST_CHIP_ID_MISMATCH,
+                                    "report CHIP_ID bytes %zu..63 are not zero; a %s chip id is "
+                                    "%zu bytes",
+                                    want, attest_product_name(e->product), want);
+        }
+        if (e->ext.hwid_len != want ||
             memcmp(e->ext.hwid, report + ATTEST_OFF_CHIP_ID, want) != 0) {
             char hex[17];
             core_base_hex_encode(hex, c->chip_id, 8);
             return attest_error_set(err, ATTEST_CHIP_ID_MISMATCH,
-                                    "report CHIP_ID %s... is masked or not the chip the VCEK was "
-                                    "issued for",
+                                    "report CHIP_ID %s... is not the chip the VCEK was issued for",
                                     hex);
         }
     }

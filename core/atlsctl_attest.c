@@ -422,6 +422,23 @@ static void print_claims(const struct attest_claims *c) {
     }
 }
 
+// print_signature prints the report's ECDSA r and s as big-endian hex of the 48-byte P-384
+// integers (the report stores each little-endian in 72 bytes at 0x2A0 / 0x2E8; the parser has
+// already required the top 24 bytes to be zero).
+static void print_signature(const uint8_t report[ATTEST_REPORT_BYTES]) {
+    static const struct {
+        const char *label;
+        size_t off;
+    } parts[] = {{"signature_r", 0x2A0u}, {"signature_s", 0x2E8u}};
+    for (size_t i = 0; i < ARRAY_LEN(parts); i++) {
+        uint8_t be[48];
+        for (size_t j = 0; j < sizeof(be); j++) {
+            be[j] = report[parts[i].off + sizeof(be) - 1 - j];
+        }
+        print_hex(parts[i].label, be, sizeof(be));
+    }
+}
+
 static void print_evidence(const struct attest_evidence *ev) {
     print_hex("evidence.nonce", ev->nonce, ev->nonce_len);
     print_hex("evidence.spki_sha256", ev->spki_sha256, 32);
@@ -460,6 +477,7 @@ static int cmd_report_show(int argc, char **argv) {
     }
     if (rc == 0) {
         print_claims(&c);
+        print_signature(in->ev.report);
         if (in->from_cert) {
             print_evidence(&in->ev);
         }

@@ -62,6 +62,36 @@ std::string tmpdir() {
     return d;
 }
 
+// field returns the value printed after `name` on its own line of `report show` output, or
+// "<absent>" when no line has that label.
+std::string field(const std::string &out, const std::string &name) {
+    size_t pos = 0;
+    while (pos < out.size()) {
+        size_t end = out.find('\n', pos);
+        size_t len = end == std::string::npos ? std::string::npos : end - pos;
+        std::string line = out.substr(pos, len);
+        if (line.compare(0, name.size(), name) == 0 && line.size() > name.size() &&
+            line[name.size()] == ' ') {
+            size_t v = line.find_first_not_of(' ', name.size());
+            return v == std::string::npos ? "" : line.substr(v);
+        }
+        if (end == std::string::npos) {
+            break;
+        }
+        pos = end + 1;
+    }
+    return "<absent>";
+}
+
+// be_hex is the big-endian hex of the 48-byte little-endian integer at `le`.
+std::string be_hex(const uint8_t *le) {
+    uint8_t be[48];
+    for (size_t i = 0; i < 48; i++) {
+        be[i] = le[47 - i];
+    }
+    return hex(be, 48);
+}
+
 const std::string kNonce = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
 std::string client_cert(const std::string &dir, const std::string &extra = "") {
@@ -145,10 +175,57 @@ TEST(AtlsctlAttest, ReportVerifyRealVectors) {
 
 TEST(AtlsctlAttest, ReportShowRawVector) {
     Out s = run("report show " + vector_path("gosev_milan_v2_report.bin"));
-    EXPECT_EQ(s.code, 0) << s.out;
-    EXPECT_NE(s.out.find("policy               0xb0000"), std::string::npos) << s.out;
-    EXPECT_NE(s.out.find("debug                yes"), std::string::npos);
-    EXPECT_NE(s.out.find("measurement          b07af9620f3b839b"), std::string::npos);
+    ASSERT_EQ(s.code, 0) << s.out;
+    auto report = vec("gosev_milan_v2_report.bin");
+    // Expected values from vectors/README.md §2.2, or read from the report bytes here.
+    EXPECT_EQ(field(s.out, "version"), "2");
+    EXPECT_EQ(field(s.out, "guest_svn"), "0");
+    EXPECT_EQ(field(s.out, "policy"), "0xb0000 (abi 0.0, smt, DEBUG)") << s.out;
+    EXPECT_EQ(field(s.out, "debug"), "yes");
+    EXPECT_EQ(field(s.out, "vmpl"), "0");
+    EXPECT_EQ(field(s.out, "signature_algo"), "1");
+    EXPECT_EQ(field(s.out, "platform_info"), "0x1");
+    EXPECT_EQ(field(s.out, "signer_info"), "0x0 (VCEK)");
+    EXPECT_EQ(field(s.out, "report_data"), "0102030405" + std::string(118, '0'));
+    EXPECT_EQ(field(s.out, "measurement"),
+              "b07af9620f3b839b47996422ddec6058338951d984e312115131ea82705eaf5b6bdf8a9ece31a5a608e"
+              "b0cf2e4872b01");
+    for (const char *tcb : {"current_tcb", "reported_tcb", "committed_tcb", "launch_tcb"}) {
+        EXPECT_EQ(field(s.out, tcb), "0x4405000000000002 (bl=2 tee=0 snp=5 ucode=68)") << tcb;
+    }
+    EXPECT_EQ(field(s.out, "cpuid"), "<absent>") << "v2 reports carry no CPUID";
+    EXPECT_EQ(field(s.out, "chip_id"), hex(&report[0x1A0], 64));
+    EXPECT_EQ(field(s.out, "chip_id").substr(0, 16), "3ac3fe21e13fb099");
+    EXPECT_EQ(field(s.out, "launch_mit_vector"), "<absent>") << "v5 field on a v2 report";
+    // r and s: 48-byte big-endian integers, read from the little-endian report fields.
+    EXPECT_EQ(field(s.out, "signature_r"), be_hex(&report[0x2A0]));
+    EXPECT_EQ(field(s.out, "signature_s"), be_hex(&report[0x2E8]));
+    EXPECT_EQ(field(s.out, "signature_r").size(), 96u);
+}
+
+TEST(AtlsctlAttest, ReportShowTurinV5Vector) {
+    Out s = run("report show " + vector_path("mstee_turin_v5_report.bin"));
+    ASSERT_EQ(s.code, 0) << s.out;
+    auto report = vec("mstee_turin_v5_report.bin");
+    // vectors/README.md §2.8.
+    EXPECT_EQ(field(s.out, "version"), "5");
+    EXPECT_EQ(field(s.out, "guest_svn"), "2");
+    EXPECT_EQ(field(s.out, "policy"), "0x3001f (abi 0.31, smt)");
+    EXPECT_EQ(field(s.out, "debug"), "no");
+    EXPECT_EQ(field(s.out, "platform_info"), "0x65");
+    EXPECT_EQ(field(s.out, "reported_tcb"), "0x5100000004010101 (fmc=1 bl=1 tee=1 snp=4 ucode=81)");
+    EXPECT_EQ(field(s.out, "cpuid"), "fam 0x1a mod 0x02 step 0x01");
+    EXPECT_EQ(field(s.out, "product"), "Turin");
+    EXPECT_EQ(field(s.out, "chip_id"), "59790fb1c39f35c1" + std::string(112, '0'));
+    EXPECT_EQ(field(s.out, "measurement"),
+              "6d6c354511d6f7c6d7504668903dc5bdc066a048b651840d8d03fb85299ebfa142fccf1d1b0baca4968"
+              "41bdf243619d4");
+    EXPECT_EQ(field(s.out, "launch_mit_vector"), "0x3f");
+    EXPECT_EQ(field(s.out, "current_mit_vector"), "0x3f");
+    EXPECT_EQ(field(s.out, "report_id_ma"), std::string(64, 'f'));
+    EXPECT_EQ(field(s.out, "signature_r"), be_hex(&report[0x2A0]));
+    EXPECT_EQ(field(s.out, "signature_s"), be_hex(&report[0x2E8]));
+    EXPECT_NE(field(s.out, "signature_r"), field(s.out, "signature_s"));
 }
 
 TEST(AtlsctlAttest, BadInputsGiveClearErrors) {

@@ -203,10 +203,27 @@ TEST(AttestEvidence, BadAndHugeLengthsRejected) {
         std::vector<uint8_t> t(der.begin(), der.begin() + (long)cut);
         EXPECT_EQ(decode(t), ATTEST_EVIDENCE_MALFORMED) << cut;
     }
-    // Non-minimal length encoding (DER forbids): 0x81 0x10 for a 16-byte nonce.
-    auto nm = build({kVersion, kPlatform, {0x04, 0x81, 0x10}, tlv(0x04, 1184)});
-    nm.insert(nm.begin() + 4 + 6 + 3, 16, 0); // nonce bytes after its header
-    EXPECT_EQ(decode(nm), ATTEST_EVIDENCE_MALFORMED);
+    // Non-minimal length encoding (DER forbids): 0x81 0x10 for a 16-byte nonce. build() computes
+    // the outer SEQUENCE length over the fields as given, so the long-form nonce length is the
+    // only thing wrong; the control with the short form 0x10 must decode.
+    std::vector<uint8_t> nonce_short = {0x04, 0x10}, nonce_long = {0x04, 0x81, 0x10};
+    nonce_short.insert(nonce_short.end(), 16, 0x5a);
+    nonce_long.insert(nonce_long.end(), 16, 0x5a);
+    attest_error nm_err{};
+    ASSERT_EQ(decode(build({kVersion, kPlatform, nonce_short, tlv(0x04, 1184)}), &nm_err),
+              ATTEST_OK)
+        << nm_err.msg;
+    auto nm = build({kVersion, kPlatform, nonce_long, tlv(0x04, 1184)});
+    ASSERT_EQ(nm.size(), build({kVersion, kPlatform, nonce_short, tlv(0x04, 1184)}).size() + 1);
+    EXPECT_EQ(decode(nm, &nm_err), ATTEST_EVIDENCE_MALFORMED);
+    EXPECT_NE(strstr(nm_err.msg, "nonce"), nullptr) << nm_err.msg;
+    // The same for the outer SEQUENCE: 0x30 0x82 0x04 0xNN is the minimal form for this length,
+    // 0x30 0x83 0x00 0x04 0xNN is not.
+    auto outer = build({kVersion, kPlatform, nonce_short, tlv(0x04, 1184)});
+    ASSERT_EQ(outer[1], 0x82);
+    std::vector<uint8_t> outer_long = {0x30, 0x83, 0x00};
+    outer_long.insert(outer_long.end(), outer.begin() + 2, outer.end());
+    EXPECT_EQ(decode(outer_long), ATTEST_EVIDENCE_MALFORMED);
     // VCEK over the 4096-byte limit.
     EXPECT_EQ(decode(build({kVersion, kPlatform, tlv(0x04, 32), tlv(0x04, 1184), tlv(0x80, 4097)})),
               ATTEST_EVIDENCE_MALFORMED);

@@ -1,7 +1,11 @@
 // attest_provider_test.cc: the hardware providers without hardware: sev-guest request/response
-// encoding, the GHCB certificate table, the provider registry, and clear errors when absent.
+// encoding (SNP_GET_EXT_REPORT request and ioctl header checked against the kernel's uapi
+// structs), the GHCB certificate table, the provider registry, and clear errors when absent.
+// The tsm provider has its own fake configfs in attest_tsm_test.cc.
 #include <gtest/gtest.h>
 
+#include <linux/sev-guest.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -63,6 +67,54 @@ TEST(AttestProvider, SevGuestRequestEncoding) {
     for (size_t i = 68; i < ATTEST_SEV_GUEST_REQ_BYTES; i++) {
         EXPECT_EQ(req[i], 0) << "rsvd byte " << i << " must be zero";
     }
+}
+
+// The extended request and the ioctl header, read back through the kernel's own uapi structs.
+TEST(AttestProvider, SevGuestExtRequestEncoding) {
+    uint8_t rd[64];
+    for (int i = 0; i < 64; i++) {
+        rd[i] = (uint8_t)(0x80 + i);
+    }
+    uint8_t bytes[ATTEST_SEV_GUEST_EXT_REQ_BYTES];
+    memset(bytes, 0xEE, sizeof(bytes));
+    const uint64_t certs_address = 0x00007f1122334000ull;
+    attest_sev_guest_encode_ext_req(bytes, rd, 3, certs_address, ATTEST_SEV_GUEST_CERTS_BYTES);
+    snp_ext_report_req req;
+    static_assert(sizeof(req) == sizeof(bytes), "struct snp_ext_report_req is 112 bytes");
+    memcpy(&req, bytes, sizeof(req));
+    EXPECT_EQ(memcmp(req.data.user_data, rd, 64), 0);
+    EXPECT_EQ(req.data.vmpl, 3u);
+    for (size_t i = 0; i < sizeof(req.data.rsvd); i++) {
+        EXPECT_EQ(req.data.rsvd[i], 0) << "rsvd byte " << i << " (KEY_SEL at 0) must be zero";
+    }
+    EXPECT_EQ(req.certs_address, certs_address);
+    EXPECT_EQ(req.certs_len, 16384u);
+    EXPECT_EQ(req.certs_len % 4096u, 0u);
+    for (size_t i = ATTEST_SEV_GUEST_EXT_CERTS_LEN_OFF + 4; i < sizeof(bytes); i++) {
+        EXPECT_EQ(bytes[i], 0) << "padding byte " << i;
+    }
+    // The report request inside is the plain SNP_GET_REPORT one.
+    uint8_t plain[ATTEST_SEV_GUEST_REQ_BYTES];
+    attest_sev_guest_encode_req(plain, rd, 3);
+    EXPECT_EQ(memcmp(bytes, plain, sizeof(plain)), 0);
+}
+
+TEST(AttestProvider, SevGuestIoctlHeaderEncoding) {
+    uint8_t bytes[ATTEST_SEV_GUEST_IOCTL_BYTES];
+    memset(bytes, 0xEE, sizeof(bytes));
+    attest_sev_guest_encode_ioctl(bytes, 0x1111222233334444ull, 0x5555666677778888ull);
+    snp_guest_request_ioctl io;
+    static_assert(sizeof(io) == sizeof(bytes), "struct snp_guest_request_ioctl is 32 bytes");
+    memcpy(&io, bytes, sizeof(io));
+    EXPECT_EQ(io.msg_version, 1u) << "the driver rejects msg_version 0";
+    for (size_t i = 1; i < 8; i++) {
+        EXPECT_EQ(bytes[i], 0) << "padding byte " << i;
+    }
+    EXPECT_EQ(io.req_data, 0x1111222233334444ull);
+    EXPECT_EQ(io.resp_data, 0x5555666677778888ull);
+    EXPECT_EQ(io.exitinfo2, 0u);
+    // The provider issues SNP_GET_EXT_REPORT (spec §4.1).
+    EXPECT_EQ((unsigned long)SNP_GET_EXT_REPORT, 0xC0205302ul);
 }
 
 TEST(AttestProvider, SevGuestResponseParsing) {

@@ -2,6 +2,12 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <iterator>
+#include <map>
+#include <sstream>
+#include <string>
+
+#include <openssl/sha.h>
 
 #include "attest_test_util.h"
 
@@ -163,15 +169,83 @@ TEST(AttestReport, CpuidMapping) {
     EXPECT_EQ(attest_report_product_from_cpuid(0x19, 0x30), ATTEST_PRODUCT_UNKNOWN);
 }
 
+// readme_pins reads the "| file | CN | serial | not after | SHA-256 |" rows of vectors/README.md
+// §1 into file -> SHA-256 hex.
+static std::map<std::string, std::string> readme_pins() {
+    auto bytes = vec("README.md");
+    std::istringstream in(std::string(bytes.begin(), bytes.end()));
+    std::map<std::string, std::string> pins;
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.rfind("| ", 0) != 0 || line.find(".pem |") == std::string::npos) {
+            continue;
+        }
+        std::string file = line.substr(2, line.find(' ', 2) - 2);
+        size_t last = line.rfind(" |");
+        size_t prev = line.rfind("| ", last - 1);
+        std::string hash = line.substr(prev + 2, last - prev - 2);
+        if (hash.size() == 64) {
+            pins[file] = hash;
+        }
+    }
+    return pins;
+}
+
 TEST(AttestReport, BuiltinRootPinsMatchVectorReadme) {
+    // Every embedded AMD certificate: its name, product, pin (as in the README table, spelled
+    // out here too so a README edit cannot move both), its PEM's DER hash, and the vector file's.
+    struct Want {
+        const char *name;
+        attest_product product;
+        const char *file;
+        const char *sha256;
+    };
+    const Want kWant[] = {
+        {"ARK-Milan", ATTEST_PRODUCT_MILAN, "milan_ark.pem",
+         "69d063b45344d26a2e94e1f4210de49ef555308287d4c174445c95639a540bcd"},
+        {"SEV-Milan", ATTEST_PRODUCT_MILAN, "milan_ask.pem",
+         "67d303bd3905fd38db8b20e0793699870e7fa612eaad5dec358293fd8c0bac1b"},
+        {"SEV-VLEK-Milan", ATTEST_PRODUCT_MILAN, "milan_asvk.pem",
+         "c5e081f59b7efab1fe2f8b505e159704e72f29cab7ef7cf628a05a42439082f5"},
+        {"ARK-Genoa", ATTEST_PRODUCT_GENOA, "genoa_ark.pem",
+         "4c6598d19c18719c5dfd4a7d335f674e5bfe1d8f800cea2cf270c10d103db2f1"},
+        {"SEV-Genoa", ATTEST_PRODUCT_GENOA, "genoa_ask.pem",
+         "5464738c1546aed5f2cecf1dc98c5c960a92e8913238a61711bc90ec6e828521"},
+        {"SEV-VLEK-Genoa", ATTEST_PRODUCT_GENOA, "genoa_asvk.pem",
+         "197e610743a917d6b9bb982a5a9226ccc0a15b611be0619e626aca9151457372"},
+        {"ARK-Turin", ATTEST_PRODUCT_TURIN, "turin_ark.pem",
+         "1f084161a44bb6d93778a904877d4819cafa5d05ef4193b2ded9dd9c73dd3f6a"},
+        {"SEV-Turin", ATTEST_PRODUCT_TURIN, "turin_ask.pem",
+         "5b77ef5fe7a7a004fd9032668fba9d0fda22f88c4442069a479636a6ae3b3185"},
+        {"SEV-VLEK-Turin", ATTEST_PRODUCT_TURIN, "turin_asvk.pem",
+         "104e10a8bd060a3c20a434261a57d0588fd65a88915b4f65b08bdecaf8df1a3c"},
+    };
+    auto readme = readme_pins();
+    EXPECT_EQ(readme.size(), 9u);
     size_t n = 0;
     const attest_root_pem *roots = attest_roots_builtin(&n);
-    ASSERT_EQ(n, 9u);
-    EXPECT_STREQ(roots[0].name, "ARK-Milan");
-    EXPECT_EQ(hex(roots[0].sha256, 32),
-              "69d063b45344d26a2e94e1f4210de49ef555308287d4c174445c95639a540bcd");
-    EXPECT_EQ(hex(roots[4].sha256, 32),
-              "5464738c1546aed5f2cecf1dc98c5c960a92e8913238a61711bc90ec6e828521");
-    EXPECT_EQ(hex(roots[6].sha256, 32),
-              "1f084161a44bb6d93778a904877d4819cafa5d05ef4193b2ded9dd9c73dd3f6a");
+    ASSERT_EQ(n, std::size(kWant));
+    for (size_t i = 0; i < n; i++) {
+        const Want &w = kWant[i];
+        SCOPED_TRACE(w.name);
+        EXPECT_STREQ(roots[i].name, w.name);
+        EXPECT_EQ(roots[i].product, w.product);
+        EXPECT_EQ(hex(roots[i].sha256, 32), w.sha256);
+        EXPECT_EQ(readme[w.file], w.sha256) << "README §1 row of " << w.file;
+        // The embedded PEM is the certificate the pin names...
+        uint8_t der[ATTEST_CERT_DER_MAX_BYTES], h[32];
+        size_t len = 0;
+        ASSERT_EQ(attest_cert_pem_to_der(der, sizeof(der), &len, roots[i].pem,
+                                         strlen(roots[i].pem)),
+                  0);
+        SHA256(der, len, h);
+        EXPECT_EQ(hex(h, 32), w.sha256);
+        // ...and so is the vector file.
+        auto pem = vec(w.file);
+        ASSERT_EQ(attest_cert_pem_to_der(der, sizeof(der), &len, (const char *)pem.data(),
+                                         pem.size()),
+                  0);
+        SHA256(der, len, h);
+        EXPECT_EQ(hex(h, 32), w.sha256);
+    }
 }

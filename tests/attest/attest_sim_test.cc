@@ -10,6 +10,8 @@
 #include <ctime>
 
 #include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/mem.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -318,6 +320,223 @@ TEST(AttestSim, VcekFromAnotherChipFails) {
         << err.msg;
     attest_sim_ops_ref().close(sa);
     attest_sim_ops_ref().close(sb);
+}
+
+TEST(AttestSim, MaskedChipIdWithVcekFails) {
+    // The host masked CHIP_ID (all zero) and the VCEK's hwID is all zero too: they "match", the
+    // report is validly signed by that VCEK, and only the masked-chip rule rejects it (a VCEK
+    // report must name its chip; docs/snp-verification.md §5 step 7).
+    attest_provider_config masked = sim_cfg();
+    memset(masked.sim.chip_id, 0, sizeof(masked.sim.chip_id));
+    void *st = nullptr;
+    attest_error err{};
+    ASSERT_EQ(attest_sim_ops_ref().open(&st, &err, &masked), ATTEST_OK) << err.msg;
+    uint8_t rd[64] = {0};
+    attest_report_out r{};
+    ASSERT_EQ(attest_sim_ops_ref().get_report(st, &r, &err, rd), ATTEST_OK) << err.msg;
+    attest_sim_ops_ref().close(st);
+    attest_vcek_info info{};
+    ASSERT_EQ(attest_vcek_parse(&info, &err, r.vcek_der, r.vcek_len), ATTEST_OK) << err.msg;
+    ASSERT_EQ(info.hwid_len, 64u);
+    ASSERT_EQ(memcmp(info.hwid, r.report + ATTEST_OFF_CHIP_ID, 64), 0);
+    Verifier ver(sim_ark());
+    attest_claims c{};
+    EXPECT_EQ(attest_verifier_verify_report(ver.v, &c, &err, r.report, sizeof(r.report),
+                                            r.vcek_der, r.vcek_len, r.ask_der, r.ask_len,
+                                            (int64_t)time(nullptr)),
+              ATTEST_CHIP_ID_MISMATCH)
+        << err.msg;
+    EXPECT_NE(strstr(err.msg, "all zero (masked"), nullptr) << err.msg;
+    EXPECT_FALSE(c.verified);
+    // Control: one non-zero chip byte, VCEK issued for it, same path: verifies.
+    attest_provider_config one = masked;
+    one.sim.chip_id[63] = 1;
+    ASSERT_EQ(attest_sim_ops_ref().open(&st, &err, &one), ATTEST_OK) << err.msg;
+    ASSERT_EQ(attest_sim_ops_ref().get_report(st, &r, &err, rd), ATTEST_OK) << err.msg;
+    attest_sim_ops_ref().close(st);
+    EXPECT_EQ(attest_verifier_verify_report(ver.v, &c, &err, r.report, sizeof(r.report),
+                                            r.vcek_der, r.vcek_len, r.ask_der, r.ask_len,
+                                            (int64_t)time(nullptr)),
+              ATTEST_OK)
+        << err.msg;
+}
+
+// ---- signature scheme of every chain certificate ---------------------------------------------
+// AMD signs the ARK (itself), the ASK and the VCEK with RSASSA-PSS SHA-384 / MGF1-SHA-384 /
+// salt 48. BoringSSL's X509_verify also accepts PKCS#1 v1.5 and PSS with SHA-256 or SHA-512, so
+// each wrong scheme below has a signature that verifies; only the scheme check refuses it.
+
+namespace {
+
+struct Scheme {
+    attest_sim_sig sig;
+    const char *name;
+};
+const Scheme kSchemes[] = {
+    {ATTEST_SIM_SIG_AMD, "AMD RSASSA-PSS SHA-384 salt 48"},
+    {ATTEST_SIM_SIG_PKCS1_SHA384, "PKCS#1 v1.5 SHA-384"},
+    {ATTEST_SIM_SIG_PSS_SHA256, "RSASSA-PSS SHA-256 salt 32"},
+    {ATTEST_SIM_SIG_PSS_SHA512, "RSASSA-PSS SHA-512 salt 64"},
+};
+
+std::vector<uint8_t> reissue(attest_sim_cert which, attest_sim_sig sig) {
+    attest_provider_config cfg = sim_cfg();
+    std::vector<uint8_t> der(ATTEST_CERT_DER_MAX_BYTES);
+    size_t len = 0;
+    attest_error err{};
+    EXPECT_EQ(attest_sim_reissue(der.data(), der.size(), &len, &err, sim_dir().c_str(), which,
+                                 sig, &cfg.sim),
+              ATTEST_OK)
+        << err.msg;
+    der.resize(len);
+    return der;
+}
+
+X509 *parse(const std::vector<uint8_t> &der) {
+    const uint8_t *p = der.data();
+    return d2i_X509(nullptr, &p, (long)der.size());
+}
+
+std::vector<uint8_t> file_cert_der(const std::string &path) {
+    auto bytes = read_bytes(path);
+    return pem_cert_to_der(std::string(bytes.begin(), bytes.end()).c_str());
+}
+
+// signature_verifies: BoringSSL alone accepts `der`'s signature under `issuer_der`'s key.
+bool signature_verifies(const std::vector<uint8_t> &der, const std::vector<uint8_t> &issuer_der) {
+    X509 *x = parse(der), *issuer = parse(issuer_der);
+    EVP_PKEY *pk = issuer == nullptr ? nullptr : X509_get_pubkey(issuer);
+    bool ok = x != nullptr && pk != nullptr && X509_verify(x, pk) == 1;
+    EVP_PKEY_free(pk);
+    X509_free(issuer);
+    X509_free(x);
+    ERR_clear_error();
+    return ok;
+}
+
+// write_roots writes the DER certificates as one PEM file and returns its path.
+std::string write_roots(const std::string &tag, const std::vector<std::vector<uint8_t>> &certs) {
+    std::string path = std::string(ATLS_BINARY_DIR) + "/tests/attest/roots-" + tag + "-" +
+                       std::to_string(getpid()) + ".pem";
+    BIO *bio = BIO_new_file(path.c_str(), "w");
+    EXPECT_NE(bio, nullptr);
+    for (const auto &der : certs) {
+        X509 *x = parse(der);
+        EXPECT_NE(x, nullptr);
+        EXPECT_EQ(PEM_write_bio_X509(bio, x), 1);
+        X509_free(x);
+    }
+    BIO_free(bio);
+    return path;
+}
+
+// signed_sim_report: a default-params report signed by the persisted vcek.key.
+std::vector<uint8_t> signed_sim_report() {
+    attest_provider_config cfg = sim_cfg();
+    uint8_t rd[64] = {0x42};
+    std::vector<uint8_t> report(ATTEST_REPORT_BYTES);
+    attest_sim_build_report(report.data(), &cfg.sim, rd);
+    EXPECT_EQ(attest_sim_sign_report(report.data(), nullptr, (sim_dir() + "/vcek.key").c_str()),
+              ATTEST_OK);
+    return report;
+}
+
+attest_status verify_with(const std::string &roots, const std::vector<uint8_t> &vcek,
+                          const std::vector<uint8_t> &ask, attest_error *err) {
+    Verifier ver(roots);
+    if (ver.v == nullptr) {
+        return ATTEST_CONFIG_INVALID;
+    }
+    auto report = signed_sim_report();
+    attest_claims c{};
+    return attest_verifier_verify_report(ver.v, &c, err, report.data(), report.size(),
+                                         vcek.data(), vcek.size(),
+                                         ask.empty() ? nullptr : ask.data(), ask.size(),
+                                         (int64_t)time(nullptr));
+}
+
+} // namespace
+
+TEST(AttestSim, VcekMustBeSignedWithAmdPssParameters) {
+    auto ask = file_cert_der(sim_dir() + "/ask.pem");
+    ASSERT_FALSE(ask.empty());
+    for (const Scheme &sc : kSchemes) {
+        SCOPED_TRACE(sc.name);
+        auto vcek = reissue(ATTEST_SIM_CERT_VCEK, sc.sig);
+        ASSERT_FALSE(vcek.empty());
+        ASSERT_TRUE(signature_verifies(vcek, ask)) << "the test input must be validly signed";
+        attest_error err{};
+        attest_status st = verify_with(sim_ark(), vcek, ask, &err);
+        if (sc.sig == ATTEST_SIM_SIG_AMD) {
+            EXPECT_EQ(st, ATTEST_OK) << err.msg;
+        } else {
+            EXPECT_EQ(st, ATTEST_CHAIN_INVALID) << err.msg;
+            EXPECT_NE(strstr(err.msg, "RSASSA-PSS"), nullptr) << err.msg;
+        }
+        // attest_vcek_parse inspects extensions only; the scheme is a chain property.
+        attest_vcek_info info{};
+        EXPECT_EQ(attest_vcek_parse(&info, nullptr, vcek.data(), vcek.size()), ATTEST_OK);
+    }
+}
+
+TEST(AttestSim, ConfiguredArkMustBeSelfSignedWithAmdPssParameters) {
+    for (const Scheme &sc : kSchemes) {
+        SCOPED_TRACE(sc.name);
+        auto ark = reissue(ATTEST_SIM_CERT_ARK, sc.sig);
+        ASSERT_FALSE(ark.empty());
+        ASSERT_TRUE(signature_verifies(ark, ark));
+        std::string roots = write_roots("ark", {ark});
+        attest_verifier_config cfg{};
+        snprintf(cfg.roots, sizeof(cfg.roots), "%s", roots.c_str());
+        attest_error err{};
+        attest_verifier *v = attest_verifier_new(&cfg, &err);
+        if (sc.sig == ATTEST_SIM_SIG_AMD) {
+            EXPECT_NE(v, nullptr) << err.msg;
+            // This ARK (same key and name) anchors the unchanged ASK and VCEK.
+            EXPECT_EQ(verify_with(roots, read_bytes(sim_dir() + "/vcek.der"),
+                                  file_cert_der(sim_dir() + "/ask.pem"), &err),
+                      ATTEST_OK)
+                << err.msg;
+        } else {
+            EXPECT_EQ(v, nullptr) << "a root signed with " << sc.name << " was accepted";
+            EXPECT_EQ(err.status, ATTEST_CONFIG_INVALID);
+            EXPECT_NE(strstr(err.msg, "RSASSA-PSS"), nullptr) << err.msg;
+        }
+        attest_verifier_free(v);
+        unlink(roots.c_str());
+    }
+}
+
+TEST(AttestSim, AskMustBeSignedWithAmdPssParameters) {
+    auto ark = file_cert_der(sim_ark());
+    auto vcek = read_bytes(sim_dir() + "/vcek.der");
+    ASSERT_FALSE(ark.empty());
+    for (const Scheme &sc : kSchemes) {
+        SCOPED_TRACE(sc.name);
+        auto ask = reissue(ATTEST_SIM_CERT_ASK, sc.sig);
+        ASSERT_FALSE(ask.empty());
+        ASSERT_TRUE(signature_verifies(ask, ark));
+        // In the roots file (configuration): refused when the verifier is created.
+        std::string roots = write_roots("ask", {ark, ask});
+        attest_verifier_config cfg{};
+        snprintf(cfg.roots, sizeof(cfg.roots), "%s", roots.c_str());
+        attest_error err{};
+        attest_verifier *v = attest_verifier_new(&cfg, &err);
+        // From the peer (evidence chain field): not an intermediate, so no chain.
+        attest_error perr{};
+        attest_status peer = verify_with(sim_ark(), vcek, ask, &perr);
+        if (sc.sig == ATTEST_SIM_SIG_AMD) {
+            EXPECT_NE(v, nullptr) << err.msg;
+            EXPECT_EQ(peer, ATTEST_OK) << perr.msg;
+        } else {
+            EXPECT_EQ(v, nullptr) << "an ASK signed with " << sc.name << " was accepted";
+            EXPECT_EQ(err.status, ATTEST_CONFIG_INVALID);
+            EXPECT_NE(strstr(err.msg, "RSASSA-PSS"), nullptr) << err.msg;
+            EXPECT_EQ(peer, ATTEST_CHAIN_INVALID) << perr.msg;
+        }
+        attest_verifier_free(v);
+        unlink(roots.c_str());
+    }
 }
 
 TEST(AttestSim, SimProviderWithoutDirIsConfigError) {

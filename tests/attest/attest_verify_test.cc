@@ -7,8 +7,16 @@
 
 #include <cstring>
 #include <ctime>
+#include <iterator>
+#include <set>
+#include <string>
 
 #include "attest_test_util.h"
+#ifdef ATLS_HAVE_POLICY
+#include <memory>
+
+#include "policy.h"
+#endif
 
 using namespace attest_test;
 
@@ -64,6 +72,19 @@ const Pair kPairs[] = {
     {"mstee_turin_v5_report.bin", "mstee_turin_v5_vcek.der", ATTEST_PRODUCT_TURIN, 5},
 };
 
+// pem_file_to_der reads the first certificate of a vector PEM file as DER (empty on failure).
+std::vector<uint8_t> pem_file_to_der(const std::string &name) {
+    auto pem = vec(name);
+    std::vector<uint8_t> der(ATTEST_CERT_DER_MAX_BYTES);
+    size_t len = 0;
+    if (attest_cert_pem_to_der(der.data(), der.size(), &len, (const char *)pem.data(),
+                               pem.size()) != 0) {
+        return {};
+    }
+    der.resize(len);
+    return der;
+}
+
 int64_t time_for(const Pair &p) {
     return strstr(p.vcek, "vlek") != nullptr ? kVlekTime : kFixedTime;
 }
@@ -106,6 +127,62 @@ TEST(AttestVerify, GosevDebugReportVerifiesAndExposesDebugForPolicy) {
               "b07af9620f3b839b47996422ddec6058338951d984e312115131ea82705eaf5b6bdf8a9ece31a5a608eb0"
               "cf2e4872b01");
 }
+
+#ifdef ATLS_HAVE_POLICY
+// The gosev vector's signature is valid but its guest POLICY has DEBUG set (vectors/README.md
+// §2.2, §4): a production policy must deny it. The policy below admits everything else about
+// this report, so DEBUG_ENABLED is the one reason; allowing debug turns the verdict to ALLOW.
+TEST(AttestVerify, GosevDebugVectorIsDeniedByPolicyEvaluate) {
+    Verifier ver;
+    Result r = verify(ver, vec("gosev_milan_v2_report.bin"), vec("gosev_milan_v2_vcek.der"));
+    ASSERT_EQ(r.st, ATTEST_OK) << r.err.msg;
+    // What core_attest.c copies from the verified claims.
+    policy_input in{};
+    memcpy(in.measurement, r.claims.measurement, sizeof(in.measurement));
+    in.guest_svn = r.claims.guest_svn;
+    in.guest_policy = r.claims.policy;
+    in.vmpl = r.claims.vmpl;
+    in.reported_tcb.bootloader = r.claims.reported_tcb.bl;
+    in.reported_tcb.tee = r.claims.reported_tcb.tee;
+    in.reported_tcb.snp = r.claims.reported_tcb.snp;
+    in.reported_tcb.microcode = r.claims.reported_tcb.ucode;
+    in.reported_tcb.fmc = r.claims.reported_tcb.fmc;
+    in.is_turin = r.claims.product == ATTEST_PRODUCT_TURIN;
+    in.platform_info = r.claims.platform_info;
+    auto policy_text = [&](bool debug_allowed) {
+        return "[policy]\nversion = gosev-debug\n"
+               "[measurement]\nmode = strict\nallow = " +
+               hex(r.claims.measurement, 48) +
+               "\n[tcb]\nmode = strict\nmin_bootloader = 2\nmin_tee = 0\nmin_snp = 5\n"
+               "min_microcode = 68\n"
+               "[guest]\nmode = strict\ndebug_allowed = " +
+               std::string(debug_allowed ? "true" : "false") +
+               "\nsmt_allowed = true\nmigrate_ma_allowed = false\nmin_guest_svn = 0\n"
+               "max_vmpl = 0\n";
+    };
+    for (bool debug_allowed : {false, true}) {
+        auto pol = std::make_unique<policy>();
+        char perr[256] = {0};
+        std::string text = policy_text(debug_allowed);
+        ASSERT_EQ(policy_rules_load_string(pol.get(), perr, sizeof(perr), text.c_str(), "g.ini",
+                                           "/"),
+                  0)
+            << perr;
+        policy_result res{};
+        policy_verdict v = policy_evaluate(pol.get(), &res, &in);
+        if (debug_allowed) {
+            EXPECT_EQ(v, POLICY_VERDICT_ALLOW) << "debug allowed: nothing else may fail";
+            EXPECT_EQ(res.check_count, 0u);
+            continue;
+        }
+        EXPECT_EQ(v, POLICY_VERDICT_DENY);
+        EXPECT_EQ(res.verdict, POLICY_VERDICT_DENY);
+        ASSERT_EQ(res.check_count, 1u);
+        EXPECT_EQ(res.checks[0].code, POLICY_CHECK_DEBUG_ENABLED);
+        EXPECT_STREQ(policy_check_code_name(res.checks[0].code), "DEBUG_ENABLED");
+    }
+}
+#endif
 
 TEST(AttestVerify, VlekVerifiesAtFixedTimeAndIsExpiredNow) {
     Verifier ver;
@@ -224,6 +301,42 @@ TEST(AttestVerify, VcekFromAnotherChipFails) {
     EXPECT_EQ(r2.st, ATTEST_CHIP_ID_MISMATCH) << r2.err.msg;
 }
 
+TEST(AttestVerify, MaskedChipIdWithVcekFails) {
+    // CHIP_ID zeroed (as with MaskChipId) in a VCEK-signed report: the chip binding refuses it
+    // before the signature is looked at (the sim test has a validly signed variant).
+    Verifier ver;
+    auto report = vec("virtee_milan_v2_report.bin");
+    memset(&report[ATTEST_OFF_CHIP_ID], 0, ATTEST_CHIP_ID_BYTES);
+    Result r = verify(ver, report, vec("virtee_milan_v2_vcek.der"));
+    EXPECT_EQ(r.st, ATTEST_CHIP_ID_MISMATCH) << r.err.msg;
+    EXPECT_NE(strstr(r.err.msg, "all zero (masked"), nullptr) << r.err.msg;
+    // The VLEK vector has a masked CHIP_ID by design and verifies: no hwID to bind.
+    Result vlek = verify(ver, vec("trustee_milan_v3_vlek_report.bin"),
+                         vec("trustee_milan_v3_vlek.der"), kVlekTime);
+    EXPECT_EQ(vlek.st, ATTEST_OK) << vlek.err.msg;
+}
+
+TEST(AttestVerify, TurinChipIdTailMustBeZero) {
+    // Turin hwID is 8 bytes: CHIP_ID[0..7] must match it and CHIP_ID[8..63] must be zero. The
+    // first 8 bytes still match, so only the tail rule can refuse this (before the signature).
+    Verifier ver;
+    for (size_t off : {(size_t)8, (size_t)35, (size_t)63}) {
+        auto report = vec("mstee_turin_v5_report.bin");
+        ASSERT_EQ(report[ATTEST_OFF_CHIP_ID + off], 0);
+        report[ATTEST_OFF_CHIP_ID + off] = 0x01;
+        Result r = verify(ver, report, vec("mstee_turin_v5_vcek.der"));
+        EXPECT_EQ(r.st, ATTEST_CHIP_ID_MISMATCH) << off << ": " << r.err.msg;
+        EXPECT_NE(strstr(r.err.msg, "bytes 8..63 are not zero"), nullptr) << r.err.msg;
+    }
+    // A different first byte is a plain mismatch.
+    auto report = vec("mstee_turin_v5_report.bin");
+    report[ATTEST_OFF_CHIP_ID] ^= 0x01;
+    Result other = verify(ver, report, vec("mstee_turin_v5_vcek.der"));
+    EXPECT_EQ(other.st, ATTEST_CHIP_ID_MISMATCH);
+    EXPECT_NE(strstr(other.err.msg, "not the chip the VCEK was issued for"), nullptr)
+        << other.err.msg;
+}
+
 TEST(AttestVerify, MilanVcekAgainstGenoaChainFails) {
     Verifier ver(vector_path("genoa_cert_chain.pem"));
     Result r = verify(ver, vec("virtee_milan_v2_report.bin"), vec("virtee_milan_v2_vcek.der"));
@@ -231,11 +344,73 @@ TEST(AttestVerify, MilanVcekAgainstGenoaChainFails) {
 }
 
 TEST(AttestVerify, PeerSuppliedGenoaAskDoesNotRescueMilanVcek) {
+    // Roots are the Genoa chain. The peer sends the genuine Milan ASK (DER) that did sign this
+    // VCEK: it is still refused, because no trusted ARK signed that ASK.
     Verifier ver(vector_path("genoa_cert_chain.pem"));
-    auto ask_pem = vec("milan_ask.pem"); // PEM is not DER: ignored, still no chain
+    auto ask = pem_file_to_der("milan_ask.pem");
+    ASSERT_FALSE(ask.empty());
     Result r = verify(ver, vec("virtee_milan_v2_report.bin"), vec("virtee_milan_v2_vcek.der"),
-                      kFixedTime, ask_pem);
-    EXPECT_EQ(r.st, ATTEST_CHAIN_INVALID);
+                      kFixedTime, ask);
+    EXPECT_EQ(r.st, ATTEST_CHAIN_INVALID) << r.err.msg;
+    // Nor does a peer-supplied ARK: a self-signed certificate from the peer is never an anchor.
+    auto ark = pem_file_to_der("milan_ark.pem");
+    Result r2 = verify(ver, vec("virtee_milan_v2_report.bin"), vec("virtee_milan_v2_vcek.der"),
+                       kFixedTime, ark);
+    EXPECT_EQ(r2.st, ATTEST_CHAIN_INVALID) << r2.err.msg;
+}
+
+TEST(AttestVerify, PeerSuppliedAskCompletesChainToConfiguredArk) {
+    // Roots hold only ARK-Milan: without an ASK the VCEK has no issuer...
+    Verifier ver(vector_path("milan_ark.pem"));
+    auto report = vec("virtee_milan_v2_report.bin");
+    auto vcek = vec("virtee_milan_v2_vcek.der");
+    Result none = verify(ver, report, vcek);
+    EXPECT_EQ(none.st, ATTEST_CHAIN_INVALID) << none.err.msg;
+    // ...with the peer-supplied Milan ASK (DER) the chain is complete.
+    auto ask = pem_file_to_der("milan_ask.pem");
+    ASSERT_FALSE(ask.empty());
+    Result ok = verify(ver, report, vcek, kFixedTime, ask);
+    EXPECT_EQ(ok.st, ATTEST_OK) << ok.err.msg;
+    EXPECT_EQ(ok.claims.product, ATTEST_PRODUCT_MILAN);
+    // The Genoa ASK, signed by an ARK that is not configured, does not do it (a fresh verifier:
+    // the one above has the VCEK's chain cached now).
+    auto genoa_ask = pem_file_to_der("genoa_ask.pem");
+    ASSERT_FALSE(genoa_ask.empty());
+    Verifier other(vector_path("milan_ark.pem"));
+    EXPECT_EQ(verify(other, report, vcek, kFixedTime, genoa_ask).st, ATTEST_CHAIN_INVALID);
+}
+
+// vectors/README.md §1: the Turin PEMs keep KDS's CRLF line endings and a parser must accept
+// them. The KDS cert_chain file (ASK then ARK) is the roots file; the mstee Turin pair (§2.8)
+// chains through both of its certificates.
+TEST(AttestVerify, TurinCrlfCertChainPemIsRootsFile) {
+    auto pem = vec("turin_cert_chain.pem");
+    std::string text(pem.begin(), pem.end());
+    ASSERT_NE(text.find("-----\r\n"), std::string::npos) << "the vector lost its CRLF endings";
+    ASSERT_EQ(text.find_first_of('\n'), text.find("\r\n") + 1) << "not CRLF throughout";
+    Verifier ver(vector_path("turin_cert_chain.pem"));
+    ASSERT_NE(ver.v, nullptr);
+    Result r = verify(ver, vec("mstee_turin_v5_report.bin"), vec("mstee_turin_v5_vcek.der"));
+    EXPECT_EQ(r.st, ATTEST_OK) << r.err.msg;
+    EXPECT_EQ(r.claims.product, ATTEST_PRODUCT_TURIN);
+    // Both certificates were read: with the ARK alone (the same CRLF form) there is no ASK.
+    Verifier ark_only(vector_path("turin_ark.pem"));
+    ASSERT_NE(ark_only.v, nullptr);
+    EXPECT_EQ(verify(ark_only, vec("mstee_turin_v5_report.bin"), vec("mstee_turin_v5_vcek.der")).st,
+              ATTEST_CHAIN_INVALID);
+    // attest_cert_pem_to_der (atlsctl's PEM input) reads CRLF PEM to the same DER as LF PEM.
+    std::string lf;
+    for (char ch : text) {
+        if (ch != '\r') {
+            lf += ch;
+        }
+    }
+    uint8_t a[ATTEST_CERT_DER_MAX_BYTES], b[ATTEST_CERT_DER_MAX_BYTES];
+    size_t alen = 0, blen = 0;
+    ASSERT_EQ(attest_cert_pem_to_der(a, sizeof(a), &alen, text.data(), text.size()), 0);
+    ASSERT_EQ(attest_cert_pem_to_der(b, sizeof(b), &blen, lf.data(), lf.size()), 0);
+    ASSERT_EQ(alen, blen);
+    EXPECT_EQ(memcmp(a, b, alen), 0);
 }
 
 TEST(AttestVerify, RootsFileWithOnlyAskIsRejected) {
@@ -402,14 +577,37 @@ TEST(AttestVerify, CachedVcekStillChecksEachReportSignature) {
 }
 
 TEST(AttestVerify, StatusCodesAreStable) {
-    EXPECT_STREQ(attest_status_code(ATTEST_SIGNATURE_INVALID), "SIGNATURE_INVALID");
-    EXPECT_STREQ(attest_status_code(ATTEST_CHAIN_INVALID), "CHAIN_INVALID");
-    EXPECT_STREQ(attest_status_code(ATTEST_VCEK_TCB_MISMATCH), "VCEK_TCB_MISMATCH");
-    EXPECT_STREQ(attest_status_code(ATTEST_BINDING_MISMATCH), "BINDING_MISMATCH");
-    EXPECT_STREQ(attest_status_code(ATTEST_REPORT_MALFORMED), "REPORT_MALFORMED");
-    EXPECT_STREQ(attest_status_code(ATTEST_VCEK_MISSING), "VCEK_MISSING");
-    EXPECT_STREQ(attest_status_code(ATTEST_CHIP_ID_MISMATCH), "CHIP_ID_MISMATCH");
-    EXPECT_STREQ(attest_status_code(ATTEST_PRODUCT_MISMATCH), "PRODUCT_MISMATCH");
-    EXPECT_STREQ(attest_status_code(ATTEST_CERT_EXPIRED), "CERT_EXPIRED");
+    // Audit records store these strings (DESIGN.md §7): every code, spelled exactly. A new code
+    // must be added here, or this fails to compile.
+    static_assert(ATTEST_STATUS_COUNT == 17, "a status code was added or removed: list it below");
+    const std::pair<attest_status, const char *> kCodes[] = {
+        {ATTEST_OK, "OK"},
+        {ATTEST_REPORT_MALFORMED, "REPORT_MALFORMED"},
+        {ATTEST_EVIDENCE_MALFORMED, "EVIDENCE_MALFORMED"},
+        {ATTEST_SIGNATURE_INVALID, "SIGNATURE_INVALID"},
+        {ATTEST_CHAIN_INVALID, "CHAIN_INVALID"},
+        {ATTEST_CERT_EXPIRED, "CERT_EXPIRED"},
+        {ATTEST_VCEK_MISSING, "VCEK_MISSING"},
+        {ATTEST_VCEK_MALFORMED, "VCEK_MALFORMED"},
+        {ATTEST_VCEK_TCB_MISMATCH, "VCEK_TCB_MISMATCH"},
+        {ATTEST_CHIP_ID_MISMATCH, "CHIP_ID_MISMATCH"},
+        {ATTEST_PRODUCT_MISMATCH, "PRODUCT_MISMATCH"},
+        {ATTEST_SIGNER_MISMATCH, "SIGNER_MISMATCH"},
+        {ATTEST_BINDING_MISMATCH, "BINDING_MISMATCH"},
+        {ATTEST_CONFIG_INVALID, "CONFIG_INVALID"},
+        {ATTEST_PROVIDER_UNAVAILABLE, "PROVIDER_UNAVAILABLE"},
+        {ATTEST_PROVIDER_FAILED, "PROVIDER_FAILED"},
+        {ATTEST_INTERNAL, "INTERNAL"},
+    };
+    ASSERT_EQ(std::size(kCodes), (size_t)ATTEST_STATUS_COUNT);
+    std::set<std::string> seen;
+    for (size_t i = 0; i < std::size(kCodes); i++) {
+        EXPECT_EQ((size_t)kCodes[i].first, i) << "enum values are stable too: " << kCodes[i].second;
+        EXPECT_STREQ(attest_status_code(kCodes[i].first), kCodes[i].second);
+        EXPECT_TRUE(seen.insert(attest_status_code(kCodes[i].first)).second)
+            << "duplicate code " << kCodes[i].second;
+    }
+    EXPECT_STREQ(attest_status_code(ATTEST_STATUS_COUNT), "INTERNAL");
     EXPECT_STREQ(attest_status_code((attest_status)999), "INTERNAL");
+    EXPECT_STREQ(attest_status_code((attest_status)-1), "INTERNAL");
 }
