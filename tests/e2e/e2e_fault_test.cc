@@ -49,33 +49,13 @@ struct Gateway {
     bool Start(const std::string &backends, const std::string &extra_proxy, std::string *err) {
         port = FreePort();
         std::string ini = MtlsIni(port, backends, SharedCerts(), extra_proxy);
-        std::smatch m;
-        if (std::regex_search(ini, m, std::regex("\\[api\\]\nlisten = 127\\.0\\.0\\.1:(\\d+)"))) {
-            api = std::stoi(m[1]);
-        }
+        api = ApiPortOf(ini);
         return proxy.Start(dir.path(), ini, err);
     }
 
-    // One counter or gauge from /metrics (-1 when absent).
-    long long Metric(const std::string &name) {
-        CmdResult r = Sh("curl -s --max-time 5 http://127.0.0.1:" + std::to_string(api) +
-                         "/metrics");
-        std::smatch m;
-        if (std::regex_search(r.out, m, std::regex("\n" + name + " (\\d+)"))) {
-            return std::stoll(m[1]);
-        }
-        return -1;
-    }
-
-    // Poll until metric `name` equals `want` or `timeout_s` passes; returns the last value.
+    long long Metric(const std::string &name) { return e2e::Metric(api, name); }
     long long WaitMetric(const std::string &name, long long want, double timeout_s) {
-        auto t0 = Clock::now();
-        long long v = Metric(name);
-        while (v != want && SecondsSince(t0) < timeout_s) {
-            std::this_thread::sleep_for(std::chrono::milliseconds(100));
-            v = Metric(name);
-        }
-        return v;
+        return e2e::WaitMetric(api, name, want, timeout_s);
     }
 };
 
@@ -823,15 +803,7 @@ class FaultSoak : public AttestTest {
             return samples;
         }
         std::string out = *dir_ / ("soak-" + std::to_string(port) + ".json");
-        auto metric = [&](const std::string &name) -> long long {
-            CmdResult r = Sh("curl -s --max-time 5 http://127.0.0.1:" + std::to_string(api) +
-                             "/metrics");
-            std::smatch m;
-            if (std::regex_search(r.out, m, std::regex("\n" + name + " (\\d+)"))) {
-                return std::stoll(m[1]);
-            }
-            return -1;
-        };
+        auto metric = [&](const std::string &name) { return e2e::Metric(api, name); };
         auto sample = [&] {
             long long mem = metric("atls_audit_memtable_bytes");
             samples.push_back({StatusKb(p->pid(), "VmRSS"), mem < 0 ? 0 : mem / 1024});
