@@ -151,7 +151,7 @@ bad_values_policy=(
     "min_bootloader=256" "min_tee=-1" "min_snp=x" "min_microcode=1.5" "min_fmc=0x100"
     "debug_allowed=yes" "smt_allowed=1" "migrate_ma_allowed=TRUE" "min_guest_svn=4294967296"
     "min_abi_major=300" "min_abi_minor=abc" "max_vmpl=4" "required=no" "ttl_s=0"
-    "ttl_s=86401" "reuse_window_s=86401" "roots="
+    "ttl_s=86401" "reuse_window_s=86401" "roots=" "crl=/var/lib/atls-proxy/amd.crl"
 )
 for kv in "${bad_values_policy[@]}"; do
     key=${kv%%=*}
