@@ -79,8 +79,10 @@ static int check_config(const char *path) {
 }
 
 // Limits of the shared attestation tables (sized for a busy gateway; memory is allocated once).
+// The nonce table holds [attestation] nonce_capacity slots in up to NONCE_SHARDS shards of at
+// least NONCE_SHARD_SLOTS_MIN slots (a nonce may live only within one shard's probe window).
 #define NONCE_SHARDS 16u
-#define NONCE_SLOTS_PER_SHARD 4096u
+#define NONCE_SHARD_SLOTS_MIN 16u
 #define REUSE_SLOTS 4096u
 #define NONCE_RATE_BUCKETS 1024u
 #define NONCE_RATE_BURST 64u
@@ -110,7 +112,11 @@ static int attestation_setup(struct core_proc *proc, char *err, size_t err_len) 
     atomic_store(&proc->policy, p);
     atomic_store(&proc->policy_epoch, 1);
     proc->policy_history[proc->policy_history_len++] = p;
-    if (policy_nonce_new(&proc->nonces, NONCE_SHARDS, NONCE_SLOTS_PER_SHARD) != 0 ||
+    uint32_t capacity = proc->cfg.nonce_capacity;
+    ASSERT(capacity >= NONCE_SHARD_SLOTS_MIN && (capacity & (capacity - 1)) == 0);
+    uint32_t shards = capacity / NONCE_SHARD_SLOTS_MIN;
+    shards = shards < NONCE_SHARDS ? shards : NONCE_SHARDS;
+    if (policy_nonce_new(&proc->nonces, shards, capacity / shards) != 0 ||
         policy_reuse_new(&proc->reuse, REUSE_SLOTS) != 0 ||
         policy_ratelimit_new(&proc->nonce_limiter, NONCE_RATE_BUCKETS, NONCE_RATE_BURST,
                              NONCE_RATE_PER_S) != 0) {

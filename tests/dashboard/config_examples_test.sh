@@ -86,7 +86,7 @@ expect_ok "the examples as shipped"
 # leaves out would show up as a key missing here. The tables are in core/core_config.c and
 # policy/policy_rules.c.
 for k in node_id listen mode workers drain_timeout_ms conns_max handshake_timeout_ms \
-    idle_timeout_ms cert key client_ca required policy servers connect_timeout_ms \
+    idle_timeout_ms cert key client_ca required policy nonce_capacity servers connect_timeout_ms \
     health_interval_ms allow_origin enabled dir sync retention_days retention_max_records \
     retention_interval_ms ring_slots_per_worker batch_max; do
     checks=$((checks + 1))
@@ -134,7 +134,7 @@ bad_values_ini=(
     "retention_days=36501" "retention_days=-1" "retention_max_records=-5"
     "retention_max_records=1e9" "retention_interval_ms=9" "ring_slots_per_worker=1000"
     "ring_slots_per_worker=1" "ring_slots_per_worker=131072" "batch_max=0" "batch_max=4097"
-    "dir=no/such/parent/audit"
+    "dir=no/such/parent/audit" "nonce_capacity=8" "nonce_capacity=1000" "nonce_capacity=33554432"
 )
 for kv in "${bad_values_ini[@]}"; do
     key=${kv%%=*}
