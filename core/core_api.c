@@ -683,6 +683,8 @@ static enum MHD_Result api_metrics(struct api_req *rq) {
             attest_ok),
         ROW("atls_attestations_reused_total", "counter", "admitted on a cached verdict",
             attest_reused),
+        ROW("atls_attestation_verifications_total", "counter",
+            "full evidence verifications run (report signature and chain)", verifications),
         ROW("atls_attestations_denied_total", "counter", "sessions denied by attestation",
             attest_denied),
         ROW("atls_audit_refused_total", "counter",

@@ -100,21 +100,50 @@ static const char *nonce_detail(const char *code) {
     return "the nonce was not issued by this gateway; fetch one from GET /api/v1/nonce";
 }
 
+// evidence_hash is the reuse-cache key of the evidence: SHA-256(nonce || report).
+static void evidence_hash(uint8_t out[SHA256_DIGEST_LENGTH], const struct attest_evidence *ev) {
+    SHA256_CTX sh;
+    SHA256_Init(&sh);
+    SHA256_Update(&sh, ev->nonce, ev->nonce_len);
+    SHA256_Update(&sh, ev->report, sizeof(ev->report));
+    SHA256_Final(out, &sh);
+}
+
+// reuse_applies: an ALLOW verdict for exactly this certificate key and evidence (nonce and
+// report) was remembered under the current policy and its window is still open (DESIGN.md §6).
+static bool reuse_applies(const struct core_shard *shard, const struct attest_evidence *ev,
+                          const uint8_t ev_hash[SHA256_DIGEST_LENGTH], uint64_t now) {
+    const struct policy *pol = shard->policy;
+    return pol->nonce.required && pol->nonce.reuse_window_s > 0 && ev->has_spki &&
+           policy_reuse_is_allowed(shard->proc->reuse, ev->spki_sha256, ev_hash,
+                                   shard->policy_epoch, now);
+}
+
 void core_attest_on_verify(struct core_shard *shard, struct core_conn *c) {
     const struct policy *pol = shard->policy;
     if (!load_evidence(shard, c, NULL)) {
         return;
     }
-    if (pol->nonce.required) {
-        const struct attest_evidence *ev = shard->evidence;
-        const char *code =
-            nonce_peek_code(policy_nonce_peek(shard->proc->nonces, ev->nonce, ev->nonce_len,
-                                              core_base_now_ns()));
-        // A consumed nonce may still be admitted by the reuse window; decided after the
-        // handshake, with the key proven.
-        if (code != NULL && strcmp(code, "NONCE_REPLAYED") != 0) {
-            deny(c, code, nonce_detail(code));
-        }
+    if (!pol->nonce.required) {
+        return;
+    }
+    const struct attest_evidence *ev = shard->evidence;
+    uint64_t now = core_base_now_ns();
+    const char *code =
+        nonce_peek_code(policy_nonce_peek(shard->proc->nonces, ev->nonce, ev->nonce_len, now));
+    if (code == NULL) {
+        return; // fresh: verified and consumed after the handshake
+    }
+    // Not fresh. A pooled handshake of a key admitted within the reuse window presents a nonce
+    // that was consumed, and once the nonce's TTL passed (reuse_window_s may exceed ttl_s) its
+    // slot may be reclaimed and refilled, so the table answers UNKNOWN or EXPIRED for it: the
+    // reuse cache decides, whatever the table says. Anything else is denied here, before the
+    // expensive verification (a replayed nonce never costs a P-384 verify). The cached verdict
+    // is only a hint now: it is checked again after the handshake, with the key proven.
+    uint8_t ev_hash[SHA256_DIGEST_LENGTH];
+    evidence_hash(ev_hash, ev);
+    if (!reuse_applies(shard, ev, ev_hash, now)) {
+        deny(c, code, nonce_detail(code));
     }
 }
 
@@ -185,14 +214,8 @@ static void verify_evidence(struct core_shard *shard, struct core_conn *c,
     const struct attest_evidence *ev = shard->evidence;
     uint64_t now = core_base_now_ns();
     uint8_t ev_hash[SHA256_DIGEST_LENGTH];
-    SHA256_CTX sh;
-    SHA256_Init(&sh);
-    SHA256_Update(&sh, ev->nonce, ev->nonce_len);
-    SHA256_Update(&sh, ev->report, sizeof(ev->report));
-    SHA256_Final(ev_hash, &sh);
-    if (pol->nonce.required && pol->nonce.reuse_window_s > 0 &&
-        policy_reuse_is_allowed(proc->reuse, ev->spki_sha256, ev_hash, shard->policy_epoch,
-                                now)) {
+    evidence_hash(ev_hash, ev);
+    if (reuse_applies(shard, ev, ev_hash, now)) {
         // Same key, same evidence, within the window: the cached verdict stands; this
         // handshake proved possession of the key again.
         struct attest_claims seen;
@@ -210,6 +233,7 @@ static void verify_evidence(struct core_shard *shard, struct core_conn *c,
     struct attest_claims claims;
     struct attest_error err;
     memset(&err, 0, sizeof(err));
+    atomic_fetch_add_explicit(&shard->counters.verifications, 1, memory_order_relaxed);
     if (attest_verifier_verify_evidence(shard->verifier, &claims, &err, ev, (int64_t)time(NULL)) !=
         ATTEST_OK) {
         deny(c, attest_status_code(err.status), err.msg);

@@ -230,6 +230,7 @@ struct core_counters {
     atomic_uint_fast64_t bytes_b2c;
     atomic_uint_fast64_t timeouts;
     atomic_uint_fast64_t attest_ok;
+    atomic_uint_fast64_t verifications;     // full evidence verifications (report signature)
     atomic_uint_fast64_t attest_reused;
     atomic_uint_fast64_t attest_denied;
     atomic_uint_fast64_t decisions_allowed; // decision records: admitted

@@ -21,13 +21,13 @@ const std::string kBad(96, 'c');   // not in policy
 inline std::string Atlsctl() { return std::string(ATLS_BINARY_DIR) + "/core/atlsctl"; }
 
 inline std::string Policy(const std::string &sim_ark, const std::string &extra_measurement = "strict",
-                   uint32_t reuse_s = 0) {
+                   uint32_t reuse_s = 0, uint32_t ttl_s = 4) {
     return "[policy]\nversion = e2e-1\n[measurement]\nmode = " + extra_measurement +
            "\nallow = " + kGood + "\nallow = " + kOther +
            "\n[tcb]\nmode = strict\nmin_bootloader = 3\nmin_tee = 0\nmin_snp = 8\n"
            "min_microcode = 115\n[guest]\nmode = strict\ndebug_allowed = false\n"
-           "smt_allowed = false\nmin_guest_svn = 2\n[nonce]\nrequired = true\nttl_s = 4\n"
-           "reuse_window_s = " +
+           "smt_allowed = false\nmin_guest_svn = 2\n[nonce]\nrequired = true\nttl_s = " +
+           std::to_string(ttl_s) + "\nreuse_window_s = " +
            std::to_string(reuse_s) + "\n[chain]\nroots = " + sim_ark + "\n[roles]\n" + kGood +
            " = postgres\n" + kOther + " = reporting\n";
 }
@@ -59,9 +59,11 @@ class AttestTest : public ::testing::Test {
         delete dir_;
     }
 
-    // `audit`: the [audit] section (default: a store in the proxy's own directory).
+    // `audit`: the [audit] section (default: a store in the proxy's own directory);
+    // `attestation`: extra [attestation] lines.
     static Proxy *StartProxy(const std::string &policy, int *port, int *api,
-                             const std::string &audit = "[audit]\ndir = audit\n") {
+                             const std::string &audit = "[audit]\ndir = audit\n",
+                             const std::string &attestation = "") {
         static int n = 0;
         std::string sub = *dir_ / ("p" + std::to_string(n++));
         Sh("mkdir -p " + sub);
@@ -72,8 +74,8 @@ class AttestTest : public ::testing::Test {
                           std::to_string(*port) +
                           "\nworkers = 2\n[tls]\ncert = " + certs_->server_crt +
                           "\nkey = " + certs_->server_key +
-                          "\n[attestation]\nrequired = true\npolicy = policy.ini\n[backend]\n"
-                          "servers = 127.0.0.1:" +
+                          "\n[attestation]\nrequired = true\npolicy = policy.ini\n" +
+                          attestation + "[backend]\nservers = 127.0.0.1:" +
                           std::to_string(pg_->port()) + "\n[api]\nlisten = 127.0.0.1:" +
                           std::to_string(*api) + "\n" + audit;
         auto *p = new Proxy();
@@ -109,6 +111,15 @@ class AttestTest : public ::testing::Test {
     }
 
     static size_t BackendConnections() { return Count(pg_->LogText(), "connection received"); }
+
+    // Metric returns the value of the unlabelled Prometheus sample `name` of the proxy whose API
+    // listens on `api` (default: the shared proxy's), or -1 when it is absent.
+    static long long Metric(const std::string &name, int api = 0) {
+        std::string m =
+            Sh("curl -s http://127.0.0.1:" + std::to_string(api ? api : api_) + "/metrics").out;
+        size_t at = m.find("\n" + name + " ");
+        return at == std::string::npos ? -1 : std::stoll(m.substr(at + name.size() + 2));
+    }
 
     // Assert psql printed the denial with `code`, and the backend saw no connection for it.
     static void ExpectDenied(const std::string &cert, const std::string &code,

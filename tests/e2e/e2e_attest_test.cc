@@ -46,6 +46,21 @@ TEST_F(AttestTest, ReplayedNonceIsDenied) {
     ExpectDenied("replay", "NONCE_REPLAYED");
 }
 
+// With reuse_window_s = 0 a consumed nonce is refused by the cheap check in the TLS verify
+// callback: a replay never costs the gateway a full (P-384) verification.
+TEST_F(AttestTest, ReplayedNonceIsDeniedBeforeTheExpensiveVerification) {
+    MakeCert("replay-cheap", "--measurement " + kGood);
+    long long v0 = Metric("atls_attestation_verifications_total");
+    ASSERT_GE(v0, 0);
+    ASSERT_EQ(Connect("replay-cheap").status, 0);
+    long long v1 = Metric("atls_attestation_verifications_total");
+    EXPECT_EQ(v1, v0 + 1) << "the admitted handshake is verified once";
+    ExpectDenied("replay-cheap", "NONCE_REPLAYED");
+    ExpectDenied("replay-cheap", "NONCE_REPLAYED");
+    EXPECT_EQ(Metric("atls_attestation_verifications_total"), v1)
+        << "a replayed nonce reached the expensive verification";
+}
+
 TEST_F(AttestTest, MeasurementNotInPolicyIsDenied) {
     MakeCert("badm", "--measurement " + kBad);
     ExpectDenied("badm", "MEASUREMENT_NOT_ALLOWED");
@@ -137,6 +152,41 @@ TEST_F(AttestTest, ReuseWindowLetsOneCertificateOpenAPool) {
     CmdResult run = Sh("pgbench -c 8 -j 2 -T 2 -S '" + cs + "'", 60);
     EXPECT_EQ(run.status, 0) << run.out;
     EXPECT_NE(run.out.find("number of failed transactions: 0"), std::string::npos) << run.out;
+    delete p;
+}
+
+// reuse_window_s > ttl_s: after the nonce's TTL its consumed slot may be reclaimed by a new issue,
+// and the nonce table then says UNKNOWN. Connections of the pool must still be admitted on the
+// cached verdict until the window closes. A 16-slot table makes the reclaim certain: 16 fresh
+// nonces take every slot.
+TEST_F(AttestTest, ReuseWindowOutlivesTheNonceTtlAndItsReclaimedSlot) {
+    int port = 0, api = 0;
+    Proxy *p = StartProxy(Policy(sim_ + "/ark.pem", "strict", 60, 2), &port, &api,
+                          "[audit]\ndir = audit\n", "nonce_capacity = 16\n");
+    ASSERT_NE(p, nullptr);
+    MakeCert("churn", "--measurement " + kGood, "", api);
+    CmdResult first = Connect("churn", "postgres", port);
+    ASSERT_EQ(first.out, "admitted\n") << first.out;
+    std::this_thread::sleep_for(std::chrono::seconds(3)); // ttl_s = 2
+    std::string urls;
+    for (int i = 0; i < 16; i++) {
+        urls += " http://127.0.0.1:" + std::to_string(api) + "/api/v1/nonce";
+    }
+    CmdResult churn = Sh("curl -s -o /dev/null -w '%{http_code}\\n'" + urls, 60);
+    EXPECT_EQ(Count(churn.out, "200\n"), 16u) << churn.out; // every slot now holds a new nonce
+    CmdResult full = Sh("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:" +
+                        std::to_string(api) + "/api/v1/nonce");
+    EXPECT_EQ(full.out, "503") << "the table should be full of live nonces";
+    size_t before = BackendConnections();
+    CmdResult again = Connect("churn", "postgres", port);
+    EXPECT_EQ(again.out, "admitted\n") << again.out;
+    EXPECT_EQ(BackendConnections(), before + 1);
+    // Fail closed: the window admits only the key and evidence it remembered.
+    MakeCert("churn-unissued", "--measurement " + kGood, std::string(64, '7'));
+    CmdResult unknown = Connect("churn-unissued", "postgres", port);
+    EXPECT_NE(unknown.status, 0);
+    EXPECT_NE(unknown.out.find("attestation denied: NONCE_UNKNOWN"), std::string::npos)
+        << unknown.out;
     delete p;
 }
 
