@@ -6,7 +6,11 @@
 
 #include <gtest/gtest.h>
 
+#include <signal.h>
+
+#include <chrono>
 #include <string>
+#include <thread>
 
 #include "harness.h"
 
@@ -60,10 +64,12 @@ class AttestTest : public ::testing::Test {
     }
 
     // `audit`: the [audit] section (default: a store in the proxy's own directory);
-    // `attestation`: extra [attestation] lines.
+    // `attestation`: extra [attestation] lines; `backend`: the [backend] lines (default: the
+    // shared PostgreSQL).
     static Proxy *StartProxy(const std::string &policy, int *port, int *api,
                              const std::string &audit = "[audit]\ndir = audit\n",
-                             const std::string &attestation = "") {
+                             const std::string &attestation = "",
+                             const std::string &backend = "") {
         static int n = 0;
         std::string sub = *dir_ / ("p" + std::to_string(n++));
         Sh("mkdir -p " + sub);
@@ -75,8 +81,11 @@ class AttestTest : public ::testing::Test {
                           "\nworkers = 2\n[tls]\ncert = " + certs_->server_crt +
                           "\nkey = " + certs_->server_key +
                           "\n[attestation]\nrequired = true\npolicy = policy.ini\n" +
-                          attestation + "[backend]\nservers = 127.0.0.1:" +
-                          std::to_string(pg_->port()) + "\n[api]\nlisten = 127.0.0.1:" +
+                          attestation + "[backend]\n" +
+                          (backend.empty() ? "servers = 127.0.0.1:" + std::to_string(pg_->port()) +
+                                                 "\n"
+                                           : backend) +
+                          "[api]\nlisten = 127.0.0.1:" +
                           std::to_string(*api) + "\n" + audit;
         auto *p = new Proxy();
         std::string err;
@@ -111,6 +120,38 @@ class AttestTest : public ::testing::Test {
     }
 
     static size_t BackendConnections() { return Count(pg_->LogText(), "connection received"); }
+
+    // WaitForLog waits up to `timeout_ms` until `p`'s log holds `needle` at least `n` times.
+    static bool WaitForLog(Proxy *p, const std::string &needle, size_t n = 1,
+                           int timeout_ms = 5000) {
+        for (int waited = 0; waited <= timeout_ms; waited += 50) {
+            if (Count(ReadFile(p->log_path()), needle) >= n) {
+                return true;
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+        return false;
+    }
+
+    // Reload writes `policy` over `p`'s policy file, sends SIGHUP and waits until both workers
+    // adopted `version` (their "policy <version> adopted" log lines).
+    static bool Reload(Proxy *p, const std::string &policy, const std::string &version) {
+        WriteFile(p->log_path().substr(0, p->log_path().rfind('/')) + "/policy.ini", policy);
+        p->Signal(SIGHUP);
+        return WaitForLog(p, ": policy " + version + " adopted", 2);
+    }
+
+    // WithVersion returns `policy` with its [policy] version set to `version`.
+    static std::string WithVersion(std::string policy, const std::string &version) {
+        size_t at = policy.find("version = ");
+        size_t end = policy.find('\n', at);
+        return policy.replace(at, end - at, "version = " + version);
+    }
+
+    // Without returns `policy` with the allow line of measurement `m` removed.
+    static std::string Without(std::string policy, const std::string &m) {
+        return policy.replace(policy.find("\nallow = " + m), 9 + m.size(), "");
+    }
 
     // Metric returns the value of the unlabelled Prometheus sample `name` of the proxy whose API
     // listens on `api` (default: the shared proxy's), or -1 when it is absent.

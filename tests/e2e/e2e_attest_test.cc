@@ -3,9 +3,15 @@
 // it. Every denial is asserted on psql's printed reason and on the backend never seeing it.
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <memory>
 #include <regex>
 #include <sstream>
 #include <thread>
@@ -243,6 +249,166 @@ TEST_F(AttestTest, SighupReloadsPolicyAndClosesSessionsItNowDenies) {
     EXPECT_NE(e.find("not in policy"), std::string::npos) << e;
     EXPECT_EQ(keep.Query("select 'kept'"), "kept");
     delete p;
+}
+
+namespace {
+
+// Blackhole: a listener whose accept queue is full and that never accepts, so a TCP connect to
+// it stays in flight (the kernel drops further SYNs) until the connecting side gives up.
+class Blackhole {
+  public:
+    Blackhole() {
+        fd_ = socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t len = sizeof(a);
+        ok_ = fd_ >= 0 && bind(fd_, reinterpret_cast<sockaddr *>(&a), len) == 0 &&
+              listen(fd_, 0) == 0 &&
+              getsockname(fd_, reinterpret_cast<sockaddr *>(&a), &len) == 0;
+        port_ = ntohs(a.sin_port);
+        // Backlog 0 queues one connection; this filler takes it.
+        filler_ = socket(AF_INET, SOCK_STREAM, 0);
+        ok_ = ok_ && connect(filler_, reinterpret_cast<sockaddr *>(&a), sizeof(a)) == 0;
+    }
+    ~Blackhole() {
+        close(filler_);
+        close(fd_);
+    }
+    bool ok() const { return ok_; }
+    int port() const { return port_; }
+    // Accept the filler, then report whether any other connection arrives within `ms`.
+    bool AnotherConnectionArrives(int ms) {
+        int f = accept(fd_, nullptr, nullptr);
+        if (f >= 0) {
+            close(f);
+        }
+        pollfd p{fd_, POLLIN, 0};
+        return poll(&p, 1, ms) > 0;
+    }
+
+  private:
+    int fd_ = -1, filler_ = -1, port_ = 0;
+    bool ok_ = false;
+};
+
+} // namespace
+
+// A reload re-checks every attested session that was admitted under the old policy, whatever
+// its state: one that finished its TLS handshake but has not sent its StartupMessage yet is
+// denied when it does (the backend never sees it), and one whose backend connect is still in
+// flight is closed with the reason and its connect abandoned.
+TEST_F(AttestTest, SighupRechecksSessionsThatHaveNotReachedForwardYet) {
+    std::string policy = Policy(sim_ + "/ark.pem");
+    std::string narrowed = WithVersion(Without(policy, kGood), "e2e-2");
+    {
+        int port = 0, api = 0;
+        std::unique_ptr<Proxy> p(StartProxy(policy, &port, &api));
+        ASSERT_NE(p, nullptr);
+        MakeCert("hup-startup", "--measurement " + kGood, "", api);
+        RawClient c;
+        ASSERT_TRUE(c.Connect(port));
+        std::string err;
+        ASSERT_TRUE(c.StartTls(*dir_ / "hup-startup.crt", *dir_ / "hup-startup.key",
+                               "postgresql", &err))
+            << err;
+        // The client's side of the handshake ends before the gateway has read its Finished:
+        // wait until the gateway verified the evidence (the session is in STARTUP then).
+        for (int i = 0; i < 100 && Metric("atls_attestation_verifications_total", api) < 1; i++) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+        ASSERT_EQ(Metric("atls_attestation_verifications_total", api), 1);
+        ASSERT_TRUE(Reload(p.get(), narrowed, "e2e-2"));
+        size_t before = BackendConnections();
+        std::string e = c.Startup("postgres", "postgres");
+        EXPECT_EQ(e.substr(0, 5), "28000") << e;
+        EXPECT_NE(e.find("attestation denied: MEASUREMENT_NOT_ALLOWED: revoked by policy e2e-2"),
+                  std::string::npos)
+            << e;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        EXPECT_EQ(BackendConnections(), before) << "a revoked session reached the database";
+    }
+    {
+        Blackhole hole;
+        ASSERT_TRUE(hole.ok());
+        int port = 0, api = 0;
+        std::unique_ptr<Proxy> p(StartProxy(
+            policy, &port, &api, "[audit]\ndir = audit\n", "",
+            "servers = 127.0.0.1:" + std::to_string(hole.port()) + "\nconnect_timeout_ms = 30000\n"));
+        ASSERT_NE(p, nullptr);
+        MakeCert("hup-connecting", "--measurement " + kGood, "", api);
+        RawClient c;
+        ASSERT_TRUE(c.Connect(port));
+        std::string err;
+        ASSERT_TRUE(c.StartTls(*dir_ / "hup-connecting.crt", *dir_ / "hup-connecting.key",
+                               "postgresql", &err))
+            << err;
+        ASSERT_TRUE(c.SendTls(StartupMessage("postgres", "postgres")));
+        // Admitted (its decision record is durable): the backend connect is now in flight.
+        bool admitted = false;
+        for (int i = 0; i < 100 && !admitted; i++) {
+            std::string active =
+                Sh("curl -s 'http://127.0.0.1:" + std::to_string(api) +
+                   "/api/v1/clients/active?format=json'")
+                    .out;
+            admitted = active.find("\"conn_id\"") != std::string::npos;
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+        ASSERT_TRUE(admitted);
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        ASSERT_TRUE(Reload(p.get(), narrowed, "e2e-2"));
+        char t = 0;
+        std::string body;
+        ASSERT_TRUE(c.RecvTlsMessage(&t, &body, 5000)) << "the revoked session got no answer";
+        EXPECT_EQ(t, 'E');
+        std::string e = ParseError(body);
+        EXPECT_EQ(e.substr(0, 5), "28000") << e;
+        EXPECT_NE(e.find("attestation revoked by policy e2e-2: MEASUREMENT_NOT_ALLOWED"),
+                  std::string::npos)
+            << e;
+        EXPECT_TRUE(c.IsClosedByPeer(5000));
+        // The abandoned connect never completes: SYN retries come 1 s and 3 s after the first.
+        EXPECT_FALSE(hole.AnotherConnectionArrives(3500)) << "a revoked session reached the backend";
+    }
+}
+
+// A reload that changes [chain] verifies the evidence of every live session again: a session
+// whose evidence still chains (here: only vcek_dir changed) continues, one whose root is no
+// longer trusted is closed with CHAIN_INVALID.
+TEST_F(AttestTest, SighupWithOtherRootsVerifiesLiveSessionsAgain) {
+    int port = 0, api = 0;
+    std::string policy = Policy(sim_ + "/ark.pem");
+    std::unique_ptr<Proxy> p(StartProxy(policy, &port, &api));
+    ASSERT_NE(p, nullptr);
+    MakeCert("hup-roots", "--measurement " + kGood, "", api);
+    RawClient c;
+    ASSERT_TRUE(c.Connect(port));
+    std::string err;
+    ASSERT_TRUE(c.StartTls(*dir_ / "hup-roots.crt", *dir_ / "hup-roots.key", "postgresql", &err))
+        << err;
+    ASSERT_EQ(c.Startup("postgres", "postgres"), "");
+    EXPECT_EQ(c.Query("select 'before'"), "before");
+
+    std::string vcek_dir = *dir_ / "empty-vcek";
+    Sh("mkdir -p " + vcek_dir);
+    std::string same_roots = WithVersion(policy, "e2e-2");
+    same_roots.replace(same_roots.find("[chain]\n"), 8, "[chain]\nvcek_dir = " + vcek_dir + "\n");
+    ASSERT_TRUE(Reload(p.get(), same_roots, "e2e-2"));
+    EXPECT_TRUE(WaitForLog(p.get(), "(evidence verified again)", 2));
+    EXPECT_EQ(c.Query("select 'still'"), "still");
+
+    std::string other_roots = WithVersion(policy, "e2e-3");
+    other_roots.replace(other_roots.find(sim_ + "/ark.pem"), sim_.size() + 8,
+                        other_sim_ + "/ark.pem");
+    ASSERT_TRUE(Reload(p.get(), other_roots, "e2e-3"));
+    char t = 0;
+    std::string body;
+    ASSERT_TRUE(c.RecvTlsMessage(&t, &body, 5000)) << "the session was not closed";
+    EXPECT_EQ(t, 'E');
+    std::string e = ParseError(body);
+    EXPECT_EQ(e.substr(0, 5), "28000") << e;
+    EXPECT_NE(e.find("attestation revoked by policy e2e-3: CHAIN_INVALID"), std::string::npos)
+        << e;
 }
 
 TEST_F(AttestTest, NonceApiRateLimitsOneAddress) {
