@@ -350,9 +350,19 @@ int core_attest_check_roots(const struct policy *pol, char *err, size_t err_len,
     return 0;
 }
 
+// adopt makes `p` this worker's policy. The main thread may free older policies once the
+// adopted epoch is published, so the caller must not read an older one after this.
+static void adopt(struct core_shard *shard, const struct core_policy *p) {
+    ASSERT(shard->policy_ref == NULL || p->epoch > shard->policy_ref->epoch);
+    shard->policy_ref = p;
+    shard->policy = &p->policy;
+    shard->policy_epoch = p->epoch;
+    atomic_store_explicit(&shard->policy_epoch_adopted, p->epoch, memory_order_release);
+}
+
 int core_attest_shard_init(struct core_shard *shard, char *err, size_t err_len) {
-    shard->policy = atomic_load(&shard->proc->policy);
-    shard->policy_epoch = atomic_load(&shard->proc->policy_epoch);
+    // Before the worker thread starts: the main thread is the only one publishing policies.
+    adopt(shard, atomic_load(&shard->proc->policy));
     struct attest_verifier *v =
         verifier_new(err, err_len, shard->policy, shard->proc->cfg.attestation_policy);
     if (v == NULL) {
@@ -456,14 +466,14 @@ static bool is_rechecked(const struct core_conn *c) {
 void core_attest_policy_changed(struct core_shard *shard,
                                 void (*on_revoked)(struct core_shard *, struct core_conn *,
                                                    const char *reason)) {
-    const struct policy *next = atomic_load(&shard->proc->policy);
-    if (next == NULL || next == shard->policy) {
+    const struct core_policy *next_ref = atomic_load(&shard->proc->policy);
+    if (next_ref == NULL || next_ref == shard->policy_ref) {
         return;
     }
-    const struct policy *prev = shard->policy;
-    shard->policy = next;
-    shard->policy_epoch = atomic_load(&shard->proc->policy_epoch);
-    bool chain_changed = !same_chain(prev, next);
+    const struct policy *next = &next_ref->policy;
+    // Compared before adopting: once adopted, the previous policy may be freed at any time.
+    bool chain_changed = !same_chain(shard->policy, next);
+    adopt(shard, next_ref);
     if (chain_changed) {
         char err[256];
         struct attest_verifier *v = verifier_new(err, sizeof(err), next,

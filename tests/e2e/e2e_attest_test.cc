@@ -411,6 +411,27 @@ TEST_F(AttestTest, SighupWithOtherRootsVerifiesLiveSessionsAgain) {
         << e;
 }
 
+// Replaced policies are freed once no worker reads them, so reloads never run out: more than the
+// CORE_POLICY_RETIRED_MAX (64) the gateway can hold at once, each one adopted by both workers.
+TEST_F(AttestTest, SeventyReloadsAreAllAdopted) {
+    int port = 0, api = 0;
+    std::string policy = Policy(sim_ + "/ark.pem");
+    std::unique_ptr<Proxy> p(StartProxy(policy, &port, &api));
+    ASSERT_NE(p, nullptr);
+    for (int i = 1; i <= 70; i++) {
+        std::string v = "reload-" + std::to_string(i);
+        ASSERT_TRUE(Reload(p.get(), WithVersion(policy, v), v)) << "reload " << i << " not adopted";
+    }
+    EXPECT_EQ(ReadFile(p->log_path()).find("reload refused"), std::string::npos);
+    std::string overview = Sh("curl -s 'http://127.0.0.1:" + std::to_string(api) +
+                              "/api/v1/stats/overview?format=json'")
+                               .out;
+    EXPECT_NE(overview.find("\"policy_version\":\"reload-70\""), std::string::npos) << overview;
+    MakeCert("reloaded", "--measurement " + kGood, "", api);
+    CmdResult r = Connect("reloaded", "postgres", port);
+    EXPECT_EQ(r.out, "admitted\n") << r.out;
+}
+
 TEST_F(AttestTest, NonceApiRateLimitsOneAddress) {
     int port = 0, api = 0;
     Proxy *p = StartProxy(Policy(sim_ + "/ark.pem"), &port, &api);
