@@ -108,6 +108,13 @@ TEST_F(AttestTest, UntrustedRootIsDenied) {
     ExpectDenied("foreign", "CHAIN_INVALID");
 }
 
+// Genuine evidence in a certificate whose key the report does not name (as if lifted from
+// another client's certificate): refused by the binding check, never reaching the database.
+TEST_F(AttestTest, CertificateKeyNotBoundByTheReportIsDenied) {
+    MakeCert("misbound", "--measurement " + kGood + " --bind-other-key");
+    ExpectDenied("misbound", "BINDING_MISMATCH");
+}
+
 TEST_F(AttestTest, CertificateWithoutEvidenceIsDenied) {
     size_t before = BackendConnections();
     CmdResult r = Sh("psql -X 'host=127.0.0.1 port=" + std::to_string(port_) +
