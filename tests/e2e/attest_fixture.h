@@ -162,11 +162,37 @@ class AttestTest : public ::testing::Test {
         return at == std::string::npos ? -1 : std::stoll(m.substr(at + name.size() + 2));
     }
 
-    // Assert psql printed the denial with `code`, and the backend saw no connection for it.
+    // RawStartup connects to the proxy at `port` (default: the shared one) like psql does (direct
+    // TLS, ALPN postgresql) with the client certificate `cert` and sends a StartupMessage for
+    // `user`. Returns "" when admitted, else the ErrorResponse as "SQLSTATE message".
+    static std::string RawStartup(const std::string &cert, const std::string &user = "postgres",
+                                  int port = 0) {
+        RawClient c;
+        if (!c.Connect(port ? port : port_)) {
+            return "connect failed";
+        }
+        std::string err;
+        if (!c.StartTls(*dir_ / (cert + ".crt"), *dir_ / (cert + ".key"), "postgresql", &err)) {
+            return "TLS failed: " + err;
+        }
+        return c.Startup(user, "postgres");
+    }
+
+    // Assert the denial with `code` (DESIGN.md §7): the ErrorResponse carries SQLSTATE 28000 and
+    // "attestation denied: <code>", psql prints "FATAL:  attestation denied: <code>", and the
+    // backend saw no connection for either. psql cannot show the SQLSTATE of a failed connection
+    // (libpq has no verbosity before it is connected), so a raw pgwire client with the same
+    // certificate reads it from the ErrorResponse. A denial after the nonce was consumed
+    // (ROLE_NOT_ALLOWED) would be a replay the second time: `psql_cert` then names a second
+    // certificate made the same way.
     static void ExpectDenied(const std::string &cert, const std::string &code,
-                             const std::string &user = "postgres") {
+                             const std::string &user = "postgres",
+                             const std::string &psql_cert = "") {
         size_t before = BackendConnections();
-        CmdResult r = Connect(cert, user);
+        std::string e = RawStartup(cert, user);
+        EXPECT_EQ(e.rfind("28000 attestation denied: " + code, 0), 0u)
+            << "want SQLSTATE 28000 and " << code << ", got: " << e;
+        CmdResult r = Connect(psql_cert.empty() ? cert : psql_cert, user);
         EXPECT_NE(r.status, 0) << r.out;
         EXPECT_NE(r.out.find("FATAL:  attestation denied: " + code), std::string::npos)
             << "want " << code << ", got: " << r.out;
