@@ -11,16 +11,67 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <ctime>
 #include <memory>
 #include <regex>
 #include <sstream>
 #include <thread>
 
+#include "api.pb-c.h"
+#include "attest_fixture.h"
+#include "audit.pb-c.h"
 #include "harness.h"
 
 using namespace e2e;
 
-#include "attest_fixture.h"
+namespace {
+
+// GetProto returns the protobuf body of GET `path` on the API at `api` and its content type.
+std::string GetProto(int api, const std::string &path, std::string *content_type) {
+    TempDir d;
+    std::string f = d / "body.pb";
+    CmdResult r = Sh("curl -s -H 'Accept: application/x-protobuf' -o " + f +
+                     " -w '%{content_type}' 'http://127.0.0.1:" + std::to_string(api) + path +
+                     "'");
+    *content_type = r.out;
+    return ReadFile(f);
+}
+
+// NewestDecision is the newest decision record of the proxy whose API is at `api`.
+struct NewestDecision {
+    Atls__AttestationList *list = nullptr;
+    const Atls__AuditRecord *rec = nullptr;
+    explicit NewestDecision(int api) {
+        std::string type;
+        std::string body = GetProto(api, "/api/v1/attestations", &type);
+        list = atls__attestation_list__unpack(nullptr, body.size(),
+                                              reinterpret_cast<const uint8_t *>(body.data()));
+        for (size_t i = 0; list != nullptr && i < list->n_records && rec == nullptr; i++) {
+            if (list->records[i]->kind == ATLS__AUDIT_KIND__AUDIT_KIND_DECISION) {
+                rec = list->records[i];
+            }
+        }
+    }
+    ~NewestDecision() {
+        if (list != nullptr) {
+            atls__attestation_list__free_unpacked(list, nullptr);
+        }
+    }
+    NewestDecision(const NewestDecision &) = delete;
+    NewestDecision &operator=(const NewestDecision &) = delete;
+};
+
+std::string Hex(const ProtobufCBinaryData &b) {
+    static const char *digits = "0123456789abcdef";
+    std::string s;
+    for (size_t i = 0; i < b.len; i++) {
+        s += digits[b.data[i] >> 4];
+        s += digits[b.data[i] & 15];
+    }
+    return s;
+}
+
+} // namespace
 
 TEST_F(AttestTest, NonceApiAnswersJsonAndProtobuf) {
     CmdResult j = Sh("curl -s -i http://127.0.0.1:" + std::to_string(api_) + "/api/v1/nonce");
@@ -28,9 +79,24 @@ TEST_F(AttestTest, NonceApiAnswersJsonAndProtobuf) {
     EXPECT_TRUE(std::regex_search(
         j.out, std::regex("\\{\"nonce\":\"[0-9a-f]{64}\",\"expires_in\":4,\"timestamp\":\"[0-9]+\"\\}")))
         << j.out;
-    CmdResult p = Sh("curl -s -i -H 'Accept: application/x-protobuf' http://127.0.0.1:" +
-                     std::to_string(api_) + "/api/v1/nonce");
-    EXPECT_NE(p.out.find("Content-Type: application/x-protobuf"), std::string::npos) << p.out;
+    // Protobuf: decoded with the generated code (proto/api.proto NonceResponse).
+    std::string type;
+    std::string body = GetProto(api_, "/api/v1/nonce", &type);
+    EXPECT_EQ(type, "application/x-protobuf");
+    Atls__NonceResponse *n = atls__nonce_response__unpack(
+        nullptr, body.size(), reinterpret_cast<const uint8_t *>(body.data()));
+    ASSERT_NE(n, nullptr) << "not a NonceResponse: " << body.size() << " bytes";
+    std::string nonce = n->nonce;
+    EXPECT_TRUE(std::regex_match(nonce, std::regex("[0-9a-f]{64}"))) << nonce;
+    EXPECT_EQ(n->expires_in, 4u); // ttl_s of the policy
+    uint64_t now = static_cast<uint64_t>(time(nullptr));
+    EXPECT_LE(n->timestamp, now + 5);
+    EXPECT_GE(n->timestamp + 60, now);
+    atls__nonce_response__free_unpacked(n, nullptr);
+    // The decoded nonce is a live one: evidence bound to it is admitted.
+    MakeCert("pb-nonce", "--measurement " + kGood, nonce);
+    CmdResult ok = Connect("pb-nonce");
+    EXPECT_EQ(ok.out, "admitted\n") << ok.out;
     CmdResult nf = Sh("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:" +
                       std::to_string(api_) + "/nope");
     EXPECT_EQ(nf.out, "404");
@@ -134,7 +200,9 @@ TEST_F(AttestTest, RoleMapRefusesOtherUsersBeforeTheBackend) {
     ExpectDenied("role2", "ROLE_NOT_ALLOWED", "reporting", "role2-psql");
 }
 
-TEST_F(AttestTest, WarnModeAdmitsAndDisabledSkips) {
+// `warn` admits a violating client and records the violation (verdict WARNED, the failed check
+// in the decision record); `disabled` skips the section and the record says so.
+TEST_F(AttestTest, WarnModeAdmitsAndRecordsAndDisabledSkipsAndSaysSo) {
     int port = 0, api = 0;
     Proxy *p = StartProxy(Policy(sim_ + "/ark.pem", "warn"), &port, &api);
     ASSERT_NE(p, nullptr);
@@ -143,13 +211,46 @@ TEST_F(AttestTest, WarnModeAdmitsAndDisabledSkips) {
     // [roles] still applies: kBad has no role entry, so only the measurement check is relaxed.
     EXPECT_NE(r.out.find("ROLE_NOT_ALLOWED"), std::string::npos) << r.out;
     delete p;
-    std::string no_roles = Policy(sim_ + "/ark.pem", "disabled");
-    no_roles = no_roles.substr(0, no_roles.find("[roles]"));
-    p = StartProxy(no_roles, &port, &api);
+
+    auto without_roles = [](std::string policy) { return policy.substr(0, policy.find("[roles]")); };
+    p = StartProxy(without_roles(Policy(sim_ + "/ark.pem", "warn")), &port, &api);
+    ASSERT_NE(p, nullptr);
+    MakeCert("warn-admitted", "--measurement " + kBad, "", api);
+    size_t before = BackendConnections();
+    r = Connect("warn-admitted", "postgres", port);
+    EXPECT_EQ(r.out, "admitted\n") << r.out;
+    EXPECT_EQ(BackendConnections(), before + 1);
+    {
+        NewestDecision d(api); // durable before the session started
+        ASSERT_NE(d.rec, nullptr);
+        EXPECT_EQ(Hex(d.rec->measurement), kBad);
+        EXPECT_EQ(d.rec->verdict, ATLS__VERDICT__VERDICT_WARNED);
+        ASSERT_EQ(d.rec->n_failed_checks, 1u);
+        EXPECT_STREQ(d.rec->failed_checks[0]->code, "MEASUREMENT_NOT_ALLOWED");
+        EXPECT_NE(std::string(d.rec->failed_checks[0]->detail).find("not in policy"),
+                  std::string::npos);
+        EXPECT_EQ(d.rec->n_sections_disabled, 0u);
+    }
+    std::string overview = Sh("curl -s 'http://127.0.0.1:" + std::to_string(api) +
+                              "/api/v1/stats/overview?format=json'")
+                               .out;
+    EXPECT_NE(overview.find("\"warned\":\"1\""), std::string::npos) << overview;
+    delete p;
+
+    p = StartProxy(without_roles(Policy(sim_ + "/ark.pem", "disabled")), &port, &api);
     ASSERT_NE(p, nullptr);
     MakeCert("disabled", "--measurement " + kBad, "", api);
     r = Connect("disabled", "postgres", port);
     EXPECT_EQ(r.out, "admitted\n") << r.out;
+    {
+        NewestDecision d(api);
+        ASSERT_NE(d.rec, nullptr);
+        EXPECT_EQ(Hex(d.rec->measurement), kBad);
+        EXPECT_EQ(d.rec->verdict, ATLS__VERDICT__VERDICT_ALLOWED);
+        EXPECT_EQ(d.rec->n_failed_checks, 0u);
+        ASSERT_EQ(d.rec->n_sections_disabled, 1u);
+        EXPECT_STREQ(d.rec->sections_disabled[0], "measurement");
+    }
     delete p;
 }
 
