@@ -773,8 +773,8 @@ static void audit_release_durable(struct core_shard *shard) {
         struct core_conn *c = &shard->conns[(uint32_t)entry];
         // A session failed while it waited (revoked by a reload, or timed out) is flushing its
         // ErrorResponse: it must never reach the backend.
-        bool waiting = c->state == CORE_CONN_AUDIT_WAIT && c->generation == (uint32_t)(entry >> 32) &&
-                       !c->close_after_flush;
+        bool waiting = c->state == CORE_CONN_AUDIT_WAIT &&
+                       c->generation == (uint32_t)(entry >> 32) && !c->close_after_flush;
         if (waiting && c->audit_seq > durable && healthy) {
             break;
         }

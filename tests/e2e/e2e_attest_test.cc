@@ -212,7 +212,9 @@ TEST_F(AttestTest, WarnModeAdmitsAndRecordsAndDisabledSkipsAndSaysSo) {
     EXPECT_NE(r.out.find("ROLE_NOT_ALLOWED"), std::string::npos) << r.out;
     delete p;
 
-    auto without_roles = [](std::string policy) { return policy.substr(0, policy.find("[roles]")); };
+    auto without_roles = [](const std::string &policy) {
+        return policy.substr(0, policy.find("[roles]"));
+    };
     p = StartProxy(without_roles(Policy(sim_ + "/ark.pem", "warn")), &port, &api);
     ASSERT_NE(p, nullptr);
     MakeCert("warn-admitted", "--measurement " + kBad, "", api);
@@ -443,9 +445,10 @@ TEST_F(AttestTest, SighupRechecksSessionsThatHaveNotReachedForwardYet) {
         Blackhole hole;
         ASSERT_TRUE(hole.ok());
         int port = 0, api = 0;
-        std::unique_ptr<Proxy> p(StartProxy(
-            policy, &port, &api, "[audit]\ndir = audit\n", "",
-            "servers = 127.0.0.1:" + std::to_string(hole.port()) + "\nconnect_timeout_ms = 30000\n"));
+        std::string backend = "servers = 127.0.0.1:" + std::to_string(hole.port()) +
+                              "\nconnect_timeout_ms = 30000\n";
+        std::unique_ptr<Proxy> p(
+            StartProxy(policy, &port, &api, "[audit]\ndir = audit\n", "", backend));
         ASSERT_NE(p, nullptr);
         MakeCert("hup-connecting", "--measurement " + kGood, "", api);
         RawClient c;
@@ -479,7 +482,8 @@ TEST_F(AttestTest, SighupRechecksSessionsThatHaveNotReachedForwardYet) {
             << e;
         EXPECT_TRUE(c.IsClosedByPeer(5000));
         // The abandoned connect never completes: SYN retries come 1 s and 3 s after the first.
-        EXPECT_FALSE(hole.AnotherConnectionArrives(3500)) << "a revoked session reached the backend";
+        EXPECT_FALSE(hole.AnotherConnectionArrives(3500))
+            << "a revoked session reached the backend";
     }
 }
 
