@@ -160,6 +160,17 @@ enum attest_status attest_cert_make(struct attest_client_cert *out, struct attes
                                     enum attest_cert_key_type key_type, const uint8_t *nonce,
                                     size_t nonce_len, int64_t validity_s);
 
+// attest_cert_make_misbound is attest_cert_make except that REPORT_DATA binds a second fresh key
+// (then discarded), not the certificate's: evidence lifted into another certificate, for tests
+// that a verifier refuses it with ATTEST_BINDING_MISMATCH. Same outputs and errors.
+enum attest_status attest_cert_make_misbound(struct attest_client_cert *out,
+                                             struct attest_error *err,
+                                             const struct attest_provider_ops *ops,
+                                             const struct attest_provider_config *cfg,
+                                             enum attest_cert_key_type key_type,
+                                             const uint8_t *nonce, size_t nonce_len,
+                                             int64_t validity_s);
+
 // attest_cert_pem_to_der converts the first PEM CERTIFICATE in `pem` (`len` bytes) to DER in
 // `out` (capacity `cap`). Returns 0, -EINVAL (no certificate) or -ENOSPC.
 int attest_cert_pem_to_der(uint8_t *out, size_t cap, size_t *out_len, const char *pem, size_t len);

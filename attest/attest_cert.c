@@ -143,11 +143,12 @@ static enum attest_status get_report(struct attest_report_out *rep, struct attes
     return st;
 }
 
-enum attest_status attest_cert_make(struct attest_client_cert *out, struct attest_error *err,
+// cert_make is attest_cert_make; with `misbound` REPORT_DATA names another, fresh key.
+static enum attest_status cert_make(struct attest_client_cert *out, struct attest_error *err,
                                     const struct attest_provider_ops *ops,
                                     const struct attest_provider_config *cfg,
                                     enum attest_cert_key_type key_type, const uint8_t *nonce,
-                                    size_t nonce_len, int64_t validity_s) {
+                                    size_t nonce_len, int64_t validity_s, bool misbound) {
     ASSERT(out != NULL && ops != NULL && cfg != NULL);
     ASSERT(out->cert_pem == NULL && out->key_pem == NULL);
     if (nonce == NULL || nonce_len < ATTEST_NONCE_MIN_BYTES || nonce_len > ATTEST_NONCE_MAX_BYTES) {
@@ -159,13 +160,15 @@ enum attest_status attest_cert_make(struct attest_client_cert *out, struct attes
     struct attest_evidence *ev = calloc(1, sizeof(*ev));
     uint8_t *ev_der = malloc(ATTEST_EVIDENCE_DER_MAX_BYTES);
     EVP_PKEY *key = gen_key(key_type);
+    EVP_PKEY *bound = misbound ? gen_key(key_type) : NULL; // the key REPORT_DATA names instead
     X509 *x = NULL;
     BIO *cbio = BIO_new(BIO_s_mem());
     BIO *kbio = BIO_new(BIO_s_mem());
     uint8_t spki_hash[32], report_data[ATTEST_REPORT_DATA_BYTES];
     size_t ev_len = 0;
     if (rep == NULL || ev == NULL || ev_der == NULL || key == NULL || cbio == NULL ||
-        kbio == NULL || !spki_sha256(key, spki_hash)) {
+        kbio == NULL || (misbound && bound == NULL) ||
+        !spki_sha256(misbound ? bound : key, spki_hash)) {
         attest_error_set(err, st, "client key generation failed");
         goto out;
     }
@@ -200,6 +203,7 @@ enum attest_status attest_cert_make(struct attest_client_cert *out, struct attes
     st = ATTEST_OK;
 out:
     X509_free(x);
+    EVP_PKEY_free(bound);
     EVP_PKEY_free(key);
     BIO_free(cbio);
     BIO_free(kbio);
@@ -208,6 +212,24 @@ out:
     free(rep);
     ERR_clear_error();
     return st;
+}
+
+enum attest_status attest_cert_make(struct attest_client_cert *out, struct attest_error *err,
+                                    const struct attest_provider_ops *ops,
+                                    const struct attest_provider_config *cfg,
+                                    enum attest_cert_key_type key_type, const uint8_t *nonce,
+                                    size_t nonce_len, int64_t validity_s) {
+    return cert_make(out, err, ops, cfg, key_type, nonce, nonce_len, validity_s, false);
+}
+
+enum attest_status attest_cert_make_misbound(struct attest_client_cert *out,
+                                             struct attest_error *err,
+                                             const struct attest_provider_ops *ops,
+                                             const struct attest_provider_config *cfg,
+                                             enum attest_cert_key_type key_type,
+                                             const uint8_t *nonce, size_t nonce_len,
+                                             int64_t validity_s) {
+    return cert_make(out, err, ops, cfg, key_type, nonce, nonce_len, validity_s, true);
 }
 
 void attest_cert_cleanup(struct attest_client_cert *c) {

@@ -181,7 +181,32 @@ struct cc_opts {
     const char *nonce_url, *nonce_hex, *provider, *out_cert, *out_key;
     enum attest_cert_key_type key_type;
     uint64_t validity_s;
+    bool bind_other_key; // for tests: the report binds another key than the certificate's
+    bool help;
 };
+
+static void cc_usage(FILE *out) {
+    fputs("usage: atlsctl client-cert (--nonce-url URL | --nonce HEX) --provider NAME\n"
+          "                           --out-cert FILE --out-key FILE [options]\n"
+          "  --nonce-url URL      fetch a nonce from a gateway's API (http://127.0.0.1:8081)\n"
+          "  --nonce HEX          use this nonce (32..128 hex digits)\n"
+          "  --provider NAME      simulated | tsm | sev-guest\n"
+          "  --key-type TYPE      ed25519 (default) | p256\n"
+          "  --validity SECONDS   certificate lifetime (default 86400)\n"
+          "simulated provider only (chosen report fields):\n"
+          "  --sim-dir DIR        the simulated AMD hierarchy (created if absent)\n"
+          "  --measurement HEX    96 hex digits\n"
+          "  --chip-id HEX        128 hex digits\n"
+          "  --tcb BL,TEE,SNP,UCODE\n"
+          "  --svn N              guest SVN\n"
+          "  --vmpl N             0..3\n"
+          "  --debug              guest policy allows debugging\n"
+          "  --smt                SMT enabled on the host\n"
+          "for tests:\n"
+          "  --bind-other-key     the report binds a different key than the certificate's, so a\n"
+          "                       gateway must refuse it (BINDING_MISMATCH)\n",
+          out);
+}
 
 static int parse_tcb(struct attest_sim_params *p, const char *s) {
     unsigned v[4];
@@ -203,11 +228,18 @@ static int cc_parse(struct cc_opts *o, struct attest_provider_config *cfg, int a
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-        bool flag = strcmp(a, "--debug") == 0 || strcmp(a, "--smt") == 0;
+        bool flag = strcmp(a, "--debug") == 0 || strcmp(a, "--smt") == 0 ||
+                    strcmp(a, "--bind-other-key") == 0 || strcmp(a, "--help") == 0 ||
+                    strcmp(a, "-h") == 0;
         if (!flag && val == NULL) {
             return usage_error("client-cert: option '%s' needs a value (or is unknown)", a);
         }
-        if (strcmp(a, "--debug") == 0) {
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            o->help = true;
+            return 0;
+        } else if (strcmp(a, "--bind-other-key") == 0) {
+            o->bind_other_key = true;
+        } else if (strcmp(a, "--debug") == 0) {
             cfg->sim.policy |= ATTEST_POLICY_DEBUG;
         } else if (strcmp(a, "--smt") == 0) {
             // A simulated host with SMT on: the guest allows it (POLICY bit 16) and the platform
@@ -291,6 +323,10 @@ static int cmd_client_cert(int argc, char **argv) {
     if (rc != 0) {
         return rc;
     }
+    if (o.help) {
+        cc_usage(stdout);
+        return 0;
+    }
     const struct attest_provider_ops *ops = attest_provider_find(o.provider);
     if (ops == NULL) {
         return usage_error("client-cert: unknown provider '%s' (simulated, tsm, sev-guest)",
@@ -308,8 +344,13 @@ static int cmd_client_cert(int argc, char **argv) {
     }
     struct attest_client_cert cert = {0};
     struct attest_error err = {0};
-    if (attest_cert_make(&cert, &err, ops, &cfg, o.key_type, nonce, nonce_len,
-                         (int64_t)o.validity_s) != ATTEST_OK) {
+    enum attest_status st =
+        o.bind_other_key
+            ? attest_cert_make_misbound(&cert, &err, ops, &cfg, o.key_type, nonce, nonce_len,
+                                        (int64_t)o.validity_s)
+            : attest_cert_make(&cert, &err, ops, &cfg, o.key_type, nonce, nonce_len,
+                               (int64_t)o.validity_s);
+    if (st != ATTEST_OK) {
         fprintf(stderr, "atlsctl: client-cert: %s: %s\n", attest_status_code(err.status), err.msg);
         return EXIT_FAIL;
     }

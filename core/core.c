@@ -19,7 +19,7 @@ static void usage(FILE *out) {
           out);
 }
 
-static int load_policy(struct policy **out, char *err, size_t err_len, const char *path);
+static int load_policy(struct core_policy **out, char *err, size_t err_len, const char *path);
 
 // check_audit_dir: the audit directory exists and is writable, or can be created. Sets errno.
 static int check_audit_dir(const char *dir) {
@@ -57,7 +57,7 @@ static int check_config(const char *path) {
         }
         SSL_CTX_free(ctx);
         if (cfg.attestation_required) {
-            struct policy *p = NULL;
+            struct core_policy *p = NULL;
             if (load_policy(&p, err, sizeof(err), cfg.attestation_policy) != 0) {
                 fprintf(stderr, "%s\n", err);
                 return 2;
@@ -80,20 +80,23 @@ static int check_config(const char *path) {
 }
 
 // Limits of the shared attestation tables (sized for a busy gateway; memory is allocated once).
+// The nonce table holds [attestation] nonce_capacity slots in up to NONCE_SHARDS shards of at
+// least NONCE_SHARD_SLOTS_MIN slots (a nonce may live only within one shard's probe window).
 #define NONCE_SHARDS 16u
-#define NONCE_SLOTS_PER_SHARD 4096u
+#define NONCE_SHARD_SLOTS_MIN 16u
 #define REUSE_SLOTS 4096u
 #define NONCE_RATE_BUCKETS 1024u
 #define NONCE_RATE_BURST 64u
 #define NONCE_RATE_PER_S 32u
 
-static int load_policy(struct policy **out, char *err, size_t err_len, const char *path) {
-    struct policy *p = calloc(1, sizeof(*p));
+// load_policy reads the policy file into a new, not yet published core_policy (epoch 0).
+static int load_policy(struct core_policy **out, char *err, size_t err_len, const char *path) {
+    struct core_policy *p = calloc(1, sizeof(*p));
     if (p == NULL) {
         snprintf(err, err_len, "out of memory");
         return -ENOMEM;
     }
-    int ret = policy_rules_load_file(p, err, err_len, path);
+    int ret = policy_rules_load_file(&p->policy, err, err_len, path);
     if (ret != 0) {
         free(p);
         return ret;
@@ -103,15 +106,18 @@ static int load_policy(struct policy **out, char *err, size_t err_len, const cha
 }
 
 static int attestation_setup(struct core_proc *proc, char *err, size_t err_len) {
-    struct policy *p = NULL;
+    struct core_policy *p = NULL;
     int ret = load_policy(&p, err, err_len, proc->cfg.attestation_policy);
     if (ret != 0) {
         return ret;
     }
+    p->epoch = ++proc->policy_epoch_last;
     atomic_store(&proc->policy, p);
-    atomic_store(&proc->policy_epoch, 1);
-    proc->policy_history[proc->policy_history_len++] = p;
-    if (policy_nonce_new(&proc->nonces, NONCE_SHARDS, NONCE_SLOTS_PER_SHARD) != 0 ||
+    uint32_t capacity = proc->cfg.nonce_capacity;
+    ASSERT(capacity >= NONCE_SHARD_SLOTS_MIN && (capacity & (capacity - 1)) == 0);
+    uint32_t shards = capacity / NONCE_SHARD_SLOTS_MIN;
+    shards = shards < NONCE_SHARDS ? shards : NONCE_SHARDS;
+    if (policy_nonce_new(&proc->nonces, shards, capacity / shards) != 0 ||
         policy_reuse_new(&proc->reuse, REUSE_SLOTS) != 0 ||
         policy_ratelimit_new(&proc->nonce_limiter, NONCE_RATE_BUCKETS, NONCE_RATE_BURST,
                              NONCE_RATE_PER_S) != 0) {
@@ -121,33 +127,70 @@ static int attestation_setup(struct core_proc *proc, char *err, size_t err_len) 
     return 0;
 }
 
+// policy_reclaim frees every retired policy that no thread can read any more: each worker reads
+// only the policy of its adopted epoch (published with release once it let go of older ones),
+// and the API thread only the one its hazard names. Main thread only.
+static void policy_reclaim(struct core_proc *proc) {
+    uint64_t oldest = UINT64_MAX;
+    for (uint32_t i = 0; i < proc->worker_count; i++) {
+        uint64_t e =
+            atomic_load_explicit(&proc->shards[i].policy_epoch_adopted, memory_order_acquire);
+        oldest = e < oldest ? e : oldest;
+    }
+    // Read after the policy was replaced (seq_cst): an API request that loaded a retired policy
+    // has published it here already, or will see the new one when it checks again.
+    const struct core_policy *hazard = atomic_load(&proc->policy_api_hazard);
+    uint32_t kept = 0;
+    for (uint32_t i = 0; i < proc->policy_retired_len; i++) {
+        const struct core_policy *r = proc->policy_retired[i];
+        if (r->epoch < oldest && r != hazard) {
+            free((void *)r);
+            continue;
+        }
+        proc->policy_retired[kept++] = r;
+    }
+    for (uint32_t i = kept; i < proc->policy_retired_len; i++) {
+        proc->policy_retired[i] = NULL;
+    }
+    proc->policy_retired_len = kept;
+}
+
 // reload_policy loads the policy file again; a broken file keeps the current policy. Workers
-// adopt the new one on their next event and re-judge their live sessions.
+// adopt the new one on their next event and re-judge their live sessions; the policy it
+// replaces is retired and freed at a later reload (or at exit) once nothing reads it.
 static void reload_policy(struct core_proc *proc) {
-    if (atomic_load(&proc->policy) == NULL) {
+    const struct core_policy *cur = atomic_load(&proc->policy);
+    if (cur == NULL) {
         return;
     }
-    if (proc->policy_history_len >= ARRAY_LEN(proc->policy_history)) {
-        LOG_ERROR("policy reload refused: %u reloads since start; restart to reload again",
-                  proc->policy_history_len);
+    policy_reclaim(proc);
+    if (proc->policy_retired_len == CORE_POLICY_RETIRED_MAX) {
+        // Only when a worker has not adopted any of the last CORE_POLICY_RETIRED_MAX policies
+        // (a stuck worker): the next reload retries.
+        LOG_ERROR("policy reload refused: %u replaced policies are still read by a worker that "
+                  "has not adopted a newer one",
+                  proc->policy_retired_len);
         return;
     }
     char err[512];
-    struct policy *p = NULL;
+    struct core_policy *p = NULL;
     if (load_policy(&p, err, sizeof(err), proc->cfg.attestation_policy) != 0) {
         LOG_ERROR("policy reload failed, keeping the current policy: %s", err);
         return;
     }
     // Check the roots load before publishing, so no worker is left without a verifier.
-    if (core_attest_check_roots(p, err, sizeof(err), proc->cfg.attestation_policy) != 0) {
+    if (core_attest_check_roots(&p->policy, err, sizeof(err), proc->cfg.attestation_policy) !=
+        0) {
         LOG_ERROR("policy reload failed, keeping the current policy: %s", err);
         free(p);
         return;
     }
-    proc->policy_history[proc->policy_history_len++] = p;
-    atomic_fetch_add(&proc->policy_epoch, 1);
-    atomic_store(&proc->policy, p);
-    LOG_INFO("policy %s loaded from %s", p->version, proc->cfg.attestation_policy);
+    p->epoch = ++proc->policy_epoch_last;
+    ASSERT(p->epoch > cur->epoch);
+    const struct core_policy *old = atomic_exchange(&proc->policy, p);
+    ASSERT(old == cur); // only this thread publishes
+    proc->policy_retired[proc->policy_retired_len++] = old;
+    LOG_INFO("policy %s loaded from %s", p->policy.version, proc->cfg.attestation_policy);
     for (uint32_t i = 0; i < proc->worker_count; i++) {
         core_shard_wake(&proc->shards[i]);
     }
@@ -292,9 +335,12 @@ static int run(const char *path) {
     policy_nonce_free(proc.nonces);
     policy_reuse_free(proc.reuse);
     policy_ratelimit_free(proc.nonce_limiter);
-    for (uint32_t i = 0; i < proc.policy_history_len; i++) {
-        free((void *)proc.policy_history[i]);
+    // Every thread that read policies is joined or stopped.
+    for (uint32_t i = 0; i < proc.policy_retired_len; i++) {
+        free((void *)proc.policy_retired[i]);
+        proc.policy_retired[i] = NULL;
     }
+    free((void *)atomic_exchange(&proc.policy, NULL));
     close(sfd);
     LOG_INFO("drained, exiting");
     return 0;

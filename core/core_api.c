@@ -258,13 +258,36 @@ static uint64_t audit_queue_depth(const struct core_proc *proc) {
     return depth;
 }
 
+// policy_hold returns the current policy (NULL when not attesting) after publishing it as the
+// API thread's hazard, so the main thread does not free it while this request reads it; call
+// policy_release when done. WARNING: one hazard slot, so one thread: libmicrohttpd runs every
+// request on its one internal polling thread (core_api_start uses no thread pool).
+static const struct core_policy *policy_hold(struct core_proc *proc) {
+    const struct core_policy *p = atomic_load(&proc->policy);
+    for (;;) {
+        atomic_store(&proc->policy_api_hazard, p);
+        // Still current after the hazard is visible: a reclaim that runs from now on sees it.
+        const struct core_policy *again = atomic_load(&proc->policy);
+        if (again == p) {
+            return p;
+        }
+        p = again;
+    }
+}
+
+static void policy_release(struct core_proc *proc) {
+    atomic_store(&proc->policy_api_hazard, NULL);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Endpoints.
 
 static enum MHD_Result api_nonce(struct api_req *rq) {
     struct core_proc *proc = rq->proc;
-    const struct policy *pol = atomic_load(&proc->policy);
-    if (pol == NULL || proc->nonces == NULL) {
+    const struct core_policy *cp = policy_hold(proc);
+    uint32_t ttl = cp != NULL ? cp->policy.nonce.ttl_s : 0;
+    policy_release(proc);
+    if (cp == NULL || proc->nonces == NULL) {
         return respond_error(rq, 404, "nonces are issued only when [attestation] required");
     }
     const union MHD_ConnectionInfo *ci =
@@ -276,7 +299,6 @@ static enum MHD_Result api_nonce(struct api_req *rq) {
         return respond_error(rq, 429, "too many nonce requests from this address");
     }
     uint8_t nonce[32];
-    uint32_t ttl = pol->nonce.ttl_s;
     int ret = policy_nonce_issue(proc->nonces, nonce, now, (uint64_t)ttl * 1000000000ull);
     if (ret == -ENOSPC) {
         return respond_error(rq, 503, "nonce table full of live nonces; retry later");
@@ -330,8 +352,11 @@ static enum MHD_Result api_overview(struct api_req *rq) {
     m.refused_audit_full = SUM(proc, audit_refused);
     m.workers = proc->worker_count;
     m.store_healthy = proc->store == NULL || store_is_healthy(proc->store);
-    const struct policy *pol = atomic_load(&proc->policy);
-    m.policy_version = pol != NULL ? (char *)pol->version : (char *)"mtls";
+    char version[policy_version_max_bytes];
+    const struct core_policy *cp = policy_hold(proc);
+    snprintf(version, sizeof(version), "%s", cp != NULL ? cp->policy.version : "mtls");
+    policy_release(proc);
+    m.policy_version = version;
     return respond_msg(rq, 200, &m.base);
 }
 
@@ -686,6 +711,8 @@ static enum MHD_Result api_metrics(struct api_req *rq) {
             attest_ok),
         ROW("atls_attestations_reused_total", "counter", "admitted on a cached verdict",
             attest_reused),
+        ROW("atls_attestation_verifications_total", "counter",
+            "full evidence verifications run (report signature and chain)", verifications),
         ROW("atls_attestations_denied_total", "counter", "sessions denied by attestation",
             attest_denied),
         ROW("atls_audit_refused_total", "counter",

@@ -35,28 +35,38 @@ static const uint8_t *peer_leaf(const SSL *ssl, size_t *out_len) {
     return CRYPTO_BUFFER_data(leaf);
 }
 
-// Parse the leaf's evidence into the shard scratch and check the key binding.
 static void keep_evidence(struct core_decision *d, const struct attest_evidence *ev);
 
-// `d` (may be NULL) receives a copy of the evidence once it parses, bound or not.
-static bool load_evidence(struct core_shard *shard, struct core_conn *c, struct core_decision *d) {
+// read_evidence parses the evidence of `c`'s client certificate into the shard scratch and
+// checks the key binding. Returns NULL, or the stable code of what failed with the reason in
+// `err`. `d` (may be NULL) receives a copy of the evidence once it parses, bound or not.
+static const char *read_evidence(struct core_shard *shard, struct core_conn *c,
+                                 struct core_decision *d, struct attest_error *err) {
+    memset(err, 0, sizeof(*err));
     size_t len = 0;
     const uint8_t *der = peer_leaf(c->ssl, &len);
     if (der == NULL) {
-        deny(c, "EVIDENCE_MISSING", "no client certificate");
-        return false;
+        snprintf(err->msg, sizeof(err->msg), "no client certificate");
+        return "EVIDENCE_MISSING";
     }
-    struct attest_error err;
-    memset(&err, 0, sizeof(err));
-    if (attest_evidence_from_cert(shard->evidence, &err, der, len) != ATTEST_OK) {
-        deny(c, attest_status_code(err.status), err.msg);
-        return false;
+    if (attest_evidence_from_cert(shard->evidence, err, der, len) != ATTEST_OK) {
+        return attest_status_code(err->status);
     }
     if (d != NULL) {
         keep_evidence(d, shard->evidence);
     }
-    if (attest_evidence_check_binding(shard->evidence, &err) != ATTEST_OK) {
-        deny(c, attest_status_code(err.status), err.msg);
+    if (attest_evidence_check_binding(shard->evidence, err) != ATTEST_OK) {
+        return attest_status_code(err->status);
+    }
+    return NULL;
+}
+
+// load_evidence is read_evidence that denies `c` on failure.
+static bool load_evidence(struct core_shard *shard, struct core_conn *c, struct core_decision *d) {
+    struct attest_error err;
+    const char *code = read_evidence(shard, c, d, &err);
+    if (code != NULL) {
+        deny(c, code, err.msg);
         return false;
     }
     return true;
@@ -100,21 +110,50 @@ static const char *nonce_detail(const char *code) {
     return "the nonce was not issued by this gateway; fetch one from GET /api/v1/nonce";
 }
 
+// evidence_hash is the reuse-cache key of the evidence: SHA-256(nonce || report).
+static void evidence_hash(uint8_t out[SHA256_DIGEST_LENGTH], const struct attest_evidence *ev) {
+    SHA256_CTX sh;
+    SHA256_Init(&sh);
+    SHA256_Update(&sh, ev->nonce, ev->nonce_len);
+    SHA256_Update(&sh, ev->report, sizeof(ev->report));
+    SHA256_Final(out, &sh);
+}
+
+// reuse_applies: an ALLOW verdict for exactly this certificate key and evidence (nonce and
+// report) was remembered under the current policy and its window is still open (DESIGN.md §6).
+static bool reuse_applies(const struct core_shard *shard, const struct attest_evidence *ev,
+                          const uint8_t ev_hash[SHA256_DIGEST_LENGTH], uint64_t now) {
+    const struct policy *pol = shard->policy;
+    return pol->nonce.required && pol->nonce.reuse_window_s > 0 && ev->has_spki &&
+           policy_reuse_is_allowed(shard->proc->reuse, ev->spki_sha256, ev_hash,
+                                   shard->policy_epoch, now);
+}
+
 void core_attest_on_verify(struct core_shard *shard, struct core_conn *c) {
     const struct policy *pol = shard->policy;
     if (!load_evidence(shard, c, NULL)) {
         return;
     }
-    if (pol->nonce.required) {
-        const struct attest_evidence *ev = shard->evidence;
-        const char *code =
-            nonce_peek_code(policy_nonce_peek(shard->proc->nonces, ev->nonce, ev->nonce_len,
-                                              core_base_now_ns()));
-        // A consumed nonce may still be admitted by the reuse window; decided after the
-        // handshake, with the key proven.
-        if (code != NULL && strcmp(code, "NONCE_REPLAYED") != 0) {
-            deny(c, code, nonce_detail(code));
-        }
+    if (!pol->nonce.required) {
+        return;
+    }
+    const struct attest_evidence *ev = shard->evidence;
+    uint64_t now = core_base_now_ns();
+    const char *code =
+        nonce_peek_code(policy_nonce_peek(shard->proc->nonces, ev->nonce, ev->nonce_len, now));
+    if (code == NULL) {
+        return; // fresh: verified and consumed after the handshake
+    }
+    // Not fresh. A pooled handshake of a key admitted within the reuse window presents a nonce
+    // that was consumed, and once the nonce's TTL passed (reuse_window_s may exceed ttl_s) its
+    // slot may be reclaimed and refilled, so the table answers UNKNOWN or EXPIRED for it: the
+    // reuse cache decides, whatever the table says. Anything else is denied here, before the
+    // expensive verification (a replayed nonce never costs a P-384 verify). The cached verdict
+    // is only a hint now: it is checked again after the handshake, with the key proven.
+    uint8_t ev_hash[SHA256_DIGEST_LENGTH];
+    evidence_hash(ev_hash, ev);
+    if (!reuse_applies(shard, ev, ev_hash, now)) {
+        deny(c, code, nonce_detail(code));
     }
 }
 
@@ -163,6 +202,17 @@ static void keep_result(struct core_decision *d, const struct policy_result *res
 static void verify_evidence(struct core_shard *shard, struct core_conn *c,
                             struct core_decision *d);
 
+// denial_code names a denying policy result by its first denying check (warn-mode findings do
+// not name a denial).
+static const char *denial_code(const struct policy_result *res) {
+    for (uint32_t i = 0; i < res->check_count; i++) {
+        if (!res->checks[i].is_warning) {
+            return policy_check_code_name(res->checks[i].code);
+        }
+    }
+    return "POLICY_DENIED";
+}
+
 void core_attest_after_handshake(struct core_shard *shard, struct core_conn *c) {
     struct core_decision *d = core_decision_get(shard, c);
     snprintf(d->policy_version, sizeof(d->policy_version), "%s", shard->policy->version);
@@ -185,14 +235,8 @@ static void verify_evidence(struct core_shard *shard, struct core_conn *c,
     const struct attest_evidence *ev = shard->evidence;
     uint64_t now = core_base_now_ns();
     uint8_t ev_hash[SHA256_DIGEST_LENGTH];
-    SHA256_CTX sh;
-    SHA256_Init(&sh);
-    SHA256_Update(&sh, ev->nonce, ev->nonce_len);
-    SHA256_Update(&sh, ev->report, sizeof(ev->report));
-    SHA256_Final(ev_hash, &sh);
-    if (pol->nonce.required && pol->nonce.reuse_window_s > 0 &&
-        policy_reuse_is_allowed(proc->reuse, ev->spki_sha256, ev_hash, shard->policy_epoch,
-                                now)) {
+    evidence_hash(ev_hash, ev);
+    if (reuse_applies(shard, ev, ev_hash, now)) {
         // Same key, same evidence, within the window: the cached verdict stands; this
         // handshake proved possession of the key again.
         struct attest_claims seen;
@@ -207,9 +251,15 @@ static void verify_evidence(struct core_shard *shard, struct core_conn *c,
         atomic_fetch_add_explicit(&shard->counters.attest_reused, 1, memory_order_relaxed);
         return;
     }
+    if (shard->verifier == NULL) {
+        // The trust anchors of the current policy could not be loaded on this worker: fail closed.
+        deny(c, "CHAIN_INVALID", "the gateway could not load the trust anchors of its policy");
+        return;
+    }
     struct attest_claims claims;
     struct attest_error err;
     memset(&err, 0, sizeof(err));
+    atomic_fetch_add_explicit(&shard->counters.verifications, 1, memory_order_relaxed);
     if (attest_verifier_verify_evidence(shard->verifier, &claims, &err, ev, (int64_t)time(NULL)) !=
         ATTEST_OK) {
         deny(c, attest_status_code(err.status), err.msg);
@@ -223,14 +273,7 @@ static void verify_evidence(struct core_shard *shard, struct core_conn *c,
     if (verdict != POLICY_VERDICT_ALLOW) {
         char why[CORE_DENY_REASON_MAX];
         policy_result_format(why, sizeof(why), &res);
-        const char *code = "POLICY_DENIED";
-        for (uint32_t i = 0; i < res.check_count; i++) {
-            if (!res.checks[i].is_warning) { // warn-mode findings do not name the denial
-                code = policy_check_code_name(res.checks[i].code);
-                break;
-            }
-        }
-        deny(c, code, why);
+        deny(c, denial_code(&res), why);
         return;
     }
     if (pol->nonce.required) {
@@ -307,9 +350,19 @@ int core_attest_check_roots(const struct policy *pol, char *err, size_t err_len,
     return 0;
 }
 
+// adopt makes `p` this worker's policy. The main thread may free older policies once the
+// adopted epoch is published, so the caller must not read an older one after this.
+static void adopt(struct core_shard *shard, const struct core_policy *p) {
+    ASSERT(shard->policy_ref == NULL || p->epoch > shard->policy_ref->epoch);
+    shard->policy_ref = p;
+    shard->policy = &p->policy;
+    shard->policy_epoch = p->epoch;
+    atomic_store_explicit(&shard->policy_epoch_adopted, p->epoch, memory_order_release);
+}
+
 int core_attest_shard_init(struct core_shard *shard, char *err, size_t err_len) {
-    shard->policy = atomic_load(&shard->proc->policy);
-    shard->policy_epoch = atomic_load(&shard->proc->policy_epoch);
+    // Before the worker thread starts: the main thread is the only one publishing policies.
+    adopt(shard, atomic_load(&shard->proc->policy));
     struct attest_verifier *v =
         verifier_new(err, err_len, shard->policy, shard->proc->cfg.attestation_policy);
     if (v == NULL) {
@@ -340,47 +393,140 @@ static bool same_chain(const struct policy *a, const struct policy *b) {
            strcmp(a->chain.vcek_dir, b->chain.vcek_dir) == 0;
 }
 
+// recheck judges live session `c` again under `next` (DESIGN.md §7: "re-checked against the new
+// policy from their stored evidence"). With `chain_changed` the evidence of the certificate the
+// session presented (BoringSSL keeps the peer certificate for the life of the SSL) is verified
+// again with the worker's new verifier, so a change of [chain] roots or vcek_dir revokes the
+// sessions whose evidence no longer chains to a trusted root. Returns NULL when the session may
+// continue, else the stable code of the first failure, with the reason in `why` and the policy
+// result (when the policy denied) in `out_res`.
+static const char *recheck(struct core_shard *shard, struct core_conn *c, const struct policy *next,
+                           bool chain_changed, struct policy_result *out_res, char *why,
+                           size_t why_len) {
+    memset(out_res, 0, sizeof(*out_res));
+    struct policy_input in = c->claims;
+    if (chain_changed) {
+        if (shard->verifier == NULL) {
+            snprintf(why, why_len, "the gateway could not load the trust anchors of its policy");
+            return "CHAIN_INVALID";
+        }
+        struct attest_error err;
+        const char *code = read_evidence(shard, c, NULL, &err);
+        struct attest_claims claims;
+        if (code == NULL) {
+            atomic_fetch_add_explicit(&shard->counters.verifications, 1, memory_order_relaxed);
+            if (attest_verifier_verify_evidence(shard->verifier, &claims, &err, shard->evidence,
+                                                (int64_t)time(NULL)) != ATTEST_OK) {
+                code = attest_status_code(err.status);
+            }
+        }
+        if (code != NULL) {
+            snprintf(why, why_len, "%s", err.msg);
+            return code;
+        }
+        fill_policy_input(&in, &claims);
+    }
+    if (policy_evaluate(next, out_res, &in) != POLICY_VERDICT_ALLOW) {
+        policy_result_format(why, why_len, out_res);
+        return denial_code(out_res);
+    }
+    // Before the StartupMessage the user is not known yet: step_startup applies [roles] of the
+    // policy in force when it arrives.
+    if (c->state != CORE_CONN_STARTUP && !policy_role_is_allowed(next, c->measurement, c->user)) {
+        snprintf(why, why_len, "measurement may not log in as user \"%s\"", c->user);
+        return "ROLE_NOT_ALLOWED";
+    }
+    return NULL;
+}
+
+// is_rechecked: attested sessions from the end of their handshake (the verdict was reached under
+// the policy of that moment) to their close. Sessions still in the handshake are judged later,
+// under the new policy; denied ones are on their way out already.
+static bool is_rechecked(const struct core_conn *c) {
+    if (!c->attested || c->attest_denied) {
+        return false;
+    }
+    switch (c->state) {
+    case CORE_CONN_STARTUP:
+    case CORE_CONN_AUDIT_WAIT:
+    case CORE_CONN_CONNECTING:
+    case CORE_CONN_FORWARD:
+        return true;
+    case CORE_CONN_FREE:
+    case CORE_CONN_SNIFF:
+    case CORE_CONN_HANDSHAKE:
+    case CORE_CONN_CANCEL_OUT:
+    case CORE_CONN_PASSTHROUGH:
+    case CORE_CONN_CLOSING:
+        return false;
+    }
+    return false;
+}
+
 void core_attest_policy_changed(struct core_shard *shard,
                                 void (*on_revoked)(struct core_shard *, struct core_conn *,
                                                    const char *reason)) {
-    const struct policy *next = atomic_load(&shard->proc->policy);
-    if (next == NULL || next == shard->policy) {
+    const struct core_policy *next_ref = atomic_load(&shard->proc->policy);
+    if (next_ref == NULL || next_ref == shard->policy_ref) {
         return;
     }
-    const struct policy *prev = shard->policy;
-    shard->policy = next;
-    shard->policy_epoch = atomic_load(&shard->proc->policy_epoch);
-    if (!same_chain(prev, next)) {
+    const struct policy *next = &next_ref->policy;
+    // Compared before adopting: once adopted, the previous policy may be freed at any time.
+    bool chain_changed = !same_chain(shard->policy, next);
+    adopt(shard, next_ref);
+    if (chain_changed) {
         char err[256];
-        // The main thread checked these roots before publishing; a failure here keeps the old
-        // verifier, which can only be stricter than a missing one.
-        if (core_attest_shard_init(shard, err, sizeof(err)) != 0) {
-            LOG_ERROR("worker %u: %s", shard->id, err);
+        struct attest_verifier *v = verifier_new(err, sizeof(err), next,
+                                                 shard->proc->cfg.attestation_policy);
+        if (v == NULL) {
+            // The main thread loaded these roots before publishing, so this is a file changed
+            // in between. Fail closed: no verifier, every verification under it is denied.
+            LOG_ERROR("worker %u: %s; attested handshakes are refused until a reload succeeds",
+                      shard->id, err);
         }
+        attest_verifier_free(shard->verifier);
+        shard->verifier = v;
     }
+    // WARNING: with a [chain] change every live session costs one full verification here (a
+    // P-384 verify, plus the chain once per distinct VCEK), on this worker's loop. Reloads that
+    // change the roots are rare; the loop stalls for well under a second per thousand sessions.
+    uint32_t rechecked = 0;
     uint32_t revoked = 0;
     for (uint32_t i = 0; i < shard->conns_max; i++) {
         struct core_conn *c = &shard->conns[i];
-        if (!c->attested || c->state != CORE_CONN_FORWARD) {
+        if (!is_rechecked(c)) {
             continue;
         }
+        rechecked++;
         struct policy_result res;
         char why[CORE_DENY_REASON_MAX];
-        char reason[CORE_DENY_REASON_MAX + 64];
-        if (policy_evaluate(next, &res, &c->claims) != POLICY_VERDICT_ALLOW) {
-            policy_result_format(why, sizeof(why), &res);
-        } else if (!policy_role_is_allowed(next, c->measurement, c->user)) {
-            snprintf(why, sizeof(why), "ROLE_NOT_ALLOWED: user \"%s\"", c->user);
-        } else {
+        const char *code = recheck(shard, c, next, chain_changed, &res, why, sizeof(why));
+        if (code == NULL) {
             continue;
         }
-        if (snprintf(reason, sizeof(reason), "attestation revoked by policy %s: %s",
-                     next->version, why) < 0) {
+        revoked++;
+        char reason[CORE_DENY_REASON_MAX + 64];
+        if (c->state == CORE_CONN_STARTUP) {
+            // Not admitted yet (no decision record): denied like any handshake, with a DENIED
+            // decision record, once its StartupMessage arrives (or at its timeout).
+            if (c->decision != CORE_IDX_NONE) {
+                struct core_decision *d = &shard->decisions[c->decision];
+                snprintf(d->policy_version, sizeof(d->policy_version), "%s", next->version);
+                keep_result(d, &res);
+            }
+            if (snprintf(reason, sizeof(reason), "revoked by policy %s: %s", next->version, why) <
+                0) {
+                reason[0] = '\0';
+            }
+            deny(c, code, reason);
+            continue;
+        }
+        if (snprintf(reason, sizeof(reason), "attestation revoked by policy %s: %s: %s",
+                     next->version, code, why) < 0) {
             reason[0] = '\0';
         }
-        revoked++;
         on_revoked(shard, c, reason);
     }
-    LOG_INFO("worker %u: policy %s adopted, %u live sessions re-checked, %u revoked", shard->id,
-             next->version, shard->active, revoked);
+    LOG_INFO("worker %u: policy %s adopted, %u live sessions re-checked%s, %u revoked", shard->id,
+             next->version, rechecked, chain_changed ? " (evidence verified again)" : "", revoked);
 }

@@ -55,6 +55,8 @@ static const struct key_row rows[] = {
     ROW("tls", "client_ca", KEY_PATH, tls_client_ca, 0, 0, "CA for plain mutual-TLS clients"),
     ROW("attestation", "required", KEY_BOOL, attestation_required, 0, 0, "require SNP evidence"),
     ROW("attestation", "policy", KEY_PATH, attestation_policy, 0, 0, "policy INI"),
+    ROW("attestation", "nonce_capacity", KEY_U32, nonce_capacity, CORE_NONCE_CAPACITY_MIN,
+        CORE_NONCE_CAPACITY_MAX, "nonce table slots (power of two): live nonces at most"),
     ROW("backend", "servers", KEY_SERVERS, backends, 0, 0, "comma-separated host:port"),
     ROW("backend", "connect_timeout_ms", KEY_U32, connect_timeout_ms, 10, 600000, ""),
     ROW("backend", "health_interval_ms", KEY_U32, health_interval_ms, 100, 600000,
@@ -95,6 +97,7 @@ static void config_defaults(struct core_config *cfg) {
     cfg->handshake_timeout_ms = 10000;
     cfg->idle_timeout_ms = 0;
     cfg->attestation_required = true;
+    cfg->nonce_capacity = CORE_NONCE_CAPACITY_DEFAULT;
     cfg->connect_timeout_ms = 3000;
     cfg->health_interval_ms = 1000;
     cfg->audit_enabled = true;
@@ -419,6 +422,11 @@ static int validate(const struct core_config *cfg, char *err, size_t err_len) {
         }
         if (cfg->attestation_required && cfg->attestation_policy[0] == '\0') {
             snprintf(err, err_len, "%s: [attestation] required = true needs a policy file", p);
+            return -EINVAL;
+        }
+        if ((cfg->nonce_capacity & (cfg->nonce_capacity - 1)) != 0) {
+            snprintf(err, err_len, "%s:%u: [attestation] nonce_capacity: %u is not a power of two",
+                     p, find_key_line(p, "attestation", "nonce_capacity"), cfg->nonce_capacity);
             return -EINVAL;
         }
     }

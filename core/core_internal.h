@@ -20,6 +20,7 @@
 #define CORE_TICK_MS 50u
 #define CORE_WHEEL_SLOTS 1024u
 #define CORE_DENY_REASON_MAX 256u
+#define CORE_POLICY_RETIRED_MAX 64u // replaced policies a worker or the API may still read
 
 enum core_op {
     CORE_OP_ACCEPT = 0,
@@ -247,6 +248,7 @@ struct core_counters {
     atomic_uint_fast64_t bytes_b2c;
     atomic_uint_fast64_t timeouts;
     atomic_uint_fast64_t attest_ok;
+    atomic_uint_fast64_t verifications;     // full evidence verifications (report signature)
     atomic_uint_fast64_t attest_reused;
     atomic_uint_fast64_t attest_denied;
     atomic_uint_fast64_t decisions_allowed; // decision records: admitted
@@ -269,7 +271,6 @@ struct core_backend_state {
 struct core_proc;
 struct attest_verifier;
 struct attest_evidence;
-struct policy;
 struct policy_nonce;
 struct policy_reuse;
 struct policy_ratelimit;
@@ -314,6 +315,10 @@ struct core_shard {
     struct core_counters counters;
     const struct policy *policy;       // this worker's view; NULL when not attesting
     uint64_t policy_epoch;             // epoch of `policy` (reuse-cache key)
+    const struct core_policy *policy_ref; // what `policy` and `policy_epoch` come from
+    // Epoch of the policy this worker reads (release store once it no longer reads an older
+    // one): the main thread frees a replaced policy only when every worker is past it.
+    atomic_uint_fast64_t policy_epoch_adopted;
     struct attest_verifier *verifier;  // attested mode: this worker's own (not thread-safe)
     struct attest_evidence *evidence; // scratch for the connection being checked
     // audit
@@ -328,18 +333,28 @@ struct core_shard {
     struct core_snapshot snap;
 };
 
+// struct core_policy is one published policy and its epoch (the reuse-cache key: a new policy
+// never inherits verdicts cached under an older one). Immutable once published; epoch and
+// policy travel together so a reader can never pair a policy with another one's epoch.
+struct core_policy {
+    uint64_t epoch;
+    struct policy policy;
+};
+
 struct core_proc {
     struct core_config cfg;
     uint32_t worker_count;
     struct core_shard *shards;
     struct core_backend_state backends[CORE_BACKENDS_MAX];
-    // Attested mode: the current policy, published by the main thread on load and reload.
-    // Every policy ever published stays allocated until exit (workers and the API thread may
-    // still read an older one); reloads are rare and each is a few tens of KiB.
-    _Atomic(const struct policy *) policy;
-    atomic_uint_fast64_t policy_epoch;
-    const struct policy *policy_history[64];
-    uint32_t policy_history_len;
+    // Attested mode: the current policy, published by the main thread on load and reload (NULL
+    // otherwise). Workers adopt it on their next event; the API thread reads it per request
+    // under `policy_api_hazard`. A replaced policy is retired, and freed by the main thread once
+    // every worker adopted a newer epoch and the API hazard does not name it (core.c).
+    _Atomic(const struct core_policy *) policy;
+    _Atomic(const struct core_policy *) policy_api_hazard; // what the API thread reads now
+    const struct core_policy *policy_retired[CORE_POLICY_RETIRED_MAX]; // main thread only
+    uint32_t policy_retired_len;                                       // main thread only
+    uint64_t policy_epoch_last;                                        // main thread only
     struct policy_nonce *nonces;  // shared by all threads, lock-free
     struct policy_reuse *reuse;   // shared by all threads, lock-free
     struct policy_ratelimit *nonce_limiter; // control thread only

@@ -369,6 +369,10 @@ static void backend_connect_failed(struct core_shard *shard, struct core_conn *c
         conn_close(shard, c, "cancel: backend unreachable");
         return;
     }
+    if (c->close_after_flush) {
+        conn_pump(shard, c); // failed while connecting: finish sending why, then close
+        return;
+    }
     uint32_t next = core_backend_pick(shard->proc, c->connect_tries);
     if (next != CORE_IDX_NONE && c->state == CORE_CONN_CONNECTING) {
         c->backend_idx = next;
@@ -441,6 +445,14 @@ static void on_connect(void *ctx, struct ring_op_id id, const struct io_uring_cq
     if (c->state == CORE_CONN_CANCEL_OUT) {
         c->close_after_flush = true;
         side_flush(shard, c, CORE_SIDE_BACKEND);
+        return;
+    }
+    if (c->close_after_flush) {
+        // Failed while connecting (revoked by a policy reload): the client is being told why;
+        // nothing may reach the backend. conn_pump closes once the ErrorResponse is sent.
+        close(c->side[CORE_SIDE_BACKEND].fd);
+        c->side[CORE_SIDE_BACKEND].fd = -1;
+        conn_pump(shard, c);
         return;
     }
     atomic_fetch_add_explicit(&shard->proc->backends[c->backend_idx].active, 1,
@@ -815,7 +827,10 @@ static void audit_release_durable(struct core_shard *shard) {
     while (shard->audit_wait_len > 0) {
         uint64_t entry = shard->audit_wait[shard->audit_wait_head];
         struct core_conn *c = &shard->conns[(uint32_t)entry];
-        bool waiting = c->state == CORE_CONN_AUDIT_WAIT && c->generation == (uint32_t)(entry >> 32);
+        // A session failed while it waited (revoked by a reload, or timed out) is flushing its
+        // ErrorResponse: it must never reach the backend.
+        bool waiting = c->state == CORE_CONN_AUDIT_WAIT &&
+                       c->generation == (uint32_t)(entry >> 32) && !c->close_after_flush;
         if (waiting && c->audit_seq > durable && healthy) {
             break;
         }
@@ -1510,6 +1525,7 @@ static void revoke_session(struct core_shard *shard, struct core_conn *c, const 
     // Copy: conn_fail may release the slot, and the reason must outlive the caller's buffer.
     snprintf(c->deny_reason, sizeof(c->deny_reason), "%.*s", (int)sizeof(c->deny_reason) - 1,
              reason);
+    c->close_reason = c->deny_reason; // the disconnect record says why, once the error is sent
     conn_fail(shard, c, "28000", c->deny_reason);
 }
 

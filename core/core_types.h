@@ -32,6 +32,9 @@ extern "C" {
 #define CORE_SNIFF_BYTES_MAX 16u          // longest pre-startup packet we accept (CancelRequest)
 #define CORE_TLS_RECORD_MAX (16u * 1024u)
 #define CORE_TLS_OVERHEAD_MAX 256u
+#define CORE_NONCE_CAPACITY_MIN 16u              // [attestation] nonce_capacity bounds
+#define CORE_NONCE_CAPACITY_MAX (16u * 1048576u) // 16 shards of the largest shard
+#define CORE_NONCE_CAPACITY_DEFAULT 65536u
 
 enum core_mode {
     CORE_MODE_TERMINATE = 0,
@@ -64,6 +67,7 @@ struct core_config {
     // [attestation]
     bool attestation_required;
     char attestation_policy[CORE_PATH_MAX];
+    uint32_t nonce_capacity; // nonce table slots (power of two): live nonces at most
     // [backend]
     struct core_addr backends[CORE_BACKENDS_MAX];
     uint32_t backend_count;

@@ -57,7 +57,7 @@ bool policy_role_is_allowed(const struct policy *policy, const uint8_t *measurem
 // policy_rules_defaults fills `out_policy` with the defaults used for keys a file omits:
 // every mode strict, no allowed measurement, TCB floors 0, debug/SMT/MIGRATE_MA not allowed,
 // min_guest_svn 0, ABI 0.0, max_vmpl 0, nonce required with ttl_s 300 and reuse_window_s 0,
-// roots builtin, no vcek_dir, no crl, no roles. Cannot fail.
+// roots builtin, no vcek_dir, no roles. Cannot fail.
 void policy_rules_defaults(struct policy *out_policy);
 
 // policy_rules_load_file parses the policy INI at `path` (DESIGN.md §7) and validates it.
@@ -65,8 +65,9 @@ void policy_rules_defaults(struct policy *out_policy);
 // -ENOMEM, or the -errno of opening `path`, writes "path:line: problem" (or "path: problem" for
 // a whole-file problem) into `out_err` (`err_bytes` >= policy_error_min_bytes recommended), and
 // leaves `*out_policy` untouched, so a SIGHUP reload can keep the running policy. Relative paths
-// in [chain] are resolved against the directory of `path`. Never exits the process. Allocates a
-// scratch copy while parsing (startup and reload only; not a data-path function).
+// in [chain] are resolved against the directory of `path`. `[chain] crl` must be empty: CRLs are
+// not checked, so a CRL path is refused (-EINVAL) rather than ignored. Never exits the process.
+// Allocates a scratch copy while parsing (startup and reload only; not a data-path function).
 int policy_rules_load_file(struct policy *out_policy, char *out_err, size_t err_bytes,
                            const char *path);
 

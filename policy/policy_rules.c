@@ -29,6 +29,7 @@ enum key_type {
     KEY_ALLOW, // [measurement] allow: repeatable 96 hex
     KEY_ROOTS, // builtin | path
     KEY_PATH,  // optional path, resolved against the file's directory
+    KEY_CRL,   // [chain] crl: only empty (unset) is accepted, see set_value
 };
 
 enum rules_section {
@@ -83,7 +84,9 @@ static const struct key_row key_rows[] = {
     ROW(SEC_NONCE, "reuse_window_s", KEY_U32, nonce.reuse_window_s, 0, 86400),
     ROW(SEC_CHAIN, "roots", KEY_ROOTS, chain.roots_path, 0, 0),
     ROW(SEC_CHAIN, "vcek_dir", KEY_PATH, chain.vcek_dir, 0, 0),
-    ROW(SEC_CHAIN, "crl", KEY_PATH, chain.crl, 0, 0),
+    // [chain] crl is part of the file format (DESIGN.md §7) but CRLs are not checked: the row
+    // exists so that a CRL path is refused by name, never parsed and then ignored. No field.
+    {SEC_CHAIN, "crl", KEY_CRL, 0, 0, 0},
 };
 
 STATIC_ASSERT(ARRAY_LEN(key_rows) <= 64, "seen_keys is a 64-bit mask");
@@ -369,10 +372,18 @@ static void set_value(struct parse_ctx *ctx, const struct key_row *row, const ch
         return;
     case KEY_PATH:
         if (value[0] == '\0') {
-            field[0] = '\0'; // "crl =" leaves it unset
+            field[0] = '\0'; // "vcek_dir =" leaves it unset
             return;
         }
         resolve_path(ctx, row, value, field);
+        return;
+    case KEY_CRL:
+        // Fail closed: an operator who names a CRL expects revoked ASKs/VCEKs to be refused.
+        // Until the verifier checks CRLs, accepting the path would silently revoke nothing.
+        if (value[0] != '\0') {
+            fail(ctx, "[chain] crl: CRL checking is not supported; remove the key or leave it "
+                      "empty (a CRL named here would not revoke anything)");
+        }
         return;
     }
     UNREACHABLE();

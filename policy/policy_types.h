@@ -104,7 +104,7 @@ struct policy {
         bool roots_builtin; // true: the built-in AMD ARKs; false: roots_path names a PEM file
         char roots_path[policy_path_max_bytes]; // absolute, or "" when roots_builtin
         char vcek_dir[policy_path_max_bytes];   // absolute, or "" when unset
-        char crl[policy_path_max_bytes];        // absolute, or "" when unset (optional)
+        // No crl: CRLs are not checked, so the loader refuses a non-empty `crl =` (DESIGN.md §7).
     } chain;
     struct {
         uint32_t count; // 0: [roles] absent or empty, any user may log in

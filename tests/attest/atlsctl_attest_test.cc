@@ -152,6 +152,23 @@ TEST(AtlsctlAttest, SimCertFailsWithBuiltinRootsAndWrongNonce) {
     EXPECT_NE(n.out.find("BINDING_MISMATCH"), std::string::npos) << n.out;
 }
 
+// --bind-other-key (for tests) writes evidence whose report names another key: verification
+// refuses it with BINDING_MISMATCH; the usage documents the flag.
+TEST(AtlsctlAttest, BindOtherKeyMakesABindingMismatch) {
+    std::string d = tmpdir();
+    ASSERT_EQ(run(client_cert(d, "--bind-other-key")).code, 0);
+    Out v = run("report verify " + d + "/c.crt --roots " + sim_ark());
+    EXPECT_EQ(v.code, 1) << v.out;
+    EXPECT_NE(v.out.find("NOT VERIFIED: BINDING_MISMATCH"), std::string::npos) << v.out;
+    std::string g = tmpdir();
+    ASSERT_EQ(run(client_cert(g)).code, 0);
+    Out ok = run("report verify " + g + "/c.crt --roots " + sim_ark());
+    EXPECT_EQ(ok.code, 0) << ok.out;
+    Out help = run("client-cert --help");
+    EXPECT_EQ(help.code, 0) << help.out;
+    EXPECT_NE(help.out.find("--bind-other-key"), std::string::npos) << help.out;
+}
+
 TEST(AtlsctlAttest, ReportVerifyRealVectors) {
     Out ok = run("report verify " + vector_path("mstee_genoa_v3_report.bin") + " --vcek " +
                  vector_path("mstee_genoa_v3_vcek.der") + " --at 1780000000");

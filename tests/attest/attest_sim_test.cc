@@ -236,6 +236,39 @@ TEST(AttestSim, EvidenceBoundToAnotherKeyFails) {
     attest_cert_cleanup(&b.cert);
 }
 
+// The test helper behind `atlsctl client-cert --bind-other-key`: a certificate whose report binds
+// another key fails the binding check (only), its well-bound twin passes.
+TEST(AttestSim, MisboundCertFailsOnlyTheBinding) {
+    attest_provider_config cfg = sim_cfg();
+    std::vector<uint8_t> nonce = nonce32(0x0b);
+    Made m{};
+    m.st = attest_cert_make_misbound(&m.cert, &m.err, &attest_sim_ops_ref(), &cfg,
+                                     ATTEST_CERT_KEY_ED25519, nonce.data(), nonce.size(), 86400);
+    ASSERT_EQ(m.st, ATTEST_OK) << m.err.msg;
+    m.der = pem_cert_to_der(m.cert.cert_pem);
+    attest_evidence ev{};
+    ASSERT_EQ(attest_evidence_from_cert(&ev, nullptr, m.der.data(), m.der.size()), ATTEST_OK);
+    EXPECT_EQ(attest_evidence_check_binding(&ev, nullptr), ATTEST_BINDING_MISMATCH);
+    // Everything but the binding is genuine: the report verifies on its own.
+    Verifier ver(sim_ark());
+    attest_claims c{};
+    attest_error err{};
+    EXPECT_EQ(attest_verifier_verify_report(ver.v, &c, &err, ev.report, ATTEST_REPORT_BYTES,
+                                            ev.vcek_len ? ev.vcek_der : nullptr, ev.vcek_len,
+                                            ev.chain_len ? ev.chain_der : nullptr, ev.chain_len,
+                                            (int64_t)time(nullptr)),
+              ATTEST_OK)
+        << err.msg;
+    Made good = make(cfg, nonce);
+    ASSERT_EQ(good.st, ATTEST_OK);
+    attest_evidence gev{};
+    ASSERT_EQ(attest_evidence_from_cert(&gev, nullptr, good.der.data(), good.der.size()),
+              ATTEST_OK);
+    EXPECT_EQ(attest_evidence_check_binding(&gev, nullptr), ATTEST_OK);
+    attest_cert_cleanup(&m.cert);
+    attest_cert_cleanup(&good.cert);
+}
+
 TEST(AttestSim, EvidenceWithAnotherNonceFails) {
     Made a = make(sim_cfg(), nonce32(0x05));
     ASSERT_EQ(a.st, ATTEST_OK);

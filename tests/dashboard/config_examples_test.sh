@@ -86,7 +86,7 @@ expect_ok "the examples as shipped"
 # leaves out would show up as a key missing here. The tables are in core/core_config.c and
 # policy/policy_rules.c.
 for k in node_id listen mode workers drain_timeout_ms conns_max handshake_timeout_ms \
-    idle_timeout_ms cert key client_ca required policy servers connect_timeout_ms \
+    idle_timeout_ms cert key client_ca required policy nonce_capacity servers connect_timeout_ms \
     health_interval_ms allow_origin enabled dir sync retention_days retention_max_records \
     retention_interval_ms ring_slots_per_worker batch_max; do
     checks=$((checks + 1))
@@ -134,7 +134,7 @@ bad_values_ini=(
     "retention_days=36501" "retention_days=-1" "retention_max_records=-5"
     "retention_max_records=1e9" "retention_interval_ms=9" "ring_slots_per_worker=1000"
     "ring_slots_per_worker=1" "ring_slots_per_worker=131072" "batch_max=0" "batch_max=4097"
-    "dir=no/such/parent/audit"
+    "dir=no/such/parent/audit" "nonce_capacity=8" "nonce_capacity=1000" "nonce_capacity=33554432"
 )
 for kv in "${bad_values_ini[@]}"; do
     key=${kv%%=*}
@@ -151,7 +151,7 @@ bad_values_policy=(
     "min_bootloader=256" "min_tee=-1" "min_snp=x" "min_microcode=1.5" "min_fmc=0x100"
     "debug_allowed=yes" "smt_allowed=1" "migrate_ma_allowed=TRUE" "min_guest_svn=4294967296"
     "min_abi_major=300" "min_abi_minor=abc" "max_vmpl=4" "required=no" "ttl_s=0"
-    "ttl_s=86401" "reuse_window_s=86401" "roots="
+    "ttl_s=86401" "reuse_window_s=86401" "roots=" "crl=/var/lib/atls-proxy/amd.crl"
 )
 for kv in "${bad_values_policy[@]}"; do
     key=${kv%%=*}

@@ -3,18 +3,75 @@
 // it. Every denial is asserted on psql's printed reason and on the backend never seeing it.
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <ctime>
+#include <memory>
 #include <regex>
 #include <sstream>
 #include <thread>
 
+#include "api.pb-c.h"
+#include "attest_fixture.h"
+#include "audit.pb-c.h"
 #include "harness.h"
 
 using namespace e2e;
 
-#include "attest_fixture.h"
+namespace {
+
+// GetProto returns the protobuf body of GET `path` on the API at `api` and its content type.
+std::string GetProto(int api, const std::string &path, std::string *content_type) {
+    TempDir d;
+    std::string f = d / "body.pb";
+    CmdResult r = Sh("curl -s -H 'Accept: application/x-protobuf' -o " + f +
+                     " -w '%{content_type}' 'http://127.0.0.1:" + std::to_string(api) + path +
+                     "'");
+    *content_type = r.out;
+    return ReadFile(f);
+}
+
+// NewestDecision is the newest decision record of the proxy whose API is at `api`.
+struct NewestDecision {
+    Atls__AttestationList *list = nullptr;
+    const Atls__AuditRecord *rec = nullptr;
+    explicit NewestDecision(int api) {
+        std::string type;
+        std::string body = GetProto(api, "/api/v1/attestations", &type);
+        list = atls__attestation_list__unpack(nullptr, body.size(),
+                                              reinterpret_cast<const uint8_t *>(body.data()));
+        for (size_t i = 0; list != nullptr && i < list->n_records && rec == nullptr; i++) {
+            if (list->records[i]->kind == ATLS__AUDIT_KIND__AUDIT_KIND_DECISION) {
+                rec = list->records[i];
+            }
+        }
+    }
+    ~NewestDecision() {
+        if (list != nullptr) {
+            atls__attestation_list__free_unpacked(list, nullptr);
+        }
+    }
+    NewestDecision(const NewestDecision &) = delete;
+    NewestDecision &operator=(const NewestDecision &) = delete;
+};
+
+std::string Hex(const ProtobufCBinaryData &b) {
+    static const char *digits = "0123456789abcdef";
+    std::string s;
+    for (size_t i = 0; i < b.len; i++) {
+        s += digits[b.data[i] >> 4];
+        s += digits[b.data[i] & 15];
+    }
+    return s;
+}
+
+} // namespace
 
 TEST_F(AttestTest, NonceApiAnswersJsonAndProtobuf) {
     CmdResult j = Sh("curl -s -i http://127.0.0.1:" + std::to_string(api_) + "/api/v1/nonce");
@@ -22,9 +79,24 @@ TEST_F(AttestTest, NonceApiAnswersJsonAndProtobuf) {
     EXPECT_TRUE(std::regex_search(
         j.out, std::regex("\\{\"nonce\":\"[0-9a-f]{64}\",\"expires_in\":4,\"timestamp\":\"[0-9]+\"\\}")))
         << j.out;
-    CmdResult p = Sh("curl -s -i -H 'Accept: application/x-protobuf' http://127.0.0.1:" +
-                     std::to_string(api_) + "/api/v1/nonce");
-    EXPECT_NE(p.out.find("Content-Type: application/x-protobuf"), std::string::npos) << p.out;
+    // Protobuf: decoded with the generated code (proto/api.proto NonceResponse).
+    std::string type;
+    std::string body = GetProto(api_, "/api/v1/nonce", &type);
+    EXPECT_EQ(type, "application/x-protobuf");
+    Atls__NonceResponse *n = atls__nonce_response__unpack(
+        nullptr, body.size(), reinterpret_cast<const uint8_t *>(body.data()));
+    ASSERT_NE(n, nullptr) << "not a NonceResponse: " << body.size() << " bytes";
+    std::string nonce = n->nonce;
+    EXPECT_TRUE(std::regex_match(nonce, std::regex("[0-9a-f]{64}"))) << nonce;
+    EXPECT_EQ(n->expires_in, 4u); // ttl_s of the policy
+    uint64_t now = static_cast<uint64_t>(time(nullptr));
+    EXPECT_LE(n->timestamp, now + 5);
+    EXPECT_GE(n->timestamp + 60, now);
+    atls__nonce_response__free_unpacked(n, nullptr);
+    // The decoded nonce is a live one: evidence bound to it is admitted.
+    MakeCert("pb-nonce", "--measurement " + kGood, nonce);
+    CmdResult ok = Connect("pb-nonce");
+    EXPECT_EQ(ok.out, "admitted\n") << ok.out;
     CmdResult nf = Sh("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:" +
                       std::to_string(api_) + "/nope");
     EXPECT_EQ(nf.out, "404");
@@ -44,6 +116,20 @@ TEST_F(AttestTest, ReplayedNonceIsDenied) {
     MakeCert("replay", "--measurement " + kGood);
     ASSERT_EQ(Connect("replay").status, 0);
     ExpectDenied("replay", "NONCE_REPLAYED");
+}
+
+// With reuse_window_s = 0 a consumed nonce is refused by the cheap check in the TLS verify
+// callback: a replay never costs the gateway a full (P-384) verification.
+TEST_F(AttestTest, ReplayedNonceIsDeniedBeforeTheExpensiveVerification) {
+    MakeCert("replay-cheap", "--measurement " + kGood);
+    long long v0 = Metric("atls_attestation_verifications_total");
+    ASSERT_GE(v0, 0);
+    ASSERT_EQ(Connect("replay-cheap").status, 0);
+    long long v1 = Metric("atls_attestation_verifications_total");
+    EXPECT_EQ(v1, v0 + 1) << "the admitted handshake is verified once";
+    ExpectDenied("replay-cheap", "NONCE_REPLAYED");
+    EXPECT_EQ(Metric("atls_attestation_verifications_total"), v1)
+        << "a replayed nonce reached the expensive verification";
 }
 
 TEST_F(AttestTest, MeasurementNotInPolicyIsDenied) {
@@ -87,6 +173,13 @@ TEST_F(AttestTest, UntrustedRootIsDenied) {
     ExpectDenied("foreign", "CHAIN_INVALID");
 }
 
+// Genuine evidence in a certificate whose key the report does not name (as if lifted from
+// another client's certificate): refused by the binding check, never reaching the database.
+TEST_F(AttestTest, CertificateKeyNotBoundByTheReportIsDenied) {
+    MakeCert("misbound", "--measurement " + kGood + " --bind-other-key");
+    ExpectDenied("misbound", "BINDING_MISMATCH");
+}
+
 TEST_F(AttestTest, CertificateWithoutEvidenceIsDenied) {
     size_t before = BackendConnections();
     CmdResult r = Sh("psql -X 'host=127.0.0.1 port=" + std::to_string(port_) +
@@ -97,13 +190,19 @@ TEST_F(AttestTest, CertificateWithoutEvidenceIsDenied) {
 }
 
 TEST_F(AttestTest, RoleMapRefusesOtherUsersBeforeTheBackend) {
+    // The role is checked at the StartupMessage, after the nonce was consumed: one certificate
+    // for the raw client, one for psql.
     MakeCert("role1", "--measurement " + kOther);
-    ExpectDenied("role1", "ROLE_NOT_ALLOWED", "postgres");
+    MakeCert("role1-psql", "--measurement " + kOther);
+    ExpectDenied("role1", "ROLE_NOT_ALLOWED", "postgres", "role1-psql");
     MakeCert("role2", "--measurement " + kGood);
-    ExpectDenied("role2", "ROLE_NOT_ALLOWED", "reporting");
+    MakeCert("role2-psql", "--measurement " + kGood);
+    ExpectDenied("role2", "ROLE_NOT_ALLOWED", "reporting", "role2-psql");
 }
 
-TEST_F(AttestTest, WarnModeAdmitsAndDisabledSkips) {
+// `warn` admits a violating client and records the violation (verdict WARNED, the failed check
+// in the decision record); `disabled` skips the section and the record says so.
+TEST_F(AttestTest, WarnModeAdmitsAndRecordsAndDisabledSkipsAndSaysSo) {
     int port = 0, api = 0;
     Proxy *p = StartProxy(Policy(sim_ + "/ark.pem", "warn"), &port, &api);
     ASSERT_NE(p, nullptr);
@@ -112,13 +211,48 @@ TEST_F(AttestTest, WarnModeAdmitsAndDisabledSkips) {
     // [roles] still applies: kBad has no role entry, so only the measurement check is relaxed.
     EXPECT_NE(r.out.find("ROLE_NOT_ALLOWED"), std::string::npos) << r.out;
     delete p;
-    std::string no_roles = Policy(sim_ + "/ark.pem", "disabled");
-    no_roles = no_roles.substr(0, no_roles.find("[roles]"));
-    p = StartProxy(no_roles, &port, &api);
+
+    auto without_roles = [](const std::string &policy) {
+        return policy.substr(0, policy.find("[roles]"));
+    };
+    p = StartProxy(without_roles(Policy(sim_ + "/ark.pem", "warn")), &port, &api);
+    ASSERT_NE(p, nullptr);
+    MakeCert("warn-admitted", "--measurement " + kBad, "", api);
+    size_t before = BackendConnections();
+    r = Connect("warn-admitted", "postgres", port);
+    EXPECT_EQ(r.out, "admitted\n") << r.out;
+    EXPECT_EQ(BackendConnections(), before + 1);
+    {
+        NewestDecision d(api); // durable before the session started
+        ASSERT_NE(d.rec, nullptr);
+        EXPECT_EQ(Hex(d.rec->measurement), kBad);
+        EXPECT_EQ(d.rec->verdict, ATLS__VERDICT__VERDICT_WARNED);
+        ASSERT_EQ(d.rec->n_failed_checks, 1u);
+        EXPECT_STREQ(d.rec->failed_checks[0]->code, "MEASUREMENT_NOT_ALLOWED");
+        EXPECT_NE(std::string(d.rec->failed_checks[0]->detail).find("not in policy"),
+                  std::string::npos);
+        EXPECT_EQ(d.rec->n_sections_disabled, 0u);
+    }
+    std::string overview = Sh("curl -s 'http://127.0.0.1:" + std::to_string(api) +
+                              "/api/v1/stats/overview?format=json'")
+                               .out;
+    EXPECT_NE(overview.find("\"warned\":\"1\""), std::string::npos) << overview;
+    delete p;
+
+    p = StartProxy(without_roles(Policy(sim_ + "/ark.pem", "disabled")), &port, &api);
     ASSERT_NE(p, nullptr);
     MakeCert("disabled", "--measurement " + kBad, "", api);
     r = Connect("disabled", "postgres", port);
     EXPECT_EQ(r.out, "admitted\n") << r.out;
+    {
+        NewestDecision d(api);
+        ASSERT_NE(d.rec, nullptr);
+        EXPECT_EQ(Hex(d.rec->measurement), kBad);
+        EXPECT_EQ(d.rec->verdict, ATLS__VERDICT__VERDICT_ALLOWED);
+        EXPECT_EQ(d.rec->n_failed_checks, 0u);
+        ASSERT_EQ(d.rec->n_sections_disabled, 1u);
+        EXPECT_STREQ(d.rec->sections_disabled[0], "measurement");
+    }
     delete p;
 }
 
@@ -137,6 +271,41 @@ TEST_F(AttestTest, ReuseWindowLetsOneCertificateOpenAPool) {
     CmdResult run = Sh("pgbench -c 8 -j 2 -T 2 -S '" + cs + "'", 60);
     EXPECT_EQ(run.status, 0) << run.out;
     EXPECT_NE(run.out.find("number of failed transactions: 0"), std::string::npos) << run.out;
+    delete p;
+}
+
+// reuse_window_s > ttl_s: after the nonce's TTL its consumed slot may be reclaimed by a new issue,
+// and the nonce table then says UNKNOWN. Connections of the pool must still be admitted on the
+// cached verdict until the window closes. A 16-slot table makes the reclaim certain: 16 fresh
+// nonces take every slot.
+TEST_F(AttestTest, ReuseWindowOutlivesTheNonceTtlAndItsReclaimedSlot) {
+    int port = 0, api = 0;
+    Proxy *p = StartProxy(Policy(sim_ + "/ark.pem", "strict", 60, 2), &port, &api,
+                          "[audit]\ndir = audit\n", "nonce_capacity = 16\n");
+    ASSERT_NE(p, nullptr);
+    MakeCert("churn", "--measurement " + kGood, "", api);
+    CmdResult first = Connect("churn", "postgres", port);
+    ASSERT_EQ(first.out, "admitted\n") << first.out;
+    std::this_thread::sleep_for(std::chrono::seconds(3)); // ttl_s = 2
+    std::string urls;
+    for (int i = 0; i < 16; i++) {
+        urls += " http://127.0.0.1:" + std::to_string(api) + "/api/v1/nonce";
+    }
+    CmdResult churn = Sh("curl -s -o /dev/null -w '%{http_code}\\n'" + urls, 60);
+    EXPECT_EQ(Count(churn.out, "200\n"), 16u) << churn.out; // every slot now holds a new nonce
+    CmdResult full = Sh("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:" +
+                        std::to_string(api) + "/api/v1/nonce");
+    EXPECT_EQ(full.out, "503") << "the table should be full of live nonces";
+    size_t before = BackendConnections();
+    CmdResult again = Connect("churn", "postgres", port);
+    EXPECT_EQ(again.out, "admitted\n") << again.out;
+    EXPECT_EQ(BackendConnections(), before + 1);
+    // Fail closed: the window admits only the key and evidence it remembered.
+    MakeCert("churn-unissued", "--measurement " + kGood, std::string(64, '7'));
+    CmdResult unknown = Connect("churn-unissued", "postgres", port);
+    EXPECT_NE(unknown.status, 0);
+    EXPECT_NE(unknown.out.find("attestation denied: NONCE_UNKNOWN"), std::string::npos)
+        << unknown.out;
     delete p;
 }
 
@@ -193,6 +362,189 @@ TEST_F(AttestTest, SighupReloadsPolicyAndClosesSessionsItNowDenies) {
     EXPECT_NE(e.find("not in policy"), std::string::npos) << e;
     EXPECT_EQ(keep.Query("select 'kept'"), "kept");
     delete p;
+}
+
+namespace {
+
+// Blackhole: a listener whose accept queue is full and that never accepts, so a TCP connect to
+// it stays in flight (the kernel drops further SYNs) until the connecting side gives up.
+class Blackhole {
+  public:
+    Blackhole() {
+        fd_ = socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t len = sizeof(a);
+        ok_ = fd_ >= 0 && bind(fd_, reinterpret_cast<sockaddr *>(&a), len) == 0 &&
+              listen(fd_, 0) == 0 &&
+              getsockname(fd_, reinterpret_cast<sockaddr *>(&a), &len) == 0;
+        port_ = ntohs(a.sin_port);
+        // Backlog 0 queues one connection; this filler takes it.
+        filler_ = socket(AF_INET, SOCK_STREAM, 0);
+        ok_ = ok_ && connect(filler_, reinterpret_cast<sockaddr *>(&a), sizeof(a)) == 0;
+    }
+    ~Blackhole() {
+        close(filler_);
+        close(fd_);
+    }
+    bool ok() const { return ok_; }
+    int port() const { return port_; }
+    // Accept the filler, then report whether any other connection arrives within `ms`.
+    bool AnotherConnectionArrives(int ms) {
+        int f = accept(fd_, nullptr, nullptr);
+        if (f >= 0) {
+            close(f);
+        }
+        pollfd p{fd_, POLLIN, 0};
+        return poll(&p, 1, ms) > 0;
+    }
+
+  private:
+    int fd_ = -1, filler_ = -1, port_ = 0;
+    bool ok_ = false;
+};
+
+} // namespace
+
+// A reload re-checks every attested session that was admitted under the old policy, whatever
+// its state: one that finished its TLS handshake but has not sent its StartupMessage yet is
+// denied when it does (the backend never sees it), and one whose backend connect is still in
+// flight is closed with the reason and its connect abandoned.
+TEST_F(AttestTest, SighupRechecksSessionsThatHaveNotReachedForwardYet) {
+    std::string policy = Policy(sim_ + "/ark.pem");
+    std::string narrowed = WithVersion(Without(policy, kGood), "e2e-2");
+    {
+        int port = 0, api = 0;
+        std::unique_ptr<Proxy> p(StartProxy(policy, &port, &api));
+        ASSERT_NE(p, nullptr);
+        MakeCert("hup-startup", "--measurement " + kGood, "", api);
+        RawClient c;
+        ASSERT_TRUE(c.Connect(port));
+        std::string err;
+        ASSERT_TRUE(c.StartTls(*dir_ / "hup-startup.crt", *dir_ / "hup-startup.key",
+                               "postgresql", &err))
+            << err;
+        // The client's side of the handshake ends before the gateway has read its Finished:
+        // wait until the gateway verified the evidence (the session is in STARTUP then).
+        for (int i = 0; i < 100 && Metric("atls_attestation_verifications_total", api) < 1; i++) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+        ASSERT_EQ(Metric("atls_attestation_verifications_total", api), 1);
+        ASSERT_TRUE(Reload(p.get(), narrowed, "e2e-2"));
+        size_t before = BackendConnections();
+        std::string e = c.Startup("postgres", "postgres");
+        EXPECT_EQ(e.substr(0, 5), "28000") << e;
+        EXPECT_NE(e.find("attestation denied: MEASUREMENT_NOT_ALLOWED: revoked by policy e2e-2"),
+                  std::string::npos)
+            << e;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        EXPECT_EQ(BackendConnections(), before) << "a revoked session reached the database";
+    }
+    {
+        Blackhole hole;
+        ASSERT_TRUE(hole.ok());
+        int port = 0, api = 0;
+        std::string backend = "servers = 127.0.0.1:" + std::to_string(hole.port()) +
+                              "\nconnect_timeout_ms = 30000\n";
+        std::unique_ptr<Proxy> p(
+            StartProxy(policy, &port, &api, "[audit]\ndir = audit\n", "", backend));
+        ASSERT_NE(p, nullptr);
+        MakeCert("hup-connecting", "--measurement " + kGood, "", api);
+        RawClient c;
+        ASSERT_TRUE(c.Connect(port));
+        std::string err;
+        ASSERT_TRUE(c.StartTls(*dir_ / "hup-connecting.crt", *dir_ / "hup-connecting.key",
+                               "postgresql", &err))
+            << err;
+        ASSERT_TRUE(c.SendTls(StartupMessage("postgres", "postgres")));
+        // Admitted (its decision record is durable): the backend connect is now in flight.
+        bool admitted = false;
+        for (int i = 0; i < 100 && !admitted; i++) {
+            std::string active =
+                Sh("curl -s 'http://127.0.0.1:" + std::to_string(api) +
+                   "/api/v1/clients/active?format=json'")
+                    .out;
+            admitted = active.find("\"conn_id\"") != std::string::npos;
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+        ASSERT_TRUE(admitted);
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        ASSERT_TRUE(Reload(p.get(), narrowed, "e2e-2"));
+        char t = 0;
+        std::string body;
+        ASSERT_TRUE(c.RecvTlsMessage(&t, &body, 5000)) << "the revoked session got no answer";
+        EXPECT_EQ(t, 'E');
+        std::string e = ParseError(body);
+        EXPECT_EQ(e.substr(0, 5), "28000") << e;
+        EXPECT_NE(e.find("attestation revoked by policy e2e-2: MEASUREMENT_NOT_ALLOWED"),
+                  std::string::npos)
+            << e;
+        EXPECT_TRUE(c.IsClosedByPeer(5000));
+        // The abandoned connect never completes: SYN retries come 1 s and 3 s after the first.
+        EXPECT_FALSE(hole.AnotherConnectionArrives(3500))
+            << "a revoked session reached the backend";
+    }
+}
+
+// A reload that changes [chain] verifies the evidence of every live session again: a session
+// whose evidence still chains (here: only vcek_dir changed) continues, one whose root is no
+// longer trusted is closed with CHAIN_INVALID.
+TEST_F(AttestTest, SighupWithOtherRootsVerifiesLiveSessionsAgain) {
+    int port = 0, api = 0;
+    std::string policy = Policy(sim_ + "/ark.pem");
+    std::unique_ptr<Proxy> p(StartProxy(policy, &port, &api));
+    ASSERT_NE(p, nullptr);
+    MakeCert("hup-roots", "--measurement " + kGood, "", api);
+    RawClient c;
+    ASSERT_TRUE(c.Connect(port));
+    std::string err;
+    ASSERT_TRUE(c.StartTls(*dir_ / "hup-roots.crt", *dir_ / "hup-roots.key", "postgresql", &err))
+        << err;
+    ASSERT_EQ(c.Startup("postgres", "postgres"), "");
+    EXPECT_EQ(c.Query("select 'before'"), "before");
+
+    std::string vcek_dir = *dir_ / "empty-vcek";
+    Sh("mkdir -p " + vcek_dir);
+    std::string same_roots = WithVersion(policy, "e2e-2");
+    same_roots.replace(same_roots.find("[chain]\n"), 8, "[chain]\nvcek_dir = " + vcek_dir + "\n");
+    ASSERT_TRUE(Reload(p.get(), same_roots, "e2e-2"));
+    EXPECT_TRUE(WaitForLog(p.get(), "(evidence verified again)", 2));
+    EXPECT_EQ(c.Query("select 'still'"), "still");
+
+    std::string other_roots = WithVersion(policy, "e2e-3");
+    other_roots.replace(other_roots.find(sim_ + "/ark.pem"), sim_.size() + 8,
+                        other_sim_ + "/ark.pem");
+    ASSERT_TRUE(Reload(p.get(), other_roots, "e2e-3"));
+    char t = 0;
+    std::string body;
+    ASSERT_TRUE(c.RecvTlsMessage(&t, &body, 5000)) << "the session was not closed";
+    EXPECT_EQ(t, 'E');
+    std::string e = ParseError(body);
+    EXPECT_EQ(e.substr(0, 5), "28000") << e;
+    EXPECT_NE(e.find("attestation revoked by policy e2e-3: CHAIN_INVALID"), std::string::npos)
+        << e;
+}
+
+// Replaced policies are freed once no worker reads them, so reloads never run out: more than the
+// CORE_POLICY_RETIRED_MAX (64) the gateway can hold at once, each one adopted by both workers.
+TEST_F(AttestTest, SeventyReloadsAreAllAdopted) {
+    int port = 0, api = 0;
+    std::string policy = Policy(sim_ + "/ark.pem");
+    std::unique_ptr<Proxy> p(StartProxy(policy, &port, &api));
+    ASSERT_NE(p, nullptr);
+    for (int i = 1; i <= 70; i++) {
+        std::string v = "reload-" + std::to_string(i);
+        ASSERT_TRUE(Reload(p.get(), WithVersion(policy, v), v)) << "reload " << i << " not adopted";
+    }
+    EXPECT_EQ(ReadFile(p->log_path()).find("reload refused"), std::string::npos);
+    std::string overview = Sh("curl -s 'http://127.0.0.1:" + std::to_string(api) +
+                              "/api/v1/stats/overview?format=json'")
+                               .out;
+    EXPECT_NE(overview.find("\"policy_version\":\"reload-70\""), std::string::npos) << overview;
+    MakeCert("reloaded", "--measurement " + kGood, "", api);
+    CmdResult r = Connect("reloaded", "postgres", port);
+    EXPECT_EQ(r.out, "admitted\n") << r.out;
 }
 
 TEST_F(AttestTest, NonceApiRateLimitsOneAddress) {

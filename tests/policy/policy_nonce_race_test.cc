@@ -104,16 +104,28 @@ TEST(PolicyNonceRace, ExactlyOneOfManyConcurrentConsumersWins) {
 
 // An issuer with a fake clock keeps a small table busy: nonces expire, slots are reclaimed and
 // refilled while consumers race on recently issued nonces, probe unknown ones and a sweeper runs.
+// The table (2 shards of 16 slots) holds 32 nonces; the run issues kIssues, so every slot is
+// reclaimed and refilled many times. Only the issuer moves the clock, one tick per issue, and a
+// nonce lives kTtl ticks: at most kLive - 1 nonces are unexpired when the next one is issued,
+// never more than one shard holds, so an issue can only fail when all of its
+// policy_nonce_issue_attempts_max random placements land in a shard with no free or expired
+// slot (each with probability <= 1/2): ENOSPC must stay rare.
 TEST(PolicyNonceRace, IssueExpireRefillUnderConcurrency) {
     constexpr int kIssues = kRounds * 10;
     constexpr int kConsumers = 3;
-    constexpr uint64_t kTick = 1000;      // ns of fake time per issue
-    constexpr uint64_t kTtl = 40 * kTick; // short: slots recycle constantly
+    constexpr uint32_t kShards = 2;
+    constexpr uint32_t kSlotsPerShard = 16;
+    constexpr uint64_t kCapacity = kShards * kSlotsPerShard;
+    constexpr uint64_t kLive = 24;           // unexpired nonces at most (< kCapacity)
+    constexpr uint64_t kTick = 1000;         // ns of fake time per issue
+    constexpr uint64_t kTtl = kLive * kTick; // short: slots recycle constantly
+    static_assert(kIssues > 50 * kCapacity, "the run must refill the table many times");
     struct policy_nonce *t = nullptr;
-    ASSERT_EQ(policy_nonce_new(&t, 2, 16), 0);
+    ASSERT_EQ(policy_nonce_new(&t, kShards, kSlotsPerShard), 0);
 
     struct Published {
         Nonce n;
+        uint64_t expiry_ns = 0; // written before `ready` is released
         std::atomic<bool> ready{false};
         std::atomic<int> wins{0};
     };
@@ -124,6 +136,8 @@ TEST(PolicyNonceRace, IssueExpireRefillUnderConcurrency) {
     std::atomic<int> enospc{0};
     std::atomic<int> unknown_ok{0};
     std::atomic<int> bad_peek{0};
+    std::atomic<int> won_after_expiry{0};
+    std::atomic<int> expired_checked{0}; // consumes attempted at or after the nonce's expiry
 
     std::thread issuer([&] {
         for (int i = 0; i < kIssues; i++) {
@@ -135,6 +149,7 @@ TEST(PolicyNonceRace, IssueExpireRefillUnderConcurrency) {
             } else {
                 ASSERT_EQ(rc, 0);
             }
+            pub[i].expiry_ns = now + kTtl;
             pub[i].ready.store(true, std::memory_order_release);
             published.store(i + 1, std::memory_order_release);
         }
@@ -169,8 +184,13 @@ TEST(PolicyNonceRace, IssueExpireRefillUnderConcurrency) {
                 } else {
                     bad_peek.fetch_add(1);
                 }
+                bool expired = now >= pub[i].expiry_ns;
+                expired_checked.fetch_add(expired ? 1 : 0);
                 if (policy_nonce_consume(t, pub[i].n.b, 32, now) == POLICY_NONCE_CONSUME_OK) {
                     pub[i].wins.fetch_add(1);
+                    if (expired) {
+                        won_after_expiry.fetch_add(1);
+                    }
                 }
                 uint8_t random_nonce[32];
                 for (auto &b : random_nonce) {
@@ -195,9 +215,16 @@ TEST(PolicyNonceRace, IssueExpireRefillUnderConcurrency) {
     EXPECT_GT(total_wins, 0);
     EXPECT_EQ(unknown_ok.load(), 0);
     EXPECT_EQ(bad_peek.load(), 0);
+    EXPECT_EQ(won_after_expiry.load(), 0) << "a nonce was consumed at or after its expiry";
+    EXPECT_GT(expired_checked.load(), 0) << "no consumer tried an expired nonce: test too weak";
+    // Expired slots are reclaimed (lazily by issue, or by the sweeper): issues almost never
+    // fail. Expected failures over the run are well below one; 1% allows for no luck at all.
+    EXPECT_LE(enospc.load(), kIssues / 100) << "expired slots are not being reclaimed";
 
     struct policy_nonce_stats st;
     policy_nonce_get_stats(t, &st);
+    EXPECT_EQ(st.capacity, kCapacity);
+    EXPECT_GT(st.issued_total, 50 * kCapacity) << "the table was not refilled many times";
     EXPECT_EQ(st.consumed_total, static_cast<uint64_t>(total_wins));
     EXPECT_EQ(st.issued_total, static_cast<uint64_t>(kIssues - enospc.load()));
     EXPECT_EQ(st.full_total, static_cast<uint64_t>(enospc.load()));

@@ -51,7 +51,7 @@ std::string FullPolicy() {
            "[chain]\n"
            "roots = /etc/atls/ark.pem\n"
            "vcek_dir = vcek\n"
-           "crl = /var/lib/atls-proxy/amd.crl\n"
+           "crl =\n"
            "[roles]\n" +
            kM1 + " = app_rw, reporting\n" + kM3 + " = admin\n";
 }
@@ -113,7 +113,6 @@ TEST(PolicyRules, LoadsTheFullExample) {
     EXPECT_FALSE(p.chain.roots_builtin);
     EXPECT_STREQ(p.chain.roots_path, "/etc/atls/ark.pem");
     EXPECT_STREQ(p.chain.vcek_dir, "/etc/atls-proxy/vcek");
-    EXPECT_STREQ(p.chain.crl, "/var/lib/atls-proxy/amd.crl");
     ASSERT_EQ(p.roles.count, 2u);
     EXPECT_EQ(p.roles.rows[0].user_count, 2u);
     EXPECT_STREQ(p.roles.rows[0].users[0], "app_rw");
@@ -140,15 +139,14 @@ TEST(PolicyRules, OmittedKeysTakeTheDocumentedDefaults) {
     EXPECT_TRUE(p.chain.roots_builtin);
     EXPECT_STREQ(p.chain.roots_path, "");
     EXPECT_STREQ(p.chain.vcek_dir, "");
-    EXPECT_STREQ(p.chain.crl, "");
     EXPECT_EQ(p.roles.count, 0u);
 }
 
 TEST(PolicyRules, EmptyOptionalPathStaysUnset) {
-    Loaded l = Load(Minimal("[chain]\nroots = builtin\ncrl =\n"));
+    Loaded l = Load(Minimal("[chain]\nroots = builtin\nvcek_dir =\ncrl =\n"));
     ASSERT_EQ(l.rc, 0) << l.err;
     EXPECT_TRUE(l.p->chain.roots_builtin);
-    EXPECT_STREQ(l.p->chain.crl, "");
+    EXPECT_STREQ(l.p->chain.vcek_dir, "");
 }
 
 TEST(PolicyRules, RelativePathsResolveAgainstThePolicyFilesDirectory) {
@@ -159,7 +157,7 @@ TEST(PolicyRules, RelativePathsResolveAgainstThePolicyFilesDirectory) {
     std::string path = dir + "/policy.ini";
     {
         std::ofstream f(path);
-        f << Minimal("[chain]\nroots = certs/sim-ark.pem\nvcek_dir = ../vcek\ncrl = /abs/x.crl\n");
+        f << Minimal("[chain]\nroots = certs/sim-ark.pem\nvcek_dir = ../vcek\n");
     }
     char real[PATH_MAX];
     ASSERT_NE(realpath(dir.c_str(), real), nullptr);
@@ -175,7 +173,6 @@ TEST(PolicyRules, RelativePathsResolveAgainstThePolicyFilesDirectory) {
     EXPECT_FALSE(p->chain.roots_builtin);
     EXPECT_EQ(std::string(p->chain.roots_path), std::string(real) + "/certs/sim-ark.pem");
     EXPECT_EQ(std::string(p->chain.vcek_dir), std::string(real) + "/../vcek");
-    EXPECT_STREQ(p->chain.crl, "/abs/x.crl");
     unlink(path.c_str());
     rmdir(dir.c_str());
     rmdir(tmpl);
@@ -313,6 +310,10 @@ INSTANTIATE_TEST_SUITE_P(
                 "p.ini:7: [tcb] min_snp set twice"},
         BadCase{"EmptyRoots", kHead + "[chain]\nroots =\n",
                 "p.ini:6: [chain] roots: empty (use builtin or a PEM path)"},
+        // CRLs are not checked: a named CRL is refused, never accepted and ignored.
+        BadCase{"CrlIsNotSupported", kHead + "[chain]\nroots = builtin\ncrl = amd.crl\n",
+                "p.ini:7: [chain] crl: CRL checking is not supported; remove the key or leave it "
+                "empty (a CRL named here would not revoke anything)"},
         BadCase{"RoleBadMeasurement", kHead + "[roles]\nabc = app\n",
                 "p.ini:6: [roles] key: expected 96 hex digits (48 bytes), got 3 characters"},
         BadCase{"RoleEmptyUsers", kHead + "[roles]\n" + kM1 + " =\n",
