@@ -17,31 +17,8 @@ using namespace attest_test;
 
 namespace {
 
-void put_le32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) {
-        p[i] = (uint8_t)(v >> (8 * i));
-    }
-}
 
-const uint8_t kGuidVcek[16] = {0x63, 0xda, 0x75, 0x8d, 0xe6, 0x64, 0x45, 0x64,
-                               0xad, 0xc5, 0xf4, 0xb9, 0x3b, 0xe8, 0xac, 0xcd};
-const uint8_t kGuidAsk[16] = {0x4a, 0xb7, 0xb3, 0x79, 0xbb, 0xac, 0x4f, 0xe4,
-                              0xa0, 0x2f, 0x05, 0xae, 0xf3, 0x27, 0xc7, 0x82};
-const uint8_t kGuidArk[16] = {0xc0, 0xb4, 0x06, 0xa4, 0xa8, 0x03, 0x49, 0x52,
-                              0x97, 0x43, 0x3f, 0xb6, 0x01, 0x4c, 0xd0, 0xae};
 
-// table builds a certificate table with the given entries followed by the zero terminator.
-std::vector<uint8_t> table(const std::vector<std::pair<const uint8_t *, std::vector<uint8_t>>> &e) {
-    size_t hdr = (e.size() + 1) * 24;
-    std::vector<uint8_t> t(hdr, 0);
-    for (size_t i = 0; i < e.size(); i++) {
-        memcpy(&t[i * 24], e[i].first, 16);
-        put_le32(&t[i * 24 + 16], (uint32_t)t.size());
-        put_le32(&t[i * 24 + 20], (uint32_t)e[i].second.size());
-        t.insert(t.end(), e[i].second.begin(), e[i].second.end());
-    }
-    return t;
-}
 
 } // namespace
 
@@ -149,7 +126,7 @@ TEST(AttestProvider, SevGuestResponseErrors) {
 TEST(AttestProvider, CertTableYieldsVcekAndAskButNeverArk) {
     auto vcek = vec("mstee_genoa_v3_vcek.der");
     std::vector<uint8_t> ask(100, 0xAA), ark(50, 0xBB);
-    auto t = table({{kGuidArk, ark}, {kGuidAsk, ask}, {kGuidVcek, vcek}});
+    auto t = cert_table({{kGuidArk, ark}, {kGuidAsk, ask}, {kGuidVcek, vcek}});
     attest_report_out out{};
     attest_error err{};
     ASSERT_EQ(attest_certtable_parse(&out, &err, t.data(), t.size()), ATTEST_OK) << err.msg;
@@ -160,14 +137,14 @@ TEST(AttestProvider, CertTableYieldsVcekAndAskButNeverArk) {
 
 TEST(AttestProvider, CertTableRejectsOutOfBoundsAndUnterminated) {
     std::vector<uint8_t> cert(100, 1);
-    auto t = table({{kGuidVcek, cert}});
+    auto t = cert_table({{kGuidVcek, cert}});
     put_le32(&t[20], 5000); // length beyond the buffer
     attest_report_out out{};
     EXPECT_EQ(attest_certtable_parse(&out, nullptr, t.data(), t.size()), ATTEST_PROVIDER_FAILED);
-    auto u = table({{kGuidVcek, cert}});
+    auto u = cert_table({{kGuidVcek, cert}});
     u.resize(30); // terminator cut off
     EXPECT_EQ(attest_certtable_parse(&out, nullptr, u.data(), u.size()), ATTEST_PROVIDER_FAILED);
-    auto w = table({{kGuidVcek, cert}});
+    auto w = cert_table({{kGuidVcek, cert}});
     put_le32(&w[16], 4); // points into the table header
     EXPECT_EQ(attest_certtable_parse(&out, nullptr, w.data(), w.size()), ATTEST_PROVIDER_FAILED);
 }

@@ -24,18 +24,6 @@ const attest_provider_ops &attest_sim_ops_ref();
 
 namespace {
 
-// One RSA-4096 hierarchy for the whole binary (and across ctest's per-case processes).
-class SimEnv : public ::testing::Environment {
-  public:
-    void SetUp() override {
-        mkdir((std::string(ATLS_BINARY_DIR) + "/tests").c_str(), 0755);
-        mkdir((std::string(ATLS_BINARY_DIR) + "/tests/attest").c_str(), 0755);
-        attest_provider_config cfg;
-        attest_provider_config_init(&cfg);
-        attest_error err{};
-        ASSERT_EQ(attest_sim_ensure(&err, sim_dir().c_str(), &cfg.sim), ATTEST_OK) << err.msg;
-    }
-};
 const auto *env = ::testing::AddGlobalTestEnvironment(new SimEnv);
 
 std::vector<uint8_t> pem_cert_to_der(const char *pem) {
