@@ -126,7 +126,7 @@ static bool reuse_applies(const struct core_shard *shard, const struct attest_ev
     const struct policy *pol = shard->policy;
     return pol->nonce.required && pol->nonce.reuse_window_s > 0 && ev->has_spki &&
            policy_reuse_is_allowed(shard->proc->reuse, ev->spki_sha256, ev_hash,
-                                   shard->policy_epoch, now);
+                                   shard->policy_ref->epoch, now);
 }
 
 void core_attest_on_verify(struct core_shard *shard, struct core_conn *c) {
@@ -284,7 +284,7 @@ static void verify_evidence(struct core_shard *shard, struct core_conn *c,
             return;
         }
         if (pol->nonce.reuse_window_s > 0) {
-            policy_reuse_remember(proc->reuse, ev->spki_sha256, ev_hash, shard->policy_epoch,
+            policy_reuse_remember(proc->reuse, ev->spki_sha256, ev_hash, shard->policy_ref->epoch,
                                   now + (uint64_t)pol->nonce.reuse_window_s * 1000000000ull, now);
         }
     }
@@ -356,7 +356,6 @@ static void adopt(struct core_shard *shard, const struct core_policy *p) {
     ASSERT(shard->policy_ref == NULL || p->epoch > shard->policy_ref->epoch);
     shard->policy_ref = p;
     shard->policy = &p->policy;
-    shard->policy_epoch = p->epoch;
     atomic_store_explicit(&shard->policy_epoch_adopted, p->epoch, memory_order_release);
 }
 

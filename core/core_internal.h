@@ -85,6 +85,7 @@ struct core_side {
 struct core_pgwire_frames {
     uint8_t hdr[5];     // header bytes of the current message seen so far
     uint32_t hdr_len;
+    uint32_t body_len;  // body bytes of the current message (valid once its header is complete)
     uint32_t body_left; // body bytes of the current message still to come
     uint8_t last_type;  // type of the last message whose header was complete (0 = none yet)
 };
@@ -114,12 +115,7 @@ struct core_conn {
     bool have_backend_key;
     // backend -> client scanner, active until the first ReadyForQuery
     bool scan_active;
-    uint8_t scan_hdr[5];
-    uint32_t scan_hdr_len;
-    uint32_t scan_body_left;
-    bool scan_in_key;
-    uint8_t scan_key[8];
-    uint32_t scan_key_len;
+    uint8_t scan_key[8]; // the backend's BackendKeyData body, as it arrives (b2c_frames says where)
     struct core_pgwire_frames b2c_frames; // every backend -> client byte, the whole session
     // StartupMessage
     uint32_t startup_len;
@@ -314,8 +310,7 @@ struct core_shard {
     char start_err[128];
     struct core_counters counters;
     const struct policy *policy;       // this worker's view; NULL when not attesting
-    uint64_t policy_epoch;             // epoch of `policy` (reuse-cache key)
-    const struct core_policy *policy_ref; // what `policy` and `policy_epoch` come from
+    const struct core_policy *policy_ref; // what `policy` points into; its epoch keys the reuse cache
     // Epoch of the policy this worker reads (release store once it no longer reads an older
     // one): the main thread frees a replaced policy only when every worker is past it.
     atomic_uint_fast64_t policy_epoch_adopted;

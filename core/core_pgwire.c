@@ -172,7 +172,8 @@ void core_pgwire_frames_advance(struct core_pgwire_frames *f, const uint8_t *p, 
         if (f->hdr_len == sizeof(f->hdr)) {
             uint32_t len = core_pgwire_be32(f->hdr + 1);
             f->last_type = f->hdr[0];
-            f->body_left = len >= 4 ? len - 4 : 0; // a bad length is the client's to reject
+            f->body_len = len >= 4 ? len - 4 : 0; // a bad length is the client's to reject
+            f->body_left = f->body_len;
             f->hdr_len = 0;
         }
     }

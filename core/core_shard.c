@@ -866,51 +866,39 @@ static void start_backend(struct core_shard *shard, struct core_conn *c) {
     backend_connect(shard, c);
 }
 
-// Backend -> client during startup: replace BackendKeyData with our routing key.
+// Backend -> client during startup: replace BackendKeyData with our routing key, until the
+// first ReadyForQuery. Follows the messages with c->b2c_frames, which it advances over all `n`
+// bytes (so the caller does not).
 static void scan_backend_bytes(struct core_shard *shard, struct core_conn *c, uint8_t *p,
                                uint32_t n) {
-    for (uint32_t i = 0; i < n && c->scan_active;) {
-        if (c->scan_hdr_len < 5) {
-            c->scan_hdr[c->scan_hdr_len++] = p[i++];
-            if (c->scan_hdr_len == 5) {
-                uint32_t len = core_pgwire_be32(c->scan_hdr + 1);
-                c->scan_body_left = len >= 4 ? len - 4 : 0;
-                c->scan_in_key = (c->scan_hdr[0] == 'K' && len == 12);
-                c->scan_key_len = 0;
-                if (c->scan_body_left == 0) {
-                    c->scan_hdr_len = 0;
-                    if (c->scan_hdr[0] == 'Z') {
-                        c->scan_active = false;
-                    }
-                }
-            }
-            continue;
-        }
-        uint32_t take = n - i < c->scan_body_left ? n - i : c->scan_body_left;
-        if (c->scan_in_key) {
+    struct core_pgwire_frames *f = &c->b2c_frames;
+    uint32_t i = 0;
+    while (i < n && c->scan_active) {
+        // One header byte at a time (the frame's type and length decide what follows), a body
+        // in one piece.
+        uint32_t take = f->body_left == 0 ? 1 : (n - i < f->body_left ? n - i : f->body_left);
+        if (f->body_left > 0 && f->last_type == 'K' && f->body_len == 8) {
+            uint8_t mine[8];
+            core_pgwire_put_be32(mine, c->proxy_pid);
+            core_pgwire_put_be32(mine + 4, c->proxy_key);
             for (uint32_t k = 0; k < take; k++) {
-                uint32_t pos = c->scan_key_len++;
+                uint32_t pos = 8 - f->body_left + k;
                 c->scan_key[pos] = p[i + k];
-                uint8_t mine[8];
-                core_pgwire_put_be32(mine, c->proxy_pid);
-                core_pgwire_put_be32(mine + 4, c->proxy_key);
                 p[i + k] = mine[pos];
-                if (c->scan_key_len == 8) {
-                    c->backend_pid = core_pgwire_be32(c->scan_key);
-                    c->backend_key = core_pgwire_be32(c->scan_key + 4);
-                    c->have_backend_key = true;
-                }
+            }
+            if (take == f->body_left) {
+                c->backend_pid = core_pgwire_be32(c->scan_key);
+                c->backend_key = core_pgwire_be32(c->scan_key + 4);
+                c->have_backend_key = true;
             }
         }
+        core_pgwire_frames_advance(f, p + i, take);
         i += take;
-        c->scan_body_left -= take;
-        if (c->scan_body_left == 0) {
-            c->scan_hdr_len = 0;
-            if (c->scan_hdr[0] == 'Z') {
-                c->scan_active = false;
-            }
+        if (f->last_type == 'Z' && core_pgwire_frames_is_boundary(f)) {
+            c->scan_active = false;
         }
     }
+    core_pgwire_frames_advance(f, p + i, n - i); // the rest: framing only
     if (!c->scan_active) {
         set_idle_deadline(shard, c); // the session is ready: from now on only idleness counts
     }
@@ -932,11 +920,12 @@ static void pump_b2c(struct core_shard *shard, struct core_conn *c) {
         if (n > CORE_TLS_RECORD_MAX) {
             n = CORE_TLS_RECORD_MAX;
         }
-        core_pgwire_frames_advance(&c->b2c_frames, p, n); // reads only type and length bytes
         if (c->scan_active) {
             memcpy(scratch, p, n);
             p = scratch;
-            scan_backend_bytes(shard, c, p, n);
+            scan_backend_bytes(shard, c, p, n); // advances b2c_frames
+        } else {
+            core_pgwire_frames_advance(&c->b2c_frames, p, n); // reads only type and length bytes
         }
         int w = SSL_write(c->ssl, p, (int)n);
         if (w <= 0) {
