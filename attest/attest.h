@@ -101,6 +101,11 @@ enum attest_status attest_vcek_parse(struct attest_vcek_info *out, struct attest
 void attest_verifier_cache_stats(const struct attest_verifier *v, uint64_t *out_hits,
                                  uint64_t *out_misses, uint32_t *out_entries);
 
+// attest_verifier_table_stats reports how many report signatures were verified through a key's
+// fixed-base P-384 table (the others went through BoringSSL) and how many tables were built.
+void attest_verifier_table_stats(const struct attest_verifier *v, uint64_t *out_table_verifies,
+                                 uint64_t *out_table_builds);
+
 /* attest_evidence.c */
 
 // attest_evidence_encode writes the DER AttestationEvidence for `ev` (nonce, report, and the

@@ -40,9 +40,19 @@ struct trusted {
 
 #define vcek_ext attest_vcek_info
 
+struct cache_entry;
+
+// struct p384_slot: a fixed-base table for one VCEK key (attest_p384.c), lent to a cache entry.
+struct p384_slot {
+    struct attest_p384_table *table; // owned; allocated with the verifier
+    struct cache_entry *owner;       // borrowed; NULL when free
+};
+
 // struct cache_entry: one VCEK whose chain verified; valid for times in [not_before, not_after].
 struct cache_entry {
     bool used;
+    uint32_t sig_ok;        // report signatures verified with pub (saturating)
+    struct p384_slot *slot; // borrowed; NULL: verify with BoringSSL
     uint8_t key[32]; // SHA-256 of the VCEK DER
     uint64_t last_use;
     EC_KEY *pub;
@@ -62,6 +72,9 @@ struct attest_verifier {
     uint32_t cache_cap;
     uint64_t tick;
     uint64_t hits, misses;
+    struct p384_slot slots[ATTEST_P384_TABLES_MAX];
+    uint64_t table_verifies, table_builds;
+    uint64_t slow_since_build; // BoringSSL verifications since the last table build
 };
 
 // ---- small helpers ----------------------------------------------------------------------------
@@ -383,8 +396,13 @@ struct attest_verifier *attest_verifier_new(const struct attest_verifier_config 
         return NULL;
     }
     v->cache = calloc(v->cache_cap, sizeof(*v->cache));
+    bool tables_ok = true;
+    for (size_t i = 0; i < ATTEST_P384_TABLES_MAX; i++) {
+        v->slots[i].table = attest_p384_table_new(); // untouched pages until a table is built
+        tables_ok &= v->slots[i].table != NULL;
+    }
     enum attest_status st;
-    if (v->cache == NULL) {
+    if (v->cache == NULL || !tables_ok) {
         st = attest_error_set(err, ATTEST_INTERNAL, "out of memory for the chain cache");
     } else if (v->cfg.roots[0] == '\0' || strcmp(v->cfg.roots, "builtin") == 0) {
         st = load_builtin(v, err);
@@ -400,6 +418,9 @@ struct attest_verifier *attest_verifier_new(const struct attest_verifier_config 
 }
 
 static void cache_entry_clear(struct cache_entry *e) {
+    if (e->slot != NULL) {
+        e->slot->owner = NULL;
+    }
     EC_KEY_free(e->pub);
     memset(e, 0, sizeof(*e));
 }
@@ -418,6 +439,9 @@ void attest_verifier_free(struct attest_verifier *v) {
         cache_entry_clear(&v->cache[i]);
     }
     free(v->cache);
+    for (size_t i = 0; i < ATTEST_P384_TABLES_MAX; i++) {
+        attest_p384_table_free(v->slots[i].table);
+    }
     free(v);
 }
 
@@ -431,6 +455,13 @@ void attest_verifier_cache_stats(const struct attest_verifier *v, uint64_t *out_
     *out_hits = v->hits;
     *out_misses = v->misses;
     *out_entries = n;
+}
+
+void attest_verifier_table_stats(const struct attest_verifier *v, uint64_t *out_table_verifies,
+                                 uint64_t *out_table_builds) {
+    ASSERT(v != NULL);
+    *out_table_verifies = v->table_verifies;
+    *out_table_builds = v->table_builds;
 }
 
 // ---- VCEK extensions --------------------------------------------------------------------------
@@ -847,23 +878,87 @@ static enum attest_status check_bindings(struct attest_claims *c, struct attest_
     return ATTEST_OK;
 }
 
-static enum attest_status check_signature(struct attest_error *err, EC_KEY *pub,
-                                          const uint8_t *report) {
+// attach_table gives e a fixed-base table of its key: a free slot, else the least recently used
+// entry's. Called once a key has verified twice, so one-off VCEKs never pay for a build (~5 ms).
+static void attach_table(struct attest_verifier *v, struct cache_entry *e) {
+    struct p384_slot *slot = NULL;
+    for (size_t i = 0; i < ATTEST_P384_TABLES_MAX && slot == NULL; i++) {
+        if (v->slots[i].owner == NULL) {
+            slot = &v->slots[i];
+        }
+    }
+    if (slot == NULL) {
+        // All slots taken: take the least recently used one, but only after enough BoringSSL
+        // verifications since the last build, so that more hot keys than slots cost at most one
+        // build per ATTEST_P384_STEAL_AFTER slow verifications instead of one each.
+        if (v->slow_since_build < ATTEST_P384_STEAL_AFTER) {
+            return;
+        }
+        slot = &v->slots[0];
+        for (size_t i = 1; i < ATTEST_P384_TABLES_MAX; i++) {
+            if (v->slots[i].owner->last_use < slot->owner->last_use) {
+                slot = &v->slots[i];
+            }
+        }
+    }
+    if (slot->owner != NULL) {
+        slot->owner->slot = NULL;
+        slot->owner = NULL;
+    }
+    uint8_t pt[1 + 2 * ATTEST_P384_BYTES];
+    const EC_GROUP *g = EC_KEY_get0_group(e->pub);
+    const EC_POINT *q = EC_KEY_get0_public_key(e->pub);
+    bool ok = g != NULL && q != NULL &&
+              EC_POINT_point2oct(g, q, POINT_CONVERSION_UNCOMPRESSED, pt, sizeof(pt), NULL) ==
+                  sizeof(pt) &&
+              attest_p384_table_fill(slot->table, pt + 1, pt + 1 + ATTEST_P384_BYTES);
+    ERR_clear_error();
+    if (ok) { // otherwise the key keeps BoringSSL's path
+        slot->owner = e;
+        e->slot = slot;
+        v->table_builds++;
+        v->slow_since_build = 0;
+    }
+}
+
+// check_signature verifies the report's ECDSA P-384 signature with the entry's VCEK/VLEK key:
+// through the key's fixed-base table when it has one (attest_p384.c, checked against BoringSSL
+// by tests/attest/attest_p384_test.cc), else with BoringSSL.
+static enum attest_status check_signature(struct attest_verifier *v, struct attest_error *err,
+                                          struct cache_entry *e, const uint8_t *report) {
     uint8_t digest[SHA384_DIGEST_LENGTH];
     SHA384(report, ATTEST_REPORT_SIGNED_BYTES, digest);
-    ECDSA_SIG *sig = ECDSA_SIG_new();
-    BIGNUM *r = BN_le2bn(report + ATTEST_OFF_SIG_R, ATTEST_SIG_COMPONENT_BYTES, NULL);
-    BIGNUM *s = BN_le2bn(report + ATTEST_OFF_SIG_S, ATTEST_SIG_COMPONENT_BYTES, NULL);
     bool ok = false;
-    if (sig != NULL && r != NULL && s != NULL && ECDSA_SIG_set0(sig, r, s)) {
-        r = NULL;
-        s = NULL;
-        ok = ECDSA_do_verify(digest, sizeof(digest), sig, pub) == 1;
+    if (e->slot != NULL) {
+        // r and s are 72-byte little-endian fields; a value above 48 bytes is >= n: invalid.
+        uint8_t r[ATTEST_P384_BYTES], s[ATTEST_P384_BYTES], high = 0;
+        for (size_t i = 0; i < ATTEST_P384_BYTES; i++) {
+            r[i] = report[ATTEST_OFF_SIG_R + ATTEST_P384_BYTES - 1 - i];
+            s[i] = report[ATTEST_OFF_SIG_S + ATTEST_P384_BYTES - 1 - i];
+        }
+        for (size_t i = ATTEST_P384_BYTES; i < ATTEST_SIG_COMPONENT_BYTES; i++) {
+            high |= report[ATTEST_OFF_SIG_R + i] | report[ATTEST_OFF_SIG_S + i];
+        }
+        ok = high == 0 && attest_p384_verify(e->slot->table, digest, r, s);
+        v->table_verifies++;
+    } else {
+        ECDSA_SIG *sig = ECDSA_SIG_new();
+        BIGNUM *r = BN_le2bn(report + ATTEST_OFF_SIG_R, ATTEST_SIG_COMPONENT_BYTES, NULL);
+        BIGNUM *s = BN_le2bn(report + ATTEST_OFF_SIG_S, ATTEST_SIG_COMPONENT_BYTES, NULL);
+        if (sig != NULL && r != NULL && s != NULL && ECDSA_SIG_set0(sig, r, s)) {
+            r = NULL;
+            s = NULL;
+            ok = ECDSA_do_verify(digest, sizeof(digest), sig, e->pub) == 1;
+        }
+        BN_free(r);
+        BN_free(s);
+        ECDSA_SIG_free(sig);
+        ERR_clear_error();
+        v->slow_since_build++;
+        if (ok && e->sig_ok < UINT32_MAX && ++e->sig_ok >= 2) {
+            attach_table(v, e);
+        }
     }
-    BN_free(r);
-    BN_free(s);
-    ECDSA_SIG_free(sig);
-    ERR_clear_error();
     if (!ok) {
         return attest_error_set(err, ATTEST_SIGNATURE_INVALID,
                                 "report signature does not verify with the VCEK/VLEK key: the "
@@ -949,7 +1044,7 @@ enum attest_status attest_verifier_verify_report(struct attest_verifier *v,
     if (st != ATTEST_OK) {
         return st;
     }
-    st = check_signature(err, e->pub, report);
+    st = check_signature(v, err, e, report);
     if (st != ATTEST_OK) {
         return st;
     }

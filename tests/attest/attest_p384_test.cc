@@ -1,0 +1,329 @@
+// attest_p384_test: the table-based P-384 verifier (attest/attest_p384.c) must give exactly
+// BoringSSL's ECDSA_do_verify answer: random keys and digests, valid and altered signatures,
+// out-of-range scalars, and crafted signatures that drive the rare branches (P + P, P + (-P),
+// x(R) >= n).
+#include <gtest/gtest.h>
+
+#include <openssl/bn.h>
+#include <openssl/ec.h>
+#include <openssl/ec_key.h>
+#include <openssl/ecdsa.h>
+#include <openssl/err.h>
+#include <openssl/nid.h>
+#include <openssl/rand.h>
+
+#include <memory>
+#include <vector>
+
+#include "attest_internal.h"
+
+namespace {
+
+constexpr size_t kB = ATTEST_P384_BYTES;
+
+struct BnFree {
+    void operator()(BIGNUM *b) const { BN_free(b); }
+};
+struct KeyFree {
+    void operator()(EC_KEY *k) const { EC_KEY_free(k); }
+};
+struct PointFree {
+    void operator()(EC_POINT *p) const { EC_POINT_free(p); }
+};
+struct TableFree {
+    void operator()(attest_p384_table *t) const { attest_p384_table_free(t); }
+};
+using Bn = std::unique_ptr<BIGNUM, BnFree>;
+using Key = std::unique_ptr<EC_KEY, KeyFree>;
+using Point = std::unique_ptr<EC_POINT, PointFree>;
+using Table = std::unique_ptr<attest_p384_table, TableFree>;
+
+const EC_GROUP *Group() {
+    static EC_GROUP *g = EC_GROUP_new_by_curve_name(NID_secp384r1);
+    return g;
+}
+
+Bn NewBn(const BIGNUM *from = nullptr) { return Bn(from ? BN_dup(from) : BN_new()); }
+
+void Be(uint8_t out[kB], const BIGNUM *b) { ASSERT_TRUE(BN_bn2bin_padded(out, kB, b)); }
+
+// Sig: one signature in the byte form attest_p384_verify takes.
+struct Sig {
+    uint8_t digest[kB];
+    uint8_t r[kB];
+    uint8_t s[kB];
+};
+
+Table FillTable(const EC_POINT *q) {
+    Bn x = NewBn(), y = NewBn();
+    EXPECT_TRUE(EC_POINT_get_affine_coordinates_GFp(Group(), q, x.get(), y.get(), nullptr));
+    uint8_t xb[kB], yb[kB];
+    Be(xb, x.get());
+    Be(yb, y.get());
+    Table t(attest_p384_table_new());
+    EXPECT_NE(t, nullptr);
+    EXPECT_TRUE(attest_p384_table_fill(t.get(), xb, yb));
+    return t;
+}
+
+// BoringSslVerify: the reference answer.
+bool BoringSslVerify(const EC_POINT *q, const Sig &sig) {
+    Key key(EC_KEY_new_by_curve_name(NID_secp384r1));
+    EXPECT_TRUE(EC_KEY_set_public_key(key.get(), q));
+    ECDSA_SIG *es = ECDSA_SIG_new();
+    BIGNUM *r = BN_bin2bn(sig.r, kB, nullptr), *s = BN_bin2bn(sig.s, kB, nullptr);
+    EXPECT_TRUE(ECDSA_SIG_set0(es, r, s));
+    bool ok = ECDSA_do_verify(sig.digest, kB, es, key.get()) == 1;
+    ECDSA_SIG_free(es);
+    ERR_clear_error();
+    return ok;
+}
+
+// ExpectSame: both verifiers agree on sig, and the agreed answer is want.
+void ExpectSame(const attest_p384_table *t, const EC_POINT *q, const Sig &sig, bool want) {
+    bool ours = attest_p384_verify(t, sig.digest, sig.r, sig.s);
+    bool ref = BoringSslVerify(q, sig);
+    EXPECT_EQ(ref, want);
+    EXPECT_EQ(ours, ref);
+}
+
+Sig SignRandom(const EC_KEY *key) {
+    Sig sig;
+    RAND_bytes(sig.digest, kB);
+    ECDSA_SIG *es = ECDSA_do_sign(sig.digest, kB, key);
+    EXPECT_NE(es, nullptr);
+    Be(sig.r, ECDSA_SIG_get0_r(es));
+    Be(sig.s, ECDSA_SIG_get0_s(es));
+    ECDSA_SIG_free(es);
+    return sig;
+}
+
+Key KeyFromScalar(const BIGNUM *d) {
+    Key key(EC_KEY_new_by_curve_name(NID_secp384r1));
+    Point q(EC_POINT_new(Group()));
+    EXPECT_TRUE(EC_POINT_mul(Group(), q.get(), d, nullptr, nullptr, nullptr));
+    EXPECT_TRUE(EC_KEY_set_private_key(key.get(), d));
+    EXPECT_TRUE(EC_KEY_set_public_key(key.get(), q.get()));
+    return key;
+}
+
+TEST(P384, RandomKeysAgreeWithBoringSslOnValidAndAlteredSignatures) {
+    for (int k = 0; k < 12; k++) {
+        Key key(EC_KEY_new_by_curve_name(NID_secp384r1));
+        ASSERT_TRUE(EC_KEY_generate_key(key.get()));
+        const EC_POINT *q = EC_KEY_get0_public_key(key.get());
+        Table t = FillTable(q);
+        for (int m = 0; m < 8; m++) {
+            Sig sig = SignRandom(key.get());
+            ExpectSame(t.get(), q, sig, true);
+            uint8_t pick[2];
+            RAND_bytes(pick, sizeof(pick));
+            uint8_t bit = (uint8_t)(1u << (pick[1] & 7));
+            Sig bad = sig;
+            bad.digest[pick[0] % kB] ^= bit;
+            ExpectSame(t.get(), q, bad, false);
+            bad = sig;
+            bad.r[pick[0] % kB] ^= bit;
+            ExpectSame(t.get(), q, bad, false);
+            bad = sig;
+            bad.s[pick[0] % kB] ^= bit;
+            ExpectSame(t.get(), q, bad, false);
+        }
+    }
+}
+
+TEST(P384, SignatureOfAnotherKeyIsRefused) {
+    Key a(EC_KEY_new_by_curve_name(NID_secp384r1)), b(EC_KEY_new_by_curve_name(NID_secp384r1));
+    ASSERT_TRUE(EC_KEY_generate_key(a.get()));
+    ASSERT_TRUE(EC_KEY_generate_key(b.get()));
+    Table tb = FillTable(EC_KEY_get0_public_key(b.get()));
+    for (int m = 0; m < 4; m++) {
+        ExpectSame(tb.get(), EC_KEY_get0_public_key(b.get()), SignRandom(a.get()), false);
+    }
+}
+
+TEST(P384, EdgeKeysVerify) {
+    // d = 1 (Q = G), 2, n - 1 (Q = -G), n - 2: the G and Q tables hold the same or opposite
+    // points, so the two digit sums meet.
+    const BIGNUM *n = EC_GROUP_get0_order(Group());
+    for (int which = 0; which < 4; which++) {
+        Bn d = NewBn();
+        if (which < 2) {
+            ASSERT_TRUE(BN_set_word(d.get(), which + 1));
+        } else {
+            ASSERT_TRUE(BN_copy(d.get(), n));
+            ASSERT_TRUE(BN_sub_word(d.get(), which - 1));
+        }
+        Key key = KeyFromScalar(d.get());
+        const EC_POINT *q = EC_KEY_get0_public_key(key.get());
+        Table t = FillTable(q);
+        for (int m = 0; m < 4; m++) {
+            Sig sig = SignRandom(key.get());
+            ExpectSame(t.get(), q, sig, true);
+            sig.s[kB - 1] ^= 1;
+            ExpectSame(t.get(), q, sig, false);
+        }
+    }
+}
+
+TEST(P384, OutOfRangeScalarsAreRefused) {
+    Key key(EC_KEY_new_by_curve_name(NID_secp384r1));
+    ASSERT_TRUE(EC_KEY_generate_key(key.get()));
+    const EC_POINT *q = EC_KEY_get0_public_key(key.get());
+    Table t = FillTable(q);
+    Sig good = SignRandom(key.get());
+    ASSERT_TRUE(attest_p384_verify(t.get(), good.digest, good.r, good.s));
+    const BIGNUM *n = EC_GROUP_get0_order(Group());
+    Bn np1 = NewBn(n);
+    ASSERT_TRUE(BN_add_word(np1.get(), 1));
+    uint8_t zero[kB] = {0}, ones[kB], nb[kB], np1b[kB];
+    memset(ones, 0xFF, sizeof(ones));
+    Be(nb, n);
+    Be(np1b, np1.get());
+    for (const uint8_t *bad : {zero, ones, nb, np1b}) {
+        Sig sig = good;
+        memcpy(sig.r, bad, kB);
+        ExpectSame(t.get(), q, sig, false);
+        sig = good;
+        memcpy(sig.s, bad, kB);
+        ExpectSame(t.get(), q, sig, false);
+    }
+    // r + n and s + n name the same residues but are out of range: refused.
+    Bn r = Bn(BN_bin2bn(good.r, kB, nullptr));
+    if (BN_add(r.get(), r.get(), n) && BN_num_bytes(r.get()) <= (int)kB) {
+        Sig sig = good;
+        Be(sig.r, r.get());
+        EXPECT_FALSE(attest_p384_verify(t.get(), sig.digest, sig.r, sig.s));
+    }
+}
+
+TEST(P384, DigestAboveTheOrderIsReducedLikeBoringSsl) {
+    // A digest >= n is reduced mod n before use (SEC 1): sign e - n's residue, verify with e.
+    Key key(EC_KEY_new_by_curve_name(NID_secp384r1));
+    ASSERT_TRUE(EC_KEY_generate_key(key.get()));
+    const EC_POINT *q = EC_KEY_get0_public_key(key.get());
+    Table t = FillTable(q);
+    Sig sig;
+    memset(sig.digest, 0xFF, kB); // 2^384 - 1 > n
+    ECDSA_SIG *es = ECDSA_do_sign(sig.digest, kB, key.get());
+    ASSERT_NE(es, nullptr);
+    Be(sig.r, ECDSA_SIG_get0_r(es));
+    Be(sig.s, ECDSA_SIG_get0_s(es));
+    ECDSA_SIG_free(es);
+    ExpectSame(t.get(), q, sig, true);
+}
+
+// Crafted: with the private key known, pick u1 and u2 and solve for (e, r, s):
+// u1 = e/s, u2 = r/s, so e = u1 r / u2 and s = r / u2, where r = x(u1 G + u2 Q) mod n.
+Sig Craft(const BIGNUM *d, uint64_t u1w, uint64_t u2w, bool *out_infinity) {
+    const EC_GROUP *g = Group();
+    const BIGNUM *n = EC_GROUP_get0_order(g);
+    BN_CTX *ctx = BN_CTX_new();
+    Bn u1 = NewBn(), u2 = NewBn(), k = NewBn(), x = NewBn(), r = NewBn(), s = NewBn(),
+       e = NewBn(), inv = NewBn();
+    EXPECT_TRUE(BN_set_word(u1.get(), u1w) && BN_set_word(u2.get(), u2w));
+    // k = u1 + u2 d; R = k G.
+    EXPECT_TRUE(BN_mod_mul(k.get(), u2.get(), d, n, ctx));
+    EXPECT_TRUE(BN_mod_add(k.get(), k.get(), u1.get(), n, ctx));
+    Sig sig{};
+    *out_infinity = BN_is_zero(k.get());
+    if (*out_infinity) {
+        // Any r: take r = 1, so s = 1 / u2 and e = u1 / u2.
+        EXPECT_TRUE(BN_one(r.get()));
+    } else {
+        Point rp(EC_POINT_new(g));
+        EXPECT_TRUE(EC_POINT_mul(g, rp.get(), k.get(), nullptr, nullptr, ctx));
+        EXPECT_TRUE(EC_POINT_get_affine_coordinates_GFp(g, rp.get(), x.get(), nullptr, ctx));
+        EXPECT_TRUE(BN_nnmod(r.get(), x.get(), n, ctx));
+    }
+    EXPECT_NE(BN_mod_inverse(inv.get(), u2.get(), n, ctx), nullptr);
+    EXPECT_TRUE(BN_mod_mul(s.get(), r.get(), inv.get(), n, ctx));
+    EXPECT_TRUE(BN_mod_mul(e.get(), u1.get(), s.get(), n, ctx));
+    Be(sig.digest, e.get());
+    Be(sig.r, r.get());
+    Be(sig.s, s.get());
+    BN_CTX_free(ctx);
+    return sig;
+}
+
+TEST(P384, SumsThatMeetDoubleOrCancel) {
+    // Q = G, u1 = u2 = 5: the Q pass adds 5G to an accumulator holding 5G (the doubling branch).
+    Bn one = NewBn();
+    ASSERT_TRUE(BN_one(one.get()));
+    Key kg = KeyFromScalar(one.get());
+    const EC_POINT *g = EC_KEY_get0_public_key(kg.get());
+    Table tg = FillTable(g);
+    bool inf = false;
+    for (uint64_t u : {1u, 5u, 16u, 17u, 31u, 33u}) {
+        Sig sig = Craft(one.get(), u, u, &inf);
+        ASSERT_FALSE(inf);
+        ExpectSame(tg.get(), g, sig, true);
+    }
+    // Q = -G, u1 = u2: the sum is the point at infinity, which never verifies.
+    Bn nm1 = NewBn(EC_GROUP_get0_order(Group()));
+    ASSERT_TRUE(BN_sub_word(nm1.get(), 1));
+    Key kn = KeyFromScalar(nm1.get());
+    const EC_POINT *ng = EC_KEY_get0_public_key(kn.get());
+    Table tn = FillTable(ng);
+    for (uint64_t u : {1u, 5u, 16u, 33u, 1000u}) {
+        Sig sig = Craft(nm1.get(), u, u, &inf);
+        ASSERT_TRUE(inf);
+        ExpectSame(tn.get(), ng, sig, false);
+    }
+    // Q = -G, u2 = u1 + 1: the sum is -G, reached through a cancellation on the way.
+    for (uint64_t u : {1u, 5u, 15u}) {
+        Sig sig = Craft(nm1.get(), u, u + 1, &inf);
+        ASSERT_FALSE(inf);
+        ExpectSame(tn.get(), ng, sig, true);
+    }
+}
+
+TEST(P384, XCoordinateAboveTheOrderIsComparedModN) {
+    // A point R with x(R) in [n, p): take Q = R, e = 0, s = r = x(R) - n. Then u1 = 0, u2 = 1
+    // and the sum is R, whose x is r + n, not r: the r + n branch must accept it.
+    const EC_GROUP *g = Group();
+    const BIGNUM *n = EC_GROUP_get0_order(g);
+    BN_CTX *ctx = BN_CTX_new();
+    Bn x = NewBn(n);
+    Point r(EC_POINT_new(g));
+    bool found = false;
+    for (int i = 0; i < 64 && !found; i++) {
+        ASSERT_TRUE(BN_add_word(x.get(), 1));
+        found = EC_POINT_set_compressed_coordinates_GFp(g, r.get(), x.get(), 0, ctx) == 1;
+        ERR_clear_error();
+    }
+    ASSERT_TRUE(found);
+    Table t = FillTable(r.get());
+    Bn rr = NewBn();
+    ASSERT_TRUE(BN_sub(rr.get(), x.get(), n));
+    Sig sig{};
+    Be(sig.r, rr.get());
+    Be(sig.s, rr.get());
+    ExpectSame(t.get(), r.get(), sig, true);
+    // The same with r = x(R) itself is out of range (>= n).
+    Be(sig.r, x.get());
+    ExpectSame(t.get(), r.get(), sig, false);
+    BN_CTX_free(ctx);
+}
+
+TEST(P384, PointsOffTheCurveAreRefused) {
+    Key key(EC_KEY_new_by_curve_name(NID_secp384r1));
+    ASSERT_TRUE(EC_KEY_generate_key(key.get()));
+    Bn x = NewBn(), y = NewBn();
+    ASSERT_TRUE(EC_POINT_get_affine_coordinates_GFp(Group(), EC_KEY_get0_public_key(key.get()),
+                                                    x.get(), y.get(), nullptr));
+    uint8_t xb[kB], yb[kB];
+    Be(xb, x.get());
+    Be(yb, y.get());
+    Table t(attest_p384_table_new());
+    ASSERT_NE(t, nullptr);
+    ASSERT_TRUE(attest_p384_table_fill(t.get(), xb, yb));
+    yb[kB - 1] ^= 1;
+    EXPECT_FALSE(attest_p384_table_fill(t.get(), xb, yb));
+    uint8_t ones[kB];
+    memset(ones, 0xFF, sizeof(ones)); // >= p
+    EXPECT_FALSE(attest_p384_table_fill(t.get(), ones, yb));
+    EXPECT_FALSE(attest_p384_table_fill(t.get(), xb, ones));
+}
+
+} // namespace
