@@ -14,7 +14,6 @@
 // signatures and the edge scalars. The curve constants are read from BoringSSL's P-384 group
 // once, not typed in here.
 #include <pthread.h>
-#include <x86intrin.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -127,11 +126,11 @@ static bool is_less(const uint64_t a[LIMBS], const uint64_t b[LIMBS]) {
 // sub_raw: out = a - b; returns the borrow.
 static inline uint64_t sub_raw(uint64_t out[LIMBS], const uint64_t a[LIMBS],
                                const uint64_t b[LIMBS]) {
-    unsigned char borrow = 0;
-    unsigned long long d;
+    uint64_t borrow = 0;
     for (size_t i = 0; i < LIMBS; i++) {
-        borrow = _subborrow_u64(borrow, a[i], b[i], &d);
-        out[i] = d;
+        u128 d = (u128)a[i] - b[i] - borrow;
+        out[i] = (uint64_t)d;
+        borrow = (uint64_t)(d >> 64) & 1u;
     }
     return borrow;
 }
@@ -139,11 +138,11 @@ static inline uint64_t sub_raw(uint64_t out[LIMBS], const uint64_t a[LIMBS],
 // add_raw: out = a + b; returns the carry.
 static inline uint64_t add_raw(uint64_t out[LIMBS], const uint64_t a[LIMBS],
                                const uint64_t b[LIMBS]) {
-    unsigned char carry = 0;
-    unsigned long long d;
+    uint64_t carry = 0;
     for (size_t i = 0; i < LIMBS; i++) {
-        carry = _addcarry_u64(carry, a[i], b[i], &d);
-        out[i] = d;
+        u128 sum = (u128)a[i] + b[i] + carry;
+        out[i] = (uint64_t)sum;
+        carry = (uint64_t)(sum >> 64);
     }
     return carry;
 }
