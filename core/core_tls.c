@@ -4,9 +4,12 @@
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/sha.h>
 #include <openssl/x509.h>
+#include <time.h>
 
 #include "core_internal.h"
+#include "core_certcache.h"
 
 static const uint8_t alpn_pg[] = {'p', 'o', 's', 't', 'g', 'r', 'e', 's', 'q', 'l'};
 
@@ -68,6 +71,150 @@ static enum ssl_verify_result_t verify_attested(SSL *ssl, uint8_t *out_alert) {
     }
     core_attest_on_verify(conn->shard, conn);
     return ssl_verify_ok;
+}
+
+// chain_key writes the cache key of the peer's chain into `out` (CORE_CERTCACHE_KEY_BYTES):
+// SHA-256 over the certificate count, then each certificate's length and DER, leaf first.
+static void chain_key(uint8_t *out, const STACK_OF(CRYPTO_BUFFER) *chain) {
+    SHA256_CTX h;
+    uint8_t be[4];
+    size_t n = sk_CRYPTO_BUFFER_num(chain);
+    SHA256_Init(&h); // cannot fail in BoringSSL
+    core_pgwire_put_be32(be, (uint32_t)n);
+    SHA256_Update(&h, be, sizeof(be));
+    for (size_t i = 0; i < n; i++) {
+        const CRYPTO_BUFFER *b = sk_CRYPTO_BUFFER_value(chain, i);
+        core_pgwire_put_be32(be, (uint32_t)CRYPTO_BUFFER_len(b));
+        SHA256_Update(&h, be, sizeof(be));
+        SHA256_Update(&h, CRYPTO_BUFFER_data(b), CRYPTO_BUFFER_len(b));
+    }
+    STATIC_ASSERT(SHA256_DIGEST_LENGTH == CORE_CERTCACHE_KEY_BYTES, "the key is a SHA-256");
+    SHA256_Final(out, &h);
+}
+
+// unix_seconds_of converts `t` to unix seconds through ASN1_TIME_diff, the arithmetic
+// X509_cmp_time uses when X509_verify_cert checks a validity bound. False when `t` is bad.
+static bool unix_seconds_of(int64_t *out, const ASN1_TIME *t) {
+    char epoch_text[] = "700101000000Z";
+    ASN1_TIME epoch = {.length = (int)sizeof(epoch_text) - 1,
+                       .type = V_ASN1_UTCTIME,
+                       .data = (unsigned char *)epoch_text,
+                       .flags = 0};
+    int days = 0;
+    int secs = 0;
+    if (t == NULL || !ASN1_TIME_diff(&days, &secs, &epoch, t)) {
+        return false;
+    }
+    *out = (int64_t)days * 86400 + secs;
+    return true;
+}
+
+// chain_window computes when every certificate of `chain` (leaf to trust anchor) is valid at
+// once: the latest notBefore into `out_not_before` and the earliest notAfter into `out_not_after`.
+static bool chain_window(int64_t *out_not_before, int64_t *out_not_after, STACK_OF(X509) *chain) {
+    int64_t not_before = INT64_MIN;
+    int64_t not_after = INT64_MAX;
+    size_t n = sk_X509_num(chain);
+    for (size_t i = 0; i < n; i++) {
+        const X509 *x = sk_X509_value(chain, i);
+        int64_t b = 0;
+        int64_t a = 0;
+        if (!unix_seconds_of(&b, X509_get0_notBefore(x)) ||
+            !unix_seconds_of(&a, X509_get0_notAfter(x))) {
+            return false;
+        }
+        not_before = b > not_before ? b : not_before;
+        not_after = a < not_after ? a : not_after;
+    }
+    *out_not_before = not_before;
+    *out_not_after = not_after;
+    return n > 0;
+}
+
+// verify_full runs the X.509 verification BoringSSL runs for SSL_VERIFY_PEER without a custom
+// verifier (ssl_crypto_x509_session_verify_cert_chain): the peer's certificates, leaf first, as
+// the untrusted chain, the context's client CA store, purpose "ssl_client", the SSL's verify
+// parameters. On success the validity window of the verified chain goes to `out_not_before`
+// and `out_not_after` (both 0 when it cannot be read: then the chain is not cached).
+static enum ssl_verify_result_t verify_full(SSL *ssl, const STACK_OF(CRYPTO_BUFFER) *peer,
+                                            int64_t *out_not_before, int64_t *out_not_after,
+                                            uint8_t *out_alert) {
+    enum ssl_verify_result_t ret = ssl_verify_invalid;
+    *out_alert = SSL_AD_INTERNAL_ERROR;
+    *out_not_before = 0;
+    *out_not_after = 0;
+    X509_STORE *store = SSL_CTX_get_cert_store(SSL_get_SSL_CTX(ssl));
+    STACK_OF(X509) *chain = sk_X509_new_null();
+    X509_STORE_CTX *vctx = X509_STORE_CTX_new();
+    if (store == NULL || chain == NULL || vctx == NULL) {
+        goto out_free;
+    }
+    for (size_t i = 0; i < sk_CRYPTO_BUFFER_num(peer); i++) {
+        X509 *x = X509_parse_from_buffer(sk_CRYPTO_BUFFER_value(peer, i));
+        if (x == NULL) {
+            *out_alert = SSL_AD_DECODE_ERROR; // what BoringSSL sends for an unparsable chain
+            goto out_free;
+        }
+        if (!sk_X509_push(chain, x)) {
+            X509_free(x);
+            goto out_free;
+        }
+    }
+    if (sk_X509_num(chain) == 0 ||
+        !X509_STORE_CTX_init(vctx, store, sk_X509_value(chain, 0), chain) ||
+        !X509_STORE_CTX_set_ex_data(vctx, SSL_get_ex_data_X509_STORE_CTX_idx(), ssl) ||
+        !X509_STORE_CTX_set_default(vctx, "ssl_client") ||
+        !X509_VERIFY_PARAM_set1(X509_STORE_CTX_get0_param(vctx), SSL_get0_param(ssl))) {
+        goto out_free;
+    }
+    if (X509_verify_cert(vctx) <= 0) {
+        *out_alert = (uint8_t)SSL_alert_from_verify_result(X509_STORE_CTX_get_error(vctx));
+        goto out_free;
+    }
+    if (!chain_window(out_not_before, out_not_after, X509_STORE_CTX_get0_chain(vctx))) {
+        *out_not_before = 0;
+        *out_not_after = 0;
+    }
+    ret = ssl_verify_ok;
+
+out_free:
+    X509_STORE_CTX_free(vctx);
+    sk_X509_pop_free(chain, X509_free);
+    ERR_clear_error(); // BoringSSL queues its own CERTIFICATE_VERIFY_FAILED on a denial
+    return ret;
+}
+
+// verify_mtls: the verifier of mutual-TLS mode. A chain this worker already verified against
+// the same SSL_CTX's client CA, still inside its validity window, is accepted without parsing
+// it again; any other goes through verify_full and, once it passes, into the cache. BoringSSL
+// checks the client's CertificateVerify (possession of the key) after this, on every handshake.
+static enum ssl_verify_result_t verify_mtls(SSL *ssl, uint8_t *out_alert) {
+    struct core_conn *conn = BIO_get_data(SSL_get_rbio(ssl));
+    const STACK_OF(CRYPTO_BUFFER) *peer = SSL_get0_peer_certificates(ssl);
+    if (conn == NULL || peer == NULL || sk_CRYPTO_BUFFER_num(peer) == 0) {
+        *out_alert = SSL_AD_INTERNAL_ERROR; // FAIL_IF_NO_PEER_CERT answers an empty chain
+        return ssl_verify_invalid;
+    }
+    struct core_shard *shard = conn->shard;
+    ASSERT(shard != NULL);
+    // An SSL made from a context this worker has since replaced verifies in full: the cache
+    // holds only what the current context's CA accepted.
+    struct core_certcache *cache = SSL_get_SSL_CTX(ssl) == shard->ssl_ctx ? shard->certcache : NULL;
+    uint8_t key[CORE_CERTCACHE_KEY_BYTES];
+    chain_key(key, peer);
+    int64_t now_s = (int64_t)time(NULL); // the clock X509_verify_cert reads
+    if (cache != NULL && core_certcache_has(cache, key, now_s)) {
+        atomic_fetch_add_explicit(&shard->counters.client_cert_cache_hits, 1, memory_order_relaxed);
+        return ssl_verify_ok;
+    }
+    atomic_fetch_add_explicit(&shard->counters.client_cert_verifications, 1, memory_order_relaxed);
+    int64_t not_before_s = 0;
+    int64_t not_after_s = 0;
+    enum ssl_verify_result_t ret = verify_full(ssl, peer, &not_before_s, &not_after_s, out_alert);
+    if (ret == ssl_verify_ok && cache != NULL) {
+        core_certcache_insert(cache, key, not_before_s, not_after_s);
+    }
+    return ret;
 }
 
 static int select_alpn(SSL *ssl, const uint8_t **out, uint8_t *out_len, const uint8_t *in,
@@ -182,7 +329,8 @@ SSL_CTX *core_tls_ctx_new(const struct core_config *cfg, char *err, size_t err_l
         SSL_CTX_set_custom_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
                                   verify_attested);
     } else {
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+        SSL_CTX_set_custom_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+                                  verify_mtls);
     }
     ERR_clear_error();
     return ctx;
