@@ -21,6 +21,7 @@
 #define CORE_WHEEL_SLOTS 1024u
 #define CORE_DENY_REASON_MAX 256u
 #define CORE_POLICY_RETIRED_MAX 64u // replaced policies a worker or the API may still read
+#define CORE_TLS_CHAIN_MAX 16u       // certificates in the [tls] cert file
 
 enum core_op {
     CORE_OP_ACCEPT = 0,

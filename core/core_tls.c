@@ -14,6 +14,9 @@
 static const uint8_t alpn_pg[] = {'p', 'o', 's', 't', 'g', 'r', 'e', 's', 'q', 'l'};
 
 static BIO_METHOD *ring_bio_method; // created once at startup, read-only afterwards
+// SSL_CTX ex_data index of the X509_STORE holding [tls] client_ca (created with the BIO method).
+// The contexts use TLS_with_buffers_method, which keeps no X509 objects and no store of its own.
+static int client_ca_index = -1;
 
 static int bio_read(BIO *bio, char *out, int len) {
     struct core_conn *conn = BIO_get_data(bio);
@@ -131,11 +134,13 @@ static bool chain_window(int64_t *out_not_before, int64_t *out_not_after, STACK_
     return n > 0;
 }
 
-// verify_full runs the X.509 verification BoringSSL runs for SSL_VERIFY_PEER without a custom
-// verifier (ssl_crypto_x509_session_verify_cert_chain): the peer's certificates, leaf first, as
-// the untrusted chain, the context's client CA store, purpose "ssl_client", the SSL's verify
-// parameters. On success the validity window of the verified chain goes to `out_not_before`
-// and `out_not_after` (both 0 when it cannot be read: then the chain is not cached).
+// verify_full runs the X.509 verification BoringSSL's TLS_method runs for SSL_VERIFY_PEER without
+// a custom verifier (ssl_crypto_x509_session_verify_cert_chain): the peer's certificates, leaf
+// first, parsed as it parses them and passed as the untrusted chain, the client CA store, purpose
+// "ssl_client". (Its SSL-level X509_VERIFY_PARAM, always empty here, does not exist with
+// TLS_with_buffers_method: nothing ever sets verify parameters on our contexts.) On success the
+// validity window of the verified chain goes to `out_not_before` and `out_not_after` (both 0
+// when it cannot be read: then the chain is not cached).
 static enum ssl_verify_result_t verify_full(SSL *ssl, const STACK_OF(CRYPTO_BUFFER) *peer,
                                             int64_t *out_not_before, int64_t *out_not_after,
                                             uint8_t *out_alert) {
@@ -143,7 +148,7 @@ static enum ssl_verify_result_t verify_full(SSL *ssl, const STACK_OF(CRYPTO_BUFF
     *out_alert = SSL_AD_INTERNAL_ERROR;
     *out_not_before = 0;
     *out_not_after = 0;
-    X509_STORE *store = SSL_CTX_get_cert_store(SSL_get_SSL_CTX(ssl));
+    X509_STORE *store = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), client_ca_index);
     STACK_OF(X509) *chain = sk_X509_new_null();
     X509_STORE_CTX *vctx = X509_STORE_CTX_new();
     if (store == NULL || chain == NULL || vctx == NULL) {
@@ -163,8 +168,7 @@ static enum ssl_verify_result_t verify_full(SSL *ssl, const STACK_OF(CRYPTO_BUFF
     if (sk_X509_num(chain) == 0 ||
         !X509_STORE_CTX_init(vctx, store, sk_X509_value(chain, 0), chain) ||
         !X509_STORE_CTX_set_ex_data(vctx, SSL_get_ex_data_X509_STORE_CTX_idx(), ssl) ||
-        !X509_STORE_CTX_set_default(vctx, "ssl_client") ||
-        !X509_VERIFY_PARAM_set1(X509_STORE_CTX_get0_param(vctx), SSL_get0_param(ssl))) {
+        !X509_STORE_CTX_set_default(vctx, "ssl_client")) {
         goto out_free;
     }
     if (X509_verify_cert(vctx) <= 0) {
@@ -257,24 +261,128 @@ void core_tls_describe_error(char *out, size_t out_len) {
     ERR_clear_error();
 }
 
+// read_chain reads the PEM certificates of `path`, leaf first, the way
+// SSL_CTX_use_certificate_chain_file reads them, into `out` (CORE_TLS_CHAIN_MAX entries,
+// `*out_len` set) and the parsed leaf into `out_leaf`. Returns 0, or -EINVAL for no certificate,
+// a broken one or too many. On failure the caller still frees what was stored.
+static int read_chain(CRYPTO_BUFFER **out, size_t *out_len, X509 **out_leaf, const char *path) {
+    BIO *bio = BIO_new_file(path, "r");
+    if (bio == NULL) {
+        return -EINVAL;
+    }
+    int ret = -EINVAL;
+    X509 *x = PEM_read_bio_X509_AUX(bio, NULL, NULL, NULL);
+    while (x != NULL) {
+        uint8_t *der = NULL;
+        int len = i2d_X509(x, &der);
+        CRYPTO_BUFFER *buf = len > 0 ? CRYPTO_BUFFER_new(der, (size_t)len, NULL) : NULL;
+        OPENSSL_free(der);
+        if (buf == NULL || *out_len == CORE_TLS_CHAIN_MAX) {
+            CRYPTO_BUFFER_free(buf);
+            X509_free(x);
+            goto out_free_bio;
+        }
+        out[(*out_len)++] = buf;
+        if (*out_leaf == NULL) {
+            *out_leaf = x;
+        } else {
+            X509_free(x);
+        }
+        x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+    }
+    // The end of the file reads as "no start line"; anything else is a broken certificate.
+    uint32_t e = ERR_peek_last_error();
+    if (*out_len > 0 && ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE) {
+        ret = 0;
+    }
+out_free_bio:
+    BIO_free(bio);
+    ERR_clear_error();
+    return ret;
+}
+
+static EVP_PKEY *read_key(const char *path) {
+    BIO *bio = BIO_new_file(path, "r");
+    EVP_PKEY *key = bio != NULL ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
+    BIO_free(bio);
+    ERR_clear_error();
+    return key;
+}
+
+// load_cert_and_key gives `ctx` the [tls] cert chain and key as CRYPTO_BUFFERs (the only form
+// TLS_with_buffers_method takes), with the checks and errors SSL_CTX_use_certificate_chain_file,
+// SSL_CTX_use_PrivateKey_file and SSL_CTX_check_private_key made before.
 static int load_cert_and_key(SSL_CTX *ctx, const struct core_config *cfg, char *err,
                              size_t err_len) {
-    if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1) {
-        snprintf(err, err_len, "%s:%u: [tls] cert '%s': not a PEM certificate chain", cfg->path,
-                 cfg->line_tls_cert, cfg->tls_cert);
-        return -EINVAL;
+    CRYPTO_BUFFER *chain[CORE_TLS_CHAIN_MAX] = {NULL};
+    size_t chain_len = 0;
+    X509 *leaf = NULL;
+    EVP_PKEY *key = NULL;
+    int ret = -EINVAL;
+    if (read_chain(chain, &chain_len, &leaf, cfg->tls_cert) != 0) {
+        snprintf(err, err_len,
+                 "%s:%u: [tls] cert '%s': not a PEM certificate chain (of at most %u)", cfg->path,
+                 cfg->line_tls_cert, cfg->tls_cert, CORE_TLS_CHAIN_MAX);
+        goto out_free;
     }
-    if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1) {
+    key = read_key(cfg->tls_key);
+    if (key == NULL) {
         snprintf(err, err_len, "%s:%u: [tls] key '%s': not a PEM private key", cfg->path,
                  cfg->line_tls_key, cfg->tls_key);
-        return -EINVAL;
+        goto out_free;
     }
-    if (SSL_CTX_check_private_key(ctx) != 1) {
+    if (X509_check_private_key(leaf, key) != 1) {
         snprintf(err, err_len, "%s:%u: [tls] key '%s' does not match cert '%s'", cfg->path,
                  cfg->line_tls_key, cfg->tls_key, cfg->tls_cert);
+        goto out_free;
+    }
+    if (SSL_CTX_set_chain_and_key(ctx, chain, chain_len, key, NULL) != 1) {
+        const char *why = ERR_reason_error_string(ERR_peek_last_error());
+        snprintf(err, err_len, "%s:%u: [tls] cert '%s' with key '%s': cannot be used for TLS (%s)",
+                 cfg->path, cfg->line_tls_cert, cfg->tls_cert, cfg->tls_key,
+                 why != NULL ? why : "unknown reason");
+        goto out_free;
+    }
+    ret = 0;
+
+out_free:
+    for (size_t i = 0; i < chain_len; i++) {
+        CRYPTO_BUFFER_free(chain[i]); // the context holds its own references
+    }
+    X509_free(leaf);
+    EVP_PKEY_free(key);
+    ERR_clear_error();
+    return ret;
+}
+
+// free_client_ca is the ex_data destructor of client_ca_index: it runs in whichever thread
+// drops the last reference to the SSL_CTX, when no SSL of it is left to read the store.
+static void free_client_ca(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int index, long argl,
+                           void *argp) {
+    (void)parent;
+    (void)ad;
+    (void)index;
+    (void)argl;
+    (void)argp;
+    X509_STORE_free(ptr);
+}
+
+// load_client_ca attaches a store with the CA certificates of `path` to `ctx`.
+static int load_client_ca(SSL_CTX *ctx, const struct core_config *cfg, char *err,
+                          size_t err_len) {
+    X509_STORE *store = X509_STORE_new();
+    if (store == NULL || X509_STORE_load_locations(store, cfg->tls_client_ca, NULL) != 1) {
+        snprintf(err, err_len, "%s:%u: [tls] client_ca '%s': not a PEM CA bundle", cfg->path,
+                 cfg->line_tls_client_ca, cfg->tls_client_ca);
+        X509_STORE_free(store);
         return -EINVAL;
     }
-    return 0;
+    if (!SSL_CTX_set_ex_data(ctx, client_ca_index, store)) {
+        snprintf(err, err_len, "out of memory loading [tls] client_ca");
+        X509_STORE_free(store);
+        return -ENOMEM;
+    }
+    return 0; // owned by ctx from here: free_client_ca
 }
 
 SSL_CTX *core_tls_ctx_new(const struct core_config *cfg, char *err, size_t err_len) {
@@ -288,7 +396,17 @@ SSL_CTX *core_tls_ctx_new(const struct core_config *cfg, char *err, size_t err_l
         }
         ring_bio_method = m;
     }
-    SSL_CTX *ctx = SSL_CTX_new(TLS_method());
+    if (client_ca_index < 0) {
+        // Also on the main thread before any worker exists.
+        client_ca_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, free_client_ca);
+        if (client_ca_index < 0) {
+            snprintf(err, err_len, "cannot create the client CA index");
+            return NULL;
+        }
+    }
+    // Buffers only: BoringSSL never parses a peer certificate into an X509; verify_mtls parses
+    // a client chain only when it is not in the worker's cache.
+    SSL_CTX *ctx = SSL_CTX_new(TLS_with_buffers_method());
     if (ctx == NULL) {
         snprintf(err, err_len, "out of memory creating the TLS context");
         return NULL;
@@ -318,12 +436,8 @@ SSL_CTX *core_tls_ctx_new(const struct core_config *cfg, char *err, size_t err_l
     if (load_cert_and_key(ctx, cfg, err, err_len) != 0) {
         goto out_free;
     }
-    if (cfg->tls_client_ca[0] != '\0') {
-        if (SSL_CTX_load_verify_locations(ctx, cfg->tls_client_ca, NULL) != 1) {
-            snprintf(err, err_len, "%s:%u: [tls] client_ca '%s': not a PEM CA bundle",
-                     cfg->path, cfg->line_tls_client_ca, cfg->tls_client_ca);
-            goto out_free;
-        }
+    if (cfg->tls_client_ca[0] != '\0' && load_client_ca(ctx, cfg, err, err_len) != 0) {
+        goto out_free;
     }
     if (cfg->attestation_required) {
         SSL_CTX_set_custom_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
