@@ -715,6 +715,13 @@ static enum MHD_Result api_metrics(struct api_req *rq) {
             "full evidence verifications run (report signature and chain)", verifications),
         ROW("atls_attestations_denied_total", "counter", "sessions denied by attestation",
             attest_denied),
+        ROW("atls_client_cert_verifications_total", "counter",
+            "mutual TLS: client chains verified in full against [tls] client_ca",
+            client_cert_verifications),
+        ROW("atls_client_cert_cache_hits_total", "counter",
+            "mutual TLS: client chains accepted from the cache of chains that verified "
+            "(the handshake still proves possession of the key)",
+            client_cert_cache_hits),
         ROW("atls_audit_refused_total", "counter",
             "sessions refused because the audit trail could not record them", audit_refused),
         ROW("atls_audit_lost_total", "counter",

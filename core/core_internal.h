@@ -21,6 +21,7 @@
 #define CORE_WHEEL_SLOTS 1024u
 #define CORE_DENY_REASON_MAX 256u
 #define CORE_POLICY_RETIRED_MAX 64u // replaced policies a worker or the API may still read
+#define CORE_TLS_CHAIN_MAX 16u       // certificates in the [tls] cert file
 
 enum core_op {
     CORE_OP_ACCEPT = 0,
@@ -254,6 +255,8 @@ struct core_counters {
     atomic_uint_fast64_t audit_lost;        // denial/disconnect records that could not be queued
     atomic_uint_fast64_t audit_pushed;      // records queued (for the queue-depth gauge)
     atomic_uint_fast64_t refused_nofile;    // accepts failed: out of file descriptors
+    atomic_uint_fast64_t client_cert_verifications; // mTLS: full X.509 checks of a client chain
+    atomic_uint_fast64_t client_cert_cache_hits;    // mTLS: chains found in the verified cache
     struct core_hist handshake_hist;        // accept -> TLS handshake done
     struct core_hist verify_hist;           // attestation verification + policy
     struct core_deny_count deny[CORE_DENY_CODES_MAX];
@@ -265,6 +268,7 @@ struct core_backend_state {
 };
 
 struct core_proc;
+struct core_certcache; // core_certcache.h
 struct attest_verifier;
 struct attest_evidence;
 struct policy_nonce;
@@ -301,6 +305,9 @@ struct core_shard {
     int event_fd;
     uint64_t event_buf;
     SSL_CTX *ssl_ctx; // this worker's reference
+    // mTLS mode: client chains that verified against ssl_ctx's client CA (NULL otherwise).
+    // Cleared with every new ssl_ctx, and used only by SSLs made from the current one.
+    struct core_certcache *certcache;
     _Atomic(SSL_CTX *) ssl_ctx_next; // set by the main thread on reload
     bool draining;
     bool stopped;

@@ -12,6 +12,7 @@
 #include <openssl/rand.h>
 
 #include "core_conn.h"
+#include "core_certcache.h"
 #include "audit.pb-c.h"
 
 static void conn_pump(struct core_shard *shard, struct core_conn *c);
@@ -1526,6 +1527,10 @@ static void on_event(void *ctx, struct ring_op_id id, const struct io_uring_cqe 
     if (next != NULL) {
         SSL_CTX_free(shard->ssl_ctx); // live SSLs keep their own reference
         shard->ssl_ctx = next;
+        if (shard->certcache != NULL) {
+            // What the old context's client CA accepted proves nothing under the new one.
+            core_certcache_clear(shard->certcache);
+        }
         LOG_INFO("worker %u: TLS certificate reloaded", shard->id);
     }
     if (shard->policy != NULL) {
@@ -1688,6 +1693,11 @@ int core_shard_start(struct core_proc *proc, struct core_shard *shard, uint32_t 
         snprintf(err, err_len, "eventfd: %s", strerror(errno));
         return -errno;
     }
+    if (proc->cfg.mode == CORE_MODE_TERMINATE && !proc->cfg.attestation_required &&
+        core_certcache_new(&shard->certcache) != 0) {
+        snprintf(err, err_len, "cannot allocate the client certificate cache");
+        return -ENOMEM;
+    }
     SSL_CTX_up_ref(ctx);
     shard->ssl_ctx = ctx;
     shard->accepting = true;
@@ -1728,6 +1738,9 @@ void core_shard_join(struct core_shard *shard) {
     SSL_CTX *next = atomic_exchange(&shard->ssl_ctx_next, NULL);
     SSL_CTX_free(next);
     SSL_CTX_free(shard->ssl_ctx);
+    shard->ssl_ctx = NULL;
+    core_certcache_free(shard->certcache);
+    shard->certcache = NULL;
     ring_buf_cleanup(&shard->bufs, &shard->ring);
     ring_cleanup(&shard->ring);
     core_conn_table_cleanup(shard);

@@ -39,15 +39,16 @@ stage "setup" bash deploy/setup.sh
 
 # ---- ThreadSanitizer: the lock-free nonce table, the reuse cache, the audit rings and store
 # (ctest label tsan), then the gateway itself: the TSan-built atls-proxy (workers, control/API
-# thread, store thread, cross-worker cancel, reloads) under the SQL and fault e2e suites (~1.5
-# minutes). Reports inside the proxy kill it (halt_on_error) and fail the test. FaultNonce is
-# left out here: 65,536 API requests take ~80 s under TSan, and the nonce table's concurrency
-# is what policy_nonce_race_test checks; the flood runs in stages 3 and 4.
+# thread, store thread, cross-worker cancel, reloads) under the SQL, fault and mTLS-cache e2e
+# suites (~1.5 minutes; the cache suite reloads the client CA under a live worker, ~10 s).
+# Reports inside the proxy kill it (halt_on_error) and fail the test. FaultNonce is left out
+# here: 65,536 API requests take ~80 s under TSan, and the nonce table's concurrency is what
+# policy_nonce_race_test checks; the flood runs in stages 3 and 4.
 # WARNING: Debian's librocksdb is not TSan-instrumented; interceptor calls made from inside it
 # are suppressed, as in tests/store/tsan_rocksdb.cc. Our own code stays fully checked.
 TSAN_DIR="${ATLS_TSAN_BUILD_DIR:-build-tsan}"
 TSAN_TARGETS=(policy_nonce_race_test policy_reuse_test store_audit_test store_query_test
-    atls-proxy atlsctl e2e_sql_test e2e_fault_test)
+    atls-proxy atlsctl e2e_sql_test e2e_fault_test e2e_mtls_cache_test)
 tsan_build() {
     cmake -S . -B "$TSAN_DIR" -DCMAKE_BUILD_TYPE=Debug -DATLS_TSAN=ON >/dev/null
     cmake --build "$TSAN_DIR" -j"$JOBS" --target "${TSAN_TARGETS[@]}"
@@ -58,8 +59,8 @@ tsan_run() {
         TSAN_OPTIONS="halt_on_error=1:suppressions=$(pwd)/tsan.supp" \
             ctest -L tsan --output-on-failure -j1 --timeout 900 &&
         TSAN_OPTIONS="halt_on_error=1:suppressions=$(pwd)/tsan.supp" \
-            ctest -R '^(SqlTest|Fault[A-Za-z]*)\.' -E '^FaultNonce\.' --output-on-failure \
-                -j"$JOBS" --timeout 900)
+            ctest -R '^(SqlTest|Fault[A-Za-z]*|MtlsCache)\.' -E '^FaultNonce\.' \
+                --output-on-failure -j"$JOBS" --timeout 900)
 }
 stage "tsan build" tsan_build
 stage "tsan run" tsan_run

@@ -111,6 +111,14 @@ TEST(Lifecycle, BadConfigExitsTwoNamingFileAndLine) {
              certs.ca + "\nclient_ca = " + certs.ca +
              "\n[attestation]\nrequired = false\n[backend]\nservers = 127.0.0.1:1\n",
          "proxy.ini:5: [tls] key"},
+        {"[proxy]\nlisten = 127.0.0.1:5000\n[tls]\ncert = " + certs.server_crt + "\nkey = " +
+             certs.client_key + "\nclient_ca = " + certs.ca +
+             "\n[attestation]\nrequired = false\n[backend]\nservers = 127.0.0.1:1\n",
+         "proxy.ini:5: [tls] key '" + certs.client_key + "' does not match cert"},
+        {"[proxy]\nlisten = 127.0.0.1:5000\n[tls]\ncert = " + certs.server_crt + "\nkey = " +
+             certs.server_key + "\nclient_ca = " + certs.server_key +
+             "\n[attestation]\nrequired = false\n[backend]\nservers = 127.0.0.1:1\n",
+         "proxy.ini:6: [tls] client_ca '" + certs.server_key + "': not a PEM CA bundle"},
     };
     for (const Case &c : cases) {
         WriteFile(d / "proxy.ini", c.ini);
