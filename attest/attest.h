@@ -4,6 +4,8 @@
 #ifndef ATLS_ATTEST_H
 #define ATLS_ATTEST_H
 
+#include <openssl/base.h> // ASN1_TIME
+
 #include "attest_types.h"
 
 #ifdef __cplusplus
@@ -179,6 +181,11 @@ enum attest_status attest_cert_make_misbound(struct attest_client_cert *out,
 // attest_cert_pem_to_der converts the first PEM CERTIFICATE in `pem` (`len` bytes) to DER in
 // `out` (capacity `cap`). Returns 0, -EINVAL (no certificate) or -ENOSPC.
 int attest_cert_pem_to_der(uint8_t *out, size_t cap, size_t *out_len, const char *pem, size_t len);
+
+// attest_cert_time_unix converts a certificate time to unix seconds through ASN1_TIME_diff from
+// the epoch, the arithmetic X509_cmp_time uses (this BoringSSL has no ASN1_TIME_to_posix).
+// False when `t` is NULL or malformed.
+bool attest_cert_time_unix(int64_t *out, const ASN1_TIME *t);
 
 // attest_cert_cleanup frees the PEM buffers of `c` and zeroes it; idempotent.
 void attest_cert_cleanup(struct attest_client_cert *c);

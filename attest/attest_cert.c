@@ -232,6 +232,22 @@ enum attest_status attest_cert_make_misbound(struct attest_client_cert *out,
     return cert_make(out, err, ops, cfg, key_type, nonce, nonce_len, validity_s, true);
 }
 
+bool attest_cert_time_unix(int64_t *out, const ASN1_TIME *t) {
+    char epoch_text[] = "700101000000Z";
+    ASN1_TIME epoch = {.length = (int)sizeof(epoch_text) - 1,
+                       .type = V_ASN1_UTCTIME,
+                       .data = (unsigned char *)epoch_text,
+                       .flags = 0};
+    int days = 0;
+    int secs = 0;
+    bool ok = t != NULL && ASN1_TIME_diff(&days, &secs, &epoch, t);
+    ERR_clear_error();
+    if (ok) {
+        *out = (int64_t)days * 86400 + secs;
+    }
+    return ok;
+}
+
 void attest_cert_cleanup(struct attest_client_cert *c) {
     if (c == NULL) {
         return;

@@ -79,17 +79,10 @@ struct attest_verifier {
 
 // ---- small helpers ----------------------------------------------------------------------------
 
+// asn1_time_unix: unix seconds of `t`, INT64_MIN when it cannot be read.
 static int64_t asn1_time_unix(const ASN1_TIME *t) {
-    // ASN1_TIME_diff from the epoch: this BoringSSL has no ASN1_TIME_to_posix.
-    ASN1_TIME *epoch = ASN1_TIME_set(NULL, 0);
-    int days = 0, secs = 0;
     int64_t out = INT64_MIN;
-    if (epoch != NULL && ASN1_TIME_diff(&days, &secs, epoch, t)) {
-        out = (int64_t)days * 86400 + secs;
-    }
-    ASN1_TIME_free(epoch);
-    ERR_clear_error();
-    return out;
+    return attest_cert_time_unix(&out, t) ? out : INT64_MIN;
 }
 
 static void cert_cn(const X509 *x, bool subject, char *out, size_t out_size) {

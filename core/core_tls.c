@@ -8,8 +8,9 @@
 #include <openssl/x509.h>
 #include <time.h>
 
-#include "core_internal.h"
+#include "attest.h"
 #include "core_certcache.h"
+#include "core_internal.h"
 
 static const uint8_t alpn_pg[] = {'p', 'o', 's', 't', 'g', 'r', 'e', 's', 'q', 'l'};
 
@@ -95,23 +96,6 @@ static void chain_key(uint8_t *out, const STACK_OF(CRYPTO_BUFFER) *chain) {
     SHA256_Final(out, &h);
 }
 
-// unix_seconds_of converts `t` to unix seconds through ASN1_TIME_diff, the arithmetic
-// X509_cmp_time uses when X509_verify_cert checks a validity bound. False when `t` is bad.
-static bool unix_seconds_of(int64_t *out, const ASN1_TIME *t) {
-    char epoch_text[] = "700101000000Z";
-    ASN1_TIME epoch = {.length = (int)sizeof(epoch_text) - 1,
-                       .type = V_ASN1_UTCTIME,
-                       .data = (unsigned char *)epoch_text,
-                       .flags = 0};
-    int days = 0;
-    int secs = 0;
-    if (t == NULL || !ASN1_TIME_diff(&days, &secs, &epoch, t)) {
-        return false;
-    }
-    *out = (int64_t)days * 86400 + secs;
-    return true;
-}
-
 // chain_window computes when every certificate of `chain` (leaf to trust anchor) is valid at
 // once: the latest notBefore into `out_not_before` and the earliest notAfter into `out_not_after`.
 static bool chain_window(int64_t *out_not_before, int64_t *out_not_after, STACK_OF(X509) *chain) {
@@ -122,8 +106,8 @@ static bool chain_window(int64_t *out_not_before, int64_t *out_not_after, STACK_
         const X509 *x = sk_X509_value(chain, i);
         int64_t b = 0;
         int64_t a = 0;
-        if (!unix_seconds_of(&b, X509_get0_notBefore(x)) ||
-            !unix_seconds_of(&a, X509_get0_notAfter(x))) {
+        if (!attest_cert_time_unix(&b, X509_get0_notBefore(x)) ||
+            !attest_cert_time_unix(&a, X509_get0_notAfter(x))) {
             return false;
         }
         not_before = b > not_before ? b : not_before;
