@@ -42,7 +42,6 @@ struct modulus {
     uint64_t m0inv;        // -m^-1 mod 2^64
     uint64_t rr[LIMBS];    // R^2 mod m
     uint64_t one[LIMBS];   // R mod m: 1 in Montgomery form
-    uint64_t m_minus_2[LIMBS];
 };
 
 // struct jac: a point in Jacobian coordinates (x = X/Z^2, y = Y/Z^3), Montgomery form mod p.
@@ -70,8 +69,6 @@ static const struct modulus mod_p = {
     .rr = {0xfffffffe00000001u, 0x0000000200000000u, 0xfffffffe00000000u, 0x0000000200000000u,
            0x0000000000000001u, 0x0000000000000000u},
     .one = {0xffffffff00000001u, 0x00000000ffffffffu, 0x0000000000000001u, 0, 0, 0},
-    .m_minus_2 = {0x00000000fffffffdu, 0xffffffff00000000u, 0xfffffffffffffffeu,
-                  0xffffffffffffffffu, 0xffffffffffffffffu, 0xffffffffffffffffu},
 };
 static const struct modulus mod_n = {
     .m = {0xecec196accc52973u, 0x581a0db248b0a77au, 0xc7634d81f4372ddfu, 0xffffffffffffffffu,
@@ -80,11 +77,9 @@ static const struct modulus mod_n = {
     .rr = {0x2d319b2419b409a9u, 0xff3d81e5df1aa419u, 0xbc3e483afcb82947u, 0xd40d49174aab1cc5u,
            0x3fb05b7a28266895u, 0x0c84ee012b39bf21u},
     .one = {0x1313e695333ad68du, 0xa7e5f24db74f5885u, 0x389cb27e0bc8d220u, 0, 0, 0},
-    .m_minus_2 = {0xecec196accc52971u, 0x581a0db248b0a77au, 0xc7634d81f4372ddfu,
-                  0xffffffffffffffffu, 0xffffffffffffffffu, 0xffffffffffffffffu},
 };
 static uint64_t curve_b[LIMBS];  // b, Montgomery form mod p
-static uint64_t n_plus_lim[LIMBS]; // p - n: r + n < p iff r < p - n
+static uint64_t p_minus_n[LIMBS]; // r + n < p iff r < p - n
 static struct attest_p384_table g_table;
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static bool init_ok;
@@ -225,23 +220,27 @@ static void sc_mul(uint64_t out[LIMBS], const uint64_t a[LIMBS], const uint64_t 
     mont_mul(out, a, b, &mod_n);
 }
 
-// mod_inv: out = a^(m-2) = a^-1 mod m (m prime), a and out in Montgomery form; 4-bit windows.
-static void mod_inv(uint64_t out[LIMBS], const uint64_t a[LIMBS], const struct modulus *md) {
+// fe_inv: out = a^(p-2) = a^-1 mod p, a and out in Montgomery form; 4-bit windows. Only the
+// table build inverts field elements (once per chunk of points).
+static void fe_inv(uint64_t out[LIMBS], const uint64_t a[LIMBS]) {
+    uint64_t e[LIMBS]; // p - 2: p's lowest word is odd and above 2, so no borrow
+    memcpy(e, mod_p.m, sizeof(e));
+    e[0] -= 2;
     uint64_t pow[16][LIMBS];
-    memcpy(pow[0], md->one, sizeof(pow[0]));
+    memcpy(pow[0], mod_p.one, sizeof(pow[0]));
     memcpy(pow[1], a, sizeof(pow[1]));
     for (size_t i = 2; i < 16; i++) {
-        mont_mul(pow[i], pow[i - 1], a, md);
+        fe_mul(pow[i], pow[i - 1], a);
     }
     uint64_t acc[LIMBS];
-    memcpy(acc, md->one, sizeof(acc));
+    memcpy(acc, mod_p.one, sizeof(acc));
     for (size_t nib = LIMBS * 16; nib-- > 0;) {
         for (size_t k = 0; k < 4; k++) {
-            mont_mul(acc, acc, acc, md);
+            fe_sqr(acc, acc);
         }
-        unsigned d = (unsigned)(md->m_minus_2[nib / 16] >> (4 * (nib % 16))) & 15u;
+        unsigned d = (unsigned)(e[nib / 16] >> (4 * (nib % 16))) & 15u;
         if (d != 0) {
-            mont_mul(acc, acc, pow[d], md);
+            fe_mul(acc, acc, pow[d]);
         }
     }
     memcpy(out, acc, sizeof(acc));
@@ -454,7 +453,7 @@ static void normalize(struct affine *out, const struct jac *in, size_t count) {
         fe_mul(prefix[k], prefix[k - 1], in[k].z);
     }
     uint64_t inv[LIMBS];
-    mod_inv(inv, prefix[count - 1], &mod_p); // 1 / (z0 z1 ... z_{count-1})
+    fe_inv(inv, prefix[count - 1]); // 1 / (z0 z1 ... z_{count-1})
     for (size_t k = count; k-- > 0;) {
         uint64_t zinv[LIMBS], zinv2[LIMBS], zinv3[LIMBS];
         if (k > 0) {
@@ -532,8 +531,6 @@ static void modulus_init(struct modulus *md) {
     for (size_t k = 0; k < 384; k++) {
         mod_add(md->rr, md->rr, md->rr, md);
     }
-    uint64_t two[LIMBS] = {2};
-    sub_raw(md->m_minus_2, md->m, two);
 }
 
 static void init_tables(void) {
@@ -555,7 +552,7 @@ static void init_tables(void) {
         ok = ok && is_equal(al, p_minus_3); // the doubling formula assumes a = -3
     }
     if (ok) {
-        sub_raw(n_plus_lim, mod_p.m, mod_n.m);
+        sub_raw(p_minus_n, mod_p.m, mod_n.m);
         fe_mul(curve_b, bl, mod_p.rr);
         fe_mul(x, x, mod_p.rr);
         fe_mul(y, y, mod_p.rr);
@@ -690,7 +687,7 @@ bool attest_p384_verify(const struct attest_p384_table *q,
     if (is_equal(t, acc.x)) {
         return true;
     }
-    if (is_less(r, n_plus_lim)) {
+    if (is_less(r, p_minus_n)) {
         uint64_t rn[LIMBS];
         add_raw(rn, r, mod_n.m);
         fe_mul(cand, rn, mod_p.rr);
