@@ -138,6 +138,11 @@ TEST(PolicyNonceRace, IssueExpireRefillUnderConcurrency) {
     std::atomic<int> bad_peek{0};
     std::atomic<int> won_after_expiry{0};
     std::atomic<int> expired_checked{0}; // consumes attempted at or after the nonce's expiry
+    // Consumer rounds so far. The issuer waits for new ones every kPace issues: without it, on a
+    // loaded machine the issuer could finish before any consumer ran, and the run would test
+    // nothing (no wins, no expired nonce tried).
+    std::atomic<uint64_t> consumer_rounds{0};
+    constexpr int kPace = 32;
 
     std::thread issuer([&] {
         for (int i = 0; i < kIssues; i++) {
@@ -152,6 +157,12 @@ TEST(PolicyNonceRace, IssueExpireRefillUnderConcurrency) {
             pub[i].expiry_ns = now + kTtl;
             pub[i].ready.store(true, std::memory_order_release);
             published.store(i + 1, std::memory_order_release);
+            if (i % kPace == kPace - 1) {
+                uint64_t seen = consumer_rounds.load();
+                while (consumer_rounds.load() == seen) {
+                    std::this_thread::yield();
+                }
+            }
         }
         done.store(true);
     });
@@ -199,6 +210,7 @@ TEST(PolicyNonceRace, IssueExpireRefillUnderConcurrency) {
                 if (policy_nonce_consume(t, random_nonce, 32, now) != POLICY_NONCE_CONSUME_UNKNOWN) {
                     unknown_ok.fetch_add(1);
                 }
+                consumer_rounds.fetch_add(1);
             }
         });
     }
