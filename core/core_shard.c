@@ -1647,7 +1647,16 @@ static void *shard_main(void *arg) {
             LOG_ERROR("worker %u: ring failed: %s", shard->id, strerror(-ret));
             break;
         }
-        hs_run(shard);
+        if (shard->hs_head != CORE_IDX_NONE) {
+            // What this turn's completions queued (forwarded bytes above all) leaves before the
+            // handshake step, not after it, so a forwarded query waits for no extra step.
+            ret = ring_flush(&shard->ring);
+            if (ret < 0) {
+                LOG_ERROR("worker %u: ring failed: %s", shard->id, strerror(-ret));
+                break;
+            }
+            hs_run(shard);
+        }
     }
     return NULL;
 }

@@ -70,6 +70,17 @@ struct io_uring_sqe *ring_get_sqe(struct ring *r) {
     return io_uring_get_sqe(&r->uring);
 }
 
+int ring_flush(struct ring *r) {
+    if (io_uring_sq_ready(&r->uring) == 0) {
+        return 0;
+    }
+    int ret = io_uring_submit(&r->uring);
+    if (ret >= 0) {
+        r->stats.submits++;
+    }
+    return ret == -EBUSY || ret == -EINTR || ret == -EAGAIN ? 0 : ret;
+}
+
 int ring_run_once(struct ring *r, uint32_t timeout_ms) {
     struct __kernel_timespec ts = {
         .tv_sec = timeout_ms / 1000u,

@@ -59,6 +59,10 @@ struct io_uring_sqe *ring_get_sqe(struct ring *r);
 // dispatches at most cqe_batch_max of them. Returns the number dispatched or -errno.
 int ring_run_once(struct ring *r, uint32_t timeout_ms);
 
+// ring_flush submits pending SQEs now, without waiting or reaping. Returns how many were
+// submitted (0 when none were pending) or -errno.
+int ring_flush(struct ring *r);
+
 // ring_fd returns the ring's file descriptor (target of IORING_OP_MSG_RING from other rings).
 int ring_fd(const struct ring *r);
 
