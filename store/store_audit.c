@@ -4,6 +4,9 @@
 #include <inttypes.h>
 #include <openssl/sha.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "core_base.h"
@@ -314,6 +317,17 @@ static void sleep_until_work(struct store *s) {
 void *store_audit_thread_main(void *arg) {
     struct store *s = arg;
     pthread_setname_np(pthread_self(), "atls-store");
+    // SCHED_BATCH: the same CPU share as before, but waking up (a worker pushed a record) no
+    // longer preempts the worker that pushed it. The writer shares a core with a worker; at
+    // normal policy each wake-up cut into the worker's loop, and during a handshake storm that
+    // delayed established sessions' bytes (bench/RESULTS.md, storm). Fails only where the
+    // policy is unknown; the writer then runs as before.
+    struct sched_param sp = {.sched_priority = 0};
+    int prc = pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+    if (prc != 0) {
+        LOG_WARN("audit writer: SCHED_BATCH refused (%s); it keeps the normal policy",
+                 strerror(prc));
+    }
     s->last_retention_ns = core_base_now_ns();
     for (;;) {
         // Read `stop` before draining: when it was set, every record pushed before it is

@@ -1,6 +1,8 @@
 // store_test.cc: tests store/store.c — config defaults and validation, open/close, clear errors
 // for bad directories, key encoding.
+#include <dirent.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -61,6 +63,42 @@ TEST(Store, OpenCreatesDirectoryAndReopens) {
     ASSERT_EQ(store_open(&s, err, sizeof(err), &cfg, 4), 0) << err; // worker count may change
     store_close(s);
     store_close(nullptr);
+}
+
+// The audit writer shares a core with a worker and must not preempt it on every wake-up: it
+// runs SCHED_BATCH (store_audit_thread_main).
+TEST(Store, WriterThreadRunsSchedBatch) {
+    TempDir t;
+    struct store_config cfg = config_for(t.sub("audit"));
+    struct store *s = nullptr;
+    char err[STORE_ERR_BYTES] = "";
+    ASSERT_EQ(store_open(&s, err, sizeof(err), &cfg, 1), 0) << err;
+    int policy = -1;
+    bool found = false;
+    for (int i = 0; i < 200 && policy != SCHED_BATCH; i++) {
+        DIR *d = opendir("/proc/self/task");
+        ASSERT_NE(d, nullptr);
+        while (struct dirent *e = readdir(d)) {
+            std::string comm_path = std::string("/proc/self/task/") + e->d_name + "/comm";
+            FILE *f = fopen(comm_path.c_str(), "r");
+            if (f == nullptr) {
+                continue;
+            }
+            char comm[32] = "";
+            bool named = fgets(comm, sizeof(comm), f) != nullptr &&
+                         strncmp(comm, "atls-store", 10) == 0;
+            fclose(f);
+            if (named) {
+                found = true;
+                policy = sched_getscheduler((pid_t)atoi(e->d_name));
+            }
+        }
+        closedir(d);
+        usleep(10000);
+    }
+    store_close(s);
+    EXPECT_TRUE(found) << "no thread named atls-store";
+    EXPECT_EQ(policy, SCHED_BATCH);
 }
 
 TEST(Store, OpenFailsOnMissingParent) {
