@@ -39,6 +39,9 @@ struct opts {
     double hold_s;
     uint32_t storm_conns;
     bool storm_sched_idle; // the storm's thread runs SCHED_IDLE (--storm-sched idle)
+    double probe_rate;     // storm/query: paced queries per second in all (0: closed loop)
+    bool probe_fifo;       // the measured thread runs SCHED_FIFO (--probe-sched fifo)
+    uint16_t storm_port;   // the storm goes to this port of the same host (0: the target's)
     const char *listen;
 };
 
@@ -276,6 +279,10 @@ struct q {
     uint32_t conns, ready, closed;
     bool started;
     uint64_t start_ns, warm_ns, switch_ns, deadline_ns;
+    // Paced (open-loop) probe, --probe-rate: each connection sends its k-th query at a scheduled
+    // time (user_u64) whether or not the target kept up, one in flight at a time (user_u32), and
+    // latency runs from the scheduled time, so a stall is counted for every query it delayed.
+    uint64_t period_ns; // per connection; 0: closed loop
     struct bench_hist hist[2]; // [0] before switch_ns, [1] after (storm); query alone: [0]
     uint64_t failed;
     volatile bool finished;
@@ -295,21 +302,58 @@ static void q_on_ready(struct bench_loop *l, struct bench_conn *c, bool first) {
         q->warm_ns = now + dur / 10;
         q->switch_ns = q->switch_ns == 0 ? UINT64_MAX : now + q->switch_ns;
         q->deadline_ns = now + dur;
-        for (uint32_t i = 0; i < l->conns_max; i++) {
-            if (l->conns[i].state == BENCH_CONN_READY) {
+        for (uint32_t i = 0, j = 0; i < l->conns_max; i++) {
+            if (l->conns[i].state != BENCH_CONN_READY) {
+                continue;
+            }
+            if (q->period_ns == 0) {
                 bench_conn_query(l, &l->conns[i], "SELECT 1");
+            } else {
+                l->conns[i].user_u32 = 0; // staggered: one query every period / conns in all
+                l->conns[i].user_u64 = now + q->period_ns * j++ / q->conns;
             }
         }
         return;
     }
-    if (c->t_op_ns >= q->warm_ns) {
-        bench_hist_add(&q->hist[c->t_op_ns >= q->switch_ns ? 1 : 0], now - c->t_op_ns);
+    if (q->period_ns == 0) {
+        if (c->t_op_ns >= q->warm_ns) {
+            bench_hist_add(&q->hist[c->t_op_ns >= q->switch_ns ? 1 : 0], now - c->t_op_ns);
+        }
+        if (now < q->deadline_ns) {
+            bench_conn_query(l, c, "SELECT 1");
+        } else {
+            bench_conn_close(l, c, true);
+        }
+        return;
     }
-    if (now < q->deadline_ns) {
-        bench_conn_query(l, c, "SELECT 1");
-    } else {
+    uint64_t due = c->user_u64;
+    if (due >= q->warm_ns) {
+        bench_hist_add(&q->hist[due >= q->switch_ns ? 1 : 0], now - due);
+    }
+    c->user_u32 = 0;
+    c->user_u64 = due + q->period_ns;
+    if (c->user_u64 >= q->deadline_ns) {
         bench_conn_close(l, c, true);
     }
+    // The next query leaves from q_on_tick, at once if it is already due.
+}
+
+// q_pace sends every query that is due and sets the loop's next wake-up (paced probe).
+static void q_pace(struct bench_loop *l) {
+    uint64_t now = bench_now_ns(), next = 0;
+    for (uint32_t i = 0; i < l->conns_max; i++) {
+        struct bench_conn *c = &l->conns[i];
+        if (c->state != BENCH_CONN_READY || c->user_u32 != 0) {
+            continue;
+        }
+        if (c->user_u64 <= now) {
+            c->user_u32 = 1;
+            bench_conn_query(l, c, "SELECT 1");
+        } else if (next == 0 || c->user_u64 < next) {
+            next = c->user_u64;
+        }
+    }
+    l->wake_ns = next;
 }
 
 static void q_on_closed(struct bench_loop *l, struct bench_conn *c, bool failed, const char *why) {
@@ -347,6 +391,9 @@ static void opener_tick(struct bench_loop *l, struct opener *op, uint32_t ready)
 static void q_on_tick(struct bench_loop *l) {
     struct q *q = l->drv.arg;
     opener_tick(l, &g_q_open, q->ready + q->closed);
+    if (q->started && q->period_ns != 0) {
+        q_pace(l);
+    }
     if (!q->started && q->closed > 0 && q->ready + q->closed >= q->conns) {
         l->stop = true; // a connection failed during set-up: give up
         for (uint32_t i = 0; i < l->conns_max; i++) {
@@ -365,6 +412,7 @@ struct storm_arg {
     struct bench_cert *pool;
     uint32_t pool_n;
     struct bench_loop l;
+    struct bench_target t;
     int rc;
     double cpu_s;
 };
@@ -377,10 +425,12 @@ static void *storm_main(void *arg) {
         nanosleep(&ts, NULL);
     }
     // The storm generator shares its CPU with the measured query thread (and, in split pinning,
-    // the backend), so at normal priority it also delays the query thread's wake-ups: a p99 jump
-    // for every target, direct included. --storm-sched idle runs it SCHED_IDLE to take that out,
-    // but then the storm only gets what the query side leaves, which differs per target (a
-    // fast target starves its own storm), so the default stays normal and run.sh uses it.
+    // the backend). With a closed query loop that core is saturated already and the storm's
+    // share of it shows as query latency for every target, direct included; run.sh therefore
+    // measures with a paced probe in a SCHED_FIFO thread (--probe-rate, --probe-sched fifo) and
+    // leaves the storm at normal priority. --storm-sched idle is the other way round, and is no
+    // fair comparison: the storm then gets only what the query side leaves, which differs per
+    // target (a fast target starves its own storm).
     if (g_o.storm_sched_idle) {
         struct sched_param sp = {.sched_priority = 0};
         (void)pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
@@ -390,7 +440,11 @@ static void *storm_main(void *arg) {
     s->h->pool = s->pool;
     s->h->pool_n = s->pool_n;
     s->h->external_stop = &s->q->finished;
-    if (bench_loop_init(&s->l, g_o.storm_conns * 2 + 16, &g_o.t, s->ctx, &d) != 0) {
+    s->t = g_o.t;
+    if (g_o.storm_port != 0) {
+        s->t.port = g_o.storm_port;
+    }
+    if (bench_loop_init(&s->l, g_o.storm_conns * 2 + 16, &s->t, s->ctx, &d) != 0) {
         s->rc = 1;
         return NULL;
     }
@@ -411,6 +465,7 @@ static int run_query(SSL_CTX *ctx, bool storm, struct bench_cert *mtls) {
     bench_hist_init(&q->hist[0]);
     bench_hist_init(&q->hist[1]);
     q->conns = g_o.conns;
+    q->period_ns = g_o.probe_rate > 0 ? (uint64_t)((double)g_o.conns * 1e9 / g_o.probe_rate) : 0;
     // Storm: duration_s alone, then duration_s with the storm (one run, split histograms).
     q->deadline_ns = (uint64_t)(g_o.duration_s * (storm ? 2 : 1) * (double)NS_PER_S);
     q->switch_ns = storm ? (uint64_t)(g_o.duration_s * (double)NS_PER_S) : 0;
@@ -443,6 +498,20 @@ static int run_query(SSL_CTX *ctx, bool storm, struct bench_cert *mtls) {
         s->pool_n = pool != NULL ? g_o.count : 0;
         pthread_create(&tid, NULL, storm_main, s);
     }
+    // --probe-sched fifo: the measured thread (only; the storm thread was created before, at
+    // normal priority) preempts everything else on its core, so what the probe sees is the
+    // target, not the load generator and backend beside it. Paced, it takes little CPU.
+    const char *probe_sched = "normal";
+    if (g_o.probe_fifo) {
+        struct sched_param sp = {.sched_priority = 1};
+        int e = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
+        if (e != 0) {
+            fprintf(stderr, "atls-bench: --probe-sched fifo: %s; the probe runs at normal priority\n",
+                    strerror(e));
+        } else {
+            probe_sched = "fifo";
+        }
+    }
     struct sample s0, s1;
     sample_now(&s0);
     uint64_t t_setup = bench_now_ns();
@@ -459,6 +528,7 @@ static int run_query(SSL_CTX *ctx, bool storm, struct bench_cert *mtls) {
     fprintf(f, ",\"connections\":%u,\"duration_s\":%.3f,\"queries\":%llu,\"qps\":%.1f", g_o.conns,
             el, (unsigned long long)n,
             storm ? (double)q->hist[0].count / (el / 2 * 0.8) : (double)n / (el * 0.9));
+    fprintf(f, ",\"probe_rate\":%.1f,\"probe_sched\":\"%s\"", g_o.probe_rate, probe_sched);
     fprintf(f, ",\"proxy_cpu_s\":%.3f,\"latency\":", proxy_cpu(&s0, &s1));
     bench_hist_json(f, &q->hist[0]);
     if (storm) {
@@ -764,6 +834,10 @@ static void usage(void) {
           "         --up | --down  --row-bytes N --query-bytes N   (bulk)\n"
           "         --hold S                          (idle)   --storm-conns N (storm)\n"
           "         --storm-sched idle|normal         storm thread priority (default normal)\n"
+          "         --probe-rate Q (query, storm)     paced: Q queries/s in all, latency from each\n"
+          "                                           query's scheduled time (default: closed loop)\n"
+          "         --probe-sched fifo|normal         measured thread priority (default normal)\n"
+          "         --storm-port P                    storm another listener (a diagnosis aid)\n"
           "report:  --proxy-pid PID --target-name NAME --label TEXT --out FILE (JSON lines)\n",
           stderr);
 }
@@ -849,6 +923,20 @@ static int parse_args(int argc, char **argv) {
                 return -1;
             }
             g_o.storm_sched_idle = strcmp(v, "idle") == 0;
+        } else if (strcmp(a, "--probe-rate") == 0) {
+            g_o.probe_rate = atof(v);
+            if (!(g_o.probe_rate > 0 && g_o.probe_rate <= 1e6)) {
+                fprintf(stderr, "atls-bench: --probe-rate 1..1000000\n");
+                return -1;
+            }
+        } else if (strcmp(a, "--probe-sched") == 0) {
+            if (strcmp(v, "fifo") != 0 && strcmp(v, "normal") != 0) {
+                fprintf(stderr, "atls-bench: --probe-sched fifo|normal\n");
+                return -1;
+            }
+            g_o.probe_fifo = strcmp(v, "fifo") == 0;
+        } else if (strcmp(a, "--storm-port") == 0) {
+            g_o.storm_port = (uint16_t)atoi(v);
         } else if (strcmp(a, "--storm-conns") == 0) {
             g_o.storm_conns = (uint32_t)atoi(v);
         } else if (strcmp(a, "--proxy-pid") == 0) {

@@ -174,6 +174,7 @@ struct bench_loop {
     const struct bench_target *target;
     struct bench_driver drv;
     bool stop;      // the driver asks the loop to return once live == 0
+    uint64_t wake_ns; // the driver's next timed action (0: none); the wait ends by then
     uint64_t errors;
     uint64_t connect_errors;
     char first_error[BENCH_ERR_MAX];

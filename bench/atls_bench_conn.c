@@ -520,7 +520,12 @@ int bench_loop_run(struct bench_loop *l, uint64_t hard_deadline_ns) {
             hard_deadline_ns = UINT64_MAX; // now wait for the shut-down sockets' completions
             l->stop = true;
         }
-        struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 10 * 1000 * 1000};
+        uint64_t wait_ns = 10 * 1000 * 1000;
+        if (l->wake_ns != 0) {
+            uint64_t now = bench_now_ns();
+            wait_ns = l->wake_ns <= now ? 0 : l->wake_ns - now < wait_ns ? l->wake_ns - now : wait_ns;
+        }
+        struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = (long long)wait_ns};
         struct io_uring_cqe *cqe = NULL;
         int rc = io_uring_submit_and_wait_timeout(&l->ring, &cqe, 1, &ts, NULL);
         if (rc < 0 && rc != -ETIME && rc != -EINTR) {

@@ -149,7 +149,7 @@ def table(rows, pin, raw=None):
     add(f"idle KiB RSS per connection ({int(held or 0)} held{'' if (held or 0) >= 10000 else ', not 10,000'})",
         None, get(a, "rss_per_conn_kb"), get(h, "rss_per_conn_kb"), "atls <= 12 KB", ok)
     # storm
-    for label in ("pg", "srv", "pg-attested"):
+    for label in ("pg", "srv", "srv-attested", "pg-attested"):
         d, a, h = (pick(rows, "storm", t, label) for t in ("direct", "atls", "haproxy"))
         if a is None:
             continue
@@ -160,6 +160,10 @@ def table(rows, pin, raw=None):
             get(h, "latency.p99_us"))
         add(f"  p99 us during storm", get(d, "latency_storm.p99_us"),
             get(a, "latency_storm.p99_us"), get(h, "latency_storm.p99_us"))
+        add(f"  p50 us alone", get(d, "latency.p50_us"), get(a, "latency.p50_us"),
+            get(h, "latency.p50_us"))
+        add(f"  p50 us during storm", get(d, "latency_storm.p50_us"),
+            get(a, "latency_storm.p50_us"), get(h, "latency_storm.p50_us"))
         add(f"  storm handshakes/s", get(d, "storm_rate_per_s"), get(a, "storm_rate_per_s"),
             get(h, "storm_rate_per_s"))
     # pgbench
@@ -253,7 +257,7 @@ def charts(rows, outdir, prefix):
          for p in ("p50", "p99", "p999")]
     sets.append(("query_latency", "SELECT 1 latency, microseconds", q))
     st = []
-    for label in ("pg", "srv"):
+    for label in ("pg", "srv", "srv-attested"):
         for t in targets:
             r = pick(rows, "storm", t, label)
             if r is not None:

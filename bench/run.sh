@@ -36,13 +36,17 @@ case "$PIN" in split | shared) ;; *) echo "run.sh: --pin split|shared" >&2; exit
 want() { [[ ",$ONLY," == *",$1,"* ]]; }
 
 if [ "$QUICK" -eq 1 ]; then
-    DUR=1; IDLE_N=1000; ATT_N=300; BULK_N=4; STORM_ATT_N=300; PGB_SCALE=1
+    DUR=1; IDLE_N=1000; ATT_N=300; BULK_N=4; STORM_ATT_N=300; STORM_ATT_SRV_N=300; PGB_SCALE=1
 else
-    DUR=4; IDLE_N=${BENCH_IDLE_CONNS:-9900}; ATT_N=2000; BULK_N=8; STORM_ATT_N=2500; PGB_SCALE=1
+    DUR=4; IDLE_N=${BENCH_IDLE_CONNS:-9900}; ATT_N=2000; BULK_N=8; STORM_ATT_N=2500; STORM_ATT_SRV_N=9000; PGB_SCALE=1
 fi
 HS_CONC=8      # handshakes in flight
 Q_CONNS=8      # persistent connections for query / storm
 STORM_CONC=8   # handshakes in flight during the storm
+# storm: the measured side is a paced probe (open loop, latency from each query's scheduled time)
+# in a SCHED_FIFO thread, the same for every target; a closed loop of SELECT 1 saturates the load
+# core by itself, and its latency then measures that core's run queue, not the target.
+PROBE_RATE=${BENCH_PROBE_RATE:-2000}
 
 # ---- tools -------------------------------------------------------------------------------------
 need() { command -v "$1" >/dev/null 2>&1; }
@@ -287,17 +291,20 @@ if want idle; then
 fi
 
 if want storm; then
-    echo "== storm: SELECT 1 on $Q_CONNS connections, ${DUR}s alone then ${DUR}s with a handshake storm ($STORM_CONC in flight)"
-    bench direct $PG_PORT none 0 storm --label pg --conns $Q_CONNS --storm-conns $STORM_CONC --duration $DUR
-    bench atls $A_PG_MTLS direct "$PID_pg_mtls" storm --label pg --conns $Q_CONNS --storm-conns $STORM_CONC --duration $DUR
-    bench haproxy $H_PG direct $HAP_PID storm --label pg --conns $Q_CONNS --storm-conns $STORM_CONC --duration $DUR
+    echo "== storm: SELECT 1 paced at $PROBE_RATE/s on $Q_CONNS connections (probe thread SCHED_FIFO), ${DUR}s alone then ${DUR}s with a handshake storm ($STORM_CONC in flight)"
+    ST=(--conns $Q_CONNS --storm-conns $STORM_CONC --duration $DUR --probe-rate $PROBE_RATE --probe-sched fifo)
+    bench direct $PG_PORT none 0 storm --label pg "${ST[@]}"
+    bench atls $A_PG_MTLS direct "$PID_pg_mtls" storm --label pg "${ST[@]}"
+    bench haproxy $H_PG direct $HAP_PID storm --label pg "${ST[@]}"
     # Built-in backend: the storm's cost falls on the proxy alone (PostgreSQL forks a process
     # per storm connection on the load core, which the PostgreSQL rows above include).
-    bench direct $SRV_PORT none 0 storm --label srv --conns $Q_CONNS --storm-conns $STORM_CONC --duration $DUR
-    bench atls $A_SRV_MTLS direct "$PID_srv_mtls" storm --label srv --conns $Q_CONNS --storm-conns $STORM_CONC --duration $DUR
-    bench haproxy $H_SRV direct $HAP_PID storm --label srv --conns $Q_CONNS --storm-conns $STORM_CONC --duration $DUR
-    bench atls $A_PG_ATT direct "$PID_pg_att" storm --label pg-attested --conns $Q_CONNS \
-        --storm-conns $STORM_CONC --count $STORM_ATT_N --duration $DUR "${ATT_PG[@]}"
+    bench direct $SRV_PORT none 0 storm --label srv "${ST[@]}"
+    bench atls $A_SRV_MTLS direct "$PID_srv_mtls" storm --label srv "${ST[@]}"
+    bench haproxy $H_SRV direct $HAP_PID storm --label srv "${ST[@]}"
+    bench atls $A_SRV_ATT direct "$PID_srv_att" storm --label srv-attested "${ST[@]}" \
+        --count $STORM_ATT_SRV_N "${ATT[@]}"
+    bench atls $A_PG_ATT direct "$PID_pg_att" storm --label pg-attested "${ST[@]}" \
+        --count $STORM_ATT_N "${ATT_PG[@]}"
 fi
 
 # pgbench TARGET PID CONNINFO LABEL: pgbench -S (8 clients, 2 threads) for $DUR s; CPU of PID.

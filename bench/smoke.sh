@@ -80,11 +80,13 @@ done
 "$BENCH" handshake "${A[@]}" --label attested --conns 4 --count 20 --duration 30 --pool-threads 1
 "$BENCH" handshake "${M[@]}" --label sslrequest --tls sslrequest --conns 2 --duration 0.3
 "$BENCH" storm "${A[@]}" --label attested --conns 2 --storm-conns 2 --count 10 --duration 0.5 --pool-threads 1
+# The paced probe run.sh uses: 400 queries/s in all, 0.5 s alone then 0.5 s with the storm.
+"$BENCH" storm "${M[@]}" --label paced --conns 4 --storm-conns 4 --duration 0.5 --probe-rate 400 --probe-sched fifo
 
 python3 - "$OUT" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-assert len(rows) == 15, f"expected 15 results, got {len(rows)}"
+assert len(rows) == 16, f"expected 16 results, got {len(rows)}"
 def hist_ok(h):
     assert h["count"] > 0, h
     assert h["min_us"] <= h["p50_us"] <= h["p90_us"] <= h["p99_us"] <= h["p999_us"] <= h["max_us"], h
@@ -108,6 +110,13 @@ for r in rows:
     elif s == "storm":
         hist_ok(r["latency"]); hist_ok(r["latency_storm"])
         assert r["storm_handshakes"] > 0, name
+        if r.get("label") == "paced":
+            # Paced, not closed loop: about rate x time queries in each half (the first 10 %
+            # of the run is warm-up), where a closed loop would run thousands.
+            assert r["probe_rate"] == 400 and r["probe_sched"] in ("fifo", "normal"), r
+            for h, secs in (("latency", 0.4), ("latency_storm", 0.5)):
+                want = 400 * secs
+                assert 0.5 * want <= r[h]["count"] <= 1.1 * want + 4, (name, h, r[h]["count"])
     print("ok", name)
 print(f"bench smoke: {len(rows)} scenario runs produced valid JSON")
 PY
