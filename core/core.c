@@ -325,6 +325,11 @@ static int run(const char *path) {
             break;
         }
     }
+    // Every worker stops before any ring closes: a draining worker may still route a cancel to
+    // another's ring (MSG_RING), whose descriptor must stay open until then.
+    for (uint32_t i = 0; i < proc.worker_count; i++) {
+        core_shard_wait(&proc.shards[i]);
+    }
     for (uint32_t i = 0; i < proc.worker_count; i++) {
         core_shard_join(&proc.shards[i]);
     }

@@ -280,6 +280,9 @@ struct core_shard {
     struct core_proc *proc;
     pthread_t thread;
     struct ring ring;
+    // The ring's descriptor for other workers (cross-worker cancel by MSG_RING): -1 until this
+    // worker's thread has set its ring up, then published with release; read with acquire.
+    _Atomic int msg_fd;
     struct ring_buf bufs;
     int listen_fd[CORE_LISTEN_MAX];
     uint32_t listen_count;
@@ -531,6 +534,9 @@ int core_shard_start(struct core_proc *proc, struct core_shard *shard, uint32_t 
 
 // core_shard_wake interrupts the worker's wait so it notices drain or reload.
 void core_shard_wake(struct core_shard *shard);
+
+// core_shard_wait waits for the worker thread (if it runs) to end; its resources stay.
+void core_shard_wait(struct core_shard *shard);
 
 // core_shard_join waits for the worker thread and frees its resources.
 void core_shard_join(struct core_shard *shard);

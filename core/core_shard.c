@@ -541,12 +541,16 @@ static void cancel_route(struct core_shard *shard, const uint8_t req[16]) {
         (void)cancel_deliver(shard, slot, key);
         return;
     }
+    // Another thread's ring: its descriptor only through what that thread published.
+    int fd = atomic_load_explicit(&proc->shards[worker].msg_fd, memory_order_acquire);
+    if (fd < 0) {
+        return; // that worker is not running (yet): no session of it can be cancelled
+    }
     struct io_uring_sqe *sqe = ring_get_sqe(&shard->ring);
     if (sqe == NULL) {
         return;
     }
-    io_uring_prep_msg_ring(sqe, ring_fd(&proc->shards[worker].ring), key,
-                           ring_op_pack(CORE_OP_MSG, slot, 0), 0);
+    io_uring_prep_msg_ring(sqe, fd, key, ring_op_pack(CORE_OP_MSG, slot, 0), 0);
     io_uring_sqe_set_data64(sqe, ring_op_pack(CORE_OP_IGNORE, 0, 0));
 }
 
@@ -1611,6 +1615,9 @@ static int shard_ring_setup(struct core_shard *shard) {
 static void *shard_main(void *arg) {
     struct core_shard *shard = arg;
     shard->start_ret = shard_ring_setup(shard);
+    if (shard->start_ret == 0) {
+        atomic_store_explicit(&shard->msg_fd, ring_fd(&shard->ring), memory_order_release);
+    }
     sem_post(&shard->started);
     if (shard->start_ret != 0) {
         return NULL;
@@ -1666,6 +1673,7 @@ int core_shard_start(struct core_proc *proc, struct core_shard *shard, uint32_t 
     shard->id = id;
     shard->proc = proc;
     shard->event_fd = -1;
+    atomic_store_explicit(&shard->msg_fd, -1, memory_order_relaxed);
     for (uint32_t i = 0; i < CORE_LISTEN_MAX; i++) {
         shard->listen_fd[i] = -1;
     }
@@ -1731,11 +1739,15 @@ void core_shard_wake(struct core_shard *shard) {
     (void)n;
 }
 
-void core_shard_join(struct core_shard *shard) {
+void core_shard_wait(struct core_shard *shard) {
     if (shard->thread_started) {
         pthread_join(shard->thread, NULL);
         shard->thread_started = false;
     }
+}
+
+void core_shard_join(struct core_shard *shard) {
+    core_shard_wait(shard);
     for (uint32_t i = 0; i < shard->listen_count; i++) {
         if (shard->listen_fd[i] >= 0) {
             close(shard->listen_fd[i]);
