@@ -176,6 +176,16 @@ std::string StartupWithoutTheKey(int port, const std::string &crt) {
     return result;
 }
 
+// StartWithCachedClient starts a one-worker proxy and connects the shared client twice: its
+// chain is then cached (the second connection was a hit).
+void StartWithCachedClient(OneWorkerProxy *p, const Certs &certs) {
+    std::string err;
+    ASSERT_TRUE(StartOneWorker(p, certs.ca, &err)) << err;
+    ASSERT_EQ(PsqlAs(p->port, certs.client_crt, certs.client_key).status, 0);
+    ASSERT_EQ(PsqlAs(p->port, certs.client_crt, certs.client_key).status, 0);
+    ASSERT_EQ(Metric(p->api, kHits), 1);
+}
+
 } // namespace
 
 TEST(MtlsCache, ReconnectingClientIsAcceptedFromTheCacheAndCounted) {
@@ -198,11 +208,7 @@ TEST(MtlsCache, ReconnectingClientIsAcceptedFromTheCacheAndCounted) {
 TEST(MtlsCache, CertificateFromAnotherCaIsDeniedWhileAnotherIsCached) {
     Certs &certs = SharedCerts();
     OneWorkerProxy p;
-    std::string err;
-    ASSERT_TRUE(StartOneWorker(&p, certs.ca, &err)) << err;
-    ASSERT_EQ(PsqlAs(p.port, certs.client_crt, certs.client_key).status, 0);
-    ASSERT_EQ(PsqlAs(p.port, certs.client_crt, certs.client_key).status, 0);
-    ASSERT_EQ(Metric(p.api, kHits), 1);
+    ASSERT_NO_FATAL_FAILURE(StartWithCachedClient(&p, certs)); // the client's chain is cached
     for (int i = 0; i < 2; i++) { // a second try is no hit either: denials are not cached
         CmdResult r = PsqlAs(p.port, certs.other_crt, certs.other_key);
         EXPECT_NE(r.status, 0) << r.out;
@@ -216,11 +222,7 @@ TEST(MtlsCache, CertificateFromAnotherCaIsDeniedWhileAnotherIsCached) {
 TEST(MtlsCache, CachedCertificateStillNeedsItsPrivateKey) {
     Certs &certs = SharedCerts();
     OneWorkerProxy p;
-    std::string err;
-    ASSERT_TRUE(StartOneWorker(&p, certs.ca, &err)) << err;
-    ASSERT_EQ(PsqlAs(p.port, certs.client_crt, certs.client_key).status, 0);
-    ASSERT_EQ(PsqlAs(p.port, certs.client_crt, certs.client_key).status, 0);
-    ASSERT_EQ(Metric(p.api, kHits), 1); // cached
+    ASSERT_NO_FATAL_FAILURE(StartWithCachedClient(&p, certs)); // the client's chain is cached
     std::string got = StartupWithoutTheKey(p.port, certs.client_crt);
     EXPECT_NE(got.find("DECRYPT_ERROR"), std::string::npos) << got; // bad CertificateVerify
     EXPECT_EQ(Metric(p.api, kHits), 2); // the chain was found, and still the handshake failed
@@ -258,11 +260,7 @@ TEST(MtlsCache, CachedCertificateIsDeniedOnceItExpires) {
 TEST(MtlsCache, SighupWithAnotherClientCaDeniesCertificatesCachedUnderTheOldOne) {
     Certs &certs = SharedCerts();
     OneWorkerProxy p;
-    std::string err;
-    ASSERT_TRUE(StartOneWorker(&p, certs.ca, &err)) << err;
-    ASSERT_EQ(PsqlAs(p.port, certs.client_crt, certs.client_key).status, 0);
-    ASSERT_EQ(PsqlAs(p.port, certs.client_crt, certs.client_key).status, 0);
-    ASSERT_EQ(Metric(p.api, kHits), 1); // cached under the first CA
+    ASSERT_NO_FATAL_FAILURE(StartWithCachedClient(&p, certs)); // the client's chain is cached
 
     WriteFile(p.client_ca, ReadFile(certs.dir + "/otherca.crt"));
     p.proxy.Signal(SIGHUP);
