@@ -37,12 +37,9 @@ void core_audit_shard_cleanup(struct core_shard *shard) {
     shard->snap.items = NULL;
 }
 
-struct core_decision *core_decision_get(struct core_shard *shard, struct core_conn *c) {
-    if (c->decision != CORE_IDX_NONE) {
-        return &shard->decisions[c->decision];
-    }
+uint32_t core_decision_take(struct core_shard *shard) {
     uint32_t i = shard->decision_free;
-    ASSERT(i != CORE_IDX_NONE); // one entry per slot
+    ASSERT(i != CORE_IDX_NONE); // one entry per slot, and a slot holds at most one
     struct core_decision *d = &shard->decisions[i];
     shard->decision_free = d->next_free;
     // Reset only the header; the large arrays are written before they are read (have_*).
@@ -53,16 +50,26 @@ struct core_decision *core_decision_get(struct core_shard *shard, struct core_co
     d->check_count = 0;
     d->policy_version[0] = '\0';
     d->verify_ns = 0;
-    c->decision = i;
-    return d;
+    return i;
+}
+
+void core_decision_give_back(struct core_shard *shard, uint32_t i) {
+    shard->decisions[i].next_free = shard->decision_free;
+    shard->decision_free = i;
+}
+
+struct core_decision *core_decision_get(struct core_shard *shard, struct core_conn *c) {
+    if (c->decision == CORE_IDX_NONE) {
+        c->decision = core_decision_take(shard);
+    }
+    return &shard->decisions[c->decision];
 }
 
 void core_decision_put(struct core_shard *shard, struct core_conn *c) {
     if (c->decision == CORE_IDX_NONE) {
         return;
     }
-    shard->decisions[c->decision].next_free = shard->decision_free;
-    shard->decision_free = c->decision;
+    core_decision_give_back(shard, c->decision);
     c->decision = CORE_IDX_NONE;
 }
 

@@ -23,6 +23,7 @@ enum key_type {
     KEY_MODE,      // terminate | passthrough
     KEY_WORKERS,   // auto | N
     KEY_SYNC,      // always | batch
+    KEY_HSTHREAD,  // auto | always | off
 };
 
 struct key_row {
@@ -50,6 +51,9 @@ static const struct key_row rows[] = {
     ROW("proxy", "handshake_timeout_ms", KEY_U32, handshake_timeout_ms, 100, 600000,
         "sniff + TLS handshake + startup deadline"),
     ROW("proxy", "idle_timeout_ms", KEY_U32, idle_timeout_ms, 0, 86400000u, "0 = none"),
+    ROW("proxy", "handshake_thread", KEY_HSTHREAD, handshake_thread, 0, 0,
+        "auto | always | off: TLS handshake steps on a second thread per worker, which "
+        "established sessions preempt (auto: while established sessions move bytes)"),
     ROW("tls", "cert", KEY_PATH, tls_cert, 0, 0, "server certificate chain (PEM)"),
     ROW("tls", "key", KEY_PATH, tls_key, 0, 0, "server private key (PEM)"),
     ROW("tls", "client_ca", KEY_PATH, tls_client_ca, 0, 0, "CA for plain mutual-TLS clients"),
@@ -96,6 +100,7 @@ static void config_defaults(struct core_config *cfg) {
     cfg->conns_max = 4096;
     cfg->handshake_timeout_ms = 10000;
     cfg->idle_timeout_ms = 0;
+    cfg->handshake_thread = CORE_HS_THREAD_AUTO;
     cfg->attestation_required = true;
     cfg->nonce_capacity = CORE_NONCE_CAPACITY_DEFAULT;
     cfg->connect_timeout_ms = 3000;
@@ -313,6 +318,18 @@ static int apply_row(struct parse_ctx *pc, const struct key_row *row, const char
         }
         if (parse_u32(value, row->min, row->max, &cfg->workers) != 0) {
             return set_problem(pc, "workers must be auto or 1..64, not '%s'%s", value, "");
+        }
+        return 1;
+    case KEY_HSTHREAD:
+        if (strcmp(value, "auto") == 0) {
+            cfg->handshake_thread = CORE_HS_THREAD_AUTO;
+        } else if (strcmp(value, "always") == 0) {
+            cfg->handshake_thread = CORE_HS_THREAD_ALWAYS;
+        } else if (strcmp(value, "off") == 0) {
+            cfg->handshake_thread = CORE_HS_THREAD_OFF;
+        } else {
+            return set_problem(pc, "handshake_thread must be auto, always or off, not '%s'%s",
+                               value, "");
         }
         return 1;
     case KEY_SYNC:

@@ -38,6 +38,7 @@ enum core_op {
     CORE_OP_EVENT,
     CORE_OP_MSG,
     CORE_OP_AUDIT, // read of the store's durable-seq eventfd for this worker
+    CORE_OP_HS_DONE, // read of the handshake thread's done eventfd
     CORE_OP_COUNT,
 };
 
@@ -135,6 +136,12 @@ struct core_conn {
     uint32_t hs_prev;
     uint32_t hs_next;
     bool hs_queued;
+    bool hs_want_write;   // the last step stopped on a full send chunk
+    // Handed to the handshake thread (core_hs.c) with job hs_job: until it comes back the
+    // worker touches neither the SSL nor the attestation fields, and a close waits (why).
+    bool hs_away;
+    uint8_t hs_job;
+    const char *close_deferred;
     uint64_t opened_ns;
     uint64_t last_io_ns; // last event of a forwarding session; the idle deadline moves lazily
     struct sockaddr_storage peer;
@@ -257,6 +264,8 @@ struct core_counters {
     atomic_uint_fast64_t refused_nofile;    // accepts failed: out of file descriptors
     atomic_uint_fast64_t client_cert_verifications; // mTLS: full X.509 checks of a client chain
     atomic_uint_fast64_t client_cert_cache_hits;    // mTLS: chains found in the verified cache
+    atomic_uint_fast64_t hs_steps_offloaded;        // handshake steps run by the handshake thread
+    atomic_uint_fast64_t hs_thread_raised;          // times it starved and was raised
     struct core_hist handshake_hist;        // accept -> TLS handshake done
     struct core_hist verify_hist;           // attestation verification + policy
     struct core_deny_count deny[CORE_DENY_CODES_MAX];
@@ -269,6 +278,7 @@ struct core_backend_state {
 
 struct core_proc;
 struct core_certcache; // core_certcache.h
+struct core_hs_thread; // core_hs.c
 struct attest_verifier;
 struct attest_evidence;
 struct policy_nonce;
@@ -301,6 +311,13 @@ struct core_shard {
     uint32_t hs_head; // handshake queue, FIFO (CORE_IDX_NONE when empty)
     uint32_t hs_tail;
     bool hs_running;  // inside hs_run: conn_pump may step a handshake now
+    // [proxy] handshake_thread: the thread that runs this worker's handshake steps (NULL when
+    // they run inline, CORE_HS_STEPS_PER_TURN per loop turn).
+    struct core_hs_thread *hs;
+    uint64_t hs_done_buf;
+    bool hs_done_armed;
+    bool event_deferred; // an event waits for the handshake thread's steps to come back
+    uint64_t hs_protect_until_ns; // established sessions moved bytes: steps go to the thread
     uint32_t wheel[CORE_WHEEL_SLOTS];
     uint64_t wheel_tick;
     struct __kernel_timespec tick_ts;
@@ -384,6 +401,63 @@ bool core_tls_alpn_is_postgresql(const SSL *ssl);
 
 // core_tls_describe_error writes a one-line reason for the last TLS failure into `out`.
 void core_tls_describe_error(char *out, size_t out_len);
+
+/* core_hs.c: TLS handshake steps, inline or on the worker's handshake thread */
+
+// The outcome of one handshake step (SSL_do_handshake, then the ALPN rule and, once possession
+// is proven, the attestation check), applied by the worker.
+struct core_hs_result {
+    int ret;           // SSL_do_handshake
+    int err;           // SSL_get_error when ret != 1
+    bool alpn_refused; // direct TLS without ALPN "postgresql"
+    uint64_t done_ns;  // when the TLS handshake completed (ret == 1)
+    char why[128];     // the TLS failure, read from the stepping thread's error queue
+};
+
+// One step queued to the handshake thread. The worker owns a job while it is free; submitting
+// hands the job and its connection's SSL to the thread, and the done queue hands both back.
+// The SSL's BIO reads the staged client bytes and writes into `out` meanwhile.
+struct core_hs_job {
+    uint32_t conn;     // slot index
+    uint32_t decision; // decision entry reserved for the attestation check, or CORE_IDX_NONE
+    uint64_t submit_ns; // when the worker handed it over (core_hs_watch)
+    uint32_t in_len;   // client bytes staged (copied, still held by the connection)
+    uint32_t in_off;   // of those, read by the SSL (the worker consumes them on return)
+    bool in_eof;       // the client closed after the staged bytes
+    uint32_t out_cap;  // room the client side's send chunk had when staged
+    uint32_t out_len;  // bytes the SSL wrote
+    struct core_hs_result res;
+    uint8_t in[CORE_HS_IN_BYTES];
+    uint8_t out[CORE_HS_OUT_BYTES];
+};
+
+// core_hs_step runs one handshake step of `c` on the calling thread. `decision`, when not
+// CORE_IDX_NONE, is the decision entry the attestation check takes (reserved by the worker for
+// a step on the handshake thread, which must not touch the pool).
+void core_hs_step(struct core_shard *shard, struct core_conn *c, uint32_t decision,
+                  struct core_hs_result *r);
+// core_hs_start creates the handshake thread of `shard` (called on the worker thread once it is
+// pinned: the thread inherits the worker's CPU). Returns 0 or -errno with a reason in `err`.
+int core_hs_start(struct core_shard *shard, char *err, size_t err_len);
+// core_hs_stop lets the thread finish what was submitted, joins it and frees it. Idempotent.
+void core_hs_stop(struct core_shard *shard);
+// core_hs_job_take takes a free job (worker). Returns false when all are in flight.
+bool core_hs_job_take(struct core_shard *shard, uint32_t *out_job);
+// core_hs_job_of returns job `j`.
+struct core_hs_job *core_hs_job_of(const struct core_shard *shard, uint32_t j);
+// core_hs_submit hands job `j` (staged) to the thread and wakes it.
+void core_hs_submit(struct core_shard *shard, uint32_t j);
+// core_hs_done_pop takes the next finished job (worker); the caller frees it with core_hs_release.
+bool core_hs_done_pop(struct core_shard *shard, uint32_t *out_job);
+// core_hs_release returns job `j` to the free set (worker).
+void core_hs_release(struct core_shard *shard, uint32_t j);
+// core_hs_inflight counts jobs submitted and not yet released.
+uint32_t core_hs_inflight(const struct core_shard *shard);
+// core_hs_watch raises the thread to normal priority when a step has waited longer than
+// CORE_HS_STARVE_NS (worker, from its tick).
+void core_hs_watch(struct core_shard *shard, uint64_t now_ns);
+// core_hs_done_fd is the eventfd the thread writes after each finished job.
+int core_hs_done_fd(const struct core_shard *shard);
 
 /* core_shard.c (I/O helpers used by the TLS BIO) */
 
@@ -483,6 +557,10 @@ void core_audit_shard_cleanup(struct core_shard *shard);
 struct core_decision *core_decision_get(struct core_shard *shard, struct core_conn *c);
 // core_decision_put returns `c`'s decision entry to the pool. Idempotent.
 void core_decision_put(struct core_shard *shard, struct core_conn *c);
+// core_decision_take takes a reset entry from the pool without giving it to a connection.
+uint32_t core_decision_take(struct core_shard *shard);
+// core_decision_give_back returns entry `i` (from core_decision_take, never attached).
+void core_decision_give_back(struct core_shard *shard, uint32_t i);
 // core_audit_decision pushes the decision record of `c` (verdict from `c`: denied when
 // c->attest_denied) and sets `*out_seq`. Returns 0 or the store_audit_push error.
 int core_audit_decision(struct core_shard *shard, struct core_conn *c, const char *close_reason,

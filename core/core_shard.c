@@ -106,14 +106,26 @@ static void hs_remove(struct core_shard *shard, struct core_conn *c) {
     c->hs_prev = c->hs_next = CORE_IDX_NONE;
 }
 
+// hs_can_step: a queued handshake may step now (inline: always; with the handshake thread: a
+// job is free and no reload waits for the thread to go quiet).
+static bool hs_can_step(const struct core_shard *shard) {
+    return shard->hs_head != CORE_IDX_NONE &&
+           (shard->hs == NULL ||
+            (core_hs_inflight(shard) < CORE_HS_JOBS && !shard->event_deferred));
+}
+
 static void hs_run(struct core_shard *shard) {
-    for (uint32_t step = 0; step < CORE_HS_STEPS_PER_TURN && shard->hs_head != CORE_IDX_NONE;
-         step++) {
+    uint32_t inline_steps = 0; // steps handed to the thread do not count: they take no time here
+    while (inline_steps < CORE_HS_STEPS_PER_TURN && hs_can_step(shard)) {
+        uint32_t away = core_hs_inflight(shard);
         struct core_conn *c = &shard->conns[shard->hs_head];
         hs_remove(shard, c);
         shard->hs_running = true;
         conn_pump(shard, c);
         shard->hs_running = false;
+        if (core_hs_inflight(shard) == away) {
+            inline_steps++;
+        }
     }
 }
 
@@ -295,6 +307,13 @@ static void conn_maybe_release(struct core_shard *shard, struct core_conn *c) {
 
 static void conn_close(struct core_shard *shard, struct core_conn *c, const char *reason) {
     if (conn_is_gone(c)) {
+        return;
+    }
+    if (c->hs_away) {
+        // The handshake thread holds the SSL and the decision: close when it hands them back.
+        if (c->close_deferred == NULL) {
+            c->close_deferred = reason;
+        }
         return;
     }
     bool was_forwarding = c->state == CORE_CONN_FORWARD || c->state == CORE_CONN_PASSTHROUGH;
@@ -616,15 +635,12 @@ static void step_sniff(struct core_shard *shard, struct core_conn *c) {
     }
 }
 
-static void step_handshake(struct core_shard *shard, struct core_conn *c) {
-    if (c->ssl == NULL && core_tls_conn_new(shard, c) != 0) {
-        conn_close(shard, c, "out of memory for TLS");
-        return;
-    }
-    int ret = SSL_do_handshake(c->ssl);
-    if (ret == 1) {
-        if (c->direct_tls && !core_tls_alpn_is_postgresql(c->ssl)) {
-            // PostgreSQL refuses direct TLS without ALPN "postgresql"; so do we.
+// hs_finish applies the outcome of a handshake step (run inline or by the handshake thread).
+static void hs_finish(struct core_shard *shard, struct core_conn *c, const struct core_hs_result *r) {
+    struct core_side *cl = &c->side[CORE_SIDE_CLIENT];
+    c->hs_want_write = false;
+    if (r->ret == 1) {
+        if (r->alpn_refused) {
             SSL_send_fatal_alert(c->ssl, SSL_AD_NO_APPLICATION_PROTOCOL);
             atomic_fetch_add_explicit(&shard->counters.handshakes_failed, 1, memory_order_relaxed);
             c->close_after_flush = true;
@@ -632,31 +648,110 @@ static void step_handshake(struct core_shard *shard, struct core_conn *c) {
             return;
         }
         atomic_fetch_add_explicit(&shard->counters.handshakes_ok, 1, memory_order_relaxed);
-        core_hist_add(&shard->counters.handshake_hist, core_base_now_ns() - c->opened_ns);
-        if (shard->policy != NULL) {
-            core_attest_after_handshake(shard, c); // possession proven: now the full check
-        }
+        core_hist_add(&shard->counters.handshake_hist, r->done_ns - c->opened_ns);
         c->state = CORE_CONN_STARTUP;
         return;
     }
-    int err = SSL_get_error(c->ssl, ret);
-    if (err == SSL_ERROR_WANT_READ) {
-        if (c->side[CORE_SIDE_CLIENT].recv_eof) {
+    if (r->err == SSL_ERROR_WANT_READ) {
+        if (cl->recv_eof && cl->in_bytes == 0) {
             atomic_fetch_add_explicit(&shard->counters.handshakes_failed, 1, memory_order_relaxed);
             conn_close(shard, c, "client closed during TLS handshake");
         }
         return;
     }
-    char why[128];
-    core_tls_describe_error(why, sizeof(why));
-    LOG_DEBUG("handshake failed: %s", why);
+    if (r->err == SSL_ERROR_WANT_WRITE) {
+        c->hs_want_write = true; // the next step runs once the send chunk has room
+        return;
+    }
+    LOG_DEBUG("handshake failed: %s", r->why);
     atomic_fetch_add_explicit(&shard->counters.handshakes_failed, 1, memory_order_relaxed);
     // BoringSSL has already queued its alert in our send chunk: flush it, then close.
     c->close_after_flush = true;
     side_flush(shard, c, CORE_SIDE_CLIENT);
-    if (side_out_empty(&c->side[CORE_SIDE_CLIENT])) {
+    if (side_out_empty(cl)) {
         conn_close(shard, c, "TLS handshake failed");
     }
+}
+
+// hs_has_work: a handshake step can make progress (first step, new client bytes or EOF, or
+// room for what the last step could not write).
+static bool hs_has_work(const struct core_conn *c) {
+    const struct core_side *cl = &c->side[CORE_SIDE_CLIENT];
+    return c->ssl == NULL || cl->in_bytes > 0 || cl->recv_eof ||
+           (c->hs_want_write && out_free(cl) > 0);
+}
+
+// hs_stage hands the next step of `c` to the handshake thread: the client bytes held now are
+// copied (and stay held until the step says how many it read), the reply goes to the job.
+static void hs_stage(struct core_shard *shard, struct core_conn *c) {
+    uint32_t j;
+    bool took = core_hs_job_take(shard, &j);
+    ASSERT(took); // hs_run steps only while a job is free
+    (void)took;
+    struct core_hs_job *job = core_hs_job_of(shard, j);
+    struct core_side *cl = &c->side[CORE_SIDE_CLIENT];
+    job->conn = c->index;
+    job->decision = shard->policy != NULL ? core_decision_take(shard) : CORE_IDX_NONE;
+    job->in_len = in_peek(shard, cl, job->in, CORE_HS_IN_BYTES);
+    job->in_off = 0;
+    job->in_eof = cl->recv_eof && job->in_len == cl->in_bytes;
+    out_compact(shard, cl);
+    uint32_t room = out_free(cl);
+    job->out_cap = room < CORE_HS_OUT_BYTES ? room : CORE_HS_OUT_BYTES;
+    job->out_len = 0;
+    c->hs_away = true;
+    c->hs_job = (uint8_t)j;
+    core_hs_submit(shard, j);
+}
+
+// hs_done takes back a finished job: the bytes the step read leave the client side, its reply
+// joins the send chunk, and the outcome is applied (or the close that waited is done).
+static void hs_done(struct core_shard *shard, uint32_t j) {
+    struct core_hs_job *job = core_hs_job_of(shard, j);
+    struct core_conn *c = &shard->conns[job->conn];
+    struct core_side *cl = &c->side[CORE_SIDE_CLIENT];
+    ASSERT(c->hs_away && c->hs_job == j);
+    c->hs_away = false;
+    if (job->decision != CORE_IDX_NONE && c->decision != job->decision) {
+        core_decision_give_back(shard, job->decision); // the step did not reach the check
+    }
+    in_consume(shard, cl, job->in_off);
+    uint32_t n = core_shard_out_append(shard, cl, job->out, job->out_len);
+    ASSERT(n == job->out_len); // out_cap was the room the chunk had, and only it grows
+    (void)n;
+    struct core_hs_result res = job->res;
+    core_hs_release(shard, j);
+    atomic_fetch_add_explicit(&shard->counters.hs_steps_offloaded, 1, memory_order_relaxed);
+    if (c->close_deferred != NULL) {
+        const char *why = c->close_deferred;
+        c->close_deferred = NULL;
+        conn_close(shard, c, why);
+        return;
+    }
+    hs_finish(shard, c, &res);
+    if (!conn_is_gone(c)) {
+        conn_pump(shard, c);
+    }
+}
+
+static void step_handshake(struct core_shard *shard, struct core_conn *c) {
+    if (c->ssl == NULL && core_tls_conn_new(shard, c) != 0) {
+        conn_close(shard, c, "out of memory for TLS");
+        return;
+    }
+    // Steps go to the handshake thread while established sessions are moving bytes (they must
+    // not wait for a step), and while steps are out there (they share the worker's verifier
+    // and scratch). Otherwise the worker runs the step itself: a handoff costs two context
+    // switches per event, which is wasted when no one is waiting.
+    if (shard->hs != NULL &&
+        (shard->proc->cfg.handshake_thread == CORE_HS_THREAD_ALWAYS ||
+         core_base_now_ns() < shard->hs_protect_until_ns || core_hs_inflight(shard) > 0)) {
+        hs_stage(shard, c);
+        return;
+    }
+    struct core_hs_result res;
+    core_hs_step(shard, c, CORE_IDX_NONE, &res);
+    hs_finish(shard, c, &res);
 }
 
 // SSL_read into the backend side's chunk. Returns false when the connection was closed.
@@ -977,6 +1072,9 @@ static void conn_pump(struct core_shard *shard, struct core_conn *c) {
     }
     if (c->state == CORE_CONN_FORWARD) {
         c->last_io_ns = core_base_now_ns(); // see on_conn_expired
+        if (c->last_io_ns - c->opened_ns >= CORE_HS_PROTECT_AGE_NS) {
+            shard->hs_protect_until_ns = c->last_io_ns + CORE_HS_PROTECT_NS;
+        }
     }
     for (int guard = 0; guard < 4; guard++) {
         enum core_conn_state before = c->state;
@@ -985,7 +1083,7 @@ static void conn_pump(struct core_shard *shard, struct core_conn *c) {
             step_sniff(shard, c);
             break;
         case CORE_CONN_HANDSHAKE:
-            if (c->close_after_flush) {
+            if (c->close_after_flush || c->hs_away || !hs_has_work(c)) {
                 break;
             }
             if (!shard->hs_running) {
@@ -1414,7 +1512,9 @@ static void on_tick(void *ctx, struct ring_op_id id, const struct io_uring_cqe *
     struct core_shard *shard = ctx;
     (void)id;
     (void)cqe;
-    core_conn_wheel_expire(shard, core_base_now_ns(), on_conn_expired);
+    uint64_t now = core_base_now_ns();
+    core_conn_wheel_expire(shard, now, on_conn_expired);
+    core_hs_watch(shard, now);
     rearm_starved(shard);
     for (uint32_t li = 0; li < shard->listen_count && shard->accept_paused != 0; li++) {
         if ((shard->accept_paused & (1u << li)) && shard->accepting) {
@@ -1523,10 +1623,10 @@ static void revoke_session(struct core_shard *shard, struct core_conn *c, const 
     conn_fail(shard, c, "28000", c->deny_reason);
 }
 
-static void on_event(void *ctx, struct ring_op_id id, const struct io_uring_cqe *cqe) {
-    struct core_shard *shard = ctx;
-    (void)id;
-    (void)cqe;
+// event_apply: reloads (TLS context, policy), snapshot requests and drain, signalled by the
+// main and control threads.
+static void event_apply(struct core_shard *shard) {
+    shard->event_deferred = false;
     SSL_CTX *next = atomic_exchange(&shard->ssl_ctx_next, NULL);
     if (next != NULL) {
         SSL_CTX_free(shard->ssl_ctx); // live SSLs keep their own reference
@@ -1544,6 +1644,49 @@ static void on_event(void *ctx, struct ring_op_id id, const struct io_uring_cqe 
     drain_step(shard);
     if (!shard->stopped) {
         arm_event(shard);
+    }
+}
+
+static void on_event(void *ctx, struct ring_op_id id, const struct io_uring_cqe *cqe) {
+    struct core_shard *shard = ctx;
+    (void)id;
+    (void)cqe;
+    if (core_hs_inflight(shard) > 0) {
+        // The handshake thread reads the policy, verifier, certificate cache and TLS context
+        // this would replace: no new step starts, and the event is applied once the steps in
+        // flight are back (hs_done_all).
+        shard->event_deferred = true;
+        return;
+    }
+    event_apply(shard);
+}
+
+static void arm_hs_done(struct core_shard *shard) {
+    struct io_uring_sqe *sqe = ring_get_sqe(&shard->ring);
+    if (sqe == NULL) {
+        return; // retried by the loop (hs_done_armed)
+    }
+    io_uring_prep_read(sqe, core_hs_done_fd(shard), &shard->hs_done_buf,
+                       sizeof(shard->hs_done_buf), 0);
+    io_uring_sqe_set_data64(sqe, ring_op_pack(CORE_OP_HS_DONE, 0, 0));
+    shard->hs_done_armed = true;
+}
+
+// The handshake thread finished steps: take them back.
+static void on_hs_done(void *ctx, struct ring_op_id id, const struct io_uring_cqe *cqe) {
+    struct core_shard *shard = ctx;
+    (void)id;
+    (void)cqe;
+    shard->hs_done_armed = false;
+    uint32_t j;
+    while (core_hs_done_pop(shard, &j)) {
+        hs_done(shard, j);
+    }
+    if (shard->event_deferred && core_hs_inflight(shard) == 0) {
+        event_apply(shard);
+    }
+    if (!shard->stopped) {
+        arm_hs_done(shard);
     }
 }
 
@@ -1572,6 +1715,7 @@ static const struct ring_op_entry core_ops[CORE_OP_COUNT] = {
     [CORE_OP_EVENT] = {"event", on_event, NULL, false},
     [CORE_OP_MSG] = {"msg", on_msg, NULL, false},
     [CORE_OP_AUDIT] = {"audit", on_audit, NULL, false},
+    [CORE_OP_HS_DONE] = {"handshake-done", on_hs_done, NULL, false},
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1615,11 +1759,8 @@ static int shard_ring_setup(struct core_shard *shard) {
 static void *shard_main(void *arg) {
     struct core_shard *shard = arg;
     shard->start_ret = shard_ring_setup(shard);
-    if (shard->start_ret == 0) {
-        atomic_store_explicit(&shard->msg_fd, ring_fd(&shard->ring), memory_order_release);
-    }
-    sem_post(&shard->started);
     if (shard->start_ret != 0) {
+        sem_post(&shard->started);
         return NULL;
     }
     // Pin to the id-th CPU of the set the process was started with (taskset, cpusets,
@@ -1636,6 +1777,17 @@ static void *shard_main(void *arg) {
         }
         (void)pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
     }
+    if (shard->proc->cfg.handshake_thread != CORE_HS_THREAD_OFF) {
+        // Started from here so that it inherits this thread's CPU.
+        shard->start_ret = core_hs_start(shard, shard->start_err, sizeof(shard->start_err));
+        if (shard->start_ret != 0) {
+            sem_post(&shard->started);
+            return NULL;
+        }
+        arm_hs_done(shard);
+    }
+    atomic_store_explicit(&shard->msg_fd, ring_fd(&shard->ring), memory_order_release);
+    sem_post(&shard->started);
     for (uint32_t i = 0; i < shard->listen_count; i++) {
         arm_accept(shard, i);
     }
@@ -1648,13 +1800,16 @@ static void *shard_main(void *arg) {
         if (shard->proc->store != NULL && !shard->audit_armed) {
             arm_audit(shard); // the submission queue was full when on_audit re-armed
         }
-        // Queued handshakes: only collect what has completed, then run the next step.
-        int ret = ring_run_once(&shard->ring, shard->hs_head != CORE_IDX_NONE ? 0 : 1000);
+        if (shard->hs != NULL && !shard->hs_done_armed) {
+            arm_hs_done(shard);
+        }
+        // Queued handshakes that can step: only collect what has completed, then step.
+        int ret = ring_run_once(&shard->ring, hs_can_step(shard) ? 0 : 1000);
         if (ret < 0) {
             LOG_ERROR("worker %u: ring failed: %s", shard->id, strerror(-ret));
             break;
         }
-        if (shard->hs_head != CORE_IDX_NONE) {
+        if (hs_can_step(shard)) {
             // What this turn's completions queued (forwarded bytes above all) leaves before the
             // handshake step, not after it, so a forwarded query waits for no extra step.
             ret = ring_flush(&shard->ring);
@@ -1665,6 +1820,7 @@ static void *shard_main(void *arg) {
             hs_run(shard);
         }
     }
+    core_hs_stop(shard); // after the last step came back (every away connection was active)
     return NULL;
 }
 

@@ -19,11 +19,44 @@ static BIO_METHOD *ring_bio_method; // created once at startup, read-only afterw
 // The contexts use TLS_with_buffers_method, which keeps no X509 objects and no store of its own.
 static int client_ca_index = -1;
 
+// While the handshake thread holds the connection (hs_away), the BIO reads the bytes the
+// worker staged in the job and writes into the job: the thread never touches the worker's ring
+// buffers or send chunks.
+static int job_read(BIO *bio, struct core_hs_job *job, char *out, int len) {
+    uint32_t avail = job->in_len - job->in_off;
+    if (avail == 0) {
+        if (job->in_eof) {
+            return 0;
+        }
+        BIO_set_retry_read(bio);
+        return -1;
+    }
+    uint32_t n = (uint32_t)len < avail ? (uint32_t)len : avail;
+    memcpy(out, job->in + job->in_off, n);
+    job->in_off += n;
+    return (int)n;
+}
+
+static int job_write(BIO *bio, struct core_hs_job *job, const char *in, int len) {
+    uint32_t room = job->out_cap - job->out_len;
+    if (room == 0) {
+        BIO_set_retry_write(bio);
+        return -1;
+    }
+    uint32_t n = (uint32_t)len < room ? (uint32_t)len : room;
+    memcpy(job->out + job->out_len, in, n);
+    job->out_len += n;
+    return (int)n;
+}
+
 static int bio_read(BIO *bio, char *out, int len) {
     struct core_conn *conn = BIO_get_data(bio);
     BIO_clear_retry_flags(bio);
     if (len <= 0) {
         return 0;
+    }
+    if (conn->hs_away) {
+        return job_read(bio, core_hs_job_of(conn->shard, conn->hs_job), out, len);
     }
     struct core_side *side = &conn->side[CORE_SIDE_CLIENT];
     uint32_t n = core_shard_in_read(conn->shard, side, (uint8_t *)out, (uint32_t)len);
@@ -42,6 +75,9 @@ static int bio_write(BIO *bio, const char *in, int len) {
     BIO_clear_retry_flags(bio);
     if (len <= 0) {
         return 0;
+    }
+    if (conn->hs_away) {
+        return job_write(bio, core_hs_job_of(conn->shard, conn->hs_job), in, len);
     }
     uint32_t n = core_shard_out_append(conn->shard, &conn->side[CORE_SIDE_CLIENT],
                                        (const uint8_t *)in, (uint32_t)len);

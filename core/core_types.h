@@ -27,7 +27,15 @@ extern "C" {
 #define CORE_RECV_BUFS 256u               // provided ring buffers per worker (16 MiB)
 #define CORE_IN_BUFS_MAX 16u              // ring buffers one side may hold
 #define CORE_IN_BUFS_HIGH 2u              // held buffers that pause a side's recv
-#define CORE_HS_STEPS_PER_TURN 1u         // handshake steps between two looks at the ring
+#define CORE_HS_STEPS_PER_TURN 1u         // inline handshake steps between two looks at the ring
+#define CORE_HS_JOBS 4u                   // handshake steps queued to a worker's handshake thread
+#define CORE_HS_IN_BYTES (32u * 1024u)    // client handshake bytes one step may read
+#define CORE_HS_OUT_BYTES (32u * 1024u)   // handshake bytes one step may write
+// A session is established (its bytes must not wait behind handshake steps) once it is this
+// old; its traffic sends handshake steps to the handshake thread for CORE_HS_PROTECT_NS.
+#define CORE_HS_PROTECT_AGE_NS (1000ull * 1000000ull)
+#define CORE_HS_PROTECT_NS (200ull * 1000000ull)
+#define CORE_HS_STARVE_NS (20ull * 1000000ull) // a step waiting this long raises the thread
 #define CORE_STARTUP_BYTES_MAX 8192u      // StartupMessage size limit
 #define CORE_SNIFF_BYTES_MAX 16u          // longest pre-startup packet we accept (CancelRequest)
 #define CORE_TLS_RECORD_MAX (16u * 1024u)
@@ -48,6 +56,13 @@ struct core_addr {
 };
 
 // Flat, pointer-free configuration (CONVENTIONS.md rule 11). Frozen after core_config_load.
+// [proxy] handshake_thread: where TLS handshake steps run (core_hs.c).
+enum core_hs_thread_mode {
+    CORE_HS_THREAD_AUTO = 0, // on the handshake thread while established sessions move bytes
+    CORE_HS_THREAD_ALWAYS,   // always on the handshake thread
+    CORE_HS_THREAD_OFF,      // always on the worker, CORE_HS_STEPS_PER_TURN per loop turn
+};
+
 struct core_config {
     char path[CORE_PATH_MAX]; // the config file itself
     // [proxy]
@@ -60,6 +75,7 @@ struct core_config {
     uint32_t conns_max;            // per worker
     uint32_t handshake_timeout_ms; // sniff + TLS handshake + startup
     uint32_t idle_timeout_ms;      // 0 = none
+    enum core_hs_thread_mode handshake_thread; // where TLS handshake steps run
     // [tls]
     char tls_cert[CORE_PATH_MAX];
     char tls_key[CORE_PATH_MAX];

@@ -44,11 +44,14 @@ stage "setup" bash deploy/setup.sh
 # Reports inside the proxy kill it (halt_on_error) and fail the test. FaultNonce is left out
 # here: 65,536 API requests take ~80 s under TSan, and the nonce table's concurrency is what
 # policy_nonce_race_test checks; the flood runs in stages 3 and 4.
+# These e2e suites run with every TLS handshake step on the workers' handshake threads
+# (ATLS_E2E_HANDSHAKE_THREAD=always, see tests/e2e/harness.cc): the steps, the SSL and the
+# attestation state cross threads there, and reloads wait for the steps in flight.
 # WARNING: Debian's librocksdb is not TSan-instrumented; interceptor calls made from inside it
 # are suppressed, as in tests/store/tsan_rocksdb.cc. Our own code stays fully checked.
 TSAN_DIR="${ATLS_TSAN_BUILD_DIR:-build-tsan}"
 TSAN_TARGETS=(policy_nonce_race_test policy_reuse_test store_audit_test store_query_test
-    atls-proxy atlsctl e2e_sql_test e2e_fault_test e2e_mtls_cache_test)
+    atls-proxy atlsctl e2e_sql_test e2e_fault_test e2e_mtls_cache_test e2e_hsthread_test)
 tsan_build() {
     cmake -S . -B "$TSAN_DIR" -DCMAKE_BUILD_TYPE=Debug -DATLS_TSAN=ON >/dev/null
     cmake --build "$TSAN_DIR" -j"$JOBS" --target "${TSAN_TARGETS[@]}"
@@ -58,8 +61,9 @@ tsan_run() {
     (cd "$TSAN_DIR" &&
         TSAN_OPTIONS="halt_on_error=1:suppressions=$(pwd)/tsan.supp" \
             ctest -L tsan --output-on-failure -j1 --timeout 900 &&
+        ATLS_E2E_HANDSHAKE_THREAD=always \
         TSAN_OPTIONS="halt_on_error=1:suppressions=$(pwd)/tsan.supp" \
-            ctest -R '^(SqlTest|Fault[A-Za-z]*|MtlsCache)\.' -E '^FaultNonce\.' \
+            ctest -R '^(SqlTest|Fault[A-Za-z]*|MtlsCache|HandshakeThread)\.' -E '^FaultNonce\.' \
                 --output-on-failure -j"$JOBS" --timeout 900)
 }
 stage "tsan build" tsan_build
@@ -70,7 +74,9 @@ stage "tsan run" tsan_run
 # -fno-sanitize-recover=all: the first UB report aborts like an ASan error. The e2e tests start
 # the sanitized atls-proxy, so the gateway's own data path runs instrumented; its reports go to
 # the proxy's log and the test fails on the dead process or its exit status (abort_on_error:
-# a leak found by LeakSanitizer at shutdown turns exit 0 into an abort).
+# a leak found by LeakSanitizer at shutdown turns exit 0 into an abort). The e2e suites run
+# here with every TLS handshake step on the handshake threads (ATLS_E2E_HANDSHAKE_THREAD=
+# always), and in stage 4 with the default (auto), so both paths run every suite.
 # Excluded, and why:
 #  - label fuzz: run_fuzz.sh builds its own clang -fsanitize=fuzzer,address,undefined binaries;
 #    running them here again would only repeat stage 4.
@@ -89,6 +95,7 @@ asan_run() {
     (cd "$ASAN_DIR" &&
         ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1" \
         UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
+        ATLS_E2E_HANDSHAKE_THREAD=always \
         ctest -LE '^(fuzz|browser|bench)$' --output-on-failure -j"$JOBS" \
             --timeout 900)
 }

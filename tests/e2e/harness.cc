@@ -217,7 +217,17 @@ Proxy::~Proxy() {
 bool Proxy::Start(const std::string &dir, const std::string &ini, std::string *err,
                   unsigned long nofile) {
     std::string cfg = dir + "/proxy.ini";
-    WriteFile(cfg, ini);
+    // ATLS_E2E_HANDSHAKE_THREAD (auto | always | off) sets [proxy] handshake_thread in every
+    // config that does not set it: CI runs the suites once with every handshake step on the
+    // handshake thread.
+    std::string text = ini;
+    const char *hs_mode = getenv("ATLS_E2E_HANDSHAKE_THREAD");
+    size_t proxy_at = text.find("[proxy]\n");
+    if (hs_mode != nullptr && *hs_mode != '\0' && proxy_at != std::string::npos &&
+        text.find("handshake_thread") == std::string::npos) {
+        text.insert(proxy_at + 8, std::string("handshake_thread = ") + hs_mode + "\n");
+    }
+    WriteFile(cfg, text);
     log_ = dir + "/proxy.log";
     int pfd[2];
     if (pipe(pfd) != 0) {
@@ -368,15 +378,20 @@ std::string ParseError(const std::string &body) {
     return code + " " + msg;
 }
 
-RawClient::~RawClient() {
+RawClient::~RawClient() { Close(); }
+
+void RawClient::Close() {
     if (ssl_ != nullptr) {
         SSL_free(ssl_);
+        ssl_ = nullptr;
     }
     if (ctx_ != nullptr) {
         SSL_CTX_free(ctx_);
+        ctx_ = nullptr;
     }
     if (fd_ >= 0) {
         close(fd_);
+        fd_ = -1;
     }
 }
 

@@ -99,6 +99,8 @@ std::string ConnStr(int port, const Certs &c, const std::string &extra = "");
 class RawClient {
   public:
     ~RawClient();
+    // Close the connection (what the destructor does), so a test can close before it stops.
+    void Close();
     bool Connect(int port);
     bool SendPlain(const std::string &bytes);
     // Read up to `max` bytes, waiting up to `timeout_ms` for the first. "" on EOF/timeout.

@@ -1,0 +1,190 @@
+// End-to-end: [proxy] handshake_thread. With `auto` the worker hands its handshake steps to the
+// handshake thread only while an established session moves bytes; with `always` every step goes
+// there; with `off` there is no thread. Whatever runs the steps, clients connect, run SQL and
+// fail cleanly, and the gateway keeps serving.
+#include <gtest/gtest.h>
+
+#include <dirent.h>
+
+#include <chrono>
+#include <thread>
+
+#include "harness.h"
+
+using namespace e2e;
+
+namespace {
+
+const char kOffloaded[] = "atls_handshake_steps_offloaded_total";
+const char kOk[] = "atls_handshakes_ok_total";
+const char kFailed[] = "atls_handshakes_failed_total";
+
+struct OneWorker {
+    TempDir dir;
+    Proxy proxy;
+    int port = 0;
+    int api = 0;
+};
+
+// Start one worker (so the session and the new clients share it) with handshake_thread = mode.
+bool StartOneWorker(OneWorker *p, const std::string &mode, std::string *err) {
+    p->port = FreePort();
+    std::string ini = MtlsIni(p->port, "127.0.0.1:" + std::to_string(SharedPostgres().port()),
+                              SharedCerts(), "handshake_thread = " + mode + "\n");
+    ini.replace(ini.find("workers = 2"), 11, "workers = 1");
+    p->api = ApiPortOf(ini);
+    return p->proxy.Start(p->dir.path(), ini, err);
+}
+
+CmdResult PsqlSelect(int port) {
+    const Certs &c = SharedCerts();
+    return Sh("psql -X -At 'host=127.0.0.1 port=" + std::to_string(port) +
+              " sslmode=require sslcert=" + c.client_crt + " sslkey=" + c.client_key +
+              " user=postgres dbname=postgres' -c 'select 41 + 1'");
+}
+
+// Thread names of the gateway process (/proc/<pid>/task/*/comm).
+std::vector<std::string> ThreadNames(pid_t pid) {
+    std::vector<std::string> names;
+    std::string dir = "/proc/" + std::to_string(pid) + "/task";
+    DIR *d = opendir(dir.c_str());
+    if (d == nullptr) {
+        return names;
+    }
+    while (dirent *e = readdir(d)) {
+        if (e->d_name[0] != '.') {
+            std::string comm = ReadFile(dir + "/" + e->d_name + "/comm");
+            while (!comm.empty() && comm.back() == '\n') {
+                comm.pop_back();
+            }
+            names.push_back(comm);
+        }
+    }
+    closedir(d);
+    return names;
+}
+
+bool HasThread(pid_t pid, const std::string &name) {
+    for (const std::string &n : ThreadNames(pid)) {
+        if (n == name) {
+            return true;
+        }
+    }
+    return false;
+}
+
+// Three new clients, each while `busy` (when given) has just run a query.
+void ThreeClients(int port, RawClient *busy) {
+    for (int i = 0; i < 3; i++) {
+        if (busy != nullptr) {
+            ASSERT_EQ(busy->Query("select 7"), "7");
+        }
+        CmdResult r = PsqlSelect(port);
+        ASSERT_EQ(r.status, 0) << r.out;
+        ASSERT_EQ(r.out, "42\n");
+    }
+}
+
+// An established session: open, then old enough (1 s) that its bytes count as established.
+void OpenEstablished(RawClient *s, int port) {
+    ASSERT_EQ(OpenSession(s, port), "");
+    std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+}
+
+TEST(HandshakeThread, AutoHandsStepsOverOnlyWhileAnEstablishedSessionMovesBytes) {
+    OneWorker p;
+    std::string err;
+    ASSERT_TRUE(StartOneWorker(&p, "auto", &err)) << err;
+    EXPECT_TRUE(HasThread(p.proxy.pid(), "atls-hs0"));
+    // New clients alone: the worker runs their steps itself.
+    ASSERT_NO_FATAL_FAILURE(ThreeClients(p.port, nullptr));
+    EXPECT_EQ(Metric(p.api, kOffloaded), 0);
+    RawClient s;
+    ASSERT_NO_FATAL_FAILURE(OpenEstablished(&s, p.port));
+    ASSERT_NO_FATAL_FAILURE(ThreeClients(p.port, &s));
+    // Each of the three: at least the ClientHello step and the client Finished step.
+    EXPECT_GE(Metric(p.api, kOffloaded), 6);
+    EXPECT_EQ(s.Query("select 8"), "8");
+    EXPECT_EQ(Metric(p.api, kOk), 7);
+    EXPECT_EQ(Metric(p.api, kFailed), 0);
+    s.Close();
+    EXPECT_EQ(p.proxy.Stop(), 0);
+}
+
+TEST(HandshakeThread, OffHasNoThreadAndRunsEveryStepOnTheWorker) {
+    OneWorker p;
+    std::string err;
+    ASSERT_TRUE(StartOneWorker(&p, "off", &err)) << err;
+    EXPECT_FALSE(HasThread(p.proxy.pid(), "atls-hs0"));
+    RawClient s;
+    ASSERT_NO_FATAL_FAILURE(OpenEstablished(&s, p.port));
+    ASSERT_NO_FATAL_FAILURE(ThreeClients(p.port, &s));
+    EXPECT_EQ(Metric(p.api, kOffloaded), 0);
+    EXPECT_EQ(Metric(p.api, kOk), 4);
+    s.Close();
+    EXPECT_EQ(p.proxy.Stop(), 0);
+}
+
+TEST(HandshakeThread, AlwaysHandsEveryStepOver) {
+    OneWorker p;
+    std::string err;
+    ASSERT_TRUE(StartOneWorker(&p, "always", &err)) << err;
+    ASSERT_NO_FATAL_FAILURE(ThreeClients(p.port, nullptr));
+    EXPECT_GE(Metric(p.api, kOffloaded), 6);
+    EXPECT_EQ(Metric(p.api, kOk), 3);
+    EXPECT_EQ(p.proxy.Stop(), 0);
+}
+
+TEST(HandshakeThread, UnknownModeIsAConfigError) {
+    TempDir dir;
+    Proxy proxy;
+    int port = FreePort();
+    std::string ini = MtlsIni(port, "127.0.0.1:" + std::to_string(SharedPostgres().port()),
+                              SharedCerts(), "handshake_thread = sometimes\n");
+    std::string err;
+    EXPECT_FALSE(proxy.Start(dir.path(), ini, &err));
+    std::string log = ReadFile(proxy.log_path());
+    EXPECT_NE(log.find("handshake_thread must be auto, always or off, not 'sometimes'"),
+              std::string::npos)
+        << log;
+}
+
+// Bad input on the thread: a client that stops mid-handshake, one that sends garbage where its
+// ClientHello belongs, and one that closes right after its ClientHello's first bytes. Each ends
+// as a failed handshake; the session beside them and later clients are unaffected.
+TEST(HandshakeThread, BrokenHandshakesOnTheThreadFailCleanly) {
+    OneWorker p;
+    std::string err;
+    ASSERT_TRUE(StartOneWorker(&p, "always", &err)) << err;
+    RawClient s;
+    ASSERT_EQ(OpenSession(&s, p.port), "");
+    {
+        RawClient garbage;
+        ASSERT_TRUE(garbage.Connect(p.port));
+        ASSERT_TRUE(garbage.SendPlain(SslRequest()));
+        ASSERT_EQ(garbage.RecvPlain(1), "S");
+        // A ClientHello record whose 4-byte body cannot hold a ClientHello.
+        ASSERT_TRUE(garbage.SendPlain(
+            std::string("\x16\x03\x01\x00\x08\x01\x00\x00\x04\x03\x03\x00\x00", 13)));
+        std::string alert = garbage.RecvPlain(64);
+        ASSERT_FALSE(alert.empty());
+        EXPECT_EQ(alert[0], '\x15'); // a TLS alert record, then the close
+        EXPECT_TRUE(garbage.IsClosedByPeer());
+    }
+    {
+        RawClient cut;
+        ASSERT_TRUE(cut.Connect(p.port));
+        ASSERT_TRUE(cut.SendPlain(SslRequest()));
+        ASSERT_EQ(cut.RecvPlain(1), "S");
+        ASSERT_TRUE(cut.SendPlain(std::string("\x16\x03\x01\x02\x00\x01", 6))); // then gone
+    }
+    EXPECT_EQ(WaitMetric(p.api, kFailed, 2, 5.0), 2);
+    EXPECT_EQ(s.Query("select 9"), "9");
+    CmdResult r = PsqlSelect(p.port);
+    EXPECT_EQ(r.status, 0) << r.out;
+    EXPECT_EQ(r.out, "42\n");
+    s.Close();
+    EXPECT_EQ(p.proxy.Stop(), 0);
+}
+
+} // namespace
