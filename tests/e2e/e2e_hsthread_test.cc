@@ -5,6 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <dirent.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/wait.h>
 
 #include <chrono>
 #include <thread>
@@ -132,6 +135,38 @@ TEST(HandshakeThread, AlwaysHandsEveryStepOver) {
     ASSERT_NO_FATAL_FAILURE(ThreeClients(p.port, nullptr));
     EXPECT_GE(Metric(p.api, kOffloaded), 6);
     EXPECT_EQ(Metric(p.api, kOk), 3);
+    EXPECT_EQ(p.proxy.Stop(), 0);
+}
+
+// The thread runs at SCHED_IDLE: a process that keeps the worker's CPU busy would starve it.
+// A step that waited 20 ms raises it to normal priority, and the clients get through.
+TEST(HandshakeThread, AStarvedThreadIsRaisedAndHandshakesComplete) {
+    OneWorker p;
+    std::string err;
+    ASSERT_TRUE(StartOneWorker(&p, "always", &err)) << err;
+    // The worker's CPU: the handshake thread inherited the worker's pinning.
+    std::string task = "/proc/" + std::to_string(p.proxy.pid()) + "/task";
+    CmdResult cpu = Sh("for t in " + task + "/*; do [ \"$(cat $t/comm)\" = atls-hs0 ] && "
+                       "taskset -pc ${t##*/} | sed 's/.*: //'; done; true");
+    ASSERT_EQ(cpu.status, 0) << cpu.out;
+    std::string cpus = cpu.out.substr(0, cpu.out.find('\n'));
+    ASSERT_EQ(cpus.find_first_not_of("0123456789"), std::string::npos) << "one CPU: " << cpu.out;
+    pid_t hog = fork();
+    if (hog == 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(std::stoi(cpus), &set);
+        sched_setaffinity(0, sizeof(set), &set);
+        for (volatile unsigned long i = 0;; i++) {
+        }
+    }
+    ASSERT_GT(hog, 0);
+    CmdResult r = PsqlSelect(p.port);
+    kill(hog, SIGKILL);
+    waitpid(hog, nullptr, 0);
+    EXPECT_EQ(r.status, 0) << r.out;
+    EXPECT_EQ(r.out, "42\n");
+    EXPECT_GE(Metric(p.api, "atls_handshake_thread_raised_total"), 1);
     EXPECT_EQ(p.proxy.Stop(), 0);
 }
 
