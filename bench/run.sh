@@ -297,12 +297,17 @@ if want storm; then
     bench atls $A_PG_MTLS direct "$PID_pg_mtls" storm --label pg "${ST[@]}"
     bench haproxy $H_PG direct $HAP_PID storm --label pg "${ST[@]}"
     # Built-in backend: the storm's cost falls on the proxy alone (PostgreSQL forks a process
-    # per storm connection on the load core, which the PostgreSQL rows above include).
+    # per storm connection on the load core, which the PostgreSQL rows above include). Like the
+    # probe, the backend runs SCHED_FIFO for these rows, for every target: otherwise the probe's
+    # query waits on the load core behind the storm's own client-side TLS, which is no target's
+    # doing (bench/RESULTS.md, "Storm").
+    chrt -a -f -p 1 "$SRV_PID" >/dev/null || echo "WARNING: backend not SCHED_FIFO (needs CAP_SYS_NICE)"
     bench direct $SRV_PORT none 0 storm --label srv "${ST[@]}"
     bench atls $A_SRV_MTLS direct "$PID_srv_mtls" storm --label srv "${ST[@]}"
     bench haproxy $H_SRV direct $HAP_PID storm --label srv "${ST[@]}"
     bench atls $A_SRV_ATT direct "$PID_srv_att" storm --label srv-attested "${ST[@]}" \
         --count $STORM_ATT_SRV_N "${ATT[@]}"
+    chrt -a -o -p 0 "$SRV_PID" >/dev/null || true
     bench atls $A_PG_ATT direct "$PID_pg_att" storm --label pg-attested "${ST[@]}" \
         --count $STORM_ATT_N "${ATT_PG[@]}"
 fi
