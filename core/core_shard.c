@@ -1654,7 +1654,7 @@ static void on_event(void *ctx, struct ring_op_id id, const struct io_uring_cqe 
     if (core_hs_inflight(shard) > 0) {
         // The handshake thread reads the policy, verifier, certificate cache and TLS context
         // this would replace: no new step starts, and the event is applied once the steps in
-        // flight are back (hs_done_all).
+        // flight are back (on_hs_done).
         shard->event_deferred = true;
         return;
     }
