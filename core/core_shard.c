@@ -1537,15 +1537,22 @@ static void on_ignore(void *ctx, struct ring_op_id id, const struct io_uring_cqe
     (void)cqe;
 }
 
-static void arm_audit(struct core_shard *shard) {
+// arm_efd_read queues a read of eventfd `fd` into `buf`, completing as `op`. Returns false when
+// the submission queue is full (the caller retries).
+static bool arm_efd_read(struct core_shard *shard, int fd, uint64_t *buf, uint8_t op) {
     struct io_uring_sqe *sqe = ring_get_sqe(&shard->ring);
     if (sqe == NULL) {
-        return; // the tick notices a stalled queue only through health; retried below
+        return false;
     }
-    io_uring_prep_read(sqe, store_worker_eventfd(shard->proc->store, shard->id),
-                       &shard->audit_efd_buf, sizeof(shard->audit_efd_buf), 0);
-    io_uring_sqe_set_data64(sqe, ring_op_pack(CORE_OP_AUDIT, 0, 0));
-    shard->audit_armed = true;
+    io_uring_prep_read(sqe, fd, buf, sizeof(*buf), 0);
+    io_uring_sqe_set_data64(sqe, ring_op_pack(op, 0, 0));
+    return true;
+}
+
+static void arm_audit(struct core_shard *shard) {
+    // Not queued: the tick notices a stalled queue only through health; retried by the loop.
+    shard->audit_armed = arm_efd_read(shard, store_worker_eventfd(shard->proc->store, shard->id),
+                                      &shard->audit_efd_buf, CORE_OP_AUDIT);
 }
 
 // The store committed a batch for this worker: start the sessions it made durable.
@@ -1561,12 +1568,7 @@ static void on_audit(void *ctx, struct ring_op_id id, const struct io_uring_cqe 
 }
 
 static void arm_event(struct core_shard *shard) {
-    struct io_uring_sqe *sqe = ring_get_sqe(&shard->ring);
-    if (sqe == NULL) {
-        return;
-    }
-    io_uring_prep_read(sqe, shard->event_fd, &shard->event_buf, sizeof(shard->event_buf), 0);
-    io_uring_sqe_set_data64(sqe, ring_op_pack(CORE_OP_EVENT, 0, 0));
+    (void)arm_efd_read(shard, shard->event_fd, &shard->event_buf, CORE_OP_EVENT);
 }
 
 static void stop_accepting(struct core_shard *shard) {
@@ -1662,14 +1664,9 @@ static void on_event(void *ctx, struct ring_op_id id, const struct io_uring_cqe 
 }
 
 static void arm_hs_done(struct core_shard *shard) {
-    struct io_uring_sqe *sqe = ring_get_sqe(&shard->ring);
-    if (sqe == NULL) {
-        return; // retried by the loop (hs_done_armed)
-    }
-    io_uring_prep_read(sqe, core_hs_done_fd(shard), &shard->hs_done_buf,
-                       sizeof(shard->hs_done_buf), 0);
-    io_uring_sqe_set_data64(sqe, ring_op_pack(CORE_OP_HS_DONE, 0, 0));
-    shard->hs_done_armed = true;
+    // Not queued: retried by the loop (hs_done_armed).
+    shard->hs_done_armed =
+        arm_efd_read(shard, core_hs_done_fd(shard), &shard->hs_done_buf, CORE_OP_HS_DONE);
 }
 
 // The handshake thread finished steps: take them back.
