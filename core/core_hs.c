@@ -190,6 +190,7 @@ void core_hs_submit(struct core_shard *shard, uint32_t j) {
     struct core_hs_thread *t = shard->hs;
     t->jobs[j].submit_ns = core_base_now_ns();
     t->inflight++;
+    atomic_fetch_add_explicit(&shard->counters.hs_steps_away, 1, memory_order_relaxed);
     queue_push(&t->submit, j);
     efd_signal(t->submit_fd);
 }
@@ -202,6 +203,7 @@ void core_hs_release(struct core_shard *shard, uint32_t j) {
     struct core_hs_thread *t = shard->hs;
     ASSERT(t->inflight > 0 && !(t->free_mask & (1u << j)));
     t->inflight--;
+    atomic_fetch_sub_explicit(&shard->counters.hs_steps_away, 1, memory_order_relaxed);
     t->free_mask |= 1u << j;
     if (t->inflight == 0 && t->raised) {
         struct sched_param sp = {0};

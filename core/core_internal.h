@@ -266,6 +266,7 @@ struct core_counters {
     atomic_uint_fast64_t client_cert_cache_hits;    // mTLS: chains found in the verified cache
     atomic_uint_fast64_t hs_steps_offloaded;        // handshake steps run by the handshake thread
     atomic_uint_fast64_t hs_thread_raised;          // times it starved and was raised
+    atomic_uint_fast64_t hs_steps_away;             // gauge: steps at the thread, not yet back
     struct core_hist handshake_hist;        // accept -> TLS handshake done
     struct core_hist verify_hist;           // attestation verification + policy
     struct core_deny_count deny[CORE_DENY_CODES_MAX];
