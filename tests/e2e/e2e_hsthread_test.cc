@@ -7,7 +7,12 @@
 #include <dirent.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/ptrace.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <chrono>
 #include <thread>
@@ -22,6 +27,9 @@ const char kOffloaded[] = "atls_handshake_steps_offloaded_total";
 const char kOk[] = "atls_handshakes_ok_total";
 const char kFailed[] = "atls_handshakes_failed_total";
 const char kRaised[] = "atls_handshake_thread_raised_total";
+const char kInFlight[] = "atls_handshake_steps_in_flight";
+const char kActive[] = "atls_connections_active";
+const char kTimeouts[] = "atls_timeouts_total";
 
 struct OneWorker {
     TempDir dir;
@@ -30,12 +38,20 @@ struct OneWorker {
     int api = 0;
 };
 
-// Start one worker (so the session and the new clients share it) with handshake_thread = mode.
-bool StartOneWorker(OneWorker *p, const std::string &mode, std::string *err) {
+// Start one worker (so the session and the new clients share it) with handshake_thread = mode,
+// `extra` [proxy] lines and, when `crt` is given, that server certificate and key.
+bool StartOneWorker(OneWorker *p, const std::string &mode, std::string *err,
+                    const std::string &extra = "", const std::string &crt = "",
+                    const std::string &key = "") {
     p->port = FreePort();
+    const Certs &certs = SharedCerts();
     std::string ini = MtlsIni(p->port, "127.0.0.1:" + std::to_string(SharedPostgres().port()),
-                              SharedCerts(), "handshake_thread = " + mode + "\n");
+                              certs, "handshake_thread = " + mode + "\n" + extra);
     ini.replace(ini.find("workers = 2"), 11, "workers = 1");
+    if (!crt.empty()) {
+        ini.replace(ini.find(certs.server_crt), certs.server_crt.size(), crt);
+        ini.replace(ini.find(certs.server_key), certs.server_key.size(), key);
+    }
     p->api = ApiPortOf(ini);
     return p->proxy.Start(p->dir.path(), ini, err);
 }
@@ -47,34 +63,91 @@ CmdResult PsqlSelect(int port) {
               " user=postgres dbname=postgres' -c 'select 41 + 1'");
 }
 
-// Thread names of the gateway process (/proc/<pid>/task/*/comm).
-std::vector<std::string> ThreadNames(pid_t pid) {
-    std::vector<std::string> names;
+// The task id of the gateway's thread called `name` (/proc/<pid>/task/*/comm), or -1.
+pid_t ThreadId(pid_t pid, const std::string &name) {
     std::string dir = "/proc/" + std::to_string(pid) + "/task";
     DIR *d = opendir(dir.c_str());
     if (d == nullptr) {
-        return names;
+        return -1;
     }
+    pid_t found = -1;
     while (dirent *e = readdir(d)) {
         if (e->d_name[0] != '.') {
             std::string comm = ReadFile(dir + "/" + e->d_name + "/comm");
             while (!comm.empty() && comm.back() == '\n') {
                 comm.pop_back();
             }
-            names.push_back(comm);
+            if (comm == name) {
+                found = (pid_t)std::stoi(e->d_name);
+            }
         }
     }
     closedir(d);
-    return names;
+    return found;
 }
 
-bool HasThread(pid_t pid, const std::string &name) {
-    for (const std::string &n : ThreadNames(pid)) {
-        if (n == name) {
+bool HasThread(pid_t pid, const std::string &name) { return ThreadId(pid, name) > 0; }
+
+// Freeze stops one thread of the gateway, and only that one (a ptrace stop holds the one task
+// traced), until Thaw: a handshake thread that never gets the CPU, for as long as a test needs.
+class Freeze {
+  public:
+    ~Freeze() { Thaw(); }
+    // "" once `tid` is stopped; otherwise why not ("EPERM: ..." when ptrace is not allowed).
+    std::string Stop(pid_t tid) {
+        if (tid <= 0) {
+            return "no such thread";
+        }
+        if (ptrace(PTRACE_SEIZE, tid, nullptr, nullptr) != 0) {
+            return std::string(errno == EPERM ? "EPERM: " : "") + "PTRACE_SEIZE: " +
+                   strerror(errno);
+        }
+        tid_ = tid;
+        int st = 0;
+        if (ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) != 0 ||
+            waitpid(tid, &st, __WALL) != tid || !WIFSTOPPED(st)) {
+            return std::string("the thread did not stop: ") + strerror(errno);
+        }
+        return "";
+    }
+    void Thaw() {
+        if (tid_ > 0) {
+            ptrace(PTRACE_DETACH, tid_, nullptr, nullptr);
+            tid_ = -1;
+        }
+    }
+
+  private:
+    pid_t tid_ = -1;
+};
+
+// Read `c` until the gateway closes it (EOF or RST) or `timeout_ms` passes; true when closed.
+bool ReadToClose(RawClient *c, int timeout_ms) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (std::chrono::steady_clock::now() < deadline) {
+        if (!c->WaitReadable(100)) {
+            continue;
+        }
+        char buf[4096];
+        ssize_t n = recv(c->fd(), buf, sizeof(buf), MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
             return true;
         }
     }
     return false;
+}
+
+// Wait until the gateway's log holds `text`.
+bool WaitLog(const Proxy &proxy, const std::string &text, double timeout_s) {
+    auto deadline = std::chrono::steady_clock::now() +
+                    std::chrono::milliseconds((long)(timeout_s * 1000));
+    while (ReadFile(proxy.log_path()).find(text) == std::string::npos) {
+        if (std::chrono::steady_clock::now() >= deadline) {
+            return false;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return true;
 }
 
 // Three new clients, each while `busy` (when given) has just run a query.
@@ -236,6 +309,91 @@ TEST(HandshakeThread, BrokenHandshakesOnTheThreadFailCleanly) {
     EXPECT_EQ(r.status, 0) << r.out;
     EXPECT_EQ(r.out, "42\n");
     s.Close();
+    EXPECT_EQ(p.proxy.Stop(), 0);
+}
+
+// A close that arrives while the connection's step is at the thread waits for the step (the
+// thread holds the SSL and the decision): the slot is freed once the step is back. Two closes
+// land there: a client's RST, and a handshake timeout.
+TEST(HandshakeThread, ACloseWhileTheStepIsAwayWaitsForTheStep) {
+    OneWorker p;
+    std::string err;
+    ASSERT_TRUE(StartOneWorker(&p, "always", &err, "handshake_timeout_ms = 1000\n")) << err;
+    Freeze frozen; // destroyed before p: the gateway is never left with a stopped thread
+    std::string why = frozen.Stop(ThreadId(p.proxy.pid(), "atls-hs0"));
+    if (why.rfind("EPERM", 0) == 0) {
+        GTEST_SKIP() << "cannot stop the handshake thread: " << why;
+    }
+    ASSERT_EQ(why, "");
+    const Certs &certs = SharedCerts();
+    RawClient reset, slow;
+    for (RawClient *c : {&reset, &slow}) {
+        ASSERT_TRUE(c->Connect(p.port));
+        ASSERT_TRUE(c->BeginTls(certs.client_crt, certs.client_key, "postgresql", &err)) << err;
+    }
+    ASSERT_EQ(WaitMetric(p.api, kInFlight, 2, 5.0), 2); // both ClientHello steps are away
+    reset.Reset();
+    // `slow` times out meanwhile (so does `reset`, whose slot still waits with its deadline).
+    ASSERT_GE(WaitMetric(p.api, kTimeouts, 2, 5.0), 1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    EXPECT_EQ(Metric(p.api, kActive), 2); // both slots are held while their steps are away
+    EXPECT_EQ(Metric(p.api, kInFlight), 2);
+    EXPECT_FALSE(slow.WaitReadable(0));
+    frozen.Thaw();
+    EXPECT_EQ(WaitMetric(p.api, kActive, 0, 5.0), 0);
+    EXPECT_EQ(Metric(p.api, kInFlight), 0);
+    EXPECT_TRUE(ReadToClose(&slow, 5000));
+    EXPECT_EQ(Metric(p.api, kOk), 0);
+    CmdResult r = PsqlSelect(p.port);
+    EXPECT_EQ(r.status, 0) << r.out;
+    EXPECT_EQ(r.out, "42\n");
+    EXPECT_EQ(p.proxy.Stop(), 0);
+}
+
+// A reload (here SIGHUP with a new certificate) that reaches the worker while a step is at the
+// thread waits for it, so the thread never runs with a context, client-chain cache or policy the
+// worker is replacing. Meanwhile no new step starts; once the step is back, the reload applies
+// and the client that waited gets the new certificate.
+TEST(HandshakeThread, AReloadWhileAStepIsAwayWaitsForTheStep) {
+    OneWorker p;
+    std::string crt = p.dir / "server.crt", key = p.dir / "server.key";
+    const Certs &certs = SharedCerts();
+    ASSERT_TRUE(SharedCerts().IssueServer("before-reload", crt, key));
+    std::string err;
+    ASSERT_TRUE(StartOneWorker(&p, "always", &err, "", crt, key)) << err;
+    Freeze frozen;
+    RawClient a;
+    ASSERT_TRUE(a.Connect(p.port));
+    ASSERT_TRUE(a.BeginTls(certs.client_crt, certs.client_key, "postgresql", &err)) << err;
+    ASSERT_TRUE(a.WaitReadable(5000)); // the server's flight: the ClientHello step is back
+    std::string why = frozen.Stop(ThreadId(p.proxy.pid(), "atls-hs0"));
+    if (why.rfind("EPERM", 0) == 0) {
+        GTEST_SKIP() << "cannot stop the handshake thread: " << why;
+    }
+    ASSERT_EQ(why, "");
+    ASSERT_TRUE(a.FinishTls(&err)) << err; // the client's certificate and Finished
+    ASSERT_EQ(WaitMetric(p.api, kInFlight, 1, 5.0), 1); // ... whose step is away
+    ASSERT_TRUE(SharedCerts().IssueServer("after-reload", crt, key));
+    p.proxy.Signal(SIGHUP);
+    ASSERT_TRUE(WaitLog(p.proxy, "reloaded certificate", 5.0)) << ReadFile(p.proxy.log_path());
+    RawClient b; // arrives while the reload waits
+    ASSERT_TRUE(b.Connect(p.port));
+    ASSERT_TRUE(b.BeginTls(certs.client_crt, certs.client_key, "postgresql", &err)) << err;
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    EXPECT_EQ(ReadFile(p.proxy.log_path()).find("worker 0: TLS certificate reloaded"),
+              std::string::npos);
+    EXPECT_EQ(Metric(p.api, kInFlight), 1); // b's first step has not started
+    EXPECT_FALSE(b.WaitReadable(0));
+    frozen.Thaw();
+    EXPECT_EQ(a.Startup("postgres", "postgres"), "");
+    EXPECT_NE(a.PeerSubject().find("before-reload"), std::string::npos) << a.PeerSubject();
+    EXPECT_EQ(a.Query("select 5"), "5");
+    EXPECT_TRUE(WaitLog(p.proxy, "worker 0: TLS certificate reloaded", 5.0));
+    ASSERT_TRUE(b.FinishTls(&err)) << err;
+    EXPECT_NE(b.PeerSubject().find("after-reload"), std::string::npos) << b.PeerSubject();
+    EXPECT_EQ(b.Startup("postgres", "postgres"), "");
+    a.Close();
+    b.Close();
     EXPECT_EQ(p.proxy.Stop(), 0);
 }
 

@@ -429,8 +429,8 @@ bool RawClient::IsClosedByPeer(int timeout_ms) {
     return n <= 0;
 }
 
-bool RawClient::StartTls(const std::string &cert, const std::string &key, const std::string &alpn,
-                         std::string *err) {
+bool RawClient::NewSsl(const std::string &cert, const std::string &key, const std::string &alpn,
+                       std::string *err) {
     ctx_ = SSL_CTX_new(TLS_method());
     SSL_CTX_set_min_proto_version(ctx_, TLS1_3_VERSION);
     // BoringSSL clients do not accept Ed25519 server signatures unless asked to.
@@ -451,13 +451,75 @@ bool RawClient::StartTls(const std::string &cert, const std::string &key, const 
         wire += alpn;
         SSL_set_alpn_protos(ssl_, reinterpret_cast<const uint8_t *>(wire.data()), wire.size());
     }
+    return true;
+}
+
+static std::string TlsError() {
+    char buf[256];
+    ERR_error_string_n(ERR_get_error(), buf, sizeof(buf));
+    return buf;
+}
+
+bool RawClient::StartTls(const std::string &cert, const std::string &key, const std::string &alpn,
+                         std::string *err) {
+    if (!NewSsl(cert, key, alpn, err)) {
+        return false;
+    }
     if (SSL_connect(ssl_) != 1) {
-        char buf[256];
-        ERR_error_string_n(ERR_get_error(), buf, sizeof(buf));
-        *err = buf;
+        *err = TlsError();
         return false;
     }
     return true;
+}
+
+bool RawClient::BeginTls(const std::string &cert, const std::string &key, const std::string &alpn,
+                         std::string *err) {
+    if (!NewSsl(cert, key, alpn, err)) {
+        return false;
+    }
+    int flags = fcntl(fd_, F_GETFL);
+    fcntl(fd_, F_SETFL, flags | O_NONBLOCK);
+    int r = SSL_connect(ssl_);
+    if (r == 1 || SSL_get_error(ssl_, r) != SSL_ERROR_WANT_READ) {
+        *err = r == 1 ? "handshake done at the first flight" : TlsError();
+        return false;
+    }
+    return true; // the ClientHello is sent; the client waits for the server's flight
+}
+
+bool RawClient::WaitReadable(int timeout_ms) {
+    pollfd p{fd_, POLLIN, 0};
+    return poll(&p, 1, timeout_ms) == 1;
+}
+
+bool RawClient::FinishTls(std::string *err, int timeout_ms) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    for (;;) {
+        int r = SSL_connect(ssl_);
+        if (r == 1) {
+            int flags = fcntl(fd_, F_GETFL);
+            fcntl(fd_, F_SETFL, flags & ~O_NONBLOCK);
+            return true;
+        }
+        if (SSL_get_error(ssl_, r) != SSL_ERROR_WANT_READ) {
+            *err = TlsError();
+            return false;
+        }
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0 || !WaitReadable((int)left.count())) {
+            *err = "timed out waiting for the server's flight";
+            return false;
+        }
+    }
+}
+
+void RawClient::Reset() {
+    if (fd_ >= 0) {
+        linger l{1, 0}; // close sends a RST
+        setsockopt(fd_, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+    }
+    Close();
 }
 
 bool RawClient::SendTls(const std::string &bytes) {

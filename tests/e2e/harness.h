@@ -109,6 +109,16 @@ class RawClient {
     // TLS handshake over the existing socket. `alpn` empty = offer none.
     bool StartTls(const std::string &cert, const std::string &key, const std::string &alpn,
                   std::string *err);
+    // The same handshake in two halves: BeginTls sends the ClientHello and returns (the socket
+    // stays non-blocking until FinishTls), FinishTls reads the server's flight and sends the
+    // client's. Between them a test can act while the server holds the handshake.
+    bool BeginTls(const std::string &cert, const std::string &key, const std::string &alpn,
+                  std::string *err);
+    bool FinishTls(std::string *err, int timeout_ms = 5000);
+    // Whether bytes (or EOF) arrive within `timeout_ms`; nothing is read.
+    bool WaitReadable(int timeout_ms);
+    // Close with a RST instead of a FIN.
+    void Reset();
     bool SendTls(const std::string &bytes);
     // Read one pgwire message (type + body) inside TLS. Returns false on EOF/error.
     bool RecvTlsMessage(char *type, std::string *body, int timeout_ms = 5000);
@@ -121,6 +131,8 @@ class RawClient {
     int fd() const { return fd_; }
 
   private:
+    bool NewSsl(const std::string &cert, const std::string &key, const std::string &alpn,
+                std::string *err);
     int fd_ = -1;
     SSL_CTX *ctx_ = nullptr;
     SSL *ssl_ = nullptr;
