@@ -42,6 +42,7 @@ struct opts {
     double probe_rate;     // storm/query: paced queries per second in all (0: closed loop)
     bool probe_fifo;       // the measured thread runs SCHED_FIFO (--probe-sched fifo)
     uint16_t storm_port;   // the storm goes to this port of the same host (0: the target's)
+    const char *ready_cmd; // query/storm: run once every connection is open, before measuring
     const char *listen;
 };
 
@@ -285,6 +286,7 @@ struct q {
     uint64_t period_ns; // per connection; 0: closed loop
     struct bench_hist hist[2]; // [0] before switch_ns, [1] after (storm); query alone: [0]
     uint64_t failed;
+    bool ready_cmd_failed;
     volatile bool finished;
 };
 
@@ -295,7 +297,16 @@ static void q_on_ready(struct bench_loop *l, struct bench_conn *c, bool first) {
         if (++q->ready < q->conns) {
             return;
         }
-        // Everyone is connected: start the clock and one query per connection.
+        // Everyone is connected: run --ready-cmd (it sees only these connections: the storm
+        // has not started), then start the clock and one query per connection.
+        if (g_o.ready_cmd != NULL) {
+            int st = system(g_o.ready_cmd);
+            if (st != 0) {
+                fprintf(stderr, "atls-bench: --ready-cmd exited with status %d\n", st);
+                q->ready_cmd_failed = true;
+            }
+            now = bench_now_ns();
+        }
         q->started = true;
         q->start_ns = now;
         uint64_t dur = q->deadline_ns; // holds the duration until now
@@ -528,7 +539,8 @@ static int run_query(SSL_CTX *ctx, bool storm, struct bench_cert *mtls) {
     fprintf(f, ",\"connections\":%u,\"duration_s\":%.3f,\"queries\":%llu,\"qps\":%.1f", g_o.conns,
             el, (unsigned long long)n,
             storm ? (double)q->hist[0].count / (el / 2 * 0.8) : (double)n / (el * 0.9));
-    fprintf(f, ",\"probe_rate\":%.1f,\"probe_sched\":\"%s\"", g_o.probe_rate, probe_sched);
+    fprintf(f, ",\"probe_rate\":%.1f,\"probe_sched\":\"%s\",\"ready_cmd\":%s", g_o.probe_rate,
+            probe_sched, g_o.ready_cmd != NULL ? "true" : "false");
     fprintf(f, ",\"proxy_cpu_s\":%.3f,\"latency\":", proxy_cpu(&s0, &s1));
     bench_hist_json(f, &q->hist[0]);
     if (storm) {
@@ -547,7 +559,7 @@ static int run_query(SSL_CTX *ctx, bool storm, struct bench_cert *mtls) {
                 g_o.storm_sched_idle ? "idle" : "normal");
     }
     json_close(f);
-    int rc = n > 0 && q->failed == 0 && (!storm || s->h->done > 0) ? 0 : 1;
+    int rc = n > 0 && q->failed == 0 && !q->ready_cmd_failed && (!storm || s->h->done > 0) ? 0 : 1;
     bench_loop_cleanup(&l);
     if (s != NULL) {
         bench_loop_cleanup(&s->l);
@@ -838,6 +850,9 @@ static void usage(void) {
           "                                           query's scheduled time (default: closed loop)\n"
           "         --probe-sched fifo|normal         measured thread priority (default normal)\n"
           "         --storm-port P                    storm another listener (a diagnosis aid)\n"
+          "         --ready-cmd CMD (query, storm)    run CMD (sh -c) once the connections are\n"
+          "                                           open, before measuring; fails the run if\n"
+          "                                           CMD fails\n"
           "report:  --proxy-pid PID --target-name NAME --label TEXT --out FILE (JSON lines)\n",
           stderr);
 }
@@ -935,6 +950,8 @@ static int parse_args(int argc, char **argv) {
                 return -1;
             }
             g_o.probe_fifo = strcmp(v, "fifo") == 0;
+        } else if (strcmp(a, "--ready-cmd") == 0) {
+            g_o.ready_cmd = v;
         } else if (strcmp(a, "--storm-port") == 0) {
             g_o.storm_port = (uint16_t)atoi(v);
         } else if (strcmp(a, "--storm-conns") == 0) {

@@ -149,7 +149,7 @@ def table(rows, pin, raw=None):
     add(f"idle KiB RSS per connection ({int(held or 0)} held{'' if (held or 0) >= 10000 else ', not 10,000'})",
         None, get(a, "rss_per_conn_kb"), get(h, "rss_per_conn_kb"), "atls <= 12 KB", ok)
     # storm
-    for label in ("pg", "srv", "srv-attested", "pg-attested"):
+    for label in ("pg", "srv", "srv-attested", "pg-attested", "pg-fifo", "pg-attested-fifo"):
         d, a, h = (pick(rows, "storm", t, label) for t in ("direct", "atls", "haproxy"))
         if a is None:
             continue

@@ -310,6 +310,25 @@ if want storm; then
     chrt -a -o -p 0 "$SRV_PID" >/dev/null || true
     bench atls $A_PG_ATT direct "$PID_pg_att" storm --label pg-attested "${ST[@]}" \
         --count $STORM_ATT_N "${ATT_PG[@]}"
+    # PostgreSQL again, with the probe's own $Q_CONNS PostgreSQL backends SCHED_FIFO (set once the
+    # probe is connected, before it measures; the storm's backends, forked later, stay normal):
+    # what the PostgreSQL rows above measure is mostly those backends waiting for the load core
+    # behind the storm's forks, which direct shows as much as any proxy. With a database on its
+    # own host, as in production, that wait does not exist. Every target the same way.
+    cat >"$W/probe-fifo.sh" <<SH
+#!/bin/sh
+pids=\$(psql -X -At "host=127.0.0.1 port=$PG_PORT user=postgres dbname=postgres" -c \
+    "select pid from pg_stat_activity where application_name = 'atls-bench'") || exit 1
+n=\$(echo "\$pids" | grep -c .)
+[ "\$n" -eq $Q_CONNS ] || { echo "probe-fifo: \$n probe backends, want $Q_CONNS" >&2; exit 1; }
+for p in \$pids; do chrt -f -p 1 "\$p" || exit 1; done
+SH
+    PF=(--ready-cmd "sh $W/probe-fifo.sh")
+    bench direct $PG_PORT none 0 storm --label pg-fifo "${ST[@]}" "${PF[@]}"
+    bench atls $A_PG_MTLS direct "$PID_pg_mtls" storm --label pg-fifo "${ST[@]}" "${PF[@]}"
+    bench haproxy $H_PG direct $HAP_PID storm --label pg-fifo "${ST[@]}" "${PF[@]}"
+    bench atls $A_PG_ATT direct "$PID_pg_att" storm --label pg-attested-fifo "${ST[@]}" \
+        --count $STORM_ATT_N "${ATT_PG[@]}" "${PF[@]}"
 fi
 
 # pgbench TARGET PID CONNINFO LABEL: pgbench -S (8 clients, 2 threads) for $DUR s; CPU of PID.

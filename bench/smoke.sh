@@ -81,7 +81,15 @@ done
 "$BENCH" handshake "${M[@]}" --label sslrequest --tls sslrequest --conns 2 --duration 0.3
 "$BENCH" storm "${A[@]}" --label attested --conns 2 --storm-conns 2 --count 10 --duration 0.5 --pool-threads 1
 # The paced probe run.sh uses: 400 queries/s in all, 0.5 s alone then 0.5 s with the storm.
-"$BENCH" storm "${M[@]}" --label paced --conns 4 --storm-conns 4 --duration 0.5 --probe-rate 400 --probe-sched fifo
+# With --ready-cmd, run once the probe's connections are open (run.sh's pg-fifo rows).
+"$BENCH" storm "${M[@]}" --label paced --conns 4 --storm-conns 4 --duration 0.5 --probe-rate 400 --probe-sched fifo \
+    --ready-cmd "echo ran >>$W/ready.txt"
+[ "$(cat "$W/ready.txt")" = ran ] || { echo "bench smoke: --ready-cmd did not run exactly once"; exit 1; }
+# A --ready-cmd that fails fails the run.
+if "$BENCH" query "${M[@]}" --out "$W/ready-fail.json" --conns 2 --duration 0.3 --ready-cmd false 2>"$W/ready-fail.err"; then
+    echo "bench smoke: a failing --ready-cmd did not fail the run"; exit 1
+fi
+grep -q "ready-cmd exited with status" "$W/ready-fail.err" || { cat "$W/ready-fail.err"; exit 1; }
 
 python3 - "$OUT" <<'PY'
 import json, sys
@@ -114,6 +122,7 @@ for r in rows:
             # Paced, not closed loop: about rate x time queries in each half (the first 10 %
             # of the run is warm-up), where a closed loop would run thousands.
             assert r["probe_rate"] == 400 and r["probe_sched"] in ("fifo", "normal"), r
+            assert r["ready_cmd"] is True, r
             for h, secs in (("latency", 0.4), ("latency_storm", 0.5)):
                 want = 400 * secs
                 assert 0.5 * want <= r[h]["count"] <= 1.1 * want + 4, (name, h, r[h]["count"])
