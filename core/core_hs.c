@@ -34,8 +34,7 @@ struct core_hs_thread {
     atomic_bool stop;
     struct core_hs_queue submit;
     struct core_hs_queue done;
-    uint32_t free_mask; // worker only: jobs not in flight
-    uint32_t inflight;  // worker only
+    uint32_t free_mask; // worker only: jobs not in flight (the others are at the thread)
     bool raised;        // worker only: raised to SCHED_OTHER by core_hs_watch
     bool raise_warned;
     struct core_hs_job *jobs;
@@ -189,7 +188,6 @@ struct core_hs_job *core_hs_job_of(const struct core_shard *shard, uint32_t j) {
 void core_hs_submit(struct core_shard *shard, uint32_t j) {
     struct core_hs_thread *t = shard->hs;
     t->jobs[j].submit_ns = core_base_now_ns();
-    t->inflight++;
     atomic_fetch_add_explicit(&shard->counters.hs_steps_away, 1, memory_order_relaxed);
     queue_push(&t->submit, j);
     efd_signal(t->submit_fd);
@@ -201,11 +199,10 @@ bool core_hs_done_pop(struct core_shard *shard, uint32_t *out_job) {
 
 void core_hs_release(struct core_shard *shard, uint32_t j) {
     struct core_hs_thread *t = shard->hs;
-    ASSERT(t->inflight > 0 && !(t->free_mask & (1u << j)));
-    t->inflight--;
+    ASSERT(!(t->free_mask & (1u << j)));
     atomic_fetch_sub_explicit(&shard->counters.hs_steps_away, 1, memory_order_relaxed);
     t->free_mask |= 1u << j;
-    if (t->inflight == 0 && t->raised) {
+    if (core_hs_inflight(shard) == 0 && t->raised) {
         struct sched_param sp = {0};
         if (pthread_setschedparam(t->thread, SCHED_IDLE, &sp) == 0) {
             t->raised = false;
@@ -215,7 +212,7 @@ void core_hs_release(struct core_shard *shard, uint32_t j) {
 
 void core_hs_watch(struct core_shard *shard, uint64_t now_ns) {
     struct core_hs_thread *t = shard->hs;
-    if (t == NULL || t->raised || t->inflight == 0) {
+    if (t == NULL || t->raised || core_hs_inflight(shard) == 0) {
         return;
     }
     uint64_t oldest = now_ns;
@@ -243,7 +240,9 @@ void core_hs_watch(struct core_shard *shard, uint64_t now_ns) {
 }
 
 uint32_t core_hs_inflight(const struct core_shard *shard) {
-    return shard->hs == NULL ? 0 : shard->hs->inflight;
+    // A job is taken and submitted in one go (hs_stage), so the jobs not free are those out.
+    return shard->hs == NULL ? 0
+                             : CORE_HS_JOBS - (uint32_t)__builtin_popcount(shard->hs->free_mask);
 }
 
 int core_hs_done_fd(const struct core_shard *shard) {
