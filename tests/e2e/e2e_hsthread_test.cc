@@ -39,15 +39,21 @@ struct OneWorker {
 };
 
 // Start one worker (so the session and the new clients share it) with handshake_thread = mode,
-// `extra` [proxy] lines and, when `crt` is given, that server certificate and key.
+// MtlsIni's handshake timeout unless `hs_timeout_ms` is given, and, when `crt` is given, that
+// server certificate and key.
 bool StartOneWorker(OneWorker *p, const std::string &mode, std::string *err,
-                    const std::string &extra = "", const std::string &crt = "",
+                    const std::string &hs_timeout_ms = "", const std::string &crt = "",
                     const std::string &key = "") {
     p->port = FreePort();
     const Certs &certs = SharedCerts();
     std::string ini = MtlsIni(p->port, "127.0.0.1:" + std::to_string(SharedPostgres().port()),
-                              certs, "handshake_thread = " + mode + "\n" + extra);
+                              certs, "handshake_thread = " + mode + "\n");
     ini.replace(ini.find("workers = 2"), 11, "workers = 1");
+    if (!hs_timeout_ms.empty()) {
+        const std::string line = "handshake_timeout_ms = ";
+        size_t at = ini.find(line) + line.size();
+        ini.replace(at, ini.find('\n', at) - at, hs_timeout_ms);
+    }
     if (!crt.empty()) {
         ini.replace(ini.find(certs.server_crt), certs.server_crt.size(), crt);
         ini.replace(ini.find(certs.server_key), certs.server_key.size(), key);
@@ -318,7 +324,7 @@ TEST(HandshakeThread, BrokenHandshakesOnTheThreadFailCleanly) {
 TEST(HandshakeThread, ACloseWhileTheStepIsAwayWaitsForTheStep) {
     OneWorker p;
     std::string err;
-    ASSERT_TRUE(StartOneWorker(&p, "always", &err, "handshake_timeout_ms = 1000\n")) << err;
+    ASSERT_TRUE(StartOneWorker(&p, "always", &err, "1000")) << err;
     Freeze frozen; // destroyed before p: the gateway is never left with a stopped thread
     std::string why = frozen.Stop(ThreadId(p.proxy.pid(), "atls-hs0"));
     if (why.rfind("EPERM", 0) == 0) {
