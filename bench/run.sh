@@ -293,18 +293,22 @@ fi
 if want storm; then
     echo "== storm: SELECT 1 paced at $PROBE_RATE/s on $Q_CONNS connections (probe thread SCHED_FIFO), ${DUR}s alone then ${DUR}s with a handshake storm ($STORM_CONC in flight)"
     ST=(--conns $Q_CONNS --storm-conns $STORM_CONC --duration $DUR --probe-rate $PROBE_RATE --probe-sched fifo)
-    bench direct $PG_PORT none 0 storm --label pg "${ST[@]}"
-    bench atls $A_PG_MTLS direct "$PID_pg_mtls" storm --label pg "${ST[@]}"
-    bench haproxy $H_PG direct $HAP_PID storm --label pg "${ST[@]}"
+    # storm_rows LABEL DIRECT_PORT ATLS_PORT ATLS_PID HAPROXY_PORT [ARGS]: one mTLS row per target.
+    storm_rows() {
+        local label=$1 dp=$2 ap=$3 apid=$4 hp=$5
+        shift 5
+        bench direct "$dp" none 0 storm --label "$label" "${ST[@]}" "$@"
+        bench atls "$ap" direct "$apid" storm --label "$label" "${ST[@]}" "$@"
+        bench haproxy "$hp" direct $HAP_PID storm --label "$label" "${ST[@]}" "$@"
+    }
+    storm_rows pg $PG_PORT $A_PG_MTLS "$PID_pg_mtls" $H_PG
     # Built-in backend: the storm's cost falls on the proxy alone (PostgreSQL forks a process
     # per storm connection on the load core, which the PostgreSQL rows above include). Like the
     # probe, the backend runs SCHED_FIFO for these rows, for every target: otherwise the probe's
     # query waits on the load core behind the storm's own client-side TLS, which is no target's
     # doing (bench/RESULTS.md, "Storm").
     chrt -a -f -p 1 "$SRV_PID" >/dev/null || echo "WARNING: backend not SCHED_FIFO (needs CAP_SYS_NICE)"
-    bench direct $SRV_PORT none 0 storm --label srv "${ST[@]}"
-    bench atls $A_SRV_MTLS direct "$PID_srv_mtls" storm --label srv "${ST[@]}"
-    bench haproxy $H_SRV direct $HAP_PID storm --label srv "${ST[@]}"
+    storm_rows srv $SRV_PORT $A_SRV_MTLS "$PID_srv_mtls" $H_SRV
     bench atls $A_SRV_ATT direct "$PID_srv_att" storm --label srv-attested "${ST[@]}" \
         --count $STORM_ATT_SRV_N "${ATT[@]}"
     chrt -a -o -p 0 "$SRV_PID" >/dev/null || true
@@ -324,9 +328,7 @@ n=\$(echo "\$pids" | grep -c .)
 for p in \$pids; do chrt -f -p 1 "\$p" || exit 1; done
 SH
     PF=(--ready-cmd "sh $W/probe-fifo.sh")
-    bench direct $PG_PORT none 0 storm --label pg-fifo "${ST[@]}" "${PF[@]}"
-    bench atls $A_PG_MTLS direct "$PID_pg_mtls" storm --label pg-fifo "${ST[@]}" "${PF[@]}"
-    bench haproxy $H_PG direct $HAP_PID storm --label pg-fifo "${ST[@]}" "${PF[@]}"
+    storm_rows pg-fifo $PG_PORT $A_PG_MTLS "$PID_pg_mtls" $H_PG "${PF[@]}"
     bench atls $A_PG_ATT direct "$PID_pg_att" storm --label pg-attested-fifo "${ST[@]}" \
         --count $STORM_ATT_N "${ATT_PG[@]}" "${PF[@]}"
 fi
