@@ -409,8 +409,7 @@ bool RawClient::SendPlain(const std::string &bytes) {
 }
 
 std::string RawClient::RecvPlain(size_t max, int timeout_ms) {
-    pollfd p{fd_, POLLIN, 0};
-    if (poll(&p, 1, timeout_ms) <= 0) {
+    if (!WaitReadable(timeout_ms)) {
         return "";
     }
     std::string out(max, '\0');
@@ -420,8 +419,7 @@ std::string RawClient::RecvPlain(size_t max, int timeout_ms) {
 }
 
 bool RawClient::IsClosedByPeer(int timeout_ms) {
-    pollfd p{fd_, POLLIN, 0};
-    if (poll(&p, 1, timeout_ms) <= 0) {
+    if (!WaitReadable(timeout_ms)) {
         return false;
     }
     char c;
