@@ -225,9 +225,9 @@ TEST(HandshakeThread, AStarvedThreadIsRaisedAndHandshakesComplete) {
     std::string err;
     ASSERT_TRUE(StartOneWorker(&p, "always", &err)) << err;
     // The worker's CPU: the handshake thread inherited the worker's pinning.
-    std::string task = "/proc/" + std::to_string(p.proxy.pid()) + "/task";
-    CmdResult cpu = Sh("for t in " + task + "/*; do [ \"$(cat $t/comm)\" = atls-hs0 ] && "
-                       "taskset -pc ${t##*/} | sed 's/.*: //'; done; true");
+    pid_t hs = ThreadId(p.proxy.pid(), "atls-hs0");
+    ASSERT_GT(hs, 0);
+    CmdResult cpu = Sh("taskset -pc " + std::to_string(hs) + " | sed 's/.*: //'");
     ASSERT_EQ(cpu.status, 0) << cpu.out;
     std::string cpus = cpu.out.substr(0, cpu.out.find('\n'));
     ASSERT_EQ(cpus.find_first_not_of("0123456789"), std::string::npos) << "one CPU: " << cpu.out;
