@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/x509.h>
 
@@ -477,11 +478,18 @@ bool RawClient::BeginTls(const std::string &cert, const std::string &key, const 
     }
     int flags = fcntl(fd_, F_GETFL);
     fcntl(fd_, F_SETFL, flags | O_NONBLOCK);
+    // Until FinishTls the SSL reads from an empty memory BIO, not the socket: a fast server's
+    // flight stays in the socket, and the handshake stops after the ClientHello however quickly
+    // the server answers.
+    SSL_set0_rbio(ssl_, BIO_new(BIO_s_mem()));
     int r = SSL_connect(ssl_);
     if (r == 1 || SSL_get_error(ssl_, r) != SSL_ERROR_WANT_READ) {
         *err = r == 1 ? "handshake done at the first flight" : TlsError();
         return false;
     }
+    BIO *sock = SSL_get_wbio(ssl_);
+    BIO_up_ref(sock);
+    SSL_set0_rbio(ssl_, sock); // frees the memory BIO
     return true; // the ClientHello is sent; the client waits for the server's flight
 }
 
