@@ -24,6 +24,7 @@ enum key_type {
     KEY_WORKERS,   // auto | N
     KEY_SYNC,      // always | batch
     KEY_HSTHREAD,  // auto | always | off
+    KEY_PRIO,      // normal | realtime
 };
 
 struct key_row {
@@ -54,6 +55,10 @@ static const struct key_row rows[] = {
     ROW("proxy", "handshake_thread", KEY_HSTHREAD, handshake_thread, 0, 0,
         "auto | always | off: TLS handshake steps on a second thread per worker, which "
         "established sessions preempt (auto: while established sessions move bytes)"),
+    ROW("proxy", "worker_priority", KEY_PRIO, worker_priority, 0, 0,
+        "normal | realtime: realtime runs each worker SCHED_FIFO (needs CAP_SYS_NICE) while it "
+        "uses under 80% of its CPU, so a handshake storm or another process cannot delay "
+        "established sessions"),
     ROW("tls", "cert", KEY_PATH, tls_cert, 0, 0, "server certificate chain (PEM)"),
     ROW("tls", "key", KEY_PATH, tls_key, 0, 0, "server private key (PEM)"),
     ROW("tls", "client_ca", KEY_PATH, tls_client_ca, 0, 0, "CA for plain mutual-TLS clients"),
@@ -101,6 +106,7 @@ static void config_defaults(struct core_config *cfg) {
     cfg->handshake_timeout_ms = 10000;
     cfg->idle_timeout_ms = 0;
     cfg->handshake_thread = CORE_HS_THREAD_AUTO;
+    cfg->worker_priority = CORE_PRIO_NORMAL;
     cfg->attestation_required = true;
     cfg->nonce_capacity = CORE_NONCE_CAPACITY_DEFAULT;
     cfg->connect_timeout_ms = 3000;
@@ -329,6 +335,16 @@ static int apply_row(struct parse_ctx *pc, const struct key_row *row, const char
             cfg->handshake_thread = CORE_HS_THREAD_OFF;
         } else {
             return set_problem(pc, "handshake_thread must be auto, always or off, not '%s'%s",
+                               value, "");
+        }
+        return 1;
+    case KEY_PRIO:
+        if (strcmp(value, "normal") == 0) {
+            cfg->worker_priority = CORE_PRIO_NORMAL;
+        } else if (strcmp(value, "realtime") == 0) {
+            cfg->worker_priority = CORE_PRIO_REALTIME;
+        } else {
+            return set_problem(pc, "worker_priority must be normal or realtime, not '%s'%s",
                                value, "");
         }
         return 1;

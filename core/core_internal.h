@@ -10,6 +10,7 @@
 
 #include "core.h"
 #include "core_base.h"
+#include "core_prio.h"
 #include "policy_types.h"
 #include "ring.h"
 #include "store.h"
@@ -18,6 +19,7 @@
 #define CORE_CHUNK_NONE UINT32_MAX
 #define CORE_IDX_NONE UINT32_MAX
 #define CORE_TICK_MS 50u
+
 #define CORE_WHEEL_SLOTS 1024u
 #define CORE_DENY_REASON_MAX 256u
 #define CORE_POLICY_RETIRED_MAX 64u // replaced policies a worker or the API may still read
@@ -267,6 +269,8 @@ struct core_counters {
     atomic_uint_fast64_t hs_steps_offloaded;        // handshake steps run by the handshake thread
     atomic_uint_fast64_t hs_thread_raised;          // times it starved and was raised
     atomic_uint_fast64_t hs_steps_away;             // gauge: steps at the thread, not yet back
+    atomic_uint_fast64_t workers_realtime;          // gauge: workers at SCHED_FIFO now
+    atomic_uint_fast64_t worker_rt_dropped;         // times a busy worker left SCHED_FIFO
     struct core_hist handshake_hist;        // accept -> TLS handshake done
     struct core_hist verify_hist;           // attestation verification + policy
     struct core_deny_count deny[CORE_DENY_CODES_MAX];
@@ -317,6 +321,11 @@ struct core_shard {
     struct core_hs_thread *hs;
     uint64_t hs_done_buf;
     bool hs_done_armed;
+    // [proxy] worker_priority = realtime (core_prio.c): where this worker stands, and its CPU
+    // time and the clock at the start of the current window.
+    enum core_prio_state prio;
+    uint64_t prio_cpu_ns;
+    uint64_t prio_wall_ns;
     bool event_deferred; // an event waits for the handshake thread's steps to come back
     uint64_t hs_protect_until_ns; // established sessions moved bytes: steps go to the thread
     uint32_t wheel[CORE_WHEEL_SLOTS];
@@ -459,6 +468,16 @@ uint32_t core_hs_inflight(const struct core_shard *shard);
 void core_hs_watch(struct core_shard *shard, uint64_t now_ns);
 // core_hs_done_fd is the eventfd the thread writes after each finished job.
 int core_hs_done_fd(const struct core_shard *shard);
+
+/* core_prio.c: [proxy] worker_priority */
+
+// core_prio_start (worker thread, at start): SCHED_FIFO 1 when the config asks for it; a refusal
+// is logged and the worker stays at normal priority.
+void core_prio_start(struct core_shard *shard, uint64_t now_ns);
+// core_prio_tick (worker, every tick): applies core_prio_next once per CORE_PRIO_WINDOW_NS.
+void core_prio_tick(struct core_shard *shard, uint64_t now_ns);
+// core_prio_stop (worker, at exit): takes the worker out of the workers_realtime gauge.
+void core_prio_stop(struct core_shard *shard);
 
 /* core_shard.c (I/O helpers used by the TLS BIO) */
 

@@ -1515,6 +1515,7 @@ static void on_tick(void *ctx, struct ring_op_id id, const struct io_uring_cqe *
     uint64_t now = core_base_now_ns();
     core_conn_wheel_expire(shard, now, on_conn_expired);
     core_hs_watch(shard, now);
+    core_prio_tick(shard, now);
     rearm_starved(shard);
     for (uint32_t li = 0; li < shard->listen_count && shard->accept_paused != 0; li++) {
         if ((shard->accept_paused & (1u << li)) && shard->accepting) {
@@ -1755,6 +1756,9 @@ static int shard_ring_setup(struct core_shard *shard) {
 
 static void *shard_main(void *arg) {
     struct core_shard *shard = arg;
+    char name[16];
+    snprintf(name, sizeof(name), "atls-w%u", shard->id); // top -H, perf, chrt find it by name
+    (void)pthread_setname_np(pthread_self(), name);
     shard->start_ret = shard_ring_setup(shard);
     if (shard->start_ret != 0) {
         sem_post(&shard->started);
@@ -1783,6 +1787,8 @@ static void *shard_main(void *arg) {
         }
         arm_hs_done(shard);
     }
+    // After the handshake thread exists: it would inherit SCHED_FIFO.
+    core_prio_start(shard, core_base_now_ns());
     atomic_store_explicit(&shard->msg_fd, ring_fd(&shard->ring), memory_order_release);
     sem_post(&shard->started);
     for (uint32_t i = 0; i < shard->listen_count; i++) {
@@ -1818,6 +1824,7 @@ static void *shard_main(void *arg) {
         }
     }
     core_hs_stop(shard); // after the last step came back (every away connection was active)
+    core_prio_stop(shard);
     return NULL;
 }
 

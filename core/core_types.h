@@ -63,6 +63,12 @@ enum core_hs_thread_mode {
     CORE_HS_THREAD_OFF,      // always on the worker, CORE_HS_STEPS_PER_TURN per loop turn
 };
 
+// [proxy] worker_priority: the scheduling class of the worker threads (core_prio.c).
+enum core_worker_priority {
+    CORE_PRIO_NORMAL = 0, // SCHED_OTHER, like every other process
+    CORE_PRIO_REALTIME,   // SCHED_FIFO 1 while the worker leaves room on its CPU for the rest
+};
+
 struct core_config {
     char path[CORE_PATH_MAX]; // the config file itself
     // [proxy]
@@ -76,6 +82,7 @@ struct core_config {
     uint32_t handshake_timeout_ms; // sniff + TLS handshake + startup
     uint32_t idle_timeout_ms;      // 0 = none
     enum core_hs_thread_mode handshake_thread; // where TLS handshake steps run
+    enum core_worker_priority worker_priority;  // scheduling class of the workers
     // [tls]
     char tls_cert[CORE_PATH_MAX];
     char tls_key[CORE_PATH_MAX];

@@ -39,15 +39,15 @@ struct OneWorker {
 };
 
 // Start one worker (so the session and the new clients share it) with handshake_thread = mode,
-// MtlsIni's handshake timeout unless `hs_timeout_ms` is given, and, when `crt` is given, that
-// server certificate and key.
+// MtlsIni's handshake timeout unless `hs_timeout_ms` is given, when `crt` is given that server
+// certificate and key, and `proxy_extra` ([proxy] lines) added.
 bool StartOneWorker(OneWorker *p, const std::string &mode, std::string *err,
                     const std::string &hs_timeout_ms = "", const std::string &crt = "",
-                    const std::string &key = "") {
+                    const std::string &key = "", const std::string &proxy_extra = "") {
     p->port = FreePort();
     const Certs &certs = SharedCerts();
     std::string ini = MtlsIni(p->port, "127.0.0.1:" + std::to_string(SharedPostgres().port()),
-                              certs, "handshake_thread = " + mode + "\n");
+                              certs, "handshake_thread = " + mode + "\n" + proxy_extra);
     ini.replace(ini.find("workers = 2"), 11, "workers = 1");
     if (!hs_timeout_ms.empty()) {
         const std::string line = "handshake_timeout_ms = ";
@@ -401,6 +401,87 @@ TEST(HandshakeThread, AReloadWhileAStepIsAwayWaitsForTheStep) {
     a.Close();
     b.Close();
     EXPECT_EQ(p.proxy.Stop(), 0);
+}
+
+// [proxy] worker_priority = realtime: the worker runs SCHED_FIFO 1, so a woken worker preempts
+// whatever else runs on its CPU; its handshake thread stays at SCHED_IDLE (it must not inherit
+// the worker's class); an idle worker stays real-time.
+const char kRealtime[] = "atls_workers_realtime";
+const char kRtDropped[] = "atls_worker_realtime_dropped_total";
+
+TEST(WorkerPriority, RealtimeRunsTheWorkerFifoAndLeavesTheHandshakeThreadIdle) {
+    if (geteuid() != 0) {
+        GTEST_SKIP() << "SCHED_FIFO needs CAP_SYS_NICE: run as root";
+    }
+    OneWorker p;
+    std::string err;
+    ASSERT_TRUE(StartOneWorker(&p, "always", &err, "", "", "", "worker_priority = realtime\n"))
+        << err;
+    pid_t w = ThreadId(p.proxy.pid(), "atls-w0");
+    pid_t hs = ThreadId(p.proxy.pid(), "atls-hs0");
+    ASSERT_GT(w, 0);
+    ASSERT_GT(hs, 0);
+    EXPECT_EQ(sched_getscheduler(w), SCHED_FIFO);
+    sched_param sp{};
+    ASSERT_EQ(sched_getparam(w, &sp), 0);
+    EXPECT_EQ(sp.sched_priority, 1);
+    EXPECT_EQ(sched_getscheduler(hs), SCHED_IDLE);
+    EXPECT_EQ(sched_getscheduler(p.proxy.pid()), SCHED_OTHER); // the main thread: untouched
+    // Several 100 ms windows of an idle worker: it stays real-time.
+    std::this_thread::sleep_for(std::chrono::milliseconds(350));
+    EXPECT_EQ(Metric(p.api, kRealtime), 1);
+    EXPECT_EQ(Metric(p.api, kRtDropped), 0);
+    ASSERT_NO_FATAL_FAILURE(ThreeClients(p.port, nullptr));
+    EXPECT_EQ(Metric(p.api, kOk), 3);
+    CmdResult r = PsqlSelect(p.port);
+    EXPECT_EQ(r.status, 0) << r.out;
+    EXPECT_EQ(r.out, "42\n");
+    EXPECT_EQ(p.proxy.Stop(), 0);
+}
+
+TEST(WorkerPriority, NormalIsTheDefault) {
+    OneWorker p;
+    std::string err;
+    ASSERT_TRUE(StartOneWorker(&p, "auto", &err)) << err;
+    pid_t w = ThreadId(p.proxy.pid(), "atls-w0");
+    ASSERT_GT(w, 0);
+    EXPECT_EQ(sched_getscheduler(w), SCHED_OTHER);
+    EXPECT_EQ(Metric(p.api, kRealtime), 0);
+    EXPECT_EQ(p.proxy.Stop(), 0);
+}
+
+// Without CAP_SYS_NICE (a service manager that grants none) realtime is refused: the gateway
+// says why and how to grant it, and serves at normal priority.
+TEST(WorkerPriority, RefusedRealtimeRunsAtNormalPriorityAndSaysWhy) {
+    OneWorker p;
+    p.proxy.without_sys_nice = true;
+    std::string err;
+    ASSERT_TRUE(StartOneWorker(&p, "auto", &err, "", "", "", "worker_priority = realtime\n"))
+        << err;
+    pid_t w = ThreadId(p.proxy.pid(), "atls-w0");
+    ASSERT_GT(w, 0);
+    EXPECT_EQ(sched_getscheduler(w), SCHED_OTHER);
+    EXPECT_EQ(Metric(p.api, kRealtime), 0);
+    std::string log = ReadFile(p.proxy.log_path());
+    EXPECT_NE(log.find("worker 0: worker_priority = realtime refused"), std::string::npos) << log;
+    EXPECT_NE(log.find("grant CAP_SYS_NICE"), std::string::npos) << log;
+    CmdResult r = PsqlSelect(p.port);
+    EXPECT_EQ(r.status, 0) << r.out;
+    EXPECT_EQ(r.out, "42\n");
+    EXPECT_EQ(p.proxy.Stop(), 0);
+}
+
+TEST(WorkerPriority, UnknownValueIsAConfigError) {
+    TempDir dir;
+    Proxy proxy;
+    std::string ini = MtlsIni(FreePort(), "127.0.0.1:" + std::to_string(SharedPostgres().port()),
+                              SharedCerts(), "worker_priority = urgent\n");
+    std::string err;
+    EXPECT_FALSE(proxy.Start(dir.path(), ini, &err));
+    std::string log = ReadFile(proxy.log_path());
+    EXPECT_NE(log.find("worker_priority must be normal or realtime, not 'urgent'"),
+              std::string::npos)
+        << log;
 }
 
 } // namespace

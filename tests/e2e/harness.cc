@@ -3,12 +3,15 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -215,6 +218,24 @@ Proxy::~Proxy() {
     }
 }
 
+// In a forked child before exec: CAP_SYS_NICE out of the bounding, inheritable and ambient
+// sets, so the program it execs (even as root) does not get it.
+static bool DropSysNice() {
+    if (prctl(PR_CAPBSET_DROP, CAP_SYS_NICE, 0, 0, 0) != 0 ||
+        prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) {
+        return false;
+    }
+    __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct data[2]{};
+    if (syscall(SYS_capget, &hdr, data) != 0) {
+        return false;
+    }
+    data[CAP_TO_INDEX(CAP_SYS_NICE)].inheritable &= ~CAP_TO_MASK(CAP_SYS_NICE);
+    data[CAP_TO_INDEX(CAP_SYS_NICE)].effective &= ~CAP_TO_MASK(CAP_SYS_NICE);
+    data[CAP_TO_INDEX(CAP_SYS_NICE)].permitted &= ~CAP_TO_MASK(CAP_SYS_NICE);
+    return syscall(SYS_capset, &hdr, data) == 0;
+}
+
 bool Proxy::Start(const std::string &dir, const std::string &ini, std::string *err,
                   unsigned long nofile) {
     std::string cfg = dir + "/proxy.ini";
@@ -246,6 +267,9 @@ bool Proxy::Start(const std::string &dir, const std::string &ini, std::string *e
             }
             rlimit rl{nofile, nofile};
             setrlimit(RLIMIT_NOFILE, &rl);
+        }
+        if (without_sys_nice && !DropSysNice()) {
+            _exit(126);
         }
         execl(ProxyBinary().c_str(), "atls-proxy", "--config", cfg.c_str(), (char *)nullptr);
         _exit(127);

@@ -84,6 +84,9 @@ class Proxy {
     bool Running();
     pid_t pid() const { return pid_; }
     std::string log_path() const { return log_; }
+    // Set before Start: the proxy starts without CAP_SYS_NICE (dropped from the bounding,
+    // inheritable and ambient sets before exec), as under a service manager that grants none.
+    bool without_sys_nice = false;
 
   private:
     pid_t pid_ = -1;
