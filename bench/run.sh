@@ -7,6 +7,7 @@
 # starts is stopped by PID on exit.
 #
 #   bash bench/run.sh [--quick] [--pin split|shared] [--only LIST] [--results DIR]
+#                     [--worker-priority realtime|normal]
 #
 #   --quick    short runs (1 s, 1,000 idle connections, 300 attested handshakes): a sanity pass
 #   --pin      split (default): the proxy under test (1 worker / 1 thread) on CPU 0; load
@@ -14,6 +15,9 @@
 #              shared: nothing pinned; atls-proxy workers = 2 (it pins worker i to CPU i itself),
 #              HAProxy nbthread 2; everything shares both cores.
 #   --only     comma list of scenario groups: handshake,bulk,query,idle,storm,pgbench
+#   --worker-priority  [proxy] worker_priority of the atls-proxy instances (default realtime:
+#              SCHED_FIFO workers that drop to normal priority while busy). HAProxy runs as
+#              shipped. The storm adds two rows at normal priority either way.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -22,17 +26,20 @@ QUICK=0
 PIN=split
 ONLY=handshake,bulk,query,idle,storm,pgbench
 RESULTS=$ROOT/bench/results
+WPRIO=realtime
 while [ $# -gt 0 ]; do
     case "$1" in
     --quick) QUICK=1 ;;
     --pin) PIN=$2; shift ;;
     --only) ONLY=$2; shift ;;
     --results) RESULTS=$2; shift ;;
-    *) echo "usage: bash bench/run.sh [--quick] [--pin split|shared] [--only LIST] [--results DIR]" >&2; exit 2 ;;
+    --worker-priority) WPRIO=$2; shift ;;
+    *) echo "usage: bash bench/run.sh [--quick] [--pin split|shared] [--only LIST] [--results DIR] [--worker-priority realtime|normal]" >&2; exit 2 ;;
     esac
     shift
 done
 case "$PIN" in split | shared) ;; *) echo "run.sh: --pin split|shared" >&2; exit 2 ;; esac
+case "$WPRIO" in realtime | normal) ;; *) echo "run.sh: --worker-priority realtime|normal" >&2; exit 2 ;; esac
 want() { [[ ",$ONLY," == *",$1,"* ]]; }
 
 if [ "$QUICK" -eq 1 ]; then
@@ -56,7 +63,7 @@ if ! need gnuplot; then
         (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q gnuplot-nox >/dev/null 2>&1)) ||
         echo "run.sh: gnuplot-nox could not be installed: no charts"
 fi
-for t in haproxy pgbench psql openssl python3 taskset; do
+for t in haproxy pgbench psql openssl python3 taskset chrt curl; do
     need "$t" || { echo "run.sh: $t is missing (bash deploy/setup.sh; apt-get install haproxy)" >&2; exit 1; }
 done
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
@@ -86,6 +93,7 @@ PG_PORT=$BASE; SRV_PORT=$((BASE + 1))
 A_PG_MTLS=$((BASE + 10)); A_PG_ATT=$((BASE + 11)); A_SRV_MTLS=$((BASE + 12)); A_SRV_ATT=$((BASE + 13))
 API_PG_MTLS=$((BASE + 20)); API_PG_ATT=$((BASE + 21)); API_SRV_MTLS=$((BASE + 22)); API_SRV_ATT=$((BASE + 23))
 H_PG=$((BASE + 30)); H_SRV=$((BASE + 31)); H_TCP=$((BASE + 32))
+A_PG_MTLS_N=$((BASE + 14)); A_SRV_MTLS_N=$((BASE + 15)); API_PG_MTLS_N=$((BASE + 24)); API_SRV_MTLS_N=$((BASE + 25))
 W=${BENCH_WORK_DIR:-/tmp/atls-bench-run}
 MEAS=$(printf 'a%.0s' $(seq 96))
 
@@ -179,9 +187,10 @@ reuse_window_s = 0
 roots = $W/sim/ark.pem
 INI
 
-# start_proxy NAME LISTEN_PORT API_PORT BACKEND_PORT attested(0|1) CONNS_MAX -> sets PID_<NAME>
+# start_proxy NAME LISTEN_PORT API_PORT BACKEND_PORT attested(0|1) CONNS_MAX [PRIORITY]
+#   -> sets PID_<NAME>
 start_proxy() {
-    local name=$1 port=$2 api=$3 be=$4 att=$5 cmax=$6
+    local name=$1 port=$2 api=$3 be=$4 att=$5 cmax=$6 prio=${7:-$WPRIO}
     local d=$W/$name
     mkdir -p "$d"
     {
@@ -189,6 +198,7 @@ start_proxy() {
         echo "node_id = bench-$name"
         echo "listen = 127.0.0.1:$port"
         echo "workers = $WORKERS"
+        echo "worker_priority = $prio"
         echo "conns_max = $cmax"
         echo "[tls]"
         echo "cert = $W/server.crt"
@@ -216,6 +226,15 @@ start_proxy pg-mtls $A_PG_MTLS $API_PG_MTLS $PG_PORT 0 1024
 start_proxy pg-att $A_PG_ATT $API_PG_ATT $PG_PORT 1 1024
 start_proxy srv-mtls $A_SRV_MTLS $API_SRV_MTLS $SRV_PORT 0 $((IDLE_N / WORKERS + 1024))
 start_proxy srv-att $A_SRV_ATT $API_SRV_ATT $SRV_PORT 1 1024
+# The same mTLS instances at normal priority, for the storm's comparison rows.
+start_proxy pg-mtls-normal $A_PG_MTLS_N $API_PG_MTLS_N $PG_PORT 0 1024 normal
+start_proxy srv-mtls-normal $A_SRV_MTLS_N $API_SRV_MTLS_N $SRV_PORT 0 1024 normal
+if [ "$WPRIO" = realtime ]; then
+    for n in pg-mtls pg-att srv-mtls srv-att; do
+        grep -q "worker_priority = realtime refused" "$W/$n/log" &&
+            { echo "run.sh: atls-proxy $n could not run its worker SCHED_FIFO (needs CAP_SYS_NICE):"; cat "$W/$n/log"; exit 1; }
+    done
+fi
 
 # ---- HAProxy -------------------------------------------------------------------------------------
 echo "run.sh: HAProxy $(haproxy -v | head -1 | awk '{print $3}') (nbthread $HAP_THREADS)"
@@ -309,6 +328,7 @@ if want storm; then
     # doing (bench/RESULTS.md, "Storm").
     chrt -a -f -p 1 "$SRV_PID" >/dev/null || echo "WARNING: backend not SCHED_FIFO (needs CAP_SYS_NICE)"
     storm_rows srv $SRV_PORT $A_SRV_MTLS "$PID_srv_mtls" $H_SRV
+    bench atls $A_SRV_MTLS_N direct "$PID_srv_mtls_normal" storm --label srv-normal-prio "${ST[@]}"
     bench atls $A_SRV_ATT direct "$PID_srv_att" storm --label srv-attested "${ST[@]}" \
         --count $STORM_ATT_SRV_N "${ATT[@]}"
     chrt -a -o -p 0 "$SRV_PID" >/dev/null || true
@@ -329,6 +349,7 @@ for p in \$pids; do chrt -f -p 1 "\$p" || exit 1; done
 SH
     PF=(--ready-cmd "sh $W/probe-fifo.sh")
     storm_rows pg-fifo $PG_PORT $A_PG_MTLS "$PID_pg_mtls" $H_PG "${PF[@]}"
+    bench atls $A_PG_MTLS_N direct "$PID_pg_mtls_normal" storm --label pg-fifo-normal-prio "${ST[@]}" "${PF[@]}"
     bench atls $A_PG_ATT direct "$PID_pg_att" storm --label pg-attested-fifo "${ST[@]}" \
         --count $STORM_ATT_N "${ATT_PG[@]}" "${PF[@]}"
 fi
@@ -361,6 +382,14 @@ echo
     echo "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/{print $2}') GiB, kernel $(uname -r), HAProxy $(haproxy -v | head -1 | awk '{print $3}'), PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}')"
     echo "command: bash bench/run.sh $([ "$QUICK" -eq 1 ] && echo '--quick ')--pin $PIN  ($STAMP, ${DUR}s per run)"
     echo "load average before: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg) (the machine is shared)"
+    # How often each real-time worker was busy enough (80% of its CPU) to go back to normal
+    # priority during the run: the guard at work in the handshake and bulk scenarios.
+    drops=""
+    for n in pg-mtls:$API_PG_MTLS pg-att:$API_PG_ATT srv-mtls:$API_SRV_MTLS srv-att:$API_SRV_ATT; do
+        v=$(curl -s "http://127.0.0.1:${n#*:}/metrics" | awk '$1 == "atls_worker_realtime_dropped_total" {print $2}')
+        drops="$drops ${n%%:*}=${v:-?}"
+    done
+    echo "atls-proxy worker_priority = $WPRIO (storm rows *-normal-prio: normal); times a worker left SCHED_FIFO:$drops"
     python3 "$ROOT/bench/report.py" --table "$OUT" --pin "$PIN" --charts "$RESULTS"
 } | tee "${OUT%.json}.md"
 echo "run.sh: results in $OUT"
