@@ -6,6 +6,7 @@ PNG charts drawn with gnuplot.
   report.py --line < one.json                 one-line summary of a result (run.sh prints it)
   report.py --table run.json [--pin P] [--charts DIR]
   report.py --spread run1.json run2.json ...  ratios of every run side by side
+  report.py --ab run.json                      the storm A/B of run.sh --only storm-ab
 """
 import json
 import os
@@ -75,17 +76,19 @@ def fmt(v, nd=2):
     return f"{v:.{nd}f}" if isinstance(v, float) else str(v)
 
 
+def get(r, key):
+    """Field `key` (dotted path) of row `r` as a float, None when absent or negative."""
+    if r is None:
+        return None
+    v = r
+    for k in key.split("."):
+        v = v.get(k) if isinstance(v, dict) else None
+    return None if v is None or (isinstance(v, (int, float)) and v < 0) else float(v)
+
+
 def table(rows, pin, raw=None):
     out = []
     lines = []  # (metric, direct, atls, haproxy, atls/haproxy, atls/direct, target, verdict)
-
-    def get(r, key):
-        if r is None:
-            return None
-        v = r
-        for k in key.split("."):
-            v = v.get(k) if isinstance(v, dict) else None
-        return None if v is None or (isinstance(v, (int, float)) and v < 0) else float(v)
 
     def add(metric, d, a, h, target="", ok=None):
         if raw is not None:
@@ -229,6 +232,25 @@ def spread(paths):
     return "\n".join(out)
 
 
+def ab(rows):
+    """The storm A/B (run.sh --only storm-ab): per row and worker priority, the p99 during the
+    storm and the ratio to the p99 alone in each round, and how many rounds met <= 2x."""
+    groups = {}
+    for r in rows:
+        label = r.get("label", "")
+        if r["scenario"] == "storm" and label.startswith("ab-"):
+            groups.setdefault(label, []).append(r)
+    out = ["| row, worker priority | p99 us during storm, each round | p99 ratio, each round | <= 2x |",
+           "|---|---|---|---|"]
+    for label in sorted(groups):
+        rs = groups[label]
+        during = " / ".join(fmt(get(r, "latency_storm.p99_us")) for r in rs)
+        ratios = " / ".join(fmt(get(r, "p99_ratio")) for r in rs)
+        met = sum(1 for r in rs if get(r, "p99_ratio") is not None and get(r, "p99_ratio") <= 2.0)
+        out.append(f"| {label[3:]} | {during} | {ratios} | {met} of {len(rs)} |")
+    return "\n".join(out)
+
+
 def charts(rows, outdir, prefix):
     if shutil.which("gnuplot") is None:
         print("report.py: gnuplot not installed, no charts", file=sys.stderr)
@@ -321,6 +343,9 @@ def main(argv):
         if "--charts" in argv:
             prefix = os.path.basename(argv[2]).rsplit(".", 1)[0]
             charts(rows, argv[argv.index("--charts") + 1], prefix)
+        return 0
+    if len(argv) >= 3 and argv[1] == "--ab":
+        print(ab(load(argv[2])))
         return 0
     if len(argv) >= 3 and argv[1] == "--spread":
         print(spread(argv[2:]))

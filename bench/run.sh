@@ -14,7 +14,9 @@
 #              generator, PostgreSQL and the built-in backend on CPU 1.
 #              shared: nothing pinned; atls-proxy workers = 2 (it pins worker i to CPU i itself),
 #              HAProxy nbthread 2; everything shares both cores.
-#   --only     comma list of scenario groups: handshake,bulk,query,idle,storm,pgbench
+#   --only     comma list of scenario groups: handshake,bulk,query,idle,storm,pgbench, and
+#              storm-ab (not in the default list): the storm through the same proxy at
+#              worker_priority = realtime and normal, alternating, BENCH_AB_ROUNDS rounds (4)
 #   --worker-priority  [proxy] worker_priority of the atls-proxy instances (default realtime:
 #              SCHED_FIFO workers that drop to normal priority while busy). HAProxy runs as
 #              shipped. The storm adds two rows at normal priority either way.
@@ -94,6 +96,7 @@ A_PG_MTLS=$((BASE + 10)); A_PG_ATT=$((BASE + 11)); A_SRV_MTLS=$((BASE + 12)); A_
 API_PG_MTLS=$((BASE + 20)); API_PG_ATT=$((BASE + 21)); API_SRV_MTLS=$((BASE + 22)); API_SRV_ATT=$((BASE + 23))
 H_PG=$((BASE + 30)); H_SRV=$((BASE + 31)); H_TCP=$((BASE + 32))
 A_PG_MTLS_N=$((BASE + 14)); A_SRV_MTLS_N=$((BASE + 15)); API_PG_MTLS_N=$((BASE + 24)); API_SRV_MTLS_N=$((BASE + 25))
+A_PG_ATT_N=$((BASE + 16)); API_PG_ATT_N=$((BASE + 26))
 W=${BENCH_WORK_DIR:-/tmp/atls-bench-run}
 MEAS=$(printf 'a%.0s' $(seq 96))
 
@@ -229,6 +232,7 @@ start_proxy srv-att $A_SRV_ATT $API_SRV_ATT $SRV_PORT 1 1024
 # The same mTLS instances at normal priority, for the storm's comparison rows.
 start_proxy pg-mtls-normal $A_PG_MTLS_N $API_PG_MTLS_N $PG_PORT 0 1024 normal
 start_proxy srv-mtls-normal $A_SRV_MTLS_N $API_SRV_MTLS_N $SRV_PORT 0 1024 normal
+want storm-ab && start_proxy pg-att-normal $A_PG_ATT_N $API_PG_ATT_N $PG_PORT 1 1024 normal
 if [ "$WPRIO" = realtime ]; then
     for n in pg-mtls pg-att srv-mtls srv-att; do
         grep -q "worker_priority = realtime refused" "$W/$n/log" &&
@@ -352,6 +356,37 @@ SH
     bench atls $A_PG_MTLS_N direct "$PID_pg_mtls_normal" storm --label pg-fifo-normal-prio "${ST[@]}" "${PF[@]}"
     bench atls $A_PG_ATT direct "$PID_pg_att" storm --label pg-attested-fifo "${ST[@]}" \
         --count $STORM_ATT_N "${ATT_PG[@]}" "${PF[@]}"
+fi
+
+if want storm-ab; then
+    # The storm's A/B: the same rows through an instance at worker_priority = realtime and one
+    # at normal, alternating, so that both arms see the same machine. Labels ab-<row>-<priority>.
+    ROUNDS=${BENCH_AB_ROUNDS:-4}
+    ST=(--conns $Q_CONNS --storm-conns $STORM_CONC --duration $DUR --probe-rate $PROBE_RATE --probe-sched fifo)
+    [ "$WPRIO" = realtime ] || { echo "run.sh: storm-ab compares realtime with normal: leave --worker-priority at realtime" >&2; exit 2; }
+    echo "== storm-ab: $ROUNDS rounds of realtime / normal worker priority, same storm as above"
+    cat >"$W/probe-fifo.sh" <<SH
+#!/bin/sh
+pids=\$(psql -X -At "host=127.0.0.1 port=$PG_PORT user=postgres dbname=postgres" -c \
+    "select pid from pg_stat_activity where application_name = 'atls-bench'") || exit 1
+n=\$(echo "\$pids" | grep -c .)
+[ "\$n" -eq $Q_CONNS ] || { echo "probe-fifo: \$n probe backends, want $Q_CONNS" >&2; exit 1; }
+for p in \$pids; do chrt -f -p 1 "\$p" || exit 1; done
+SH
+    PF=(--ready-cmd "sh $W/probe-fifo.sh")
+    for r in $(seq "$ROUNDS"); do
+        echo "-- round $r"
+        chrt -a -f -p 1 "$SRV_PID" >/dev/null
+        bench atls $A_SRV_MTLS direct "$PID_srv_mtls" storm --label ab-srv-realtime "${ST[@]}"
+        bench atls $A_SRV_MTLS_N direct "$PID_srv_mtls_normal" storm --label ab-srv-normal "${ST[@]}"
+        chrt -a -o -p 0 "$SRV_PID" >/dev/null
+        bench atls $A_PG_MTLS direct "$PID_pg_mtls" storm --label ab-pg-fifo-realtime "${ST[@]}" "${PF[@]}"
+        bench atls $A_PG_MTLS_N direct "$PID_pg_mtls_normal" storm --label ab-pg-fifo-normal "${ST[@]}" "${PF[@]}"
+        bench atls $A_PG_ATT direct "$PID_pg_att" storm --label ab-pg-attested-fifo-realtime "${ST[@]}" \
+            --count $STORM_ATT_N "${ATT_PG[@]}" "${PF[@]}"
+        bench atls $A_PG_ATT_N direct "$PID_pg_att_normal" storm --label ab-pg-attested-fifo-normal "${ST[@]}" \
+            --count $STORM_ATT_N --attest-api 127.0.0.1:$API_PG_ATT_N --sim-dir "$W/sim" --measurement "$MEAS" "${PF[@]}"
+    done
 fi
 
 # pgbench TARGET PID CONNINFO LABEL: pgbench -S (8 clients, 2 threads) for $DUR s; CPU of PID.

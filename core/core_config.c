@@ -56,9 +56,9 @@ static const struct key_row rows[] = {
         "auto | always | off: TLS handshake steps on a second thread per worker, which "
         "established sessions preempt (auto: while established sessions move bytes)"),
     ROW("proxy", "worker_priority", KEY_PRIO, worker_priority, 0, 0,
-        "normal | realtime: realtime runs each worker SCHED_FIFO (needs CAP_SYS_NICE) while it "
-        "uses under 80% of its CPU, so a handshake storm or another process cannot delay "
-        "established sessions"),
+        "normal | realtime: realtime runs each worker SCHED_FIFO (needs CAP_SYS_NICE) while "
+        "established sessions move bytes and it uses under 80% of its CPU, so a handshake storm "
+        "or another process cannot delay them"),
     ROW("tls", "cert", KEY_PATH, tls_cert, 0, 0, "server certificate chain (PEM)"),
     ROW("tls", "key", KEY_PATH, tls_key, 0, 0, "server private key (PEM)"),
     ROW("tls", "client_ca", KEY_PATH, tls_client_ca, 0, 0, "CA for plain mutual-TLS clients"),
