@@ -313,9 +313,22 @@ if want idle; then
     bench haproxy $H_SRV direct $HAP_PID idle --label srv --conns $IDLE_N --hold 2
 fi
 
+# The storm's probe (both storm groups): ST the atls-bench arguments; PF (--ready-cmd) sets the
+# probe's own $Q_CONNS PostgreSQL backends SCHED_FIFO once the probe is connected, before it
+# measures (the storm's backends, forked later, stay normal): see the pg-fifo rows below.
+ST=(--conns $Q_CONNS --storm-conns $STORM_CONC --duration $DUR --probe-rate $PROBE_RATE --probe-sched fifo)
+cat >"$W/probe-fifo.sh" <<SH
+#!/bin/sh
+pids=\$(psql -X -At "host=127.0.0.1 port=$PG_PORT user=postgres dbname=postgres" -c \
+    "select pid from pg_stat_activity where application_name = 'atls-bench'") || exit 1
+n=\$(echo "\$pids" | grep -c .)
+[ "\$n" -eq $Q_CONNS ] || { echo "probe-fifo: \$n probe backends, want $Q_CONNS" >&2; exit 1; }
+for p in \$pids; do chrt -f -p 1 "\$p" || exit 1; done
+SH
+PF=(--ready-cmd "sh $W/probe-fifo.sh")
+
 if want storm; then
     echo "== storm: SELECT 1 paced at $PROBE_RATE/s on $Q_CONNS connections (probe thread SCHED_FIFO), ${DUR}s alone then ${DUR}s with a handshake storm ($STORM_CONC in flight)"
-    ST=(--conns $Q_CONNS --storm-conns $STORM_CONC --duration $DUR --probe-rate $PROBE_RATE --probe-sched fifo)
     # storm_rows LABEL DIRECT_PORT ATLS_PORT ATLS_PID HAPROXY_PORT [ARGS]: one mTLS row per target.
     storm_rows() {
         local label=$1 dp=$2 ap=$3 apid=$4 hp=$5
@@ -343,15 +356,6 @@ if want storm; then
     # what the PostgreSQL rows above measure is mostly those backends waiting for the load core
     # behind the storm's forks, which direct shows as much as any proxy. With a database on its
     # own host, as in production, that wait does not exist. Every target the same way.
-    cat >"$W/probe-fifo.sh" <<SH
-#!/bin/sh
-pids=\$(psql -X -At "host=127.0.0.1 port=$PG_PORT user=postgres dbname=postgres" -c \
-    "select pid from pg_stat_activity where application_name = 'atls-bench'") || exit 1
-n=\$(echo "\$pids" | grep -c .)
-[ "\$n" -eq $Q_CONNS ] || { echo "probe-fifo: \$n probe backends, want $Q_CONNS" >&2; exit 1; }
-for p in \$pids; do chrt -f -p 1 "\$p" || exit 1; done
-SH
-    PF=(--ready-cmd "sh $W/probe-fifo.sh")
     storm_rows pg-fifo $PG_PORT $A_PG_MTLS "$PID_pg_mtls" $H_PG "${PF[@]}"
     bench atls $A_PG_MTLS_N direct "$PID_pg_mtls_normal" storm --label pg-fifo-normal-prio "${ST[@]}" "${PF[@]}"
     bench atls $A_PG_ATT direct "$PID_pg_att" storm --label pg-attested-fifo "${ST[@]}" \
@@ -362,18 +366,8 @@ if want storm-ab; then
     # The storm's A/B: the same rows through an instance at worker_priority = realtime and one
     # at normal, alternating, so that both arms see the same machine. Labels ab-<row>-<priority>.
     ROUNDS=${BENCH_AB_ROUNDS:-4}
-    ST=(--conns $Q_CONNS --storm-conns $STORM_CONC --duration $DUR --probe-rate $PROBE_RATE --probe-sched fifo)
     [ "$WPRIO" = realtime ] || { echo "run.sh: storm-ab compares realtime with normal: leave --worker-priority at realtime" >&2; exit 2; }
     echo "== storm-ab: $ROUNDS rounds of realtime / normal worker priority, same storm as above"
-    cat >"$W/probe-fifo.sh" <<SH
-#!/bin/sh
-pids=\$(psql -X -At "host=127.0.0.1 port=$PG_PORT user=postgres dbname=postgres" -c \
-    "select pid from pg_stat_activity where application_name = 'atls-bench'") || exit 1
-n=\$(echo "\$pids" | grep -c .)
-[ "\$n" -eq $Q_CONNS ] || { echo "probe-fifo: \$n probe backends, want $Q_CONNS" >&2; exit 1; }
-for p in \$pids; do chrt -f -p 1 "\$p" || exit 1; done
-SH
-    PF=(--ready-cmd "sh $W/probe-fifo.sh")
     for r in $(seq "$ROUNDS"); do
         echo "-- round $r"
         chrt -a -f -p 1 "$SRV_PID" >/dev/null
