@@ -18,8 +18,9 @@
 #              storm-ab (not in the default list): the storm through the same proxy at
 #              worker_priority = realtime and normal, alternating, BENCH_AB_ROUNDS rounds (4)
 #   --worker-priority  [proxy] worker_priority of the atls-proxy instances (default realtime:
-#              SCHED_FIFO workers that drop to normal priority while busy). HAProxy runs as
-#              shipped. The storm adds two rows at normal priority either way.
+#              SCHED_FIFO workers while established sessions move bytes, normal priority while
+#              busy or without such sessions). HAProxy runs as shipped. The storm adds two rows
+#              at normal priority either way.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -266,6 +267,7 @@ bench() {
 }
 ATT=(--attest-api 127.0.0.1:$API_SRV_ATT --sim-dir "$W/sim" --measurement "$MEAS")
 ATT_PG=(--attest-api 127.0.0.1:$API_PG_ATT --sim-dir "$W/sim" --measurement "$MEAS")
+ATT_PG_N=(--attest-api 127.0.0.1:$API_PG_ATT_N --sim-dir "$W/sim" --measurement "$MEAS") # storm-ab
 
 if want handshake; then
     echo "== handshake: new connection, TLS 1.3 + client certificate, startup, SELECT 1, Terminate"
@@ -379,7 +381,7 @@ if want storm-ab; then
         bench atls $A_PG_ATT direct "$PID_pg_att" storm --label ab-pg-attested-fifo-realtime "${ST[@]}" \
             --count $STORM_ATT_N "${ATT_PG[@]}" "${PF[@]}"
         bench atls $A_PG_ATT_N direct "$PID_pg_att_normal" storm --label ab-pg-attested-fifo-normal "${ST[@]}" \
-            --count $STORM_ATT_N --attest-api 127.0.0.1:$API_PG_ATT_N --sim-dir "$W/sim" --measurement "$MEAS" "${PF[@]}"
+            --count $STORM_ATT_N "${ATT_PG_N[@]}" "${PF[@]}"
     done
 fi
 
@@ -418,7 +420,7 @@ echo
         v=$(curl -s "http://127.0.0.1:${n#*:}/metrics" | awk '$1 == "atls_worker_realtime_dropped_total" {print $2}')
         drops="$drops ${n%%:*}=${v:-?}"
     done
-    echo "atls-proxy worker_priority = $WPRIO (storm rows *-normal-prio: normal); times a worker left SCHED_FIFO:$drops"
+    echo "atls-proxy worker_priority = $WPRIO (storm rows *-normal-prio: normal); times a busy worker left SCHED_FIFO:$drops"
     python3 "$ROOT/bench/report.py" --table "$OUT" --pin "$PIN" --charts "$RESULTS"
 } | tee "${OUT%.json}.md"
 echo "run.sh: results in $OUT"

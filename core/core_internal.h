@@ -19,7 +19,6 @@
 #define CORE_CHUNK_NONE UINT32_MAX
 #define CORE_IDX_NONE UINT32_MAX
 #define CORE_TICK_MS 50u
-
 #define CORE_WHEEL_SLOTS 1024u
 #define CORE_DENY_REASON_MAX 256u
 #define CORE_POLICY_RETIRED_MAX 64u // replaced policies a worker or the API may still read
@@ -471,8 +470,9 @@ int core_hs_done_fd(const struct core_shard *shard);
 
 /* core_prio.c: [proxy] worker_priority */
 
-// core_prio_start (worker thread, at start): SCHED_FIFO 1 when the config asks for it; a refusal
-// is logged and the worker stays at normal priority.
+// core_prio_start (worker thread, at start): when the config asks for realtime, checks that
+// SCHED_FIFO is allowed (a refusal is logged and the worker stays at normal priority for good);
+// the worker starts at normal priority either way, and core_prio_tick raises it.
 void core_prio_start(struct core_shard *shard, uint64_t now_ns);
 // core_prio_tick (worker, every tick): applies core_prio_next once per CORE_PRIO_WINDOW_NS.
 void core_prio_tick(struct core_shard *shard, uint64_t now_ns);

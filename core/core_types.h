@@ -66,7 +66,8 @@ enum core_hs_thread_mode {
 // [proxy] worker_priority: the scheduling class of the worker threads (core_prio.c).
 enum core_worker_priority {
     CORE_PRIO_NORMAL = 0, // SCHED_OTHER, like every other process
-    CORE_PRIO_REALTIME,   // SCHED_FIFO 1 while the worker leaves room on its CPU for the rest
+    CORE_PRIO_REALTIME,   // SCHED_FIFO 1 while established sessions move bytes and the worker
+                          // leaves room on its CPU for the rest
 };
 
 struct core_config {

@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include <chrono>
+#include <functional>
 #include <thread>
 
 #include "harness.h"
@@ -143,17 +144,30 @@ bool ReadToClose(RawClient *c, int timeout_ms) {
     return false;
 }
 
-// Wait until the gateway's log holds `text`.
-bool WaitLog(const Proxy &proxy, const std::string &text, double timeout_s) {
+// Poll `done` every 20 ms until it holds (true) or `timeout_s` passes (false).
+bool WaitUntil(double timeout_s, const std::function<bool()> &done) {
     auto deadline = std::chrono::steady_clock::now() +
                     std::chrono::milliseconds((long)(timeout_s * 1000));
-    while (ReadFile(proxy.log_path()).find(text) == std::string::npos) {
+    while (!done()) {
         if (std::chrono::steady_clock::now() >= deadline) {
             return false;
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     return true;
+}
+
+// Wait until the gateway's log holds `text`.
+bool WaitLog(const Proxy &proxy, const std::string &text, double timeout_s) {
+    return WaitUntil(timeout_s,
+                     [&] { return ReadFile(proxy.log_path()).find(text) != std::string::npos; });
+}
+
+// psql through the gateway at `port` runs a query.
+void ExpectPsqlWorks(int port) {
+    CmdResult r = PsqlSelect(port);
+    EXPECT_EQ(r.status, 0) << r.out;
+    EXPECT_EQ(r.out, "42\n");
 }
 
 // Three new clients, each while `busy` (when given) has just run a query.
@@ -311,9 +325,7 @@ TEST(HandshakeThread, BrokenHandshakesOnTheThreadFailCleanly) {
     }
     EXPECT_EQ(WaitMetric(p.api, kFailed, 2, 5.0), 2);
     EXPECT_EQ(s.Query("select 9"), "9");
-    CmdResult r = PsqlSelect(p.port);
-    EXPECT_EQ(r.status, 0) << r.out;
-    EXPECT_EQ(r.out, "42\n");
+    ExpectPsqlWorks(p.port);
     s.Close();
     EXPECT_EQ(p.proxy.Stop(), 0);
 }
@@ -350,9 +362,7 @@ TEST(HandshakeThread, ACloseWhileTheStepIsAwayWaitsForTheStep) {
     EXPECT_EQ(Metric(p.api, kInFlight), 0);
     EXPECT_TRUE(ReadToClose(&slow, 5000));
     EXPECT_EQ(Metric(p.api, kOk), 0);
-    CmdResult r = PsqlSelect(p.port);
-    EXPECT_EQ(r.status, 0) << r.out;
-    EXPECT_EQ(r.out, "42\n");
+    ExpectPsqlWorks(p.port);
     EXPECT_EQ(p.proxy.Stop(), 0);
 }
 
@@ -409,17 +419,6 @@ TEST(HandshakeThread, AReloadWhileAStepIsAwayWaitsForTheStep) {
 const char kRealtime[] = "atls_workers_realtime";
 const char kRtDropped[] = "atls_worker_realtime_dropped_total";
 
-// Wait (up to 3 s) until thread `tid` runs under `policy`.
-bool WaitPolicy(pid_t tid, int policy) {
-    for (int i = 0; i < 60; i++) {
-        if (sched_getscheduler(tid) == policy) {
-            return true;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return false;
-}
-
 TEST(WorkerPriority, RealtimeWhileEstablishedSessionsMoveBytesNormalOtherwise) {
     if (geteuid() != 0) {
         GTEST_SKIP() << "SCHED_FIFO needs CAP_SYS_NICE: run as root";
@@ -436,7 +435,7 @@ TEST(WorkerPriority, RealtimeWhileEstablishedSessionsMoveBytesNormalOtherwise) {
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
     EXPECT_EQ(sched_getscheduler(w), SCHED_OTHER);
     EXPECT_EQ(Metric(p.api, kRealtime), 0);
-    EXPECT_EQ(std::string(ReadFile(p.proxy.log_path())).find("refused"), std::string::npos);
+    EXPECT_EQ(ReadFile(p.proxy.log_path()).find("refused"), std::string::npos);
     // An established session (older than 1 s) that keeps querying: the worker goes real-time.
     RawClient s;
     ASSERT_NO_FATAL_FAILURE(OpenEstablished(&s, p.port));
@@ -457,7 +456,8 @@ TEST(WorkerPriority, RealtimeWhileEstablishedSessionsMoveBytesNormalOtherwise) {
     ASSERT_NO_FATAL_FAILURE(ThreeClients(p.port, &s));
     EXPECT_EQ(Metric(p.api, kOk), 4);
     // The session goes quiet: back to normal priority (not counted as a busy drop).
-    EXPECT_TRUE(WaitPolicy(w, SCHED_OTHER)) << "still " << sched_getscheduler(w);
+    EXPECT_TRUE(WaitUntil(3.0, [&] { return sched_getscheduler(w) == SCHED_OTHER; }))
+        << "still " << sched_getscheduler(w);
     EXPECT_EQ(Metric(p.api, kRealtime), 0);
     EXPECT_EQ(Metric(p.api, kRtDropped), 0);
     EXPECT_EQ(s.Query("select 8"), "8");
@@ -491,9 +491,7 @@ TEST(WorkerPriority, RefusedRealtimeRunsAtNormalPriorityAndSaysWhy) {
     std::string log = ReadFile(p.proxy.log_path());
     EXPECT_NE(log.find("worker 0: worker_priority = realtime refused"), std::string::npos) << log;
     EXPECT_NE(log.find("grant CAP_SYS_NICE"), std::string::npos) << log;
-    CmdResult r = PsqlSelect(p.port);
-    EXPECT_EQ(r.status, 0) << r.out;
-    EXPECT_EQ(r.out, "42\n");
+    ExpectPsqlWorks(p.port);
     EXPECT_EQ(p.proxy.Stop(), 0);
 }
 
