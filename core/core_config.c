@@ -20,11 +20,14 @@ enum key_type {
     KEY_LISTEN,    // repeatable host:port
     KEY_SERVERS,   // comma-separated host:port list
     KEY_ADDR,      // one host:port
-    KEY_MODE,      // terminate | passthrough
     KEY_WORKERS,   // auto | N
-    KEY_SYNC,      // always | batch
-    KEY_HSTHREAD,  // auto | always | off
-    KEY_PRIO,      // normal | realtime
+    KEY_CHOICE,    // one of the row's choices (an enum field)
+};
+
+// A word a KEY_CHOICE key accepts, and the enum value it stands for.
+struct choice {
+    const char *word;
+    int value;
 };
 
 struct key_row {
@@ -36,26 +39,42 @@ struct key_row {
     uint32_t min;
     uint32_t max;
     const char *help;
+    const struct choice *choices; // KEY_CHOICE
+    size_t choice_count;
 };
 
 #define ROW(sec, key, type, field, mn, mx, help)                                                   \
     {sec, key, type, offsetof(struct core_config, field),                                          \
-     sizeof(((struct core_config *)0)->field), mn, mx, help}
+     sizeof(((struct core_config *)0)->field), mn, mx, help, NULL, 0}
+// A key whose value is one of `ch` (a static array of struct choice) into enum field `field`.
+#define ROW_CHOICE(sec, key, field, ch, help)                                                       \
+    {sec, key, KEY_CHOICE, offsetof(struct core_config, field),                                    \
+     sizeof(((struct core_config *)0)->field), 0, 0, help, ch, ARRAY_LEN(ch)}
+
+static const struct choice choices_mode[] = {{"terminate", CORE_MODE_TERMINATE},
+                                             {"passthrough", CORE_MODE_PASSTHROUGH}};
+static const struct choice choices_hsthread[] = {{"auto", CORE_HS_THREAD_AUTO},
+                                                 {"always", CORE_HS_THREAD_ALWAYS},
+                                                 {"off", CORE_HS_THREAD_OFF}};
+static const struct choice choices_prio[] = {{"normal", CORE_PRIO_NORMAL},
+                                             {"realtime", CORE_PRIO_REALTIME}};
+static const struct choice choices_sync[] = {{"always", STORE_SYNC_ALWAYS},
+                                             {"batch", STORE_SYNC_BATCH}};
 
 static const struct key_row rows[] = {
     ROW("proxy", "node_id", KEY_STR, node_id, 0, 0, "node name in audit records and stats"),
     ROW("proxy", "listen", KEY_LISTEN, listen, 0, 0, "pgwire/TLS listener host:port, repeatable"),
-    ROW("proxy", "mode", KEY_MODE, mode, 0, 0, "terminate | passthrough"),
+    ROW_CHOICE("proxy", "mode", mode, choices_mode, "terminate | passthrough"),
     ROW("proxy", "workers", KEY_WORKERS, workers, 1, CORE_WORKERS_MAX, "auto or a count"),
     ROW("proxy", "drain_timeout_ms", KEY_U32, drain_timeout_ms, 0, 600000, "SIGTERM drain"),
     ROW("proxy", "conns_max", KEY_U32, conns_max, 16, 1000000, "connection slots per worker"),
     ROW("proxy", "handshake_timeout_ms", KEY_U32, handshake_timeout_ms, 100, 600000,
         "sniff + TLS handshake + startup deadline"),
     ROW("proxy", "idle_timeout_ms", KEY_U32, idle_timeout_ms, 0, 86400000u, "0 = none"),
-    ROW("proxy", "handshake_thread", KEY_HSTHREAD, handshake_thread, 0, 0,
+    ROW_CHOICE("proxy", "handshake_thread", handshake_thread, choices_hsthread,
         "auto | always | off: TLS handshake steps on a second thread per worker, which "
         "established sessions preempt (auto: while established sessions move bytes)"),
-    ROW("proxy", "worker_priority", KEY_PRIO, worker_priority, 0, 0,
+    ROW_CHOICE("proxy", "worker_priority", worker_priority, choices_prio,
         "normal | realtime: realtime runs each worker SCHED_FIFO (needs CAP_SYS_NICE) while "
         "established sessions move bytes and it uses under 80% of its CPU, so a handshake storm "
         "or another process cannot delay them"),
@@ -76,7 +95,7 @@ static const struct key_row rows[] = {
     ROW("audit", "enabled", KEY_BOOL, audit_enabled, 0, 0,
         "write the audit trail (terminate mode); false only for tests and benchmarks"),
     ROW("audit", "dir", KEY_PATH, audit.dir, 0, 0, "RocksDB directory"),
-    ROW("audit", "sync", KEY_SYNC, audit.sync, 0, 0, "always | batch"),
+    ROW_CHOICE("audit", "sync", audit.sync, choices_sync, "always | batch"),
     ROW("audit", "retention_days", KEY_U32, audit.retention_days, 0, STORE_RETENTION_DAYS_MAX,
         "0 = no age limit"),
     ROW("audit", "retention_max_records", KEY_U64, audit.retention_max_records, 0, 0,
@@ -308,15 +327,6 @@ static int apply_row(struct parse_ctx *pc, const struct key_row *row, const char
         }
         return 1;
     }
-    case KEY_MODE:
-        if (strcmp(value, "terminate") == 0) {
-            cfg->mode = CORE_MODE_TERMINATE;
-        } else if (strcmp(value, "passthrough") == 0) {
-            cfg->mode = CORE_MODE_PASSTHROUGH;
-        } else {
-            return set_problem(pc, "mode must be terminate or passthrough, not '%s'%s", value, "");
-        }
-        return 1;
     case KEY_WORKERS:
         if (strcmp(value, "auto") == 0) {
             cfg->workers = 0;
@@ -326,37 +336,23 @@ static int apply_row(struct parse_ctx *pc, const struct key_row *row, const char
             return set_problem(pc, "workers must be auto or 1..64, not '%s'%s", value, "");
         }
         return 1;
-    case KEY_HSTHREAD:
-        if (strcmp(value, "auto") == 0) {
-            cfg->handshake_thread = CORE_HS_THREAD_AUTO;
-        } else if (strcmp(value, "always") == 0) {
-            cfg->handshake_thread = CORE_HS_THREAD_ALWAYS;
-        } else if (strcmp(value, "off") == 0) {
-            cfg->handshake_thread = CORE_HS_THREAD_OFF;
-        } else {
-            return set_problem(pc, "handshake_thread must be auto, always or off, not '%s'%s",
-                               value, "");
+    case KEY_CHOICE: {
+        for (size_t i = 0; i < row->choice_count; i++) {
+            if (strcmp(value, row->choices[i].word) == 0) {
+                ASSERT(row->size == sizeof(int)); // an enum field
+                memcpy(field, &row->choices[i].value, sizeof(int));
+                return 1;
+            }
         }
-        return 1;
-    case KEY_PRIO:
-        if (strcmp(value, "normal") == 0) {
-            cfg->worker_priority = CORE_PRIO_NORMAL;
-        } else if (strcmp(value, "realtime") == 0) {
-            cfg->worker_priority = CORE_PRIO_REALTIME;
-        } else {
-            return set_problem(pc, "worker_priority must be normal or realtime, not '%s'%s",
-                               value, "");
+        // "<key> must be a, b or c, not '<value>'"
+        char want[128];
+        int n = snprintf(want, sizeof(want), "%s must be ", row->name);
+        for (size_t i = 0; i < row->choice_count && n > 0 && (size_t)n < sizeof(want); i++) {
+            const char *sep = i == 0 ? "" : i + 1 == row->choice_count ? " or " : ", ";
+            n += snprintf(want + n, sizeof(want) - (size_t)n, "%s%s", sep, row->choices[i].word);
         }
-        return 1;
-    case KEY_SYNC:
-        if (strcmp(value, "always") == 0) {
-            cfg->audit.sync = STORE_SYNC_ALWAYS;
-        } else if (strcmp(value, "batch") == 0) {
-            cfg->audit.sync = STORE_SYNC_BATCH;
-        } else {
-            return set_problem(pc, "sync must be always or batch, not '%s'%s", value, "");
-        }
-        return 1;
+        return set_problem(pc, "%s, not '%s'", want, value);
+    }
     }
     UNREACHABLE();
 }

@@ -98,7 +98,7 @@ for k in version mode allow min_bootloader min_tee min_snp min_microcode min_fmc
     checks=$((checks + 1))
     grep -Eq "^$k =" "$SRC/deploy/policy.ini.example" || fail "policy.ini.example lacks '$k'"
 done
-for k in $(sed -n 's/^ *ROW("[a-z]*", "\([a-z_]*\)".*/\1/p' "$SRC/core/core_config.c"); do
+for k in $(sed -n 's/^ *ROW\(_CHOICE\)\{0,1\}("[a-z]*", "\([a-z_]*\)".*/\2/p' "$SRC/core/core_config.c"); do
     checks=$((checks + 1))
     grep -Eq "^;? ?$k =" "$SRC/deploy/atls-proxy.ini.example" ||
         fail "core/core_config.c knows '$k', atls-proxy.ini.example does not document it"
@@ -135,6 +135,7 @@ bad_values_ini=(
     "retention_max_records=1e9" "retention_interval_ms=9" "ring_slots_per_worker=1000"
     "ring_slots_per_worker=1" "ring_slots_per_worker=131072" "batch_max=0" "batch_max=4097"
     "dir=no/such/parent/audit" "nonce_capacity=8" "nonce_capacity=1000" "nonce_capacity=33554432"
+    "handshake_thread=sometimes" "worker_priority=urgent"
 )
 for kv in "${bad_values_ini[@]}"; do
     key=${kv%%=*}
