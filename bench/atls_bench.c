@@ -120,12 +120,14 @@ struct sample {
     double proxy_cpu_s;
     double self_cpu_s;
     uint64_t t_ns;
+    struct bench_ticks ticks;
 };
 
 static void sample_now(struct sample *s) {
     s->proxy_cpu_s = g_o.proxy_pid > 0 ? bench_proc_cpu_s(g_o.proxy_pid) : -1;
     s->self_cpu_s = self_cpu_s();
     s->t_ns = bench_now_ns();
+    bench_cpu_ticks(&s->ticks);
 }
 
 static double proxy_cpu(const struct sample *a, const struct sample *b) {
@@ -261,10 +263,10 @@ static int run_handshake(SSL_CTX *ctx) {
     fprintf(f,
             ",\"concurrency\":%u,\"elapsed_s\":%.3f,\"handshakes\":%llu,\"rate_per_s\":%.1f,"
             "\"proxy_cpu_s\":%.3f,\"proxy_cpu_ms_per_handshake\":%.4f,\"client_cpu_s\":%.3f,"
-            "\"latency\":",
+            "\"steal_pct\":%.1f,\"latency\":",
             g_o.conns, el, (unsigned long long)h->done, (double)h->done / el, pc,
             pc >= 0 && h->done ? pc * 1000.0 / (double)h->done : -1.0,
-            s1.self_cpu_s - s0.self_cpu_s);
+            s1.self_cpu_s - s0.self_cpu_s, bench_steal_pct(&s0.ticks, &s1.ticks));
     bench_hist_json(f, &h->hist);
     json_close(f);
     int rc = h->done > 0 ? 0 : 1;
@@ -288,6 +290,9 @@ struct q {
     uint64_t failed;
     bool ready_cmd_failed;
     volatile bool finished;
+    // Steal over the measured halves: at the clock's start, and at the switch (written by the
+    // storm thread as it starts, read after it is joined).
+    struct bench_ticks tk_start, tk_switch;
 };
 
 static void q_on_ready(struct bench_loop *l, struct bench_conn *c, bool first) {
@@ -309,6 +314,7 @@ static void q_on_ready(struct bench_loop *l, struct bench_conn *c, bool first) {
         }
         q->started = true;
         q->start_ns = now;
+        bench_cpu_ticks(&q->tk_start);
         uint64_t dur = q->deadline_ns; // holds the duration until now
         q->warm_ns = now + dur / 10;
         q->switch_ns = q->switch_ns == 0 ? UINT64_MAX : now + q->switch_ns;
@@ -435,6 +441,7 @@ static void *storm_main(void *arg) {
         struct timespec ts = {.tv_nsec = 1000000};
         nanosleep(&ts, NULL);
     }
+    bench_cpu_ticks(&s->q->tk_switch);
     // The storm generator shares its CPU with the measured query thread (and, in split pinning,
     // the backend). With a closed query loop that core is saturated already and the storm's
     // share of it shows as query latency for every target, direct included; run.sh therefore
@@ -541,7 +548,14 @@ static int run_query(SSL_CTX *ctx, bool storm, struct bench_cert *mtls) {
             storm ? (double)q->hist[0].count / (el / 2 * 0.8) : (double)n / (el * 0.9));
     fprintf(f, ",\"probe_rate\":%.1f,\"probe_sched\":\"%s\",\"ready_cmd\":%s", g_o.probe_rate,
             probe_sched, g_o.ready_cmd != NULL ? "true" : "false");
-    fprintf(f, ",\"proxy_cpu_s\":%.3f,\"latency\":", proxy_cpu(&s0, &s1));
+    fprintf(f, ",\"proxy_cpu_s\":%.3f,\"steal_pct\":%.1f", proxy_cpu(&s0, &s1),
+            bench_steal_pct(&q->tk_start, &s1.ticks));
+    if (storm) {
+        fprintf(f, ",\"steal_pct_alone\":%.1f,\"steal_pct_storm\":%.1f",
+                bench_steal_pct(&q->tk_start, &q->tk_switch),
+                bench_steal_pct(&q->tk_switch, &s1.ticks));
+    }
+    fputs(",\"latency\":", f);
     bench_hist_json(f, &q->hist[0]);
     if (storm) {
         fputs(",\"latency_storm\":", f);
@@ -731,12 +745,13 @@ static int run_bulk(SSL_CTX *ctx, struct bench_cert *mtls) {
             ",\"direction\":\"%s\",\"connections\":%u,\"row_bytes\":%u,\"query_bytes\":%llu,"
             "\"elapsed_s\":%.3f,\"bytes\":%llu,\"queries\":%llu,\"bytes_per_s\":%.0f,"
             "\"gbit_per_s\":%.3f,\"proxy_cpu_s\":%.3f,\"proxy_cpu_s_per_gb\":%.3f,"
-            "\"client_cpu_s\":%.3f",
+            "\"client_cpu_s\":%.3f,\"steal_pct\":%.1f",
             g_o.up ? "up" : "down", g_o.conns, g_o.row_bytes,
             (unsigned long long)(rows * g_o.row_bytes), el, (unsigned long long)b->bytes,
             (unsigned long long)b->queries, el > 0 ? (double)b->bytes / el : 0.0,
             el > 0 ? (double)b->bytes * 8 / el / 1e9 : 0.0, pc, pc >= 0 && gb > 0 ? pc / gb : -1.0,
-            b->started ? b->s1.self_cpu_s - b->s0.self_cpu_s : 0.0);
+            b->started ? b->s1.self_cpu_s - b->s0.self_cpu_s : 0.0,
+            b->started ? bench_steal_pct(&b->s0.ticks, &b->s1.ticks) : -1.0);
     json_close(f);
     int rc = b->bytes > 0 && b->failed == 0 ? 0 : 1;
     bench_loop_cleanup(&l);

@@ -33,6 +33,22 @@ double bench_proc_cpu_s(int pid);
 // bench_proc_rss_kb returns VmRSS of process `pid` in KiB, or -1 when unreadable.
 long bench_proc_rss_kb(int pid);
 
+// Machine-wide CPU time from the first line of /proc/stat, in clock ticks: `steal` is time the
+// hypervisor ran something else while a vCPU wanted to run, `total` all of it. A stall that
+// shows in every target alike (and in no profile of ours) is often steal: the bench records it
+// for each timed section so that such rows can be told apart.
+struct bench_ticks {
+    uint64_t steal, total;
+    bool ok;
+};
+
+// bench_cpu_ticks reads the current counters (ok = false when /proc/stat is unreadable).
+void bench_cpu_ticks(struct bench_ticks *t);
+
+// bench_steal_pct returns the share of CPU time stolen between `a` and `b` in percent, or -1
+// when either reading failed or no time passed.
+double bench_steal_pct(const struct bench_ticks *a, const struct bench_ticks *b);
+
 // ---- latency histogram (log-linear, fixed size, no allocation) -------------------------------
 
 struct bench_hist {

@@ -14,6 +14,34 @@ uint64_t bench_now_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+void bench_cpu_ticks(struct bench_ticks *t) {
+    *t = (struct bench_ticks){0};
+    FILE *f = fopen("/proc/stat", "r");
+    if (f == NULL) {
+        return;
+    }
+    // cpu  user nice system idle iowait irq softirq steal [guest guest_nice: inside user/nice]
+    unsigned long long v[8];
+    int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+                   &v[4], &v[5], &v[6], &v[7]);
+    fclose(f);
+    if (n != 8) {
+        return;
+    }
+    for (int i = 0; i < 8; i++) {
+        t->total += v[i];
+    }
+    t->steal = v[7];
+    t->ok = true;
+}
+
+double bench_steal_pct(const struct bench_ticks *a, const struct bench_ticks *b) {
+    if (!a->ok || !b->ok || b->total <= a->total || b->steal < a->steal) {
+        return -1;
+    }
+    return 100.0 * (double)(b->steal - a->steal) / (double)(b->total - a->total);
+}
+
 double bench_proc_cpu_s(int pid) {
     char path[64], buf[2048];
     snprintf(path, sizeof(path), "/proc/%d/stat", pid);

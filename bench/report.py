@@ -25,10 +25,31 @@ def load(path):
     return rows
 
 
+# A timed section in which the hypervisor took more than this share of the machine's CPU time
+# (steal, /proc/stat) is flagged wherever its numbers are shown: its stalls may be nobody's.
+STEAL_FLAG_PCT = 5.0
+
+
+def steal_of(r):
+    """Highest CPU steal % over the row's timed sections, None when not recorded."""
+    vs = [r[k] for k in ("steal_pct", "steal_pct_alone", "steal_pct_storm")
+          if isinstance(r.get(k), (int, float)) and r[k] >= 0]
+    return max(vs) if vs else None
+
+
+def steal_note(r):
+    st = steal_of(r)
+    return f" (steal {st:.0f}%)" if st is not None and st >= STEAL_FLAG_PCT else ""
+
+
 def summary(r):
     s = r["scenario"]
     head = f"  {r.get('target', '?'):8} {r.get('label', ''):16}"
     err = f"  errors={r['errors']} ({r.get('first_error', '')})" if r.get("errors") else ""
+    if r.get("steal_pct_storm") is not None:
+        err = f"  steal {r['steal_pct_alone']:.1f}% / {r['steal_pct_storm']:.1f}%" + err
+    elif r.get("steal_pct") is not None:
+        err = f"  steal {r['steal_pct']:.1f}%" + err
     if s == "handshake":
         return (f"{head} {r['rate_per_s']:9.1f} conn/s  p50 {r['latency']['p50_us']:.0f} us"
                 f"  p99 {r['latency']['p99_us']:.0f} us  proxy {r['proxy_cpu_ms_per_handshake']:.3f}"
@@ -49,7 +70,7 @@ def summary(r):
                 f" (x{r['p99_ratio']:.2f})  storm {r['storm_rate_per_s']:.0f} conn/s"
                 f" (failed {r['storm_failed']}){err}")
     if s == "pgbench":
-        return f"{head} {r['tps']:9.0f} tps  proxy CPU {r['proxy_cpu_s']} s"
+        return f"{head} {r['tps']:9.0f} tps  proxy CPU {r['proxy_cpu_s']} s{err}"
     return json.dumps(r)
 
 
@@ -63,7 +84,7 @@ def pick(rows, scenario, target, label, **kw):
 
 
 def ratio(a, b):
-    if a is None or b is None or b <= 0 or a < 0:
+    if not isinstance(a, (int, float)) or not isinstance(b, (int, float)) or b <= 0 or a < 0:
         return None
     return a / b
 
@@ -90,11 +111,18 @@ def table(rows, pin, raw=None):
     out = []
     lines = []  # (metric, direct, atls, haproxy, atls/haproxy, atls/direct, target, verdict)
 
-    def add(metric, d, a, h, target="", ok=None):
+    flagged = [r for r in rows if steal_note(r)]
+
+    def add(metric, d, a, h, target="", ok=None, src=()):
+        # src: the rows behind a judged line; steal in any of them is noted beside the verdict.
         if raw is not None:
             raw.append((metric, ratio(a, h), ratio(a, d), ok))
+        note = max((steal_of(r) or 0 for r in src if r is not None), default=0)
+        verdict = "" if ok is None else ("met" if ok else "**missed**")
+        if verdict and note >= STEAL_FLAG_PCT:
+            verdict += f" (steal {note:.0f}%)"
         lines.append((metric, fmt(d), fmt(a), fmt(h), fmt(ratio(a, h)), fmt(ratio(a, d)), target,
-                      "" if ok is None else ("met" if ok else "**missed**")))
+                      verdict))
 
     # handshakes
     for label, name in (("srv", "built-in backend"), ("pg", "PostgreSQL")):
@@ -102,14 +130,15 @@ def table(rows, pin, raw=None):
         ra = ratio(get(a, "rate_per_s"), get(h, "rate_per_s"))
         add(f"handshakes/s, mTLS ({name})", get(d, "rate_per_s"), get(a, "rate_per_s"),
             get(h, "rate_per_s"), "atls >= 2x haproxy" if label == "srv" else "",
-            (ra >= 2.0) if (label == "srv" and ra is not None) else None)
+            (ra >= 2.0) if (label == "srv" and ra is not None) else None, (a, h))
         add(f"  proxy CPU ms/handshake ({name})", None, get(a, "proxy_cpu_ms_per_handshake"),
             get(h, "proxy_cpu_ms_per_handshake"))
     att = pick(rows, "handshake", "atls", "srv-attested")
     h = pick(rows, "handshake", "haproxy", "srv")
     ra = ratio(get(att, "rate_per_s"), get(h, "rate_per_s"))
     add("handshakes/s, attested (atls) vs mTLS (haproxy)", None, get(att, "rate_per_s"),
-        get(h, "rate_per_s"), "atls >= 1.5x haproxy mTLS", None if ra is None else ra >= 1.5)
+        get(h, "rate_per_s"), "atls >= 1.5x haproxy mTLS", None if ra is None else ra >= 1.5,
+        (att, h))
     add("  proxy CPU ms/handshake, attested", None, get(att, "proxy_cpu_ms_per_handshake"), None)
     sr = pick(rows, "handshake", "atls", "srv-sslrequest")
     add("handshakes/s, mTLS via SSLRequest (atls only)", None, get(sr, "rate_per_s"), None)
@@ -126,12 +155,12 @@ def table(rows, pin, raw=None):
                 rt = ratio(get(a, "gbit_per_s"), get(h, "gbit_per_s"))
                 add(f"bulk {direction} x{n} Gbit/s ({label})", get(d, "gbit_per_s"),
                     get(a, "gbit_per_s"), get(h, "gbit_per_s"), tgt,
-                    (rt >= 1.3) if (tgt and rt is not None) else None)
+                    (rt >= 1.3) if (tgt and rt is not None) else None, (a, h))
                 rc = ratio(get(a, "proxy_cpu_s_per_gb"), get(h, "proxy_cpu_s_per_gb"))
                 tgt = "atls <= 0.8x haproxy" if (label == "srv" and n == 1) else ""
                 add(f"  proxy CPU-s/GB", None, get(a, "proxy_cpu_s_per_gb"),
                     get(h, "proxy_cpu_s_per_gb"), tgt,
-                    (rc <= 0.8) if (tgt and rc is not None) else None)
+                    (rc <= 0.8) if (tgt and rc is not None) else None, (a, h))
     # query
     for label in ("pg", "srv"):
         d, a, h = (pick(rows, "query", t, label) for t in ("direct", "atls", "haproxy"))
@@ -163,7 +192,7 @@ def table(rows, pin, raw=None):
         judged = not label.endswith("-normal-prio")
         add(f"storm: p99 with storm / p99 alone ({label})", get(d, "p99_ratio"), rr,
             get(h, "p99_ratio"), "atls <= 2x" if judged else "(comparison)",
-            None if rr is None or not judged else rr <= 2.0)
+            None if rr is None or not judged else rr <= 2.0, (a,))
         add(f"  p99 us alone", get(d, "latency.p99_us"), get(a, "latency.p99_us"),
             get(h, "latency.p99_us"))
         add(f"  p99 us during storm", get(d, "latency_storm.p99_us"),
@@ -174,13 +203,18 @@ def table(rows, pin, raw=None):
             get(a, "latency_storm.p50_us"), get(h, "latency_storm.p50_us"))
         add(f"  storm handshakes/s", get(d, "storm_rate_per_s"), get(a, "storm_rate_per_s"),
             get(h, "storm_rate_per_s"))
+        def st(r):
+            if r is None or r.get("steal_pct_storm") is None:
+                return None
+            return f"{r['steal_pct_alone']:.1f} / {r['steal_pct_storm']:.1f}"
+        add(f"  CPU steal % alone / during storm", st(d), st(a), st(h))
     # pgbench
     d = pick(rows, "pgbench", "direct", "pg")
     a = pick(rows, "pgbench", "atls", "pg-tls")
     h = pick(rows, "pgbench", "haproxy", "pg-tcp-hop")
     ra = ratio(get(a, "tps"), get(d, "tps"))
     add("pgbench -S tps (atls: TLS; haproxy: plain TCP hop)", get(d, "tps"), get(a, "tps"),
-        get(h, "tps"), "atls >= 0.80x direct", None if ra is None else ra >= 0.8)
+        get(h, "tps"), "atls >= 0.80x direct", None if ra is None else ra >= 0.8, (d, a))
 
     out.append(f"pinning: {pin}")
     out.append("")
@@ -192,6 +226,11 @@ def table(rows, pin, raw=None):
                       if r.get("cipher")})
     out.append("")
     out.append("negotiated: " + "; ".join(f"{t} {c} {g}" for t, c, g in ciphers))
+    if flagged:
+        out.append("")
+        out.append(f"CPU steal >= {STEAL_FLAG_PCT:.0f}% (the hypervisor ran something else) during: " +
+                   "; ".join(f"{r['scenario']} {r['target']} {r.get('label', '')}{steal_note(r)}"
+                             for r in flagged))
     errs = [r for r in rows if r.get("errors")]
     for r in errs:
         out.append(f"errors: {r['scenario']} {r['target']} {r.get('label')}: {r['errors']} "
@@ -240,14 +279,17 @@ def ab(rows):
         label = r.get("label", "")
         if r["scenario"] == "storm" and label.startswith("ab-"):
             groups.setdefault(label, []).append(r)
-    out = ["| row, worker priority | p99 us during storm, each round | p99 ratio, each round | <= 2x |",
-           "|---|---|---|---|"]
+    out = ["| row, worker priority | p99 us during storm, each round | p99 ratio, each round | <= 2x "
+           "| CPU steal % alone / storm, each round |",
+           "|---|---|---|---|---|"]
     for label in sorted(groups):
         rs = groups[label]
         during = " / ".join(fmt(get(r, "latency_storm.p99_us")) for r in rs)
         ratios = " / ".join(fmt(get(r, "p99_ratio")) for r in rs)
         met = sum(1 for r in rs if get(r, "p99_ratio") is not None and get(r, "p99_ratio") <= 2.0)
-        out.append(f"| {label[3:]} | {during} | {ratios} | {met} of {len(rs)} |")
+        steal = " / ".join("-" if r.get("steal_pct_storm") is None else
+                           f"{r['steal_pct_alone']:.0f}+{r['steal_pct_storm']:.0f}" for r in rs)
+        out.append(f"| {label[3:]} | {during} | {ratios} | {met} of {len(rs)} | {steal} |")
     return "\n".join(out)
 
 

@@ -16,7 +16,7 @@
 #              HAProxy nbthread 2; everything shares both cores.
 #   --only     comma list of scenario groups: handshake,bulk,query,idle,storm,pgbench, and
 #              storm-ab (not in the default list): the storm through the same proxy at
-#              worker_priority = realtime and normal, alternating, BENCH_AB_ROUNDS rounds (4)
+#              worker_priority = realtime and normal and direct, alternating, BENCH_AB_ROUNDS rounds (4)
 #   --worker-priority  [proxy] worker_priority of the atls-proxy instances (default realtime:
 #              SCHED_FIFO workers while established sessions move bytes, normal priority while
 #              busy or without such sessions). HAProxy runs as shipped. The storm adds two rows
@@ -366,16 +366,19 @@ fi
 
 if want storm-ab; then
     # The storm's A/B: the same rows through an instance at worker_priority = realtime and one
-    # at normal, alternating, so that both arms see the same machine. Labels ab-<row>-<priority>.
+    # at normal, alternating, so that both arms see the same machine. Labels ab-<row>-<priority>;
+    # ab-<row>-direct (no proxy) in the same rounds shows what the machine alone did meanwhile.
     ROUNDS=${BENCH_AB_ROUNDS:-4}
     [ "$WPRIO" = realtime ] || { echo "run.sh: storm-ab compares realtime with normal: leave --worker-priority at realtime" >&2; exit 2; }
     echo "== storm-ab: $ROUNDS rounds of realtime / normal worker priority, same storm as above"
     for r in $(seq "$ROUNDS"); do
         echo "-- round $r"
         chrt -a -f -p 1 "$SRV_PID" >/dev/null
+        bench direct $SRV_PORT none 0 storm --label ab-srv-direct "${ST[@]}"
         bench atls $A_SRV_MTLS direct "$PID_srv_mtls" storm --label ab-srv-realtime "${ST[@]}"
         bench atls $A_SRV_MTLS_N direct "$PID_srv_mtls_normal" storm --label ab-srv-normal "${ST[@]}"
         chrt -a -o -p 0 "$SRV_PID" >/dev/null
+        bench direct $PG_PORT none 0 storm --label ab-pg-fifo-direct "${ST[@]}" "${PF[@]}"
         bench atls $A_PG_MTLS direct "$PID_pg_mtls" storm --label ab-pg-fifo-realtime "${ST[@]}" "${PF[@]}"
         bench atls $A_PG_MTLS_N direct "$PID_pg_mtls_normal" storm --label ab-pg-fifo-normal "${ST[@]}" "${PF[@]}"
         bench atls $A_PG_ATT direct "$PID_pg_att" storm --label ab-pg-attested-fifo-realtime "${ST[@]}" \
@@ -385,19 +388,26 @@ if want storm-ab; then
     done
 fi
 
+# cpu_steal_ticks: "STEAL TOTAL" of the machine, in ticks (/proc/stat; atls-bench records the
+# same for its own runs as steal_pct).
+cpu_steal_ticks() { awk '/^cpu /{print $9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat; }
+
 # pgbench TARGET PID CONNINFO LABEL: pgbench -S (8 clients, 2 threads) for $DUR s; CPU of PID.
 pgb() {
     local name=$1 pid=$2 conn=$3 label=$4
-    local c0 c1 out tps
+    local c0 c1 s0 s1 out tps
     c0=$(awk '{print $14 + $15}' /proc/"$pid"/stat 2>/dev/null || echo 0)
+    s0=$(cpu_steal_ticks)
     out=$(timeout 120 "${LOAD_CPU[@]}" pgbench -S -n -c 8 -j 2 -T $DUR "$conn" 2>&1) || true
+    s1=$(cpu_steal_ticks)
     c1=$(awk '{print $14 + $15}' /proc/"$pid"/stat 2>/dev/null || echo 0)
     tps=$(echo "$out" | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | tail -1)
     [ -n "$tps" ] || { echo "run.sh: pgbench against $name failed: $out" | tail -3; tps=0; }
     local hz
     hz=$(getconf CLK_TCK)
-    printf '{"scenario":"pgbench","target":"%s","label":"%s","clients":8,"duration_s":%s,"tps":%s,"proxy_cpu_s":%s,"errors":0}\n' \
-        "$name" "$label" "$DUR" "$tps" "$(awk -v a="$c0" -v b="$c1" -v h="$hz" -v p="$pid" 'BEGIN{ if (p == 0) print -1; else printf "%.3f", (b - a) / h }')" >>"$OUT"
+    printf '{"scenario":"pgbench","target":"%s","label":"%s","clients":8,"duration_s":%s,"tps":%s,"proxy_cpu_s":%s,"steal_pct":%s,"errors":0}\n' \
+        "$name" "$label" "$DUR" "$tps" "$(awk -v a="$c0" -v b="$c1" -v h="$hz" -v p="$pid" 'BEGIN{ if (p == 0) print -1; else printf "%.3f", (b - a) / h }')" \
+        "$(echo "$s0 $s1" | awk '{ if ($4 > $2) printf "%.1f", 100 * ($3 - $1) / ($4 - $2); else print -1 }')" >>"$OUT"
     tail -1 "$OUT" | python3 "$ROOT/bench/report.py" --line
 }
 if want pgbench; then
