@@ -263,10 +263,11 @@ static int run_handshake(SSL_CTX *ctx) {
     fprintf(f,
             ",\"concurrency\":%u,\"elapsed_s\":%.3f,\"handshakes\":%llu,\"rate_per_s\":%.1f,"
             "\"proxy_cpu_s\":%.3f,\"proxy_cpu_ms_per_handshake\":%.4f,\"client_cpu_s\":%.3f,"
-            "\"steal_pct\":%.1f,\"latency\":",
+            "\"steal_pct\":%.1f,\"steal_ms\":%.0f,\"latency\":",
             g_o.conns, el, (unsigned long long)h->done, (double)h->done / el, pc,
             pc >= 0 && h->done ? pc * 1000.0 / (double)h->done : -1.0,
-            s1.self_cpu_s - s0.self_cpu_s, bench_steal_pct(&s0.ticks, &s1.ticks));
+            s1.self_cpu_s - s0.self_cpu_s, bench_steal_pct(&s0.ticks, &s1.ticks),
+            bench_steal_ms(&s0.ticks, &s1.ticks));
     bench_hist_json(f, &h->hist);
     json_close(f);
     int rc = h->done > 0 ? 0 : 1;
@@ -548,12 +549,15 @@ static int run_query(SSL_CTX *ctx, bool storm, struct bench_cert *mtls) {
             storm ? (double)q->hist[0].count / (el / 2 * 0.8) : (double)n / (el * 0.9));
     fprintf(f, ",\"probe_rate\":%.1f,\"probe_sched\":\"%s\",\"ready_cmd\":%s", g_o.probe_rate,
             probe_sched, g_o.ready_cmd != NULL ? "true" : "false");
-    fprintf(f, ",\"proxy_cpu_s\":%.3f,\"steal_pct\":%.1f", proxy_cpu(&s0, &s1),
-            bench_steal_pct(&q->tk_start, &s1.ticks));
+    fprintf(f, ",\"proxy_cpu_s\":%.3f,\"steal_pct\":%.1f,\"steal_ms\":%.0f", proxy_cpu(&s0, &s1),
+            bench_steal_pct(&q->tk_start, &s1.ticks), bench_steal_ms(&q->tk_start, &s1.ticks));
     if (storm) {
-        fprintf(f, ",\"steal_pct_alone\":%.1f,\"steal_pct_storm\":%.1f",
+        fprintf(f,
+                ",\"steal_pct_alone\":%.1f,\"steal_pct_storm\":%.1f,\"steal_ms_alone\":%.0f,"
+                "\"steal_ms_storm\":%.0f",
                 bench_steal_pct(&q->tk_start, &q->tk_switch),
-                bench_steal_pct(&q->tk_switch, &s1.ticks));
+                bench_steal_pct(&q->tk_switch, &s1.ticks),
+                bench_steal_ms(&q->tk_start, &q->tk_switch), bench_steal_ms(&q->tk_switch, &s1.ticks));
     }
     fputs(",\"latency\":", f);
     bench_hist_json(f, &q->hist[0]);
@@ -745,13 +749,14 @@ static int run_bulk(SSL_CTX *ctx, struct bench_cert *mtls) {
             ",\"direction\":\"%s\",\"connections\":%u,\"row_bytes\":%u,\"query_bytes\":%llu,"
             "\"elapsed_s\":%.3f,\"bytes\":%llu,\"queries\":%llu,\"bytes_per_s\":%.0f,"
             "\"gbit_per_s\":%.3f,\"proxy_cpu_s\":%.3f,\"proxy_cpu_s_per_gb\":%.3f,"
-            "\"client_cpu_s\":%.3f,\"steal_pct\":%.1f",
+            "\"client_cpu_s\":%.3f,\"steal_pct\":%.1f,\"steal_ms\":%.0f",
             g_o.up ? "up" : "down", g_o.conns, g_o.row_bytes,
             (unsigned long long)(rows * g_o.row_bytes), el, (unsigned long long)b->bytes,
             (unsigned long long)b->queries, el > 0 ? (double)b->bytes / el : 0.0,
             el > 0 ? (double)b->bytes * 8 / el / 1e9 : 0.0, pc, pc >= 0 && gb > 0 ? pc / gb : -1.0,
             b->started ? b->s1.self_cpu_s - b->s0.self_cpu_s : 0.0,
-            b->started ? bench_steal_pct(&b->s0.ticks, &b->s1.ticks) : -1.0);
+            b->started ? bench_steal_pct(&b->s0.ticks, &b->s1.ticks) : -1.0,
+            b->started ? bench_steal_ms(&b->s0.ticks, &b->s1.ticks) : -1.0);
     json_close(f);
     int rc = b->bytes > 0 && b->failed == 0 ? 0 : 1;
     bench_loop_cleanup(&l);

@@ -42,6 +42,14 @@ double bench_steal_pct(const struct bench_ticks *a, const struct bench_ticks *b)
     return 100.0 * (double)(b->steal - a->steal) / (double)(b->total - a->total);
 }
 
+double bench_steal_ms(const struct bench_ticks *a, const struct bench_ticks *b) {
+    if (!a->ok || !b->ok || b->steal < a->steal) {
+        return -1;
+    }
+    long hz = sysconf(_SC_CLK_TCK);
+    return 1000.0 * (double)(b->steal - a->steal) / (double)(hz > 0 ? hz : 100);
+}
+
 double bench_proc_cpu_s(int pid) {
     char path[64], buf[2048];
     snprintf(path, sizeof(path), "/proc/%d/stat", pid);

@@ -405,9 +405,10 @@ pgb() {
     [ -n "$tps" ] || { echo "run.sh: pgbench against $name failed: $out" | tail -3; tps=0; }
     local hz
     hz=$(getconf CLK_TCK)
-    printf '{"scenario":"pgbench","target":"%s","label":"%s","clients":8,"duration_s":%s,"tps":%s,"proxy_cpu_s":%s,"steal_pct":%s,"errors":0}\n' \
+    printf '{"scenario":"pgbench","target":"%s","label":"%s","clients":8,"duration_s":%s,"tps":%s,"proxy_cpu_s":%s,"steal_pct":%s,"steal_ms":%s,"errors":0}\n' \
         "$name" "$label" "$DUR" "$tps" "$(awk -v a="$c0" -v b="$c1" -v h="$hz" -v p="$pid" 'BEGIN{ if (p == 0) print -1; else printf "%.3f", (b - a) / h }')" \
-        "$(echo "$s0 $s1" | awk '{ if ($4 > $2) printf "%.1f", 100 * ($3 - $1) / ($4 - $2); else print -1 }')" >>"$OUT"
+        "$(echo "$s0 $s1" | awk '{ if ($4 > $2) printf "%.1f", 100 * ($3 - $1) / ($4 - $2); else print -1 }')" \
+        "$(echo "$s0 $s1" | awk -v h="$hz" '{ printf "%.0f", 1000 * ($3 - $1) / h }')" >>"$OUT"
     tail -1 "$OUT" | python3 "$ROOT/bench/report.py" --line
 }
 if want pgbench; then

@@ -127,9 +127,12 @@ for r in rows:
                 want = 400 * secs
                 assert 0.5 * want <= r[h]["count"] <= 1.1 * want + 4, (name, h, r[h]["count"])
     # CPU steal over each timed section (/proc/stat is readable here, so never -1).
-    for k in ("steal_pct", "steal_pct_alone", "steal_pct_storm"):
-        if s in ("handshake", "bulk", "query", "storm") and (k == "steal_pct" or s == "storm"):
-            assert 0 <= r[k] <= 100, (name, k, r.get(k))
+    if s in ("handshake", "bulk", "query", "storm"):
+        keys = ["steal_pct", "steal_ms"]
+        if s == "storm":
+            keys += ["steal_pct_alone", "steal_pct_storm", "steal_ms_alone", "steal_ms_storm"]
+        for k in keys:
+            assert 0 <= r[k] <= (100 if k.startswith("steal_pct") else 60000), (name, k, r.get(k))
     print("ok", name)
 print(f"bench smoke: {len(rows)} scenario runs produced valid JSON")
 PY
