@@ -7,6 +7,10 @@ PNG charts drawn with gnuplot.
   report.py --table run.json [--pin P] [--charts DIR]
   report.py --spread run1.json run2.json ...  ratios of every run side by side
   report.py --ab run.json                      the storm A/B of run.sh --only storm-ab
+  report.py --steal-check < one.json          exit 0 (and say why) if the host stole enough CPU
+                                              during that result to flag it, else 1
+  report.py --supersede run.json               mark the file's last result as re-run because of
+                                              steal (kept in the file; tables leave it out)
 """
 import json
 import os
@@ -15,13 +19,16 @@ import subprocess
 import sys
 
 
-def load(path):
+def load(path, superseded=False):
+    """Result rows of a run; without `superseded`, not those run.sh re-ran because of steal."""
     rows = []
     with open(path) as f:
         for line in f:
             line = line.strip()
             if line:
-                rows.append(json.loads(line))
+                r = json.loads(line)
+                if superseded or not r.get("superseded"):
+                    rows.append(r)
     return rows
 
 
@@ -124,7 +131,7 @@ def get(r, key):
     return None if v is None or (isinstance(v, (int, float)) and v < 0) else float(v)
 
 
-def table(rows, pin, raw=None):
+def table(rows, pin, raw=None, all_rows=None):
     out = []
     lines = []  # (metric, direct, atls, haproxy, atls/haproxy, atls/direct, target, verdict)
 
@@ -243,6 +250,11 @@ def table(rows, pin, raw=None):
                       if r.get("cipher")})
     out.append("")
     out.append("negotiated: " + "; ".join(f"{t} {c} {g}" for t, c, g in ciphers))
+    n_sup = sum(1 for r in (all_rows or []) if r.get("superseded"))
+    if n_sup:
+        out.append("")
+        out.append(f"re-run because the host stole CPU during them: {n_sup} results (kept in the "
+                   "JSON with \"superseded\": \"steal\", left out above)")
     if flagged:
         out.append("")
         out.append(f"CPU steal (the hypervisor ran something else; >= {STEAL_FLAG_PCT:.0f}% of a "
@@ -399,10 +411,25 @@ def main(argv):
     if len(argv) >= 3 and argv[1] == "--table":
         rows = load(argv[2])
         pin = argv[argv.index("--pin") + 1] if "--pin" in argv else "?"
-        print(table(rows, pin))
+        print(table(rows, pin, all_rows=load(argv[2], superseded=True)))
         if "--charts" in argv:
             prefix = os.path.basename(argv[2]).rsplit(".", 1)[0]
             charts(rows, argv[argv.index("--charts") + 1], prefix)
+        return 0
+    if len(argv) >= 2 and argv[1] == "--steal-check":
+        rows = [json.loads(l) for l in sys.stdin if l.strip()]
+        note = steal_note(rows[-1]) if rows else ""
+        if note:
+            print(note.strip(" ()"))
+        return 0 if note else 1
+    if len(argv) >= 3 and argv[1] == "--supersede":
+        with open(argv[2]) as f:
+            lines = [l for l in f.read().split("\n") if l.strip()]
+        last = json.loads(lines[-1])
+        last["superseded"] = "steal"
+        lines[-1] = json.dumps(last, separators=(",", ":"))
+        with open(argv[2], "w") as f:
+            f.write("\n".join(lines) + "\n")
         return 0
     if len(argv) >= 3 and argv[1] == "--ab":
         print(ab(load(argv[2])))

@@ -2,9 +2,11 @@
 # bench/smoke.sh: ctest "bench_smoke" (label bench). Runs every atls-bench scenario for a fraction
 # of a second against its own built-in pgwire backend, directly and through its own atls-proxy
 # (mutual TLS and attested), and checks that each run completed and printed valid, sane JSON
-# (non-zero counts, ordered percentiles, no errors). Not a speed test. Needs ATLS_BUILD_DIR.
+# (non-zero counts, ordered percentiles, no errors), then that report.py tables it and applies the
+# steal rule run.sh re-runs results by. Not a speed test. Needs ATLS_BUILD_DIR.
 set -euo pipefail
 B=${ATLS_BUILD_DIR:?ATLS_BUILD_DIR is the build directory}
+REPORT=$(cd "$(dirname "$0")" && pwd)/report.py
 BENCH=$B/bench/atls-bench
 PROXY=$B/core/atls-proxy
 ATLSCTL=$B/core/atlsctl
@@ -136,3 +138,23 @@ for r in rows:
     print("ok", name)
 print(f"bench smoke: {len(rows)} scenario runs produced valid JSON")
 PY
+
+# report.py: the table of this run, and the steal rule run.sh re-runs results by.
+python3 "$REPORT" --table "$OUT" --pin smoke | grep -q "^pinning: smoke" || { echo "bench smoke: report.py --table failed"; exit 1; }
+check() { # EXPECTED_EXIT JSON
+    local rc=0
+    echo "$2" | python3 "$REPORT" --steal-check >/dev/null || rc=$?
+    [ "$rc" -eq "$1" ] || { echo "bench smoke: --steal-check gave $rc, want $1, for $2"; exit 1; }
+}
+check 0 '{"scenario":"storm","steal_ms_alone":50,"steal_ms_storm":0}'
+check 1 '{"scenario":"storm","steal_ms_alone":30,"steal_ms_storm":30,"steal_ms":60}'
+check 0 '{"scenario":"handshake","steal_pct":6.0,"steal_ms":480}'
+check 1 '{"scenario":"handshake","steal_pct":1.0,"steal_ms":80}'
+check 1 '{"scenario":"idle"}'
+n=$(wc -l <"$OUT")
+python3 "$REPORT" --supersede "$OUT"
+[ "$(wc -l <"$OUT")" -eq "$n" ] && tail -1 "$OUT" | grep -q '"superseded":"steal"' ||
+    { echo "bench smoke: --supersede did not mark the last result"; exit 1; }
+python3 "$REPORT" --table "$OUT" | grep -q "re-run because the host stole CPU during them: 1 results" ||
+    { echo "bench smoke: the table does not count the superseded result"; exit 1; }
+echo "bench smoke: report.py table and steal rule ok"
