@@ -269,6 +269,7 @@ static int run_handshake(SSL_CTX *ctx) {
             s1.self_cpu_s - s0.self_cpu_s, bench_steal_pct(&s0.ticks, &s1.ticks),
             bench_steal_ms(&s0.ticks, &s1.ticks));
     bench_hist_json(f, &h->hist);
+    bench_cpu_busy_json(f, &s0.ticks, &s1.ticks);
     json_close(f);
     int rc = h->done > 0 ? 0 : 1;
     bench_loop_cleanup(&l);
@@ -757,6 +758,9 @@ static int run_bulk(SSL_CTX *ctx, struct bench_cert *mtls) {
             b->started ? b->s1.self_cpu_s - b->s0.self_cpu_s : 0.0,
             b->started ? bench_steal_pct(&b->s0.ticks, &b->s1.ticks) : -1.0,
             b->started ? bench_steal_ms(&b->s0.ticks, &b->s1.ticks) : -1.0);
+    if (b->started) {
+        bench_cpu_busy_json(f, &b->s0.ticks, &b->s1.ticks);
+    }
     json_close(f);
     int rc = b->bytes > 0 && b->failed == 0 ? 0 : 1;
     bench_loop_cleanup(&l);

@@ -37,8 +37,14 @@ long bench_proc_rss_kb(int pid);
 // hypervisor ran something else while a vCPU wanted to run, `total` all of it. A stall that
 // shows in every target alike (and in no profile of ours) is often steal: the bench records it
 // for each timed section so that such rows can be told apart.
+#define BENCH_CPUS_MAX 16
+
 struct bench_ticks {
     uint64_t steal, total;
+    // Per CPU (the first BENCH_CPUS_MAX): busy = all but idle and iowait (steal included: the
+    // CPU was not ours to use), and total.
+    uint64_t cpu_busy[BENCH_CPUS_MAX], cpu_total[BENCH_CPUS_MAX];
+    int ncpu;
     bool ok;
 };
 
@@ -53,6 +59,11 @@ double bench_steal_pct(const struct bench_ticks *a, const struct bench_ticks *b)
 // the CPUs (10 ms resolution), or -1. A share hides a single long stall, which is what sets a
 // latency percentile: at 2,000 queries/s one 40 ms stall delays 1% of a 4 s run.
 double bench_steal_ms(const struct bench_ticks *a, const struct bench_ticks *b);
+
+// bench_cpu_busy_json writes `,"cpu_busy_pct":[..]` (how busy each CPU was between `a` and `b`)
+// and `,"bench_cpu":N`, the one CPU this process is pinned to, or -1. A throughput run whose
+// load generator's CPU was saturated measured the load generator, not the target.
+void bench_cpu_busy_json(FILE *f, const struct bench_ticks *a, const struct bench_ticks *b);
 
 // ---- latency histogram (log-linear, fixed size, no allocation) -------------------------------
 

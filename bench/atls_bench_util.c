@@ -1,6 +1,7 @@
 // atls_bench_util.c: clock, /proc sampling, the latency histogram and the pgwire stream parser
 // shared by the atls-bench client engine and its built-in backend.
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -21,18 +22,55 @@ void bench_cpu_ticks(struct bench_ticks *t) {
         return;
     }
     // cpu  user nice system idle iowait irq softirq steal [guest guest_nice: inside user/nice]
-    unsigned long long v[8];
-    int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
-                   &v[4], &v[5], &v[6], &v[7]);
+    // then one such line per CPU: cpuN ...
+    char line[512];
+    while (fgets(line, sizeof(line), f) != NULL && strncmp(line, "cpu", 3) == 0) {
+        unsigned long long v[8];
+        int cpu = -1;
+        int n = line[3] == ' '
+                    ? sscanf(line, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1],
+                             &v[2], &v[3], &v[4], &v[5], &v[6], &v[7])
+                    : sscanf(line, "cpu%d %llu %llu %llu %llu %llu %llu %llu %llu", &cpu, &v[0],
+                             &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]) - 1;
+        if (n != 8) {
+            break;
+        }
+        uint64_t total = 0;
+        for (int i = 0; i < 8; i++) {
+            total += v[i];
+        }
+        if (cpu < 0) {
+            t->total = total;
+            t->steal = v[7];
+            t->ok = true;
+        } else if (cpu < BENCH_CPUS_MAX && cpu == t->ncpu) {
+            t->cpu_total[cpu] = total;
+            t->cpu_busy[cpu] = total - v[3] - v[4];
+            t->ncpu++;
+        }
+    }
     fclose(f);
-    if (n != 8) {
-        return;
+}
+
+void bench_cpu_busy_json(FILE *f, const struct bench_ticks *a, const struct bench_ticks *b) {
+    fputs(",\"cpu_busy_pct\":[", f);
+    int n = a->ok && b->ok && a->ncpu == b->ncpu ? a->ncpu : 0;
+    for (int i = 0; i < n; i++) {
+        uint64_t tot = b->cpu_total[i] - a->cpu_total[i];
+        double pct = tot > 0 ? 100.0 * (double)(b->cpu_busy[i] - a->cpu_busy[i]) / (double)tot : -1;
+        fprintf(f, "%s%.1f", i ? "," : "", pct);
     }
-    for (int i = 0; i < 8; i++) {
-        t->total += v[i];
+    cpu_set_t set;
+    int pinned = -1;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) == 1) {
+        for (int i = 0; i < CPU_SETSIZE; i++) {
+            if (CPU_ISSET(i, &set)) {
+                pinned = i;
+                break;
+            }
+        }
     }
-    t->steal = v[7];
-    t->ok = true;
+    fprintf(f, "],\"bench_cpu\":%d", pinned);
 }
 
 double bench_steal_pct(const struct bench_ticks *a, const struct bench_ticks *b) {

@@ -66,6 +66,25 @@ def steal_note(r):
     return f[1] if f else ""
 
 
+# A throughput run whose load generator was pinned to one CPU and kept it this busy measured the
+# load generator (and whatever shares its CPU) as much as the target: its ratio is a lower bound.
+LOAD_BOUND_PCT = 95.0
+
+
+def load_bound(r):
+    """Busy % of the load generator's own CPU when at least LOAD_BOUND_PCT, else None."""
+    cpu, busy = r.get("bench_cpu"), r.get("cpu_busy_pct")
+    if not isinstance(cpu, int) or cpu < 0 or not isinstance(busy, list) or cpu >= len(busy):
+        return None
+    return busy[cpu] if busy[cpu] >= LOAD_BOUND_PCT else None
+
+
+def busy_cell(r):
+    if r is None or not isinstance(r.get("cpu_busy_pct"), list):
+        return None
+    return " / ".join(f"{v:.0f}" for v in r["cpu_busy_pct"])
+
+
 def summary(r):
     s = r["scenario"]
     head = f"  {r.get('target', '?'):8} {r.get('label', ''):16}"
@@ -145,6 +164,9 @@ def table(rows, pin, raw=None, all_rows=None):
         verdict = "" if ok is None else ("met" if ok else "**missed**")
         if verdict and flags:
             verdict += max(flags)[1]  # the worst row behind the verdict
+        lb = [(load_bound(r), r["target"]) for r in src if r is not None and load_bound(r)]
+        if verdict and lb:
+            verdict += "".join(f" (load CPU {v:.0f}% busy under {t})" for v, t in lb)
         lines.append((metric, fmt(d), fmt(a), fmt(h), fmt(ratio(a, h)), fmt(ratio(a, d)), target,
                       verdict))
 
@@ -157,6 +179,7 @@ def table(rows, pin, raw=None, all_rows=None):
             (ra >= 2.0) if (label == "srv" and ra is not None) else None, (a, h))
         add(f"  proxy CPU ms/handshake ({name})", None, get(a, "proxy_cpu_ms_per_handshake"),
             get(h, "proxy_cpu_ms_per_handshake"))
+        add(f"  CPU busy % (CPU 0 / CPU 1 ...)", busy_cell(d), busy_cell(a), busy_cell(h))
     att = pick(rows, "handshake", "atls", "srv-attested")
     h = pick(rows, "handshake", "haproxy", "srv")
     ra = ratio(get(att, "rate_per_s"), get(h, "rate_per_s"))
@@ -164,6 +187,7 @@ def table(rows, pin, raw=None, all_rows=None):
         get(h, "rate_per_s"), "atls >= 1.5x haproxy mTLS", None if ra is None else ra >= 1.5,
         (att, h))
     add("  proxy CPU ms/handshake, attested", None, get(att, "proxy_cpu_ms_per_handshake"), None)
+    add(f"  CPU busy % (CPU 0 / CPU 1 ...)", None, busy_cell(att), None)
     sr = pick(rows, "handshake", "atls", "srv-sslrequest")
     add("handshakes/s, mTLS via SSLRequest (atls only)", None, get(sr, "rate_per_s"), None)
     # bulk
@@ -185,6 +209,7 @@ def table(rows, pin, raw=None, all_rows=None):
                 add(f"  proxy CPU-s/GB", None, get(a, "proxy_cpu_s_per_gb"),
                     get(h, "proxy_cpu_s_per_gb"), tgt,
                     (rc <= 0.8) if (tgt and rc is not None) else None, (a, h))
+                add(f"  CPU busy % (CPU 0 / CPU 1 ...)", busy_cell(d), busy_cell(a), busy_cell(h))
     # query
     for label in ("pg", "srv"):
         d, a, h = (pick(rows, "query", t, label) for t in ("direct", "atls", "haproxy"))

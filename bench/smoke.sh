@@ -135,12 +135,20 @@ for r in rows:
             keys += ["steal_pct_alone", "steal_pct_storm", "steal_ms_alone", "steal_ms_storm"]
         for k in keys:
             assert 0 <= r[k] <= (100 if k.startswith("steal_pct") else 60000), (name, k, r.get(k))
+    # Throughput runs: how busy each CPU was, and the one CPU the load generator is pinned to
+    # (-1 unless this test itself runs pinned to one CPU).
+    if s in ("handshake", "bulk"):
+        import os
+        busy = r["cpu_busy_pct"]
+        assert len(busy) == min(os.cpu_count(), 16) and all(0 <= v <= 100 for v in busy), (name, busy)
+        aff = os.sched_getaffinity(0)
+        assert r["bench_cpu"] == (min(aff) if len(aff) == 1 else -1), (name, r["bench_cpu"])
     print("ok", name)
 print(f"bench smoke: {len(rows)} scenario runs produced valid JSON")
 PY
 
 # report.py: the table of this run, and the steal rule run.sh re-runs results by.
-python3 "$REPORT" --table "$OUT" --pin smoke | grep -q "^pinning: smoke" || { echo "bench smoke: report.py --table failed"; exit 1; }
+python3 "$REPORT" --table "$OUT" --pin smoke >"$W/table.md" && grep -q "^pinning: smoke" "$W/table.md" || { echo "bench smoke: report.py --table failed"; cat "$W/table.md"; exit 1; }
 check() { # EXPECTED_EXIT JSON
     local rc=0
     echo "$2" | python3 "$REPORT" --steal-check >/dev/null || rc=$?
@@ -153,8 +161,11 @@ check 1 '{"scenario":"handshake","steal_pct":1.0,"steal_ms":80}'
 check 1 '{"scenario":"idle"}'
 n=$(wc -l <"$OUT")
 python3 "$REPORT" --supersede "$OUT"
-[ "$(wc -l <"$OUT")" -eq "$n" ] && tail -1 "$OUT" | grep -q '"superseded":"steal"' ||
+# (grep reads files, not pipes: grep -q leaving early would fail the writer under pipefail)
+tail -1 "$OUT" >"$W/last.json"
+[ "$(wc -l <"$OUT")" -eq "$n" ] && grep -q '"superseded":"steal"' "$W/last.json" ||
     { echo "bench smoke: --supersede did not mark the last result"; exit 1; }
-python3 "$REPORT" --table "$OUT" | grep -q "re-run because the host stole CPU during them: 1 results" ||
+python3 "$REPORT" --table "$OUT" >"$W/table.md"
+grep -q "re-run because the host stole CPU during them: 1 results" "$W/table.md" ||
     { echo "bench smoke: the table does not count the superseded result"; exit 1; }
 echo "bench smoke: report.py table and steal rule ok"
