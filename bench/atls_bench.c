@@ -130,6 +130,25 @@ static void sample_now(struct sample *s) {
     bench_cpu_ticks(&s->ticks);
 }
 
+// Calibration of the CPUs' speed (bench_calibrate) before and after a throughput run, outside
+// its timed section: ,"calib_ns_per_m":{"before":[..],"after":[..]}.
+struct calib_pair {
+    double before[BENCH_CPUS_MAX], after[BENCH_CPUS_MAX];
+    int n;
+};
+
+static void calib_json(FILE *f, const struct calib_pair *c) {
+    fputs(",\"calib_ns_per_m\":{\"before\":[", f);
+    for (int i = 0; i < c->n; i++) {
+        fprintf(f, "%s%.0f", i ? "," : "", c->before[i]);
+    }
+    fputs("],\"after\":[", f);
+    for (int i = 0; i < c->n; i++) {
+        fprintf(f, "%s%.0f", i ? "," : "", c->after[i]);
+    }
+    fputs("]}", f);
+}
+
 static double proxy_cpu(const struct sample *a, const struct sample *b) {
     return a->proxy_cpu_s < 0 || b->proxy_cpu_s < 0 ? -1 : b->proxy_cpu_s - a->proxy_cpu_s;
 }
@@ -253,10 +272,15 @@ static int run_handshake(SSL_CTX *ctx) {
         return 1;
     }
     struct sample s0, s1;
+    struct calib_pair cal;
+    cal.n = bench_calibrate(cal.before);
     sample_now(&s0);
+    h->start_ns = bench_now_ns(); // the clock starts after the calibration
+    h->deadline_ns = h->start_ns + (uint64_t)(g_o.duration_s * (double)NS_PER_S);
     hs_refill(&l, h);
     bench_loop_run(&l, h->deadline_ns + 30 * NS_PER_S);
     sample_now(&s1);
+    bench_calibrate(cal.after);
     double el = secs(s1.t_ns - s0.t_ns);
     double pc = proxy_cpu(&s0, &s1);
     FILE *f = json_head(&l, h->failed);
@@ -270,6 +294,7 @@ static int run_handshake(SSL_CTX *ctx) {
             bench_steal_ms(&s0.ticks, &s1.ticks));
     bench_hist_json(f, &h->hist);
     bench_cpu_busy_json(f, &s0.ticks, &s1.ticks);
+    calib_json(f, &cal);
     json_close(f);
     int rc = h->done > 0 ? 0 : 1;
     bench_loop_cleanup(&l);
@@ -314,13 +339,15 @@ static void q_on_ready(struct bench_loop *l, struct bench_conn *c, bool first) {
             }
             now = bench_now_ns();
         }
-        q->started = true;
         q->start_ns = now;
         bench_cpu_ticks(&q->tk_start);
         uint64_t dur = q->deadline_ns; // holds the duration until now
         q->warm_ns = now + dur / 10;
         q->switch_ns = q->switch_ns == 0 ? UINT64_MAX : now + q->switch_ns;
         q->deadline_ns = now + dur;
+        // Published last: the storm thread reads switch_ns and tk_start once it sees `started`
+        // (set first, the storm could start at once, while switch_ns still held a duration).
+        __atomic_store_n(&q->started, true, __ATOMIC_RELEASE);
         for (uint32_t i = 0, j = 0; i < l->conns_max; i++) {
             if (l->conns[i].state != BENCH_CONN_READY) {
                 continue;
@@ -439,7 +466,8 @@ struct storm_arg {
 static void *storm_main(void *arg) {
     struct storm_arg *s = arg;
     // Wait for the measured side to reach its switch point.
-    while (!s->q->finished && (!s->q->started || bench_now_ns() < s->q->switch_ns)) {
+    while (!s->q->finished &&
+           (!__atomic_load_n(&s->q->started, __ATOMIC_ACQUIRE) || bench_now_ns() < s->q->switch_ns)) {
         struct timespec ts = {.tv_nsec = 1000000};
         nanosleep(&ts, NULL);
     }
@@ -740,8 +768,11 @@ static int run_bulk(SSL_CTX *ctx, struct bench_cert *mtls) {
         return 1;
     }
     g_b_open = (struct opener){.want = g_o.conns, .cert = mtls};
+    struct calib_pair cal;
+    cal.n = bench_calibrate(cal.before);
     opener_tick(&l, &g_b_open, 0);
     bench_loop_run(&l, bench_now_ns() + (uint64_t)((SETUP_TIMEOUT_S + g_o.duration_s + 30) * 1e9));
+    bench_calibrate(cal.after);
     double el = b->started && b->end_ns > b->start_ns ? secs(b->end_ns - b->start_ns) : 0;
     double pc = b->started ? proxy_cpu(&b->s0, &b->s1) : -1;
     double gb = (double)b->bytes / 1e9;
@@ -761,6 +792,7 @@ static int run_bulk(SSL_CTX *ctx, struct bench_cert *mtls) {
     if (b->started) {
         bench_cpu_busy_json(f, &b->s0.ticks, &b->s1.ticks);
     }
+    calib_json(f, &cal);
     json_close(f);
     int rc = b->bytes > 0 && b->failed == 0 ? 0 : 1;
     bench_loop_cleanup(&l);

@@ -51,14 +51,21 @@ struct bench_ticks {
 // bench_cpu_ticks reads the current counters (ok = false when /proc/stat is unreadable).
 void bench_cpu_ticks(struct bench_ticks *t);
 
-// bench_steal_pct returns the share of CPU time stolen between `a` and `b` in percent, or -1
-// when either reading failed or no time passed.
+// bench_steal_pct returns the share of CPU time stolen between `a` and `b` in percent (0 when
+// less than a tick passed), or -1 when either reading failed.
 double bench_steal_pct(const struct bench_ticks *a, const struct bench_ticks *b);
 
 // bench_steal_ms returns the CPU time stolen between `a` and `b` in milliseconds, summed over
 // the CPUs (10 ms resolution), or -1. A share hides a single long stall, which is what sets a
 // latency percentile: at 2,000 queries/s one 40 ms stall delays 1% of a 4 s run.
 double bench_steal_ms(const struct bench_ticks *a, const struct bench_ticks *b);
+
+// bench_calibrate times a fixed integer workload on each CPU (a thread pinned to it, best of a
+// few short rounds, thread CPU time, so steal does not count) and stores nanoseconds per million
+// steps in ns_per_m[cpu] (-1 where it could not run); returns the number of CPUs measured. What
+// it shows is how fast the machine's CPUs were just then: on a shared host that moves (SMT
+// neighbours, clocks) by more than the differences the bench compares.
+int bench_calibrate(double ns_per_m[BENCH_CPUS_MAX]);
 
 // bench_cpu_busy_json writes `,"cpu_busy_pct":[..]` (how busy each CPU was between `a` and `b`)
 // and `,"bench_cpu":N`, the one CPU this process is pinned to, or -1. A throughput run whose

@@ -1,6 +1,7 @@
 // atls_bench_util.c: clock, /proc sampling, the latency histogram and the pgwire stream parser
 // shared by the atls-bench client engine and its built-in backend.
 #include <errno.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +53,59 @@ void bench_cpu_ticks(struct bench_ticks *t) {
     fclose(f);
 }
 
+struct calib {
+    int cpu;
+    double ns_per_m;
+};
+
+static void *calib_main(void *arg) {
+    struct calib *c = arg;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(c->cpu, &set);
+    c->ns_per_m = -1;
+    if (sched_setaffinity(0, sizeof(set), &set) != 0) {
+        return NULL;
+    }
+    double best = -1;
+    volatile uint64_t sink = 0;
+    for (int round = 0; round < 5; round++) {
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+        uint64_t x = 0x9e3779b97f4a7c15ull + (uint64_t)round;
+        for (int i = 0; i < 1000000; i++) { // xorshift64: a dependent chain of shifts and xors
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+        }
+        sink += x;
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
+        double ns = (double)(t1.tv_sec - t0.tv_sec) * 1e9 + (double)(t1.tv_nsec - t0.tv_nsec);
+        best = best < 0 || ns < best ? ns : best;
+    }
+    (void)sink;
+    c->ns_per_m = best;
+    return NULL;
+}
+
+int bench_calibrate(double ns_per_m[BENCH_CPUS_MAX]) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    n = n < 1 ? 1 : n > BENCH_CPUS_MAX ? BENCH_CPUS_MAX : n;
+    struct calib c[BENCH_CPUS_MAX];
+    pthread_t t[BENCH_CPUS_MAX];
+    bool started[BENCH_CPUS_MAX] = {false};
+    // One CPU after the other, so that the threads do not share a CPU or an SMT core's time.
+    for (int i = 0; i < n; i++) {
+        c[i] = (struct calib){.cpu = i, .ns_per_m = -1};
+        started[i] = pthread_create(&t[i], NULL, calib_main, &c[i]) == 0;
+        if (started[i]) {
+            pthread_join(t[i], NULL);
+        }
+        ns_per_m[i] = c[i].ns_per_m;
+    }
+    return (int)n;
+}
+
 void bench_cpu_busy_json(FILE *f, const struct bench_ticks *a, const struct bench_ticks *b) {
     fputs(",\"cpu_busy_pct\":[", f);
     int n = a->ok && b->ok && a->ncpu == b->ncpu ? a->ncpu : 0;
@@ -74,8 +128,11 @@ void bench_cpu_busy_json(FILE *f, const struct bench_ticks *a, const struct benc
 }
 
 double bench_steal_pct(const struct bench_ticks *a, const struct bench_ticks *b) {
-    if (!a->ok || !b->ok || b->total <= a->total || b->steal < a->steal) {
+    if (!a->ok || !b->ok || b->total < a->total || b->steal < a->steal) {
         return -1;
+    }
+    if (b->total == a->total) {
+        return 0; // less than a tick passed: nothing seen
     }
     return 100.0 * (double)(b->steal - a->steal) / (double)(b->total - a->total);
 }

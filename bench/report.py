@@ -79,6 +79,47 @@ def load_bound(r):
     return busy[cpu] if busy[cpu] >= LOAD_BOUND_PCT else None
 
 
+# The calibration (atls-bench: ns per million steps of a fixed integer loop on each CPU, before
+# and after a throughput run) differing by more than this between the two targets a ratio
+# compares, or within one run, is noted beside the verdict: the machine, not the target, moved.
+CALIB_DRIFT_PCT = 15.0
+
+
+def calib(r):
+    """Per CPU, the mean of the before and after calibration (ns per 1M steps), or None."""
+    c = r.get("calib_ns_per_m") if r is not None else None
+    if not isinstance(c, dict) or not c.get("before") or len(c["before"]) != len(c.get("after", [])):
+        return None
+    if any(v <= 0 for v in c["before"] + c["after"]):
+        return None
+    return [(b + a) / 2 for b, a in zip(c["before"], c["after"])]
+
+
+def calib_drift(rows):
+    """Largest change in % of any CPU's calibration within a row or between the rows, or None."""
+    worst = None
+    means = []
+    for r in rows:
+        c = r.get("calib_ns_per_m") if r is not None else None
+        if calib(r) is None:
+            continue
+        means.append(calib(r))
+        for b, a in zip(c["before"], c["after"]):
+            d = abs(a - b) * 100 / min(a, b)
+            worst = d if worst is None or d > worst else worst
+    for i in range(len(means)):
+        for j in range(i + 1, len(means)):
+            for x, y in zip(means[i], means[j]):
+                d = abs(x - y) * 100 / min(x, y)
+                worst = d if worst is None or d > worst else worst
+    return worst
+
+
+def calib_cell(r):
+    c = calib(r)
+    return None if c is None else " / ".join(f"{v / 1e6:.2f}" for v in c)
+
+
 def busy_cell(r):
     if r is None or not isinstance(r.get("cpu_busy_pct"), list):
         return None
@@ -167,6 +208,9 @@ def table(rows, pin, raw=None, all_rows=None):
         lb = [(load_bound(r), r["target"]) for r in src if r is not None and load_bound(r)]
         if verdict and lb:
             verdict += "".join(f" (load CPU {v:.0f}% busy under {t})" for v, t in lb)
+        drift = calib_drift(src)
+        if verdict and drift is not None and drift > CALIB_DRIFT_PCT:
+            verdict += f" (CPU speed moved {drift:.0f}%)"
         lines.append((metric, fmt(d), fmt(a), fmt(h), fmt(ratio(a, h)), fmt(ratio(a, d)), target,
                       verdict))
 
@@ -180,6 +224,8 @@ def table(rows, pin, raw=None, all_rows=None):
         add(f"  proxy CPU ms/handshake ({name})", None, get(a, "proxy_cpu_ms_per_handshake"),
             get(h, "proxy_cpu_ms_per_handshake"))
         add(f"  CPU busy % (CPU 0 / CPU 1 ...)", busy_cell(d), busy_cell(a), busy_cell(h))
+        add(f"  calibration ms per 1M steps (CPU 0 / CPU 1 ...)", calib_cell(d), calib_cell(a),
+            calib_cell(h))
     att = pick(rows, "handshake", "atls", "srv-attested")
     h = pick(rows, "handshake", "haproxy", "srv")
     ra = ratio(get(att, "rate_per_s"), get(h, "rate_per_s"))
@@ -188,6 +234,7 @@ def table(rows, pin, raw=None, all_rows=None):
         (att, h))
     add("  proxy CPU ms/handshake, attested", None, get(att, "proxy_cpu_ms_per_handshake"), None)
     add(f"  CPU busy % (CPU 0 / CPU 1 ...)", None, busy_cell(att), None)
+    add(f"  calibration ms per 1M steps (CPU 0 / CPU 1 ...)", None, calib_cell(att), calib_cell(h))
     sr = pick(rows, "handshake", "atls", "srv-sslrequest")
     add("handshakes/s, mTLS via SSLRequest (atls only)", None, get(sr, "rate_per_s"), None)
     # bulk
@@ -210,6 +257,8 @@ def table(rows, pin, raw=None, all_rows=None):
                     get(h, "proxy_cpu_s_per_gb"), tgt,
                     (rc <= 0.8) if (tgt and rc is not None) else None, (a, h))
                 add(f"  CPU busy % (CPU 0 / CPU 1 ...)", busy_cell(d), busy_cell(a), busy_cell(h))
+                add(f"  calibration ms per 1M steps (CPU 0 / CPU 1 ...)", calib_cell(d),
+                    calib_cell(a), calib_cell(h))
     # query
     for label in ("pg", "srv"):
         d, a, h = (pick(rows, "query", t, label) for t in ("direct", "atls", "haproxy"))

@@ -143,6 +143,10 @@ for r in rows:
         assert len(busy) == min(os.cpu_count(), 16) and all(0 <= v <= 100 for v in busy), (name, busy)
         aff = os.sched_getaffinity(0)
         assert r["bench_cpu"] == (min(aff) if len(aff) == 1 else -1), (name, r["bench_cpu"])
+        # The CPU-speed calibration before and after: a positive time for every CPU.
+        cal = r["calib_ns_per_m"]
+        assert len(cal["before"]) == len(cal["after"]) == len(busy), (name, cal)
+        assert all(v > 0 for v in cal["before"] + cal["after"]), (name, cal)
     print("ok", name)
 print(f"bench smoke: {len(rows)} scenario runs produced valid JSON")
 PY
