@@ -134,19 +134,28 @@ static void sample_now(struct sample *s) {
 // its timed section: ,"calib_ns_per_m":{"before":[..],"after":[..]}.
 struct calib_pair {
     double before[BENCH_CPUS_MAX], after[BENCH_CPUS_MAX];
+    double chase_before[BENCH_CPUS_MAX], chase_after[BENCH_CPUS_MAX];
     int n;
 };
 
-static void calib_json(FILE *f, const struct calib_pair *c) {
-    fputs(",\"calib_ns_per_m\":{\"before\":[", f);
-    for (int i = 0; i < c->n; i++) {
-        fprintf(f, "%s%.0f", i ? "," : "", c->before[i]);
+static void calib_json_one(FILE *f, const char *key, const double *b, const double *a, int n,
+                           const char *fmt) {
+    fprintf(f, ",\"%s\":{\"before\":[", key);
+    for (int i = 0; i < n; i++) {
+        fputs(i ? "," : "", f);
+        fprintf(f, fmt, b[i]);
     }
     fputs("],\"after\":[", f);
-    for (int i = 0; i < c->n; i++) {
-        fprintf(f, "%s%.0f", i ? "," : "", c->after[i]);
+    for (int i = 0; i < n; i++) {
+        fputs(i ? "," : "", f);
+        fprintf(f, fmt, a[i]);
     }
     fputs("]}", f);
+}
+
+static void calib_json(FILE *f, const struct calib_pair *c) {
+    calib_json_one(f, "calib_ns_per_m", c->before, c->after, c->n, "%.0f");
+    calib_json_one(f, "calib_chase_ns", c->chase_before, c->chase_after, c->n, "%.2f");
 }
 
 static double proxy_cpu(const struct sample *a, const struct sample *b) {
@@ -273,14 +282,14 @@ static int run_handshake(SSL_CTX *ctx) {
     }
     struct sample s0, s1;
     struct calib_pair cal;
-    cal.n = bench_calibrate(cal.before);
+    cal.n = bench_calibrate(cal.before, cal.chase_before);
     sample_now(&s0);
     h->start_ns = bench_now_ns(); // the clock starts after the calibration
     h->deadline_ns = h->start_ns + (uint64_t)(g_o.duration_s * (double)NS_PER_S);
     hs_refill(&l, h);
     bench_loop_run(&l, h->deadline_ns + 30 * NS_PER_S);
     sample_now(&s1);
-    bench_calibrate(cal.after);
+    bench_calibrate(cal.after, cal.chase_after);
     double el = secs(s1.t_ns - s0.t_ns);
     double pc = proxy_cpu(&s0, &s1);
     FILE *f = json_head(&l, h->failed);
@@ -769,10 +778,10 @@ static int run_bulk(SSL_CTX *ctx, struct bench_cert *mtls) {
     }
     g_b_open = (struct opener){.want = g_o.conns, .cert = mtls};
     struct calib_pair cal;
-    cal.n = bench_calibrate(cal.before);
+    cal.n = bench_calibrate(cal.before, cal.chase_before);
     opener_tick(&l, &g_b_open, 0);
     bench_loop_run(&l, bench_now_ns() + (uint64_t)((SETUP_TIMEOUT_S + g_o.duration_s + 30) * 1e9));
-    bench_calibrate(cal.after);
+    bench_calibrate(cal.after, cal.chase_after);
     double el = b->started && b->end_ns > b->start_ns ? secs(b->end_ns - b->start_ns) : 0;
     double pc = b->started ? proxy_cpu(&b->s0, &b->s1) : -1;
     double gb = (double)b->bytes / 1e9;

@@ -60,12 +60,15 @@ double bench_steal_pct(const struct bench_ticks *a, const struct bench_ticks *b)
 // latency percentile: at 2,000 queries/s one 40 ms stall delays 1% of a 4 s run.
 double bench_steal_ms(const struct bench_ticks *a, const struct bench_ticks *b);
 
-// bench_calibrate times a fixed integer workload on each CPU (a thread pinned to it, best of a
-// few short rounds, thread CPU time, so steal does not count) and stores nanoseconds per million
-// steps in ns_per_m[cpu] (-1 where it could not run); returns the number of CPUs measured. What
-// it shows is how fast the machine's CPUs were just then: on a shared host that moves (SMT
-// neighbours, clocks) by more than the differences the bench compares.
-int bench_calibrate(double ns_per_m[BENCH_CPUS_MAX]);
+// bench_calibrate times two fixed workloads on each CPU (a thread pinned to it, best of a few
+// short rounds, thread CPU time, so steal does not count): nanoseconds per million steps of an
+// integer loop in ns_per_m[cpu], and nanoseconds per dependent load of a pointer chase through
+// 256 KiB in chase_ns[cpu] (-1 where it could not run); returns the number of CPUs measured. What
+// it shows is how fast the machine's CPUs were just then: on a shared host that moves by more
+// than the differences the bench compares. The chase catches what the loop does not: a
+// neighbour on the same core's cache (seen here: 4.5-8.9 ns per load within a minute, while
+// the loop held within 10%).
+int bench_calibrate(double ns_per_m[BENCH_CPUS_MAX], double chase_ns[BENCH_CPUS_MAX]);
 
 // bench_cpu_busy_json writes `,"cpu_busy_pct":[..]` (how busy each CPU was between `a` and `b`)
 // and `,"bench_cpu":N`, the one CPU this process is pinned to, or -1. A throughput run whose

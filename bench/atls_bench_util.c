@@ -55,8 +55,37 @@ void bench_cpu_ticks(struct bench_ticks *t) {
 
 struct calib {
     int cpu;
-    double ns_per_m;
+    double ns_per_m, chase_ns;
 };
+
+#define CHASE_BYTES (256 * 1024)
+#define CHASE_LOADS 500000
+
+static uint32_t *g_chase_ring;
+static pthread_once_t g_chase_once = PTHREAD_ONCE_INIT;
+
+// One cycle through all slots (Sattolo's shuffle with a fixed xorshift seed), built once.
+static void chase_build(void) {
+    uint32_t n = CHASE_BYTES / sizeof(uint32_t);
+    uint32_t *r = malloc(CHASE_BYTES);
+    if (r == NULL) {
+        return;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        r[i] = i;
+    }
+    uint64_t x = 88172645463325252ull;
+    for (uint32_t i = n - 1; i > 0; i--) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        uint32_t j = (uint32_t)(x % i); // j < i: a single cycle
+        uint32_t t = r[i];
+        r[i] = r[j];
+        r[j] = t;
+    }
+    g_chase_ring = r;
+}
 
 static void *calib_main(void *arg) {
     struct calib *c = arg;
@@ -69,6 +98,26 @@ static void *calib_main(void *arg) {
     }
     double best = -1;
     volatile uint64_t sink = 0;
+    const uint32_t *ring = g_chase_ring;
+    c->chase_ns = -1;
+    if (ring != NULL) {
+        uint32_t p = 0;
+        for (uint32_t i = 0; i < CHASE_BYTES / sizeof(uint32_t); i++) { // warm the cache
+            p = ring[p];
+        }
+        for (int round = 0; round < 5; round++) {
+            struct timespec t0, t1;
+            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+            for (int i = 0; i < CHASE_LOADS; i++) {
+                p = ring[p];
+            }
+            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
+            double ns = ((double)(t1.tv_sec - t0.tv_sec) * 1e9 + (double)(t1.tv_nsec - t0.tv_nsec)) /
+                        CHASE_LOADS;
+            c->chase_ns = c->chase_ns < 0 || ns < c->chase_ns ? ns : c->chase_ns;
+        }
+        sink += p;
+    }
     for (int round = 0; round < 5; round++) {
         struct timespec t0, t1;
         clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
@@ -88,7 +137,8 @@ static void *calib_main(void *arg) {
     return NULL;
 }
 
-int bench_calibrate(double ns_per_m[BENCH_CPUS_MAX]) {
+int bench_calibrate(double ns_per_m[BENCH_CPUS_MAX], double chase_ns[BENCH_CPUS_MAX]) {
+    pthread_once(&g_chase_once, chase_build);
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     n = n < 1 ? 1 : n > BENCH_CPUS_MAX ? BENCH_CPUS_MAX : n;
     struct calib c[BENCH_CPUS_MAX];
@@ -96,12 +146,13 @@ int bench_calibrate(double ns_per_m[BENCH_CPUS_MAX]) {
     bool started[BENCH_CPUS_MAX] = {false};
     // One CPU after the other, so that the threads do not share a CPU or an SMT core's time.
     for (int i = 0; i < n; i++) {
-        c[i] = (struct calib){.cpu = i, .ns_per_m = -1};
+        c[i] = (struct calib){.cpu = i, .ns_per_m = -1, .chase_ns = -1};
         started[i] = pthread_create(&t[i], NULL, calib_main, &c[i]) == 0;
         if (started[i]) {
             pthread_join(t[i], NULL);
         }
         ns_per_m[i] = c[i].ns_per_m;
+        chase_ns[i] = c[i].chase_ns;
     }
     return (int)n;
 }

@@ -85,9 +85,12 @@ def load_bound(r):
 CALIB_DRIFT_PCT = 15.0
 
 
-def calib(r):
-    """Per CPU, the mean of the before and after calibration (ns per 1M steps), or None."""
-    c = r.get("calib_ns_per_m") if r is not None else None
+CALIB_KEYS = ("calib_ns_per_m", "calib_chase_ns")
+
+
+def calib(r, key="calib_ns_per_m"):
+    """Per CPU, the mean of the before and after calibration `key`, or None."""
+    c = r.get(key) if r is not None else None
     if not isinstance(c, dict) or not c.get("before") or len(c["before"]) != len(c.get("after", [])):
         return None
     if any(v <= 0 for v in c["before"] + c["after"]):
@@ -98,26 +101,29 @@ def calib(r):
 def calib_drift(rows):
     """Largest change in % of any CPU's calibration within a row or between the rows, or None."""
     worst = None
-    means = []
-    for r in rows:
-        c = r.get("calib_ns_per_m") if r is not None else None
-        if calib(r) is None:
-            continue
-        means.append(calib(r))
-        for b, a in zip(c["before"], c["after"]):
-            d = abs(a - b) * 100 / min(a, b)
-            worst = d if worst is None or d > worst else worst
-    for i in range(len(means)):
-        for j in range(i + 1, len(means)):
-            for x, y in zip(means[i], means[j]):
-                d = abs(x - y) * 100 / min(x, y)
+    for key in CALIB_KEYS:
+        means = []
+        for r in rows:
+            if calib(r, key) is None:
+                continue
+            means.append(calib(r, key))
+            for b, a in zip(r[key]["before"], r[key]["after"]):
+                d = abs(a - b) * 100 / min(a, b)
                 worst = d if worst is None or d > worst else worst
+        for i in range(len(means)):
+            for j in range(i + 1, len(means)):
+                for x, y in zip(means[i], means[j]):
+                    d = abs(x - y) * 100 / min(x, y)
+                    worst = d if worst is None or d > worst else worst
     return worst
 
 
 def calib_cell(r):
-    c = calib(r)
-    return None if c is None else " / ".join(f"{v / 1e6:.2f}" for v in c)
+    c, ch = calib(r), calib(r, "calib_chase_ns")
+    if c is None:
+        return None
+    cell = " / ".join(f"{v / 1e6:.2f}" for v in c)
+    return cell if ch is None else cell + "; " + " / ".join(f"{v:.1f}" for v in ch)
 
 
 def busy_cell(r):
@@ -224,7 +230,7 @@ def table(rows, pin, raw=None, all_rows=None):
         add(f"  proxy CPU ms/handshake ({name})", None, get(a, "proxy_cpu_ms_per_handshake"),
             get(h, "proxy_cpu_ms_per_handshake"))
         add(f"  CPU busy % (CPU 0 / CPU 1 ...)", busy_cell(d), busy_cell(a), busy_cell(h))
-        add(f"  calibration ms per 1M steps (CPU 0 / CPU 1 ...)", calib_cell(d), calib_cell(a),
+        add(f"  calibration: ms per 1M steps; ns per load (CPU 0 / 1 ...)", calib_cell(d), calib_cell(a),
             calib_cell(h))
     att = pick(rows, "handshake", "atls", "srv-attested")
     h = pick(rows, "handshake", "haproxy", "srv")
@@ -234,7 +240,7 @@ def table(rows, pin, raw=None, all_rows=None):
         (att, h))
     add("  proxy CPU ms/handshake, attested", None, get(att, "proxy_cpu_ms_per_handshake"), None)
     add(f"  CPU busy % (CPU 0 / CPU 1 ...)", None, busy_cell(att), None)
-    add(f"  calibration ms per 1M steps (CPU 0 / CPU 1 ...)", None, calib_cell(att), calib_cell(h))
+    add(f"  calibration: ms per 1M steps; ns per load (CPU 0 / 1 ...)", None, calib_cell(att), calib_cell(h))
     sr = pick(rows, "handshake", "atls", "srv-sslrequest")
     add("handshakes/s, mTLS via SSLRequest (atls only)", None, get(sr, "rate_per_s"), None)
     # bulk
@@ -257,7 +263,7 @@ def table(rows, pin, raw=None, all_rows=None):
                     get(h, "proxy_cpu_s_per_gb"), tgt,
                     (rc <= 0.8) if (tgt and rc is not None) else None, (a, h))
                 add(f"  CPU busy % (CPU 0 / CPU 1 ...)", busy_cell(d), busy_cell(a), busy_cell(h))
-                add(f"  calibration ms per 1M steps (CPU 0 / CPU 1 ...)", calib_cell(d),
+                add(f"  calibration: ms per 1M steps; ns per load (CPU 0 / 1 ...)", calib_cell(d),
                     calib_cell(a), calib_cell(h))
     # query
     for label in ("pg", "srv"):

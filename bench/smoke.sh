@@ -144,9 +144,10 @@ for r in rows:
         aff = os.sched_getaffinity(0)
         assert r["bench_cpu"] == (min(aff) if len(aff) == 1 else -1), (name, r["bench_cpu"])
         # The CPU-speed calibration before and after: a positive time for every CPU.
-        cal = r["calib_ns_per_m"]
-        assert len(cal["before"]) == len(cal["after"]) == len(busy), (name, cal)
-        assert all(v > 0 for v in cal["before"] + cal["after"]), (name, cal)
+        for k in ("calib_ns_per_m", "calib_chase_ns"):
+            cal = r[k]
+            assert len(cal["before"]) == len(cal["after"]) == len(busy), (name, k, cal)
+            assert all(v > 0 for v in cal["before"] + cal["after"]), (name, k, cal)
     print("ok", name)
 print(f"bench smoke: {len(rows)} scenario runs produced valid JSON")
 PY
