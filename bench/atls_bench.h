@@ -65,9 +65,9 @@ double bench_steal_ms(const struct bench_ticks *a, const struct bench_ticks *b);
 // integer loop in ns_per_m[cpu], and nanoseconds per dependent load of a pointer chase through
 // 256 KiB in chase_ns[cpu] (-1 where it could not run); returns the number of CPUs measured. What
 // it shows is how fast the machine's CPUs were just then: on a shared host that moves by more
-// than the differences the bench compares. The chase catches what the loop does not: a
-// neighbour on the same core's cache (seen here: 4.5-8.9 ns per load within a minute, while
-// the loop held within 10%).
+// than the differences the bench compares. The chase also feels a neighbour on the same core's
+// cache, which the loop does not (seen here: 4.5-10.7 ns per load within minutes while the loop
+// held within 10%); whether it predicts a target's cost was not established.
 int bench_calibrate(double ns_per_m[BENCH_CPUS_MAX], double chase_ns[BENCH_CPUS_MAX]);
 
 // bench_cpu_busy_json writes `,"cpu_busy_pct":[..]` (how busy each CPU was between `a` and `b`)

@@ -82,6 +82,9 @@ def load_bound(r):
 # The calibration (atls-bench: ns per million steps of a fixed integer loop on each CPU, before
 # and after a throughput run) differing by more than this between the two targets a ratio
 # compares, or within one run, is noted beside the verdict: the machine, not the target, moved.
+# The second calibration, a pointer chase through 256 KiB, is shown but not judged: on this host
+# it moved 4.5-10.7 ns per load between readings seconds apart, so it would flag every line, and
+# whether it predicts a target's cost was not established.
 CALIB_DRIFT_PCT = 15.0
 
 
@@ -101,7 +104,7 @@ def calib(r, key="calib_ns_per_m"):
 def calib_drift(rows):
     """Largest change in % of any CPU's calibration within a row or between the rows, or None."""
     worst = None
-    for key in CALIB_KEYS:
+    for key in CALIB_KEYS[:1]:
         means = []
         for r in rows:
             if calib(r, key) is None:
