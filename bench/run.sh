@@ -16,13 +16,15 @@
 #              HAProxy nbthread 2; everything shares both cores.
 #   --only     comma list of scenario groups: handshake,bulk,query,idle,storm,pgbench, and
 #              storm-ab (not in the default list): the storm through the same proxy at
-#              worker_priority = realtime and normal and direct, alternating, BENCH_AB_ROUNDS rounds (4)
-#   BENCH_STEAL_RETRIES (2): a result during which the hypervisor stole CPU (>= 40 ms in a latency
-#              section, >= 5% of a throughput run) is run again up to this many times; 0: never
+#              worker_priority = realtime, normal, and direct (no proxy), alternating,
+#              BENCH_AB_ROUNDS rounds (4)
 #   --worker-priority  [proxy] worker_priority of the atls-proxy instances (default realtime:
 #              SCHED_FIFO workers while established sessions move bytes, normal priority while
 #              busy or without such sessions). HAProxy runs as shipped. The storm adds two rows
 #              at normal priority either way.
+#   BENCH_STEAL_RETRIES (environment, 2): a result during which the hypervisor stole CPU (>= 40 ms
+#              in a latency section, >= 5% of a throughput run) is run again up to this many
+#              times, every target alike; 0: never
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
