@@ -141,18 +141,15 @@ int bench_calibrate(double ns_per_m[BENCH_CPUS_MAX], double chase_ns[BENCH_CPUS_
     pthread_once(&g_chase_once, chase_build);
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     n = n < 1 ? 1 : n > BENCH_CPUS_MAX ? BENCH_CPUS_MAX : n;
-    struct calib c[BENCH_CPUS_MAX];
-    pthread_t t[BENCH_CPUS_MAX];
-    bool started[BENCH_CPUS_MAX] = {false};
     // One CPU after the other, so that the threads do not share a CPU or an SMT core's time.
     for (int i = 0; i < n; i++) {
-        c[i] = (struct calib){.cpu = i, .ns_per_m = -1, .chase_ns = -1};
-        started[i] = pthread_create(&t[i], NULL, calib_main, &c[i]) == 0;
-        if (started[i]) {
-            pthread_join(t[i], NULL);
+        struct calib c = {.cpu = i, .ns_per_m = -1, .chase_ns = -1};
+        pthread_t t;
+        if (pthread_create(&t, NULL, calib_main, &c) == 0) {
+            pthread_join(t, NULL);
         }
-        ns_per_m[i] = c[i].ns_per_m;
-        chase_ns[i] = c[i].chase_ns;
+        ns_per_m[i] = c.ns_per_m;
+        chase_ns[i] = c.chase_ns;
     }
     return (int)n;
 }

@@ -94,15 +94,6 @@ void core_hs_step(struct core_shard *shard, struct core_conn *c, uint32_t decisi
 static void *hs_thread_main(void *arg) {
     struct core_hs_thread *t = arg;
     struct core_shard *shard = t->shard;
-    char name[16];
-    snprintf(name, sizeof(name), "atls-hs%u", shard->id);
-    (void)pthread_setname_np(pthread_self(), name);
-    // The lowest priority: the worker's wake-ups preempt a step at once (a nice value alone
-    // does not make the scheduler preempt on wake-up). core_hs_watch raises it if it starves.
-    struct sched_param sp = {0};
-    if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp) != 0) {
-        LOG_WARN("worker %u: handshake thread stays at normal priority", shard->id);
-    }
     for (;;) {
         uint32_t j;
         while (queue_pop(&t->submit, &j)) {
@@ -145,6 +136,18 @@ int core_hs_start(struct core_shard *shard, char *err, size_t err_len) {
         return -ret;
     }
     t->started = true;
+    // Named and lowered here, by the worker, before the gateway says it is ready: done by the
+    // new thread itself, both could come after (under load the thread may not have run yet),
+    // and meanwhile it carried the worker's name and priority.
+    char name[16];
+    snprintf(name, sizeof(name), "atls-hs%u", shard->id);
+    (void)pthread_setname_np(t->thread, name);
+    // The lowest priority: the worker's wake-ups preempt a step at once (a nice value alone
+    // does not make the scheduler preempt on wake-up). core_hs_watch raises it if it starves.
+    struct sched_param sp = {0};
+    if (pthread_setschedparam(t->thread, SCHED_IDLE, &sp) != 0) {
+        LOG_WARN("worker %u: handshake thread stays at normal priority", shard->id);
+    }
     return 0;
 }
 
