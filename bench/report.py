@@ -88,9 +88,6 @@ def load_bound(r):
 CALIB_DRIFT_PCT = 15.0
 
 
-CALIB_KEYS = ("calib_ns_per_m", "calib_chase_ns")
-
-
 def calib(r, key="calib_ns_per_m"):
     """Per CPU, the mean of the before and after calibration `key`, or None."""
     c = r.get(key) if r is not None else None
@@ -102,23 +99,17 @@ def calib(r, key="calib_ns_per_m"):
 
 
 def calib_drift(rows):
-    """Largest change in % of any CPU's calibration within a row or between the rows, or None."""
-    worst = None
-    for key in CALIB_KEYS[:1]:
-        means = []
-        for r in rows:
-            if calib(r, key) is None:
-                continue
-            means.append(calib(r, key))
-            for b, a in zip(r[key]["before"], r[key]["after"]):
-                d = abs(a - b) * 100 / min(a, b)
-                worst = d if worst is None or d > worst else worst
-        for i in range(len(means)):
-            for j in range(i + 1, len(means)):
-                for x, y in zip(means[i], means[j]):
-                    d = abs(x - y) * 100 / min(x, y)
-                    worst = d if worst is None or d > worst else worst
-    return worst
+    """Largest change in % of any CPU's integer-loop calibration within a row or between the
+    rows, or None."""
+    pairs, means = [], []
+    for r in rows:
+        m = calib(r)
+        if m is None:
+            continue
+        pairs += zip(r["calib_ns_per_m"]["before"], r["calib_ns_per_m"]["after"])
+        pairs += ((x, y) for prev in means for x, y in zip(prev, m))
+        means.append(m)
+    return max((abs(x - y) * 100 / min(x, y) for x, y in pairs), default=None)
 
 
 def calib_cell(r):
@@ -210,11 +201,12 @@ def table(rows, pin, raw=None, all_rows=None):
         # src: the rows behind a judged line; steal in any of them is noted beside the verdict.
         if raw is not None:
             raw.append((metric, ratio(a, h), ratio(a, d), ok))
-        flags = [steal_flag(r) for r in src if r is not None and steal_flag(r)]
+        src = [r for r in src if r is not None]
+        flags = [f for f in map(steal_flag, src) if f]
         verdict = "" if ok is None else ("met" if ok else "**missed**")
         if verdict and flags:
             verdict += max(flags)[1]  # the worst row behind the verdict
-        lb = [(load_bound(r), r["target"]) for r in src if r is not None and load_bound(r)]
+        lb = [(v, r["target"]) for r in src if (v := load_bound(r))]
         if verdict and lb:
             verdict += "".join(f" (load CPU {v:.0f}% busy under {t})" for v, t in lb)
         drift = calib_drift(src)

@@ -279,22 +279,29 @@ steal_rerun() {
 # same for its own runs as steal_pct).
 cpu_steal_ticks() { awk '/^cpu /{print $9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat; }
 
+# with_steal_retries CMD ARGS...: runs CMD (which appends one result to $OUT), again while
+# steal_rerun says so.
+with_steal_retries() {
+    local try n0
+    for try in $(seq 0 "$STEAL_RETRIES"); do
+        n0=$(wc -l <"$OUT")
+        "$@"
+        steal_rerun "$try" "$n0" || break
+    done
+}
+
 # bench TARGET_NAME PORT TLS PID SCENARIO ARGS... : one atls-bench run appended to $OUT.
-bench() {
+bench() { with_steal_retries bench_once "$@"; }
+bench_once() {
     local name=$1 port=$2 tls=$3 pid=$4 scen=$5
     shift 5
     local auth=(--cert "$W/client.crt" --key "$W/client.key")
     [ "$tls" = none ] && auth=()
-    local try n0
-    for try in $(seq 0 "$STEAL_RETRIES"); do
-        n0=$(wc -l <"$OUT")
-        if ! timeout 300 "${LOAD_CPU[@]}" "$BENCH" "$scen" --port "$port" --tls "$tls" "${auth[@]}" \
-            --proxy-pid "$pid" --target-name "$name" --out "$OUT" "$@" 2>>"$W/bench.err"; then
-            echo "run.sh: $scen against $name reported a failure (see $OUT, $W/bench.err)"
-        fi
-        tail -1 "$OUT" | python3 "$ROOT/bench/report.py" --line
-        steal_rerun "$try" "$n0" || break
-    done
+    if ! timeout 300 "${LOAD_CPU[@]}" "$BENCH" "$scen" --port "$port" --tls "$tls" "${auth[@]}" \
+        --proxy-pid "$pid" --target-name "$name" --out "$OUT" "$@" 2>>"$W/bench.err"; then
+        echo "run.sh: $scen against $name reported a failure (see $OUT, $W/bench.err)"
+    fi
+    tail -1 "$OUT" | python3 "$ROOT/bench/report.py" --line
 }
 ATT=(--attest-api 127.0.0.1:$API_SRV_ATT --sim-dir "$W/sim" --measurement "$MEAS")
 ATT_PG=(--attest-api 127.0.0.1:$API_PG_ATT --sim-dir "$W/sim" --measurement "$MEAS")
@@ -420,14 +427,7 @@ if want storm-ab; then
 fi
 
 # pgbench TARGET PID CONNINFO LABEL: pgbench -S (8 clients, 2 threads) for $DUR s; CPU of PID.
-pgb() {
-    local try n0
-    for try in $(seq 0 "$STEAL_RETRIES"); do
-        n0=$(wc -l <"$OUT")
-        pgb_once "$@"
-        steal_rerun "$try" "$n0" || break
-    done
-}
+pgb() { with_steal_retries pgb_once "$@"; }
 pgb_once() {
     local name=$1 pid=$2 conn=$3 label=$4
     local c0 c1 s0 s1 out tps
