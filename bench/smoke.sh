@@ -3,7 +3,8 @@
 # of a second against its own built-in pgwire backend, directly and through its own atls-proxy
 # (mutual TLS and attested), and checks that each run completed and printed valid, sane JSON
 # (non-zero counts, ordered percentiles, no errors), then that report.py tables it and applies the
-# steal rule run.sh re-runs results by. Not a speed test. Needs ATLS_BUILD_DIR.
+# steal rule run.sh re-runs results by, and run.sh's re-run loop itself. Not a speed test. Needs
+# ATLS_BUILD_DIR.
 set -euo pipefail
 B=${ATLS_BUILD_DIR:?ATLS_BUILD_DIR is the build directory}
 REPORT=$(cd "$(dirname "$0")" && pwd)/report.py
@@ -174,3 +175,32 @@ python3 "$REPORT" --table "$OUT" >"$W/table.md"
 grep -q "re-run because the host stole CPU during them: 1 results" "$W/table.md" ||
     { echo "bench smoke: the table does not count the superseded result"; exit 1; }
 echo "bench smoke: report.py table and steal rule ok"
+
+# run.sh's re-run rule itself (its two functions, taken from run.sh as they are): a result the
+# host stole from is run again, at most BENCH_STEAL_RETRIES times, earlier attempts superseded.
+sed -n '/^steal_rerun() {/,/^}/p;/^with_steal_retries() {/,/^}/p' "$(dirname "$REPORT")/run.sh" >"$W/retry.sh"
+grep -q '^with_steal_retries() {' "$W/retry.sh" || { echo "bench smoke: run.sh has no with_steal_retries"; exit 1; }
+(
+    ROOT=$(dirname "$(dirname "$REPORT")") OUT=$W/retry.json STEAL_RETRIES=2 STEAL_RERUNS=0
+    # shellcheck source=/dev/null
+    source "$W/retry.sh"
+    stolen='{"scenario":"storm","steal_ms_alone":90,"steal_ms_storm":0}'
+    clean='{"scenario":"storm","steal_ms_alone":0,"steal_ms_storm":10}'
+    runs=0
+    once_stolen() { runs=$((runs + 1)); if [ $runs -eq 1 ]; then echo "$stolen"; else echo "$clean"; fi >>"$OUT"; }
+    : >"$OUT"
+    with_steal_retries once_stolen >/dev/null
+    [ $runs -eq 2 ] && [ $STEAL_RERUNS -eq 1 ] && [ "$(grep -c '"superseded":"steal"' "$OUT")" -eq 1 ] &&
+        [ "$(wc -l <"$OUT")" -eq 2 ] || { echo "bench smoke: a stolen result was not run again once"; exit 1; }
+    always_stolen() { runs=$((runs + 1)); echo "$stolen" >>"$OUT"; }
+    : >"$OUT"; runs=0; STEAL_RERUNS=0
+    with_steal_retries always_stolen >/dev/null
+    [ $runs -eq 3 ] && [ "$(grep -c '"superseded":"steal"' "$OUT")" -eq 2 ] ||
+        { echo "bench smoke: the re-runs are not bounded by BENCH_STEAL_RETRIES"; exit 1; }
+    writes_nothing() { runs=$((runs + 1)); }
+    echo "$stolen" >"$OUT"; runs=0
+    with_steal_retries writes_nothing >/dev/null
+    [ $runs -eq 1 ] && ! grep -q superseded "$OUT" ||
+        { echo "bench smoke: a run that wrote no result re-ran or marked an earlier one"; exit 1; }
+)
+echo "bench smoke: run.sh re-runs a stolen result, bounded"
