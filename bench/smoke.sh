@@ -204,3 +204,30 @@ grep -q '^with_steal_retries() {' "$W/retry.sh" || { echo "bench smoke: run.sh h
         { echo "bench smoke: a run that wrote no result re-ran or marked an earlier one"; exit 1; }
 )
 echo "bench smoke: run.sh re-runs a stolen result, bounded"
+
+# report.py's notes beside a verdict: a saturated load CPU, and CPU-speed drift (integer loop
+# only, 15%), on rows made up for the purpose.
+python3 - "$REPORT" <<'PY'
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("report", sys.argv[1])
+report = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(report)
+assert report.load_bound({"bench_cpu": 1, "cpu_busy_pct": [40.0, 97.0]}) == 97.0
+assert report.load_bound({"bench_cpu": 1, "cpu_busy_pct": [99.0, 90.0]}) is None
+assert report.load_bound({"bench_cpu": -1, "cpu_busy_pct": [99.0, 99.0]}) is None
+steady = {"calib_ns_per_m": {"before": [100, 100], "after": [104, 100]}}
+moved = {"calib_ns_per_m": {"before": [100, 100], "after": [100, 130]}}
+other = {"calib_ns_per_m": {"before": [120, 100], "after": [120, 100]}}
+assert abs(report.calib_drift([steady]) - 4.0) < 1e-9
+assert abs(report.calib_drift([moved]) - 30.0) < 1e-9
+flat = {"calib_ns_per_m": {"before": [100, 100], "after": [100, 100]}}
+assert abs(report.calib_drift([flat, other]) - 20.0) < 1e-9
+assert report.calib_drift([{}, None]) is None
+base = {"scenario": "handshake", "target": "atls", "label": "srv", "rate_per_s": 2000.0,
+        "proxy_cpu_ms_per_handshake": 0.4, "errors": 0}
+hap = dict(base, target="haproxy", rate_per_s=800.0, proxy_cpu_ms_per_handshake=1.0)
+rows = [dict(base, bench_cpu=1, cpu_busy_pct=[90.0, 99.0], **moved), dict(hap, **flat)]
+line = next(l for l in report.table(rows, "t").split("\n") if l.startswith("| handshakes/s, mTLS (built"))
+assert "met (load CPU 99% busy under atls) (CPU speed moved 30%)" in line, line
+print("bench smoke: report.py load and drift notes ok")
+PY
