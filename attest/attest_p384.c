@@ -8,11 +8,17 @@
 // 384 bits) in affine form, and holds the same table for G. A verification is then u1*G + u2*Q
 // as at most 2 * ceil(385 / w) mixed additions (110 for w = 7) and no doublings.
 //
+// Field elements mod p are kept in plain form and multiplied with a reduction that uses p's shape
+// (p = 2^384 - d, d = 2^128 + 2^96 - 2^32 + 1): the high half of a product is folded in twice as
+// h * d, which is shifts and additions, no multiplications. Scalars mod n use Montgomery
+// multiplication.
+//
 // Only public data is handled (the report, the signature, the VCEK's public key), so the code is
 // variable-time on purpose. Correctness is the whole contract: tests/attest/attest_p384_test.cc
 // compares every result with BoringSSL's ECDSA_do_verify on random keys, valid and altered
-// signatures and the edge scalars. The curve constants are read from BoringSSL's P-384 group
-// once, not typed in here.
+// signatures and the edge scalars, and the field multiplication and reduction with BN_mod_mul
+// and BN_nnmod on edge, random and built values. The curve constants typed in here are checked
+// against BoringSSL's P-384 group once, before first use.
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +32,7 @@
 #include "core_base.h"
 
 __extension__ typedef unsigned __int128 u128;
+__extension__ typedef __int128 i128;
 
 #define LIMBS 6u                                   // 6 x 64 bits = 384
 #define WIN_BITS ATTEST_P384_WIN_BITS             // signed digits in [-2^(w-1), 2^(w-1)]
@@ -44,13 +51,13 @@ struct modulus {
     uint64_t one[LIMBS];   // R mod m: 1 in Montgomery form
 };
 
-// struct jac: a point in Jacobian coordinates (x = X/Z^2, y = Y/Z^3), Montgomery form mod p.
+// struct jac: a point in Jacobian coordinates (x = X/Z^2, y = Y/Z^3), coordinates mod p.
 // Z = 0 is the point at infinity.
 struct jac {
     uint64_t x[LIMBS], y[LIMBS], z[LIMBS];
 };
 
-// struct affine: a point (x, y), Montgomery form mod p; never infinity.
+// struct affine: a point (x, y) mod p; never infinity.
 struct affine {
     uint64_t x[LIMBS], y[LIMBS];
 };
@@ -59,17 +66,16 @@ struct attest_p384_table {
     struct affine t[WINDOWS][WIN_POINTS];
 };
 
-// P-384's p and n with their Montgomery constants, as constants so that the multiplication
-// loops see them; init_tables recomputes every field from BoringSSL's group and refuses to run
-// (callers fall back to BoringSSL) if one differs.
+// P-384's p and n, n with its Montgomery constants, as constants so that the multiplication
+// loops see them; init_tables recomputes them from BoringSSL's group and refuses to run (callers
+// fall back to BoringSSL) if one differs. Only m is used of mod_p: field elements are plain.
 static const struct modulus mod_p = {
     .m = {0x00000000ffffffffu, 0xffffffff00000000u, 0xfffffffffffffffeu, 0xffffffffffffffffu,
           0xffffffffffffffffu, 0xffffffffffffffffu},
-    .m0inv = 0x0000000100000001u,
-    .rr = {0xfffffffe00000001u, 0x0000000200000000u, 0xfffffffe00000000u, 0x0000000200000000u,
-           0x0000000000000001u, 0x0000000000000000u},
-    .one = {0xffffffff00000001u, 0x00000000ffffffffu, 0x0000000000000001u, 0, 0, 0},
 };
+// d = 2^384 - p = 2^128 + 2^96 - 2^32 + 1; fe_reduce relies on this shape.
+static const uint64_t p_d[LIMBS] = {0xffffffff00000001u, 0x00000000ffffffffu, 1u, 0, 0, 0};
+static const uint64_t fe_one[LIMBS] = {1u};
 static const struct modulus mod_n = {
     .m = {0xecec196accc52973u, 0x581a0db248b0a77au, 0xc7634d81f4372ddfu, 0xffffffffffffffffu,
           0xffffffffffffffffu, 0xffffffffffffffffu},
@@ -78,7 +84,7 @@ static const struct modulus mod_n = {
            0x3fb05b7a28266895u, 0x0c84ee012b39bf21u},
     .one = {0x1313e695333ad68du, 0xa7e5f24db74f5885u, 0x389cb27e0bc8d220u, 0, 0, 0},
 };
-static uint64_t curve_b[LIMBS];  // b, Montgomery form mod p
+static uint64_t curve_b[LIMBS];  // b
 static uint64_t p_minus_n[LIMBS]; // r + n < p iff r < p - n
 static struct attest_p384_table g_table;
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
@@ -163,8 +169,8 @@ static inline void mod_sub(uint64_t out[LIMBS], const uint64_t a[LIMBS], const u
     }
 }
 
-// mont_mul: out = a * b / R mod m (CIOS). Inlined into fe_mul and sc_mul so that the modulus
-// words are constants of the loop.
+// mont_mul: out = a * b / R mod m (CIOS). Inlined into sc_mul so that the modulus words are
+// constants of the loop.
 static inline __attribute__((always_inline)) void mont_mul(uint64_t out[LIMBS],
                                                            const uint64_t a[LIMBS],
                                                            const uint64_t b[LIMBS],
@@ -200,12 +206,105 @@ static inline __attribute__((always_inline)) void mont_mul(uint64_t out[LIMBS],
     memcpy(out, (t[LIMBS] != 0 || borrow == 0) ? d : t, LIMBS * sizeof(uint64_t));
 }
 
+// mul_wide: t = a * b (12 limbs), column by column (product scanning) into a three-word
+// accumulator. Squares use it as well: a separate squaring (cross products once, doubled) was
+// slower here in a micro-benchmark, as was the row-by-row product.
+static inline void mul_wide(uint64_t t[2 * LIMBS], const uint64_t a[LIMBS],
+                            const uint64_t b[LIMBS]) {
+    uint64_t c0 = 0, c1 = 0, c2 = 0;
+#pragma GCC unroll 11
+    for (size_t k = 0; k < 2 * LIMBS - 1; k++) {
+        size_t lo = k < LIMBS ? 0 : k - (LIMBS - 1), hi = k < LIMBS ? k : LIMBS - 1;
+#pragma GCC unroll 6
+        for (size_t i = lo; i <= hi; i++) {
+            u128 p = (u128)a[i] * b[k - i];
+            u128 sum = ((u128)c1 << 64 | c0) + p;
+            c2 += sum < p; // carry out of the two low words
+            c0 = (uint64_t)sum;
+            c1 = (uint64_t)(sum >> 64);
+        }
+        t[k] = c0;
+        c0 = c1;
+        c1 = c2;
+        c2 = 0;
+    }
+    t[2 * LIMBS - 1] = c0;
+}
+
+// fe_reduce: out = t mod p, for any t < 2^768. With t = l + 2^384 h and 2^384 = d (mod p):
+// t = l + h d = l + h - (h << 32) + (h << 96) + (h << 128), below 2^514 as d < 2^129. The same
+// fold of that value's bits above 384 (fewer than 130) leaves less than 2^384 + 2^259; a carry
+// out of 2^384 is folded as + d, and one subtraction of p ends below p.
+static inline void fe_reduce(uint64_t out[LIMBS], const uint64_t t[2 * LIMBS]) {
+    const uint64_t *h = t + LIMBS;
+    uint64_t hs[LIMBS + 1]; // h << 32
+    hs[0] = h[0] << 32;
+#pragma GCC unroll 6
+    for (size_t i = 1; i < LIMBS; i++) {
+        hs[i] = (h[i] << 32) | (h[i - 1] >> 32);
+    }
+    hs[LIMBS] = h[LIMBS - 1] >> 32;
+    uint64_t r[LIMBS + 3];
+    i128 acc = 0; // terms of one limb; the sum stays far inside 127 bits, signed
+#pragma GCC unroll 9
+    for (size_t k = 0; k < LIMBS + 3; k++) {
+        if (k < LIMBS) {
+            acc += (i128)t[k] + h[k];
+        }
+        if (k <= LIMBS) {
+            acc -= hs[k];
+        }
+        if (k >= 1 && k <= LIMBS + 1) {
+            acc += hs[k - 1];
+        }
+        if (k >= 2 && k < LIMBS + 2) {
+            acc += h[k - 2];
+        }
+        r[k] = (uint64_t)acc;
+        acc >>= 64; // arithmetic shift: a negative limb sum borrows from the next
+    }
+    ASSERT_HOT(acc == 0 && r[LIMBS + 2] < 4u);
+    // Second fold of g = r[6..8] (< 2^130).
+    const uint64_t *g = r + LIMBS;
+    uint64_t gs[4] = {g[0] << 32, (g[1] << 32) | (g[0] >> 32), (g[2] << 32) | (g[1] >> 32),
+                      g[2] >> 32};
+    acc = 0;
+#pragma GCC unroll 6
+    for (size_t k = 0; k < LIMBS; k++) {
+        acc += r[k];
+        if (k < 3) {
+            acc += g[k];
+        }
+        if (k < 4) {
+            acc -= gs[k];
+        }
+        if (k >= 1 && k <= 4) {
+            acc += gs[k - 1];
+        }
+        if (k >= 2 && k <= 4) {
+            acc += g[k - 2];
+        }
+        out[k] = (uint64_t)acc;
+        acc >>= 64;
+    }
+    ASSERT_HOT(acc == 0 || acc == 1);
+    if (acc != 0) {
+        add_raw(out, out, p_d); // out + 2^384 = out + d (mod p); out < 2^259, so no carry
+    }
+    uint64_t d[LIMBS];
+    if (sub_raw(d, out, mod_p.m) == 0) {
+        memcpy(out, d, sizeof(d));
+    }
+}
+
 static void fe_mul(uint64_t out[LIMBS], const uint64_t a[LIMBS], const uint64_t b[LIMBS]) {
-    mont_mul(out, a, b, &mod_p);
+    uint64_t t[2 * LIMBS];
+    mul_wide(t, a, b);
+    fe_reduce(out, t);
 }
 
 static void fe_sqr(uint64_t out[LIMBS], const uint64_t a[LIMBS]) {
-    mont_mul(out, a, a, &mod_p);
+    fe_mul(out, a, a);
 }
 
 static void fe_add(uint64_t out[LIMBS], const uint64_t a[LIMBS], const uint64_t b[LIMBS]) {
@@ -220,20 +319,20 @@ static void sc_mul(uint64_t out[LIMBS], const uint64_t a[LIMBS], const uint64_t 
     mont_mul(out, a, b, &mod_n);
 }
 
-// fe_inv: out = a^(p-2) = a^-1 mod p, a and out in Montgomery form; 4-bit windows. Only the
+// fe_inv: out = a^(p-2) = a^-1 mod p; 4-bit windows. Only the
 // table build inverts field elements (once per chunk of points).
 static void fe_inv(uint64_t out[LIMBS], const uint64_t a[LIMBS]) {
     uint64_t e[LIMBS]; // p - 2: p's lowest word is odd and above 2, so no borrow
     memcpy(e, mod_p.m, sizeof(e));
     e[0] -= 2;
     uint64_t pow[16][LIMBS];
-    memcpy(pow[0], mod_p.one, sizeof(pow[0]));
+    memcpy(pow[0], fe_one, sizeof(pow[0]));
     memcpy(pow[1], a, sizeof(pow[1]));
     for (size_t i = 2; i < 16; i++) {
         fe_mul(pow[i], pow[i - 1], a);
     }
     uint64_t acc[LIMBS];
-    memcpy(acc, mod_p.one, sizeof(acc));
+    memcpy(acc, fe_one, sizeof(acc));
     for (size_t nib = LIMBS * 16; nib-- > 0;) {
         for (size_t k = 0; k < 4; k++) {
             fe_sqr(acc, acc);
@@ -397,7 +496,7 @@ static void jac_add_affine(struct jac *acc, const struct affine *b, bool negate)
     if (is_zero(acc->z)) {
         memcpy(acc->x, b->x, sizeof(acc->x));
         memcpy(acc->y, by, sizeof(acc->y));
-        memcpy(acc->z, mod_p.one, sizeof(acc->z));
+        memcpy(acc->z, fe_one, sizeof(acc->z));
         return;
     }
     uint64_t z1z1[LIMBS], u2[LIMBS], s2[LIMBS], h[LIMBS], hh[LIMBS], i[LIMBS], j[LIMBS];
@@ -469,14 +568,14 @@ static void normalize(struct affine *out, const struct jac *in, size_t count) {
     }
 }
 
-// table_fill: t[i][j-1] = j * 2^(w i) * P for P = (x, y) affine, Montgomery form, on the curve.
+// table_fill: t[i][j-1] = j * 2^(w i) * P for P = (x, y) affine, on the curve.
 static void table_fill(struct attest_p384_table *t, const uint64_t x[LIMBS],
                        const uint64_t y[LIMBS]) {
     struct jac chunk[BUILD_CHUNK_POINTS];
     struct jac base; // 2^(w i) * P
     memcpy(base.x, x, sizeof(base.x));
     memcpy(base.y, y, sizeof(base.y));
-    memcpy(base.z, mod_p.one, sizeof(base.z));
+    memcpy(base.z, fe_one, sizeof(base.z));
     const size_t per_chunk = BUILD_CHUNK_POINTS / WIN_POINTS;
     for (size_t w0 = 0; w0 < WINDOWS; w0 += per_chunk) {
         size_t nw = WINDOWS - w0 < per_chunk ? WINDOWS - w0 : per_chunk;
@@ -494,7 +593,7 @@ static void table_fill(struct attest_p384_table *t, const uint64_t x[LIMBS],
     }
 }
 
-// is_on_curve: y^2 = x^3 - 3x + b (Montgomery form).
+// is_on_curve: y^2 = x^3 - 3x + b.
 static bool is_on_curve(const uint64_t x[LIMBS], const uint64_t y[LIMBS]) {
     uint64_t lhs[LIMBS], rhs[LIMBS], t[LIMBS];
     fe_sqr(lhs, y);
@@ -539,23 +638,21 @@ static void init_tables(void) {
     bool ok = g != NULL && p != NULL && a != NULL && b != NULL && gx != NULL && gy != NULL &&
               EC_GROUP_get_curve_GFp(g, p, a, b, NULL) &&
               EC_POINT_get_affine_coordinates_GFp(g, EC_GROUP_get0_generator(g), gx, gy, NULL);
-    uint64_t al[LIMBS], bl[LIMBS], x[LIMBS], y[LIMBS], three[LIMBS] = {3}, p_minus_3[LIMBS];
-    struct modulus check_p = {0}, check_n = {0};
-    ok = ok && bn_limbs(check_p.m, p) && bn_limbs(check_n.m, EC_GROUP_get0_order(g)) &&
-         bn_limbs(al, a) && bn_limbs(bl, b) && bn_limbs(x, gx) && bn_limbs(y, gy);
+    uint64_t al[LIMBS], x[LIMBS], y[LIMBS], three[LIMBS] = {3}, p_minus_3[LIMBS];
+    uint64_t check_p[LIMBS], zero[LIMBS] = {0}, check_d[LIMBS];
+    struct modulus check_n = {0};
+    ok = ok && bn_limbs(check_p, p) && bn_limbs(check_n.m, EC_GROUP_get0_order(g)) &&
+         bn_limbs(al, a) && bn_limbs(curve_b, b) && bn_limbs(x, gx) && bn_limbs(y, gy);
     if (ok) {
-        modulus_init(&check_p);
         modulus_init(&check_n);
-        ok = memcmp(&check_p, &mod_p, sizeof(check_p)) == 0 &&
+        sub_raw(check_d, zero, check_p); // 2^384 - p
+        ok = is_equal(check_p, mod_p.m) && is_equal(check_d, p_d) &&
              memcmp(&check_n, &mod_n, sizeof(check_n)) == 0;
         sub_raw(p_minus_3, mod_p.m, three);
         ok = ok && is_equal(al, p_minus_3); // the doubling formula assumes a = -3
     }
     if (ok) {
         sub_raw(p_minus_n, mod_p.m, mod_n.m);
-        fe_mul(curve_b, bl, mod_p.rr);
-        fe_mul(x, x, mod_p.rr);
-        fe_mul(y, y, mod_p.rr);
         ok = is_on_curve(x, y);
     }
     if (ok) {
@@ -598,13 +695,45 @@ bool attest_p384_table_fill(struct attest_p384_table *t, const uint8_t x_be[ATTE
     if (!is_less(x, mod_p.m) || !is_less(y, mod_p.m)) {
         return false;
     }
-    fe_mul(x, x, mod_p.rr);
-    fe_mul(y, y, mod_p.rr);
     if (!is_on_curve(x, y)) {
         return false;
     }
     table_fill(t, x, y);
     return true;
+}
+
+static void to_be(uint8_t out[ATTEST_P384_BYTES], const uint64_t in[LIMBS]) {
+    for (size_t i = 0; i < LIMBS; i++) {
+        for (size_t b = 0; b < 8; b++) {
+            out[ATTEST_P384_BYTES - 8 * (i + 1) + b] = (uint8_t)(in[i] >> (56 - 8 * b));
+        }
+    }
+}
+
+bool attest_p384_field_mul(uint8_t out_be[ATTEST_P384_BYTES], const uint8_t a_be[ATTEST_P384_BYTES],
+                           const uint8_t *b_be) {
+    uint64_t a[LIMBS], b[LIMBS], r[LIMBS];
+    from_be(a, a_be);
+    from_be(b, b_be != NULL ? b_be : a_be);
+    if (!is_less(a, mod_p.m) || !is_less(b, mod_p.m)) {
+        return false;
+    }
+    if (b_be == NULL) {
+        fe_sqr(r, a);
+    } else {
+        fe_mul(r, a, b);
+    }
+    to_be(out_be, r);
+    return true;
+}
+
+void attest_p384_field_reduce(uint8_t out_be[ATTEST_P384_BYTES],
+                              const uint8_t t_be[2 * ATTEST_P384_BYTES]) {
+    uint64_t t[2 * LIMBS], r[LIMBS];
+    from_be(t + LIMBS, t_be);
+    from_be(t, t_be + ATTEST_P384_BYTES);
+    fe_reduce(r, t);
+    to_be(out_be, r);
 }
 
 // recode: k = sum d[i] 2^(w i), d[i] in [-2^(w-1), 2^(w-1)]; k < 2^384.
@@ -680,18 +809,16 @@ bool attest_p384_verify(const struct attest_p384_table *q,
     }
     // x(acc) = X / Z^2 is in [0, p); accept if it is r or r + n (when r + n < p), without an
     // inversion: compare X with candidate * Z^2.
-    uint64_t z2[LIMBS], cand[LIMBS], t[LIMBS];
+    uint64_t z2[LIMBS], t[LIMBS];
     fe_sqr(z2, acc.z);
-    fe_mul(cand, r, mod_p.rr);
-    fe_mul(t, cand, z2);
+    fe_mul(t, r, z2); // r < n < p
     if (is_equal(t, acc.x)) {
         return true;
     }
     if (is_less(r, p_minus_n)) {
-        uint64_t rn[LIMBS];
+        uint64_t rn[LIMBS]; // r + n < p
         add_raw(rn, r, mod_n.m);
-        fe_mul(cand, rn, mod_p.rr);
-        fe_mul(t, cand, z2);
+        fe_mul(t, rn, z2);
         return is_equal(t, acc.x);
     }
     return false;

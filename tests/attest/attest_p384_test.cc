@@ -1,7 +1,7 @@
 // attest_p384_test: the table-based P-384 verifier (attest/attest_p384.c) must give exactly
 // BoringSSL's ECDSA_do_verify answer: random keys and digests, valid and altered signatures,
 // out-of-range scalars, and crafted signatures that drive the rare branches (P + P, P + (-P),
-// x(R) >= n).
+// x(R) >= n). Its field multiplication and reduction mod p must give BoringSSL's BN answers.
 #include <gtest/gtest.h>
 
 #include <openssl/bn.h>
@@ -12,6 +12,7 @@
 #include <openssl/nid.h>
 #include <openssl/rand.h>
 
+#include <cstring>
 #include <memory>
 #include <vector>
 
@@ -324,6 +325,162 @@ TEST(P384, PointsOffTheCurveAreRefused) {
     memset(ones, 0xFF, sizeof(ones)); // >= p
     EXPECT_FALSE(attest_p384_table_fill(t.get(), ones, yb));
     EXPECT_FALSE(attest_p384_table_fill(t.get(), xb, ones));
+}
+
+// ---- the field arithmetic (multiplication, squaring, reduction mod p) ----------------------
+
+const BIGNUM *P() {
+    static BIGNUM *p = [] {
+        BIGNUM *v = BN_new();
+        EXPECT_TRUE(EC_GROUP_get_curve_GFp(Group(), v, nullptr, nullptr, nullptr));
+        return v;
+    }();
+    return p;
+}
+
+// ExpectFieldMul: attest_p384_field_mul(a, b) and (a, a) via the squaring entry give BoringSSL's
+// BN_mod_mul.
+void ExpectFieldMul(const BIGNUM *a, const BIGNUM *b) {
+    uint8_t ab[kB], bb[kB], got[kB], want[kB];
+    Be(ab, a);
+    Be(bb, b);
+    BN_CTX *ctx = BN_CTX_new();
+    Bn r = NewBn();
+    ASSERT_TRUE(BN_mod_mul(r.get(), a, b, P(), ctx));
+    Be(want, r.get());
+    ASSERT_TRUE(attest_p384_field_mul(got, ab, bb));
+    EXPECT_EQ(0, memcmp(got, want, kB)) << "a=" << BN_bn2hex(a) << " b=" << BN_bn2hex(b);
+    ASSERT_TRUE(BN_mod_mul(r.get(), a, a, P(), ctx));
+    Be(want, r.get());
+    ASSERT_TRUE(attest_p384_field_mul(got, ab, nullptr));
+    EXPECT_EQ(0, memcmp(got, want, kB)) << "a^2, a=" << BN_bn2hex(a);
+    BN_CTX_free(ctx);
+}
+
+// FieldEdges: values where limbs are all zeros or all ones, next to p, 2^383, d = 2^384 - p and
+// the powers of two p is made of.
+std::vector<Bn> FieldEdges() {
+    std::vector<Bn> v;
+    auto add_pow = [&](int bits, long delta) {
+        Bn x = NewBn();
+        EXPECT_TRUE(BN_set_bit(x.get(), bits));
+        if (delta >= 0) {
+            EXPECT_TRUE(BN_add_word(x.get(), (BN_ULONG)delta));
+        } else {
+            EXPECT_TRUE(BN_sub_word(x.get(), (BN_ULONG)-delta));
+        }
+        v.push_back(std::move(x));
+    };
+    for (long k = 0; k < 3; k++) {
+        Bn x = NewBn();
+        EXPECT_TRUE(BN_set_word(x.get(), (BN_ULONG)k));
+        v.push_back(std::move(x));
+    }
+    for (int bits : {32, 64, 96, 128, 192, 256, 320, 383}) {
+        add_pow(bits, -1);
+        add_pow(bits, 0);
+        add_pow(bits, 1);
+    }
+    for (BN_ULONG k : {BN_ULONG{1}, BN_ULONG{2}, BN_ULONG{3}, BN_ULONG{0xffffffffu}}) { // p - k
+        Bn x = NewBn(P());
+        EXPECT_TRUE(BN_sub_word(x.get(), k));
+        v.push_back(std::move(x));
+    }
+    Bn d = NewBn(), top = NewBn(); // d = 2^384 - p; top = 2^384 - 2^320 (top word all ones)
+    EXPECT_TRUE(BN_set_bit(d.get(), 384));
+    EXPECT_TRUE(BN_sub(d.get(), d.get(), P()));
+    EXPECT_TRUE(BN_set_bit(top.get(), 384));
+    Bn low = NewBn();
+    EXPECT_TRUE(BN_set_bit(low.get(), 320));
+    EXPECT_TRUE(BN_sub(top.get(), top.get(), low.get()));
+    Bn p_minus_d = NewBn(P());
+    EXPECT_TRUE(BN_sub(p_minus_d.get(), p_minus_d.get(), d.get()));
+    v.push_back(std::move(d));
+    v.push_back(std::move(top));
+    v.push_back(std::move(p_minus_d));
+    for (const Bn &x : v) {
+        EXPECT_LT(BN_cmp(x.get(), P()), 0);
+    }
+    return v;
+}
+
+TEST(P384Field, EdgeValuesMultiplyAndSquareLikeBoringSsl) {
+    std::vector<Bn> edges = FieldEdges();
+    for (const Bn &a : edges) {
+        for (const Bn &b : edges) {
+            ExpectFieldMul(a.get(), b.get());
+        }
+    }
+}
+
+TEST(P384Field, RandomAndNearPValuesMultiplyLikeBoringSsl) {
+    Bn a = NewBn(), b = NewBn(), gap = NewBn(), bound = NewBn();
+    ASSERT_TRUE(BN_set_bit(bound.get(), 64));
+    for (int i = 0; i < 4000; i++) {
+        ASSERT_TRUE(BN_rand_range(a.get(), P()));
+        ASSERT_TRUE(BN_rand_range(b.get(), P()));
+        if (i % 2 == 1) { // a within 2^64 below p
+            ASSERT_TRUE(BN_rand_range(gap.get(), bound.get()));
+            ASSERT_TRUE(BN_sub(a.get(), P(), gap.get()));
+            ASSERT_TRUE(BN_sub_word(a.get(), 1));
+        }
+        ExpectFieldMul(a.get(), b.get());
+    }
+}
+
+TEST(P384Field, OperandsNotBelowPAreRefused) {
+    uint8_t pb[kB], one[kB] = {0}, ones[kB], out[kB];
+    Be(pb, P());
+    one[kB - 1] = 1;
+    memset(ones, 0xFF, sizeof(ones));
+    EXPECT_FALSE(attest_p384_field_mul(out, pb, one));
+    EXPECT_FALSE(attest_p384_field_mul(out, one, pb));
+    EXPECT_FALSE(attest_p384_field_mul(out, ones, nullptr));
+    EXPECT_TRUE(attest_p384_field_mul(out, one, one));
+}
+
+// ExpectReduce: attest_p384_field_reduce(t) is t mod p.
+void ExpectReduce(const BIGNUM *t) {
+    uint8_t tb[2 * kB], got[kB], want[kB];
+    ASSERT_TRUE(BN_bn2bin_padded(tb, sizeof(tb), t));
+    BN_CTX *ctx = BN_CTX_new();
+    Bn r = NewBn();
+    ASSERT_TRUE(BN_nnmod(r.get(), t, P(), ctx));
+    BN_CTX_free(ctx);
+    Be(want, r.get());
+    attest_p384_field_reduce(got, tb);
+    EXPECT_EQ(0, memcmp(got, want, kB)) << "t=" << BN_bn2hex(t);
+}
+
+// The reduction folds t's high half in as h * d, then the bits above 384 of that once more. The
+// second fold carries past 2^384 only when the low 384 bits of the first are within g * d of
+// 2^384 (g: the bits above); no product of random values comes near, so those t are built.
+TEST(P384Field, ReductionOfWideValuesIncludingTheSecondFoldsCarry) {
+    Bn two384 = NewBn(), d = NewBn(), all = NewBn();
+    ASSERT_TRUE(BN_set_bit(two384.get(), 384));
+    ASSERT_TRUE(BN_sub(d.get(), two384.get(), P()));
+    ASSERT_TRUE(BN_set_bit(all.get(), 768));
+    ASSERT_TRUE(BN_sub_word(all.get(), 1)); // 2^768 - 1, the largest input
+    ExpectReduce(all.get());
+    BN_CTX *ctx = BN_CTX_new();
+    Bn h = NewBn(), hd = NewBn(), l = NewBn(), t = NewBn(), g = NewBn(), rem = NewBn();
+    for (int i = 0; i < 2000; i++) {
+        // t = l + 2^384 h: h random below 2^384; l chosen so that (l + h d) mod 2^384 is
+        // 2^384 - 1 - k for a small k, i.e. the first fold's low part is just under 2^384.
+        ASSERT_TRUE(BN_rand(h.get(), 384, BN_RAND_TOP_ANY, BN_RAND_BOTTOM_ANY));
+        ASSERT_TRUE(BN_mul(hd.get(), h.get(), d.get(), ctx));
+        ASSERT_TRUE(BN_div(g.get(), rem.get(), hd.get(), two384.get(), ctx)); // hd = g 2^384 + rem
+        ASSERT_TRUE(BN_sub(l.get(), two384.get(), rem.get()));
+        ASSERT_TRUE(BN_sub_word(l.get(), 1 + (BN_ULONG)(i % 16)));
+        ASSERT_TRUE(BN_nnmod(l.get(), l.get(), two384.get(), ctx));
+        ASSERT_TRUE(BN_lshift(t.get(), h.get(), 384));
+        ASSERT_TRUE(BN_add(t.get(), t.get(), l.get()));
+        ExpectReduce(t.get());
+        // And a random t of up to 768 bits.
+        ASSERT_TRUE(BN_rand(t.get(), 1 + i % 768, BN_RAND_TOP_ANY, BN_RAND_BOTTOM_ANY));
+        ExpectReduce(t.get());
+    }
+    BN_CTX_free(ctx);
 }
 
 } // namespace
