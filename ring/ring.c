@@ -55,6 +55,24 @@ int ring_fd(const struct ring *r) {
     return r->uring.ring_fd;
 }
 
+int ring_files_open(struct ring *r, uint32_t count) {
+    ASSERT(r->initialized && count > 0);
+    return io_uring_register_files_sparse(&r->uring, count);
+}
+
+int ring_file_install(struct ring *r, uint32_t slot, int fd) {
+    ASSERT(r->initialized && fd >= 0);
+    int ret = io_uring_register_files_update(&r->uring, slot, &fd, 1);
+    return ret == 1 ? 0 : (ret < 0 ? ret : -EIO);
+}
+
+int ring_file_remove(struct ring *r, uint32_t slot) {
+    ASSERT(r->initialized);
+    int none = -1;
+    int ret = io_uring_register_files_update(&r->uring, slot, &none, 1);
+    return ret == 1 ? 0 : (ret < 0 ? ret : -EIO);
+}
+
 struct io_uring_sqe *ring_get_sqe(struct ring *r) {
     struct io_uring_sqe *sqe = io_uring_get_sqe(&r->uring);
     if (likely(sqe != NULL)) {

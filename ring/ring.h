@@ -66,6 +66,20 @@ int ring_flush(struct ring *r);
 // ring_fd returns the ring's file descriptor (target of IORING_OP_MSG_RING from other rings).
 int ring_fd(const struct ring *r);
 
+// ring_files_open registers a table of `count` empty slots for direct descriptors: files the
+// ring's SQEs name by slot (IOSQE_FIXED_FILE) and that take no entry in the process's descriptor
+// table. The kernel caps `count` at RLIMIT_NOFILE. Returns 0 or -errno (an older kernel: -EINVAL).
+int ring_files_open(struct ring *r, uint32_t count);
+
+// ring_file_install puts `fd`'s file into slot `slot` (which must be empty). The caller may then
+// close `fd`: the slot keeps the file open. Returns 0 or -errno.
+int ring_file_install(struct ring *r, uint32_t slot, int fd);
+
+// ring_file_remove empties slot `slot` at once, so it can be installed again. SQEs already in
+// flight on the file keep it until they complete; the file closes after the last. Returns 0 or
+// -errno.
+int ring_file_remove(struct ring *r, uint32_t slot);
+
 /* ring_op.c */
 
 // ring_op_pack encodes {op, slot, generation} into a 64-bit user_data.

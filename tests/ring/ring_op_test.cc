@@ -1,5 +1,6 @@
 // Tests for ring/ring_op.c and ring/ring.c: user_data packing and table dispatch.
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -138,5 +139,65 @@ TEST(RingOp, FlushSubmitsQueuedWorkWithoutReaping) {
     EXPECT_EQ(seen.last_res, (int)sizeof(msg));
     close(p[0]);
     close(p[1]);
+    ring_cleanup(&r);
+}
+
+// A file installed in the ring's table stays open after its descriptor is closed, is reached by
+// slot with IOSQE_FIXED_FILE, and closes when its slot is emptied (the peer then reads EOF).
+TEST(RingFiles, InstalledSocketWorksBySlotAndClosesOnRemove) {
+    Seen seen;
+    ring r;
+    ring_init(&r);
+    ring_config cfg = {64, 256, 16};
+    ASSERT_EQ(ring_open(&r, &cfg, kOps, 2, validate, &seen), 0);
+    int ret = ring_files_open(&r, 4);
+    if (ret == -EINVAL) {
+        ring_cleanup(&r);
+        GTEST_SKIP() << "this kernel cannot register a sparse file table (needs 5.19)";
+    }
+    ASSERT_EQ(ret, 0);
+    int sp[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+    ASSERT_EQ(ring_file_install(&r, 2, sp[0]), 0);
+    ASSERT_EQ(close(sp[0]), 0); // the slot holds the file now
+    EXPECT_EQ(fcntl(sp[0], F_GETFD), -1);
+
+    ASSERT_EQ(write(sp[1], "hello", 5), 5);
+    char buf[16] = {0};
+    io_uring_sqe *sqe = ring_get_sqe(&r);
+    io_uring_prep_recv(sqe, 2, buf, sizeof(buf), 0);
+    sqe->flags |= IOSQE_FIXED_FILE;
+    io_uring_sqe_set_data64(sqe, ring_op_pack(0, 1, 1));
+    ASSERT_EQ(ring_run_once(&r, 1000), 1);
+    EXPECT_EQ(seen.last_res, 5);
+    EXPECT_STREQ(buf, "hello");
+
+    sqe = ring_get_sqe(&r);
+    io_uring_prep_send(sqe, 2, "ok", 2, MSG_NOSIGNAL);
+    sqe->flags |= IOSQE_FIXED_FILE;
+    io_uring_sqe_set_data64(sqe, ring_op_pack(0, 1, 1));
+    ASSERT_EQ(ring_run_once(&r, 1000), 1);
+    EXPECT_EQ(seen.last_res, 2);
+    ASSERT_EQ(read(sp[1], buf, sizeof(buf)), 2);
+
+    // Emptying the slot closes the file: the peer sees EOF, and the slot names nothing.
+    ASSERT_EQ(ring_file_remove(&r, 2), 0);
+    EXPECT_EQ(read(sp[1], buf, sizeof(buf)), 0);
+    sqe = ring_get_sqe(&r);
+    io_uring_prep_send(sqe, 2, "x", 1, MSG_NOSIGNAL);
+    sqe->flags |= IOSQE_FIXED_FILE;
+    io_uring_sqe_set_data64(sqe, ring_op_pack(0, 1, 1));
+    ASSERT_EQ(ring_run_once(&r, 1000), 1);
+    EXPECT_EQ(seen.errors, 1);
+    EXPECT_EQ(seen.last_res, -EBADF);
+    close(sp[1]);
+
+    // The slot can be filled again; a slot beyond the table cannot.
+    int sp2[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp2), 0);
+    EXPECT_EQ(ring_file_install(&r, 2, sp2[0]), 0);
+    EXPECT_LT(ring_file_install(&r, 4, sp2[0]), 0);
+    close(sp2[0]);
+    close(sp2[1]);
     ring_cleanup(&r);
 }
