@@ -91,6 +91,23 @@ struct core_conn *core_conn_open(struct core_shard *shard) {
     return c;
 }
 
+void core_side_close(struct core_shard *shard, struct core_side *s) {
+    if (s->fd < 0) {
+        return;
+    }
+    if (s->fixed) {
+        int ret = ring_file_remove(&shard->ring, (uint32_t)s->fd);
+        if (ret != 0) { // only a bad slot number can fail: a bug, but not worth the process
+            LOG_ERROR("worker %u: cannot empty file slot %d: %s", shard->id, s->fd,
+                      strerror(-ret));
+        }
+    } else {
+        close(s->fd);
+    }
+    s->fd = -1;
+    s->fixed = false;
+}
+
 void core_conn_release(struct core_shard *shard, struct core_conn *c) {
     ASSERT(c->state == CORE_CONN_CLOSING);
     ASSERT(c->pending == 0);
@@ -99,9 +116,7 @@ void core_conn_release(struct core_shard *shard, struct core_conn *c) {
     for (int i = 0; i < 2; i++) {
         struct core_side *s = &c->side[i];
         ASSERT(s->in_count == 0 && s->out_chunk == CORE_CHUNK_NONE);
-        if (s->fd >= 0) {
-            close(s->fd);
-        }
+        core_side_close(shard, s);
         if (s->pipe_fd[0] >= 0) {
             close(s->pipe_fd[0]);
             close(s->pipe_fd[1]);

@@ -12,6 +12,8 @@ void core_conn_table_cleanup(struct core_shard *shard);
 struct core_conn *core_conn_open(struct core_shard *shard);
 // core_conn_release returns a CLOSING slot with no pending op to the free list, closing fds.
 void core_conn_release(struct core_shard *shard, struct core_conn *c);
+// core_side_close closes s's socket (a descriptor, or empties its ring file slot); fd -1 after.
+void core_side_close(struct core_shard *shard, struct core_side *s);
 // core_conn_chunk_get / core_conn_chunk_put: staging chunks (never fails: two per slot).
 uint32_t core_conn_chunk_get(struct core_shard *shard);
 void core_conn_chunk_put(struct core_shard *shard, uint32_t chunk);

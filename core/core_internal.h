@@ -60,7 +60,8 @@ enum core_conn_state {
 
 // One socket of a connection: its inbound ring buffers and its outbound chunk.
 struct core_side {
-    int fd;
+    int fd;     // -1 when closed; a slot of the ring's file table when `fixed`
+    bool fixed; // fd is a direct descriptor (backend sockets in terminate mode)
     uint16_t in_bid[CORE_IN_BUFS_MAX];
     uint32_t in_len[CORE_IN_BUFS_MAX];
     uint32_t in_head;  // ring index of the first held buffer
@@ -305,6 +306,10 @@ struct core_shard {
     uint64_t nofile_logged_ns;
     struct core_conn *conns;
     uint32_t conns_max;
+    // Slots of the ring's registered file table (0: none). Connection slot i keeps its backend
+    // socket in file slot i when i < fixed_files, so a session holds one descriptor of the
+    // process's table (the client's) instead of two.
+    uint32_t fixed_files;
     uint32_t free_head;
     uint32_t active;
     uint8_t *chunks;

@@ -6,6 +6,7 @@
 #include <sched.h>
 #include <semaphore.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -42,12 +43,20 @@ static struct io_uring_sqe *conn_sqe(struct core_shard *shard, struct core_conn 
     return sqe;
 }
 
-static void ignore_sqe_cancel_fd(struct core_shard *shard, int fd) {
+// side_sqe_file: an SQE on s's socket names a ring file slot when s is fixed.
+static inline void side_sqe_file(struct io_uring_sqe *sqe, const struct core_side *s) {
+    if (s->fixed) {
+        sqe->flags |= IOSQE_FIXED_FILE;
+    }
+}
+
+static void ignore_sqe_cancel_side(struct core_shard *shard, const struct core_side *s) {
     struct io_uring_sqe *sqe = ring_get_sqe(&shard->ring);
     if (sqe == NULL) {
         return;
     }
-    io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
+    io_uring_prep_cancel_fd(sqe, s->fd,
+                            IORING_ASYNC_CANCEL_ALL | (s->fixed ? IORING_ASYNC_CANCEL_FD_FIXED : 0));
     io_uring_sqe_set_data64(sqe, ring_op_pack(CORE_OP_IGNORE, 0, 0));
 }
 
@@ -252,6 +261,7 @@ static void side_flush(struct core_shard *shard, struct core_conn *c, enum core_
     s->out_inflight = s->out_len;
     io_uring_prep_send(sqe, s->fd, core_conn_chunk_addr(shard, s->out_chunk), s->out_len,
                        MSG_NOSIGNAL);
+    side_sqe_file(sqe, s);
 }
 
 static bool side_out_empty(const struct core_side *s) {
@@ -282,6 +292,7 @@ static void side_arm_recv(struct core_shard *shard, struct core_conn *c, enum co
     // batch faster than a cancel could stop it, which broke per-connection backpressure under
     // bulk COPY; one SQE per 64 KiB receive is cheap by comparison.)
     io_uring_prep_recv(sqe, s->fd, NULL, CORE_RECV_BUF_BYTES, 0);
+    side_sqe_file(sqe, s);
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = shard->bufs.bgid;
     s->recv_armed = true;
@@ -345,7 +356,7 @@ static void conn_close(struct core_shard *shard, struct core_conn *c, const char
     hs_remove(shard, c);
     for (int i = 0; i < 2; i++) {
         if (c->side[i].fd >= 0 && c->pending > 0) {
-            ignore_sqe_cancel_fd(shard, c->side[i].fd);
+            ignore_sqe_cancel_side(shard, &c->side[i]);
         }
     }
     conn_maybe_release(shard, c);
@@ -381,10 +392,7 @@ static void backend_connect_failed(struct core_shard *shard, struct core_conn *c
     core_backend_mark_down(shard->proc, idx);
     atomic_fetch_add_explicit(&shard->counters.backend_errors, 1, memory_order_relaxed);
     LOG_WARN("backend %s: %s", shard->proc->cfg.backends[idx].text, strerror(-err));
-    if (c->side[CORE_SIDE_BACKEND].fd >= 0) {
-        close(c->side[CORE_SIDE_BACKEND].fd);
-        c->side[CORE_SIDE_BACKEND].fd = -1;
-    }
+    core_side_close(shard, &c->side[CORE_SIDE_BACKEND]);
     if (c->state == CORE_CONN_CANCEL_OUT) {
         conn_close(shard, c, "cancel: backend unreachable");
         return;
@@ -420,13 +428,22 @@ static void backend_connect(struct core_shard *shard, struct core_conn *c) {
     }
     int one = 1;
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    c->side[CORE_SIDE_BACKEND].fd = fd;
+    struct core_side *b = &c->side[CORE_SIDE_BACKEND];
+    b->fd = fd;
+    b->fixed = false;
+    // Into the ring's file table if there is one: the descriptor is then closed at once.
+    if (c->index < shard->fixed_files && ring_file_install(&shard->ring, c->index, fd) == 0) {
+        close(fd);
+        b->fd = (int)c->index;
+        b->fixed = true;
+    }
     struct io_uring_sqe *sqe = conn_sqe(shard, c, CORE_OP_CONNECT);
     if (sqe == NULL) {
         conn_close(shard, c, "submission queue unavailable");
         return;
     }
-    io_uring_prep_connect(sqe, fd, (const struct sockaddr *)&a->ss, a->len);
+    io_uring_prep_connect(sqe, b->fd, (const struct sockaddr *)&a->ss, a->len);
+    side_sqe_file(sqe, b);
     sqe->flags |= IOSQE_IO_LINK;
     struct io_uring_sqe *t = conn_sqe(shard, c, CORE_OP_CONNECT_TIMEOUT);
     if (t == NULL) {
@@ -470,8 +487,7 @@ static void on_connect(void *ctx, struct ring_op_id id, const struct io_uring_cq
     if (c->close_after_flush) {
         // Failed while connecting (revoked by a policy reload): the client is being told why;
         // nothing may reach the backend. conn_pump closes once the ErrorResponse is sent.
-        close(c->side[CORE_SIDE_BACKEND].fd);
-        c->side[CORE_SIDE_BACKEND].fd = -1;
+        core_side_close(shard, &c->side[CORE_SIDE_BACKEND]);
         conn_pump(shard, c);
         return;
     }
@@ -1152,6 +1168,7 @@ static void passthrough_arm_poll(struct core_shard *shard, struct core_conn *c,
     }
     unsigned mask = (want_in ? POLLIN | POLLRDHUP : 0) | (want_out ? POLLOUT : 0);
     io_uring_prep_poll_add(sqe, s->fd, mask);
+    side_sqe_file(sqe, s);
     s->poll_in_armed = want_in;
     s->poll_out_armed = want_out;
 }
@@ -1750,6 +1767,26 @@ static int shard_ring_setup(struct core_shard *shard) {
         snprintf(shard->start_err, sizeof(shard->start_err),
                  "io_uring buffer ring setup failed: %s", strerror(-ret));
         return ret;
+    }
+    // Backend sockets as direct descriptors (terminate mode; passthrough splices with plain
+    // ones): a session then takes one entry of the process's descriptor table, not two, so
+    // RLIMIT_NOFILE = N holds about N sessions instead of N / 2. The kernel caps the table at
+    // RLIMIT_NOFILE as well. Without it (older kernel), backend sockets are plain descriptors.
+    shard->fixed_files = 0;
+    if (shard->proc->cfg.mode == CORE_MODE_TERMINATE) {
+        uint32_t n = shard->conns_max;
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < n) {
+            n = (uint32_t)rl.rlim_cur;
+        }
+        ret = n > 0 ? ring_files_open(&shard->ring, n) : -EINVAL;
+        if (ret == 0) {
+            shard->fixed_files = n;
+        } else {
+            LOG_WARN("worker %u: no io_uring file table (%s): backend sockets use descriptors, "
+                     "two per session",
+                     shard->id, strerror(-ret));
+        }
     }
     return 0;
 }

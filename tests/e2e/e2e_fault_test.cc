@@ -590,6 +590,56 @@ TEST(FaultLoad, FileDescriptorLimitReachedDoesNotSpinAndRecovers) {
     EXPECT_LE(res.emfile_lines, 20u) << "EMFILE logged " << res.emfile_lines << " times in ~2 s";
 }
 
+// A session holds one descriptor of the gateway's table (the client's): its backend socket lives
+// in the worker's io_uring file table. So a limit of N descriptors holds about N sessions, not
+// N / 2 (which is what held 10,000 sessions out of reach under a 20,000 limit).
+TEST(FaultLoad, SessionsTakeOneDescriptorEachUnderTheLimit) {
+    constexpr rlim_t kNofile = 128;
+    TempDir dir;
+    int port = FreePort();
+    Proxy proxy;
+    std::string err;
+    ASSERT_TRUE(proxy.Start(dir.path(),
+                            MtlsIni(port, "127.0.0.1:" + std::to_string(SharedPostgres().port()),
+                                    SharedCerts(), "workers = 1\n"),
+                            &err, kNofile))
+        << err;
+    auto open_fds = [&] {
+        return std::stoul(Sh("ls /proc/" + std::to_string(proxy.pid()) + "/fd | wc -l").out);
+    };
+    // One session first, so that every descriptor a first session opens once (RocksDB files,
+    // the nonce or certificate caches) is in the base.
+    std::vector<std::unique_ptr<RawClient>> held;
+    held.push_back(std::make_unique<RawClient>());
+    ASSERT_EQ(OpenSession(held.back().get(), port), "");
+    ASSERT_EQ(held.back()->Query("select 1"), "1");
+    size_t base = open_fds() - 1;
+    ASSERT_LT(base + 40, kNofile) << "the gateway itself uses " << base << " descriptors";
+    // Three quarters of the room: more than two descriptors per session would allow.
+    size_t room = kNofile - base, want = room * 3 / 4;
+    ASSERT_GT(want, room / 2 + 4);
+    for (size_t i = 1; i < want; i++) {
+        held.push_back(std::make_unique<RawClient>());
+        ASSERT_EQ(OpenSession(held.back().get(), port), "")
+            << "session " << i + 1 << " of " << want << " (limit " << kNofile << ", gateway base "
+            << base << "): " << ReadFile(proxy.log_path()).substr(0, 2000);
+    }
+    for (size_t i = 0; i < held.size(); i++) {
+        ASSERT_EQ(held[i]->Query("select " + std::to_string(i)), std::to_string(i));
+    }
+    size_t now = open_fds();
+    EXPECT_LE(now, base + want + 2) << "descriptors with " << want << " sessions: " << now
+                                    << ", base " << base;
+    EXPECT_EQ(Count(ReadFile(proxy.log_path()), "Too many open files"), 0u);
+    held.clear();
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    EXPECT_LE(open_fds(), base + 2); // the clients' descriptors closed with their sessions
+    CmdResult r = Sh("psql -X -At '" + ConnStr(port, SharedCerts()) + "' -c 'select 6*7'", 30);
+    EXPECT_EQ(r.status, 0) << r.out;
+    EXPECT_EQ(r.out, "42\n");
+    EXPECT_EQ(proxy.Stop(), 0);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Drain
 
