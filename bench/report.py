@@ -275,9 +275,12 @@ def table(rows, pin, raw=None, all_rows=None):
     ok = None
     if a is not None and get(a, "rss_per_conn_kb") is not None:
         # The KB bound is judged at the count reached; fewer than 10,000 held is flagged in the
-        # metric name (this container's descriptor limit stops a proxy near 9,900).
+        # metric name, and so is a different count for HAProxy (a descriptor limit stops it at
+        # half of what stops atls-proxy, whose backend sockets take no descriptor).
         ok = get(a, "rss_per_conn_kb") * 1024 <= 12000
-    add(f"idle KiB RSS per connection ({int(held or 0)} held{'' if (held or 0) >= 10000 else ', not 10,000'})",
+    h_held = get(h, "held")
+    h_note = f"; HAProxy {int(h_held)}" if h_held is not None and h_held != held else ""
+    add(f"idle KiB RSS per connection ({int(held or 0)} held{'' if (held or 0) >= 10000 else ', not 10,000'}{h_note})",
         None, get(a, "rss_per_conn_kb"), get(h, "rss_per_conn_kb"), "atls <= 12 KB", ok)
     # storm
     # *-normal-prio: the same rows through instances with [proxy] worker_priority = normal, for

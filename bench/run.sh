@@ -52,7 +52,7 @@ want() { [[ ",$ONLY," == *",$1,"* ]]; }
 if [ "$QUICK" -eq 1 ]; then
     DUR=1; IDLE_N=1000; ATT_N=300; BULK_N=4; STORM_ATT_N=300; STORM_ATT_SRV_N=300; PGB_SCALE=1
 else
-    DUR=4; IDLE_N=${BENCH_IDLE_CONNS:-9900}; ATT_N=2000; BULK_N=8; STORM_ATT_N=2500; STORM_ATT_SRV_N=9000; PGB_SCALE=1
+    DUR=4; IDLE_N=${BENCH_IDLE_CONNS:-10000}; ATT_N=2000; BULK_N=8; STORM_ATT_N=2500; STORM_ATT_SRV_N=9000; PGB_SCALE=1
 fi
 HS_CONC=8      # handshakes in flight
 Q_CONNS=8      # persistent connections for query / storm
@@ -80,10 +80,12 @@ done
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 AS_PG=()
 [ "$(id -u)" -eq 0 ] && AS_PG=(runuser -u postgres --)
-# N idle connections are 2N descriptors in a proxy (client + backend side). Where the hard limit
-# cannot be raised (this container: 20,000, CAP_SYS_RESOURCE missing) the idle run holds 9,900.
+# N idle connections are 2N descriptors in HAProxy (client + backend side), N in atls-proxy (its
+# backend sockets are io_uring direct descriptors). Where the hard limit cannot be raised (this
+# container: 20,000, CAP_SYS_RESOURCE missing) HAProxy's idle run holds 9,900, not 10,000.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 HAP_MAXCONN=$(( ($(ulimit -n) - 200) / 2 ))
+HAP_IDLE_N=$(( IDLE_N < HAP_MAXCONN ? IDLE_N : HAP_MAXCONN ))
 
 # ---- build ---------------------------------------------------------------------------------------
 BUILD=$ROOT/build-bench
@@ -350,7 +352,7 @@ if want idle; then
     echo "== idle: $IDLE_N established connections held (built-in backend), RSS of the proxy"
     bench direct $SRV_PORT none 0 idle --label srv --conns $IDLE_N --hold 2
     bench atls $A_SRV_MTLS direct "$PID_srv_mtls" idle --label srv --conns $IDLE_N --hold 2
-    bench haproxy $H_SRV direct $HAP_PID idle --label srv --conns $IDLE_N --hold 2
+    bench haproxy $H_SRV direct $HAP_PID idle --label srv --conns $HAP_IDLE_N --hold 2
 fi
 
 # The storm's probe (both storm groups): ST the atls-bench arguments; PF (--ready-cmd) sets the
