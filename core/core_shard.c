@@ -1771,9 +1771,14 @@ static int shard_ring_setup(struct core_shard *shard) {
     // Backend sockets as direct descriptors (terminate mode; passthrough splices with plain
     // ones): a session then takes one entry of the process's descriptor table, not two, so
     // RLIMIT_NOFILE = N holds about N sessions instead of N / 2. The kernel caps the table at
-    // RLIMIT_NOFILE as well. Without it (older kernel), backend sockets are plain descriptors.
+    // RLIMIT_NOFILE as well. Only on a ring with the 6.1 flags: closing a session cancels by
+    // file slot (IORING_ASYNC_CANCEL_FD_FIXED, 6.0). Otherwise backend sockets are descriptors.
     shard->fixed_files = 0;
-    if (shard->proc->cfg.mode == CORE_MODE_TERMINATE) {
+    if (shard->proc->cfg.mode == CORE_MODE_TERMINATE && !shard->ring.defer_taskrun) {
+        LOG_WARN("worker %u: io_uring without DEFER_TASKRUN (kernel < 6.1): backend sockets use "
+                 "descriptors, two per session",
+                 shard->id);
+    } else if (shard->proc->cfg.mode == CORE_MODE_TERMINATE) {
         uint32_t n = shard->conns_max;
         struct rlimit rl;
         if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < n) {
