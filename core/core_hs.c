@@ -12,6 +12,7 @@
 #include <openssl/err.h>
 #include <pthread.h>
 #include <sched.h>
+#include <semaphore.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -29,6 +30,7 @@ struct core_hs_thread {
     struct core_shard *shard;
     pthread_t thread;
     bool started;
+    sem_t running; // posted by the thread once its own code runs
     int submit_fd; // eventfd: worker -> thread (the thread blocks reading it)
     int done_fd;   // eventfd: thread -> worker (the worker's ring reads it)
     atomic_bool stop;
@@ -94,6 +96,7 @@ void core_hs_step(struct core_shard *shard, struct core_conn *c, uint32_t decisi
 static void *hs_thread_main(void *arg) {
     struct core_hs_thread *t = arg;
     struct core_shard *shard = t->shard;
+    sem_post(&t->running);
     for (;;) {
         uint32_t j;
         while (queue_pop(&t->submit, &j)) {
@@ -118,6 +121,7 @@ int core_hs_start(struct core_shard *shard, char *err, size_t err_len) {
         return -ENOMEM;
     }
     t->shard = shard;
+    sem_init(&t->running, 0, 0);
     t->submit_fd = eventfd(0, EFD_CLOEXEC);
     t->done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     t->jobs = calloc(CORE_HS_JOBS, sizeof(*t->jobs));
@@ -148,6 +152,11 @@ int core_hs_start(struct core_shard *shard, char *err, size_t err_len) {
     if (pthread_setschedparam(t->thread, SCHED_IDLE, &sp) != 0) {
         LOG_WARN("worker %u: handshake thread stays at normal priority", shard->id);
     }
+    // Ready only once the thread runs its own code: until then it may sit in the C library's
+    // (or a sanitizer's) thread start, holding locks the worker needs too. A test that stops the
+    // thread after "ready" then deadlocked the worker (ASan, one CI run).
+    while (sem_wait(&t->running) != 0) {
+    }
     return 0;
 }
 
@@ -167,6 +176,7 @@ void core_hs_stop(struct core_shard *shard) {
     if (t->done_fd >= 0) {
         close(t->done_fd);
     }
+    sem_destroy(&t->running);
     free(t->jobs);
     free(t);
     shard->hs = NULL;
