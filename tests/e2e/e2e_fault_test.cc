@@ -535,6 +535,22 @@ long long CpuTicks(pid_t pid) {
 // idle connections for `hold_ms` (the gateway runs out of descriptors), measures its CPU time
 // over that hold, then releases them and checks a good client is served with the limit still
 // in place.
+// StartLimitedGateway starts a one-worker mutual-TLS gateway in front of the shared PostgreSQL,
+// limited to `nofile` descriptors; `extra` goes to its [proxy] section. "" or what failed.
+std::string StartLimitedGateway(Proxy *proxy, const TempDir &dir, int port, rlim_t nofile,
+                                const std::string &extra = "") {
+    std::string err;
+    bool ok = proxy->Start(dir.path(),
+                           MtlsIni(port, "127.0.0.1:" + std::to_string(SharedPostgres().port()),
+                                   SharedCerts(), "workers = 1\n" + extra),
+                           &err, nofile);
+    return ok ? "" : "start failed: " + err;
+}
+
+size_t OpenFds(pid_t pid) {
+    return std::stoul(Sh("ls /proc/" + std::to_string(pid) + "/fd | wc -l").out);
+}
+
 struct FdLimitResult {
     long long cpu_ticks = -1;
     size_t emfile_lines = 0;
@@ -545,12 +561,7 @@ void FdLimitScenario(int hold_ms, FdLimitResult *out) {
     TempDir dir;
     int port = FreePort();
     Proxy proxy;
-    std::string err;
-    ASSERT_TRUE(proxy.Start(dir.path(),
-                            MtlsIni(port, "127.0.0.1:" + std::to_string(SharedPostgres().port()),
-                                    SharedCerts(), "workers = 1\nhandshake_timeout_ms = 20000\n"),
-                            &err, kNofile))
-        << err;
+    ASSERT_EQ(StartLimitedGateway(&proxy, dir, port, kNofile, "handshake_timeout_ms = 20000\n"), "");
     std::vector<int> fds;
     for (int i = 0; i < kHeld; i++) {
         int fd = ConnectTcp(port, true);
@@ -562,7 +573,7 @@ void FdLimitScenario(int hold_ms, FdLimitResult *out) {
     std::this_thread::sleep_for(std::chrono::milliseconds(hold_ms));
     out->cpu_ticks = CpuTicks(proxy.pid()) - before;
     ASSERT_TRUE(proxy.Running()) << "the gateway died at the descriptor limit";
-    size_t open_now = std::stoul(Sh("ls /proc/" + std::to_string(proxy.pid()) + "/fd | wc -l").out);
+    size_t open_now = OpenFds(proxy.pid());
     EXPECT_LE(open_now, kNofile);
     std::string log = ReadFile(proxy.log_path());
     out->emfile_lines = Count(log, "Too many open files");
@@ -598,15 +609,8 @@ TEST(FaultLoad, SessionsTakeOneDescriptorEachUnderTheLimit) {
     TempDir dir;
     int port = FreePort();
     Proxy proxy;
-    std::string err;
-    ASSERT_TRUE(proxy.Start(dir.path(),
-                            MtlsIni(port, "127.0.0.1:" + std::to_string(SharedPostgres().port()),
-                                    SharedCerts(), "workers = 1\n"),
-                            &err, kNofile))
-        << err;
-    auto open_fds = [&] {
-        return std::stoul(Sh("ls /proc/" + std::to_string(proxy.pid()) + "/fd | wc -l").out);
-    };
+    ASSERT_EQ(StartLimitedGateway(&proxy, dir, port, kNofile), "");
+    auto open_fds = [&] { return OpenFds(proxy.pid()); };
     // One session first, so that every descriptor a first session opens once (RocksDB files,
     // the nonce or certificate caches) is in the base.
     std::vector<std::unique_ptr<RawClient>> held;
