@@ -319,8 +319,8 @@ static void sc_mul(uint64_t out[LIMBS], const uint64_t a[LIMBS], const uint64_t 
     mont_mul(out, a, b, &mod_n);
 }
 
-// fe_inv: out = a^(p-2) = a^-1 mod p; 4-bit windows. Only the
-// table build inverts field elements (once per chunk of points).
+// fe_inv: out = a^(p-2) = a^-1 mod p; 4-bit windows. Only the table build inverts field
+// elements (once per chunk of points).
 static void fe_inv(uint64_t out[LIMBS], const uint64_t a[LIMBS]) {
     uint64_t e[LIMBS]; // p - 2: p's lowest word is odd and above 2, so no borrow
     memcpy(e, mod_p.m, sizeof(e));

@@ -153,8 +153,9 @@ int core_hs_start(struct core_shard *shard, char *err, size_t err_len) {
         LOG_WARN("worker %u: handshake thread stays at normal priority", shard->id);
     }
     // Ready only once the thread runs its own code: until then it may sit in the C library's
-    // (or a sanitizer's) thread start, holding locks the worker needs too. A test that stops the
-    // thread after "ready" then deadlocked the worker (ASan, one CI run).
+    // (or a sanitizer's) thread start, holding locks the worker needs too, and a test that stops
+    // the thread after "ready" could stall the worker. (Inferred as the cause of one ASan CI
+    // failure; that failure was not reproduced.)
     while (sem_wait(&t->running) != 0) {
     }
     return 0;

@@ -55,8 +55,8 @@ static void ignore_sqe_cancel_side(struct core_shard *shard, const struct core_s
     if (sqe == NULL) {
         return;
     }
-    io_uring_prep_cancel_fd(sqe, s->fd,
-                            IORING_ASYNC_CANCEL_ALL | (s->fixed ? IORING_ASYNC_CANCEL_FD_FIXED : 0));
+    unsigned flags = IORING_ASYNC_CANCEL_ALL | (s->fixed ? IORING_ASYNC_CANCEL_FD_FIXED : 0u);
+    io_uring_prep_cancel_fd(sqe, s->fd, flags);
     io_uring_sqe_set_data64(sqe, ring_op_pack(CORE_OP_IGNORE, 0, 0));
 }
 

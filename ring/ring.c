@@ -60,17 +60,20 @@ int ring_files_open(struct ring *r, uint32_t count) {
     return io_uring_register_files_sparse(&r->uring, count);
 }
 
-int ring_file_install(struct ring *r, uint32_t slot, int fd) {
-    ASSERT(r->initialized && fd >= 0);
+// files_update sets slot `slot` to `fd` (-1: empty). 0 or -errno.
+static int files_update(struct ring *r, uint32_t slot, int fd) {
+    ASSERT(r->initialized);
     int ret = io_uring_register_files_update(&r->uring, slot, &fd, 1);
     return ret == 1 ? 0 : (ret < 0 ? ret : -EIO);
 }
 
+int ring_file_install(struct ring *r, uint32_t slot, int fd) {
+    ASSERT(fd >= 0);
+    return files_update(r, slot, fd);
+}
+
 int ring_file_remove(struct ring *r, uint32_t slot) {
-    ASSERT(r->initialized);
-    int none = -1;
-    int ret = io_uring_register_files_update(&r->uring, slot, &none, 1);
-    return ret == 1 ? 0 : (ret < 0 ? ret : -EIO);
+    return files_update(r, slot, -1);
 }
 
 struct io_uring_sqe *ring_get_sqe(struct ring *r) {

@@ -531,10 +531,6 @@ long long CpuTicks(pid_t pid) {
     return ticks;
 }
 
-// FdLimitScenario starts a one-worker gateway limited to `kNofile` descriptors, holds kHeld
-// idle connections for `hold_ms` (the gateway runs out of descriptors), measures its CPU time
-// over that hold, then releases them and checks a good client is served with the limit still
-// in place.
 // StartLimitedGateway starts a one-worker mutual-TLS gateway in front of the shared PostgreSQL,
 // limited to `nofile` descriptors; `extra` goes to its [proxy] section. "" or what failed.
 std::string StartLimitedGateway(Proxy *proxy, const TempDir &dir, int port, rlim_t nofile,
@@ -551,6 +547,10 @@ size_t OpenFds(pid_t pid) {
     return std::stoul(Sh("ls /proc/" + std::to_string(pid) + "/fd | wc -l").out);
 }
 
+// FdLimitScenario starts a one-worker gateway limited to `kNofile` descriptors, holds kHeld
+// idle connections for `hold_ms` (the gateway runs out of descriptors), measures its CPU time
+// over that hold, then releases them and checks a good client is served with the limit still
+// in place.
 struct FdLimitResult {
     long long cpu_ticks = -1;
     size_t emfile_lines = 0;
@@ -561,7 +561,8 @@ void FdLimitScenario(int hold_ms, FdLimitResult *out) {
     TempDir dir;
     int port = FreePort();
     Proxy proxy;
-    ASSERT_EQ(StartLimitedGateway(&proxy, dir, port, kNofile, "handshake_timeout_ms = 20000\n"), "");
+    ASSERT_EQ(StartLimitedGateway(&proxy, dir, port, kNofile, "handshake_timeout_ms = 20000\n"),
+              "");
     std::vector<int> fds;
     for (int i = 0; i < kHeld; i++) {
         int fd = ConnectTcp(port, true);
@@ -584,10 +585,7 @@ void FdLimitScenario(int hold_ms, FdLimitResult *out) {
         ResetSocket(fd);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
-    EXPECT_TRUE(proxy.Running());
-    CmdResult r = Sh("psql -X -At '" + ConnStr(port, SharedCerts()) + "' -c 'select 6*7'", 30);
-    EXPECT_EQ(r.status, 0) << r.out;
-    EXPECT_EQ(r.out, "42\n");
+    ExpectServesGoodClient(proxy, port);
 }
 
 // At the limit the worker pauses its listener until the next tick instead of re-arming the
@@ -610,14 +608,13 @@ TEST(FaultLoad, SessionsTakeOneDescriptorEachUnderTheLimit) {
     int port = FreePort();
     Proxy proxy;
     ASSERT_EQ(StartLimitedGateway(&proxy, dir, port, kNofile), "");
-    auto open_fds = [&] { return OpenFds(proxy.pid()); };
     // One session first, so that every descriptor a first session opens once (RocksDB files,
     // the nonce or certificate caches) is in the base.
     std::vector<std::unique_ptr<RawClient>> held;
     held.push_back(std::make_unique<RawClient>());
     ASSERT_EQ(OpenSession(held.back().get(), port), "");
     ASSERT_EQ(held.back()->Query("select 1"), "1");
-    size_t base = open_fds() - 1;
+    size_t base = OpenFds(proxy.pid()) - 1;
     ASSERT_LT(base + 40, kNofile) << "the gateway itself uses " << base << " descriptors";
     // Three quarters of the room: more than two descriptors per session would allow.
     size_t room = kNofile - base, want = room * 3 / 4;
@@ -631,16 +628,14 @@ TEST(FaultLoad, SessionsTakeOneDescriptorEachUnderTheLimit) {
     for (size_t i = 0; i < held.size(); i++) {
         ASSERT_EQ(held[i]->Query("select " + std::to_string(i)), std::to_string(i));
     }
-    size_t now = open_fds();
+    size_t now = OpenFds(proxy.pid());
     EXPECT_LE(now, base + want + 2) << "descriptors with " << want << " sessions: " << now
                                     << ", base " << base;
     EXPECT_EQ(Count(ReadFile(proxy.log_path()), "Too many open files"), 0u);
     held.clear();
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
-    EXPECT_LE(open_fds(), base + 2); // the clients' descriptors closed with their sessions
-    CmdResult r = Sh("psql -X -At '" + ConnStr(port, SharedCerts()) + "' -c 'select 6*7'", 30);
-    EXPECT_EQ(r.status, 0) << r.out;
-    EXPECT_EQ(r.out, "42\n");
+    EXPECT_LE(OpenFds(proxy.pid()), base + 2); // the clients' descriptors closed with them
+    ExpectServesGoodClient(proxy, port);
     EXPECT_EQ(proxy.Stop(), 0);
 }
 
