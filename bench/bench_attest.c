@@ -1,7 +1,8 @@
 // bench_attest.c: single-thread rates of (a) BoringSSL's raw P-384 ECDSA_do_verify, (b) report
 // verification with a cached chain (real Genoa vector), (c) full client-certificate evidence
 // verification (cheap extract + binding + verify, cached chain; simulated hierarchy), and
-// (d) a cold chain verification (cache miss: RSA-PSS chain + extensions + P-384).
+// (d) a cold chain verification (cache miss: RSA-PSS chain + extensions + P-384). (b) runs
+// twice more per field code (portable C, BMI2/ADX assembly), alternating, as an A/B of the two.
 // usage: bench_attest [SIM_DIR] [SECONDS_PER_CASE]
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include <openssl/x509.h>
 
 #include "attest.h"
+#include "attest_internal.h"
 #include "core_base.h"
 
 #define REPORT_OFF_R 0x2A0
@@ -143,6 +145,17 @@ int main(int argc, char **argv) {
 
     // (b) report verification with the chain cached (one P-384 verify each).
     run("report verify (cached chain, Genoa vector)", report_verify, &rep, secs);
+    for (int round = 0; round < 2; round++) {
+        if (attest_p384_use_adx(false)) {
+            run("  the same, portable C field code", report_verify, &rep, secs);
+        }
+        if (attest_p384_use_adx(true)) {
+            run("  the same, BMI2/ADX field code", report_verify, &rep, secs);
+        }
+    }
+    if (!attest_p384_use_adx(true)) { // back to the default
+        attest_p384_use_adx(false);
+    }
 
     // (c) full evidence from a client certificate (simulated hierarchy, cached chain).
     struct attest_provider_config pcfg;

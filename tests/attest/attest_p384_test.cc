@@ -2,6 +2,8 @@
 // BoringSSL's ECDSA_do_verify answer: random keys and digests, valid and altered signatures,
 // out-of-range scalars, and crafted signatures that drive the rare branches (P + P, P + (-P),
 // x(R) >= n). Its field multiplication and reduction mod p must give BoringSSL's BN answers.
+// Every test runs twice: with the portable C field code and with the BMI2/ADX assembly (skipped
+// with a reason on a CPU or build without it).
 #include <gtest/gtest.h>
 
 #include <openssl/bn.h>
@@ -14,6 +16,7 @@
 
 #include <cstring>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "attest_internal.h"
@@ -54,6 +57,29 @@ struct Sig {
     uint8_t r[kB];
     uint8_t s[kB];
 };
+
+// P384, P384Field: the parameter picks the field code (true: the BMI2/ADX assembly) for the test,
+// tables included; the default is put back afterwards.
+class P384Code : public ::testing::TestWithParam<bool> {
+  protected:
+    void SetUp() override {
+        if (!attest_p384_use_adx(GetParam())) {
+            ASSERT_TRUE(GetParam()) << "the portable code can always be selected";
+            GTEST_SKIP() << "this CPU or build has no BMI2/ADX field code";
+        }
+    }
+    void TearDown() override {
+        if (!attest_p384_use_adx(true)) {
+            EXPECT_TRUE(attest_p384_use_adx(false));
+        }
+    }
+};
+class P384 : public P384Code {};
+class P384Field : public P384Code {};
+
+std::string CodeName(const ::testing::TestParamInfo<bool> &info) {
+    return info.param ? "Adx" : "Portable";
+}
 
 Table FillTable(const EC_POINT *q) {
     Bn x = NewBn(), y = NewBn();
@@ -108,7 +134,7 @@ Key KeyFromScalar(const BIGNUM *d) {
     return key;
 }
 
-TEST(P384, RandomKeysAgreeWithBoringSslOnValidAndAlteredSignatures) {
+TEST_P(P384, RandomKeysAgreeWithBoringSslOnValidAndAlteredSignatures) {
     for (int k = 0; k < 12; k++) {
         Key key(EC_KEY_new_by_curve_name(NID_secp384r1));
         ASSERT_TRUE(EC_KEY_generate_key(key.get()));
@@ -133,7 +159,7 @@ TEST(P384, RandomKeysAgreeWithBoringSslOnValidAndAlteredSignatures) {
     }
 }
 
-TEST(P384, SignatureOfAnotherKeyIsRefused) {
+TEST_P(P384, SignatureOfAnotherKeyIsRefused) {
     Key a(EC_KEY_new_by_curve_name(NID_secp384r1)), b(EC_KEY_new_by_curve_name(NID_secp384r1));
     ASSERT_TRUE(EC_KEY_generate_key(a.get()));
     ASSERT_TRUE(EC_KEY_generate_key(b.get()));
@@ -143,7 +169,7 @@ TEST(P384, SignatureOfAnotherKeyIsRefused) {
     }
 }
 
-TEST(P384, EdgeKeysVerify) {
+TEST_P(P384, EdgeKeysVerify) {
     // d = 1 (Q = G), 2, n - 1 (Q = -G), n - 2: the G and Q tables hold the same or opposite
     // points, so the two digit sums meet.
     const BIGNUM *n = EC_GROUP_get0_order(Group());
@@ -167,7 +193,7 @@ TEST(P384, EdgeKeysVerify) {
     }
 }
 
-TEST(P384, OutOfRangeScalarsAreRefused) {
+TEST_P(P384, OutOfRangeScalarsAreRefused) {
     Key key(EC_KEY_new_by_curve_name(NID_secp384r1));
     ASSERT_TRUE(EC_KEY_generate_key(key.get()));
     const EC_POINT *q = EC_KEY_get0_public_key(key.get());
@@ -198,7 +224,7 @@ TEST(P384, OutOfRangeScalarsAreRefused) {
     }
 }
 
-TEST(P384, DigestAboveTheOrderIsReducedLikeBoringSsl) {
+TEST_P(P384, DigestAboveTheOrderIsReducedLikeBoringSsl) {
     // A digest >= n is reduced mod n before use (SEC 1): sign e - n's residue, verify with e.
     Key key(EC_KEY_new_by_curve_name(NID_secp384r1));
     ASSERT_TRUE(EC_KEY_generate_key(key.get()));
@@ -247,7 +273,7 @@ Sig Craft(const BIGNUM *d, uint64_t u1w, uint64_t u2w, bool *out_infinity) {
     return sig;
 }
 
-TEST(P384, SumsThatMeetDoubleOrCancel) {
+TEST_P(P384, SumsThatMeetDoubleOrCancel) {
     // Q = G, u1 = u2 = 5: the Q pass adds 5G to an accumulator holding 5G (the doubling branch).
     Bn one = NewBn();
     ASSERT_TRUE(BN_one(one.get()));
@@ -279,7 +305,7 @@ TEST(P384, SumsThatMeetDoubleOrCancel) {
     }
 }
 
-TEST(P384, XCoordinateAboveTheOrderIsComparedModN) {
+TEST_P(P384, XCoordinateAboveTheOrderIsComparedModN) {
     // A point R with x(R) in [n, p): take Q = R, e = 0, s = r = x(R) - n. Then u1 = 0, u2 = 1
     // and the sum is R, whose x is r + n, not r: the r + n branch must accept it.
     const EC_GROUP *g = Group();
@@ -307,7 +333,7 @@ TEST(P384, XCoordinateAboveTheOrderIsComparedModN) {
     BN_CTX_free(ctx);
 }
 
-TEST(P384, PointsOffTheCurveAreRefused) {
+TEST_P(P384, PointsOffTheCurveAreRefused) {
     Key key(EC_KEY_new_by_curve_name(NID_secp384r1));
     ASSERT_TRUE(EC_KEY_generate_key(key.get()));
     Bn x = NewBn(), y = NewBn();
@@ -404,7 +430,7 @@ std::vector<Bn> FieldEdges() {
     return v;
 }
 
-TEST(P384Field, EdgeValuesMultiplyAndSquareLikeBoringSsl) {
+TEST_P(P384Field, EdgeValuesMultiplyAndSquareLikeBoringSsl) {
     std::vector<Bn> edges = FieldEdges();
     for (const Bn &a : edges) {
         for (const Bn &b : edges) {
@@ -413,7 +439,7 @@ TEST(P384Field, EdgeValuesMultiplyAndSquareLikeBoringSsl) {
     }
 }
 
-TEST(P384Field, RandomAndNearPValuesMultiplyLikeBoringSsl) {
+TEST_P(P384Field, RandomAndNearPValuesMultiplyLikeBoringSsl) {
     Bn a = NewBn(), b = NewBn(), gap = NewBn(), bound = NewBn();
     ASSERT_TRUE(BN_set_bit(bound.get(), 64));
     for (int i = 0; i < 4000; i++) {
@@ -428,7 +454,7 @@ TEST(P384Field, RandomAndNearPValuesMultiplyLikeBoringSsl) {
     }
 }
 
-TEST(P384Field, OperandsNotBelowPAreRefused) {
+TEST_P(P384Field, OperandsNotBelowPAreRefused) {
     uint8_t pb[kB], one[kB] = {0}, ones[kB], out[kB];
     Be(pb, P());
     one[kB - 1] = 1;
@@ -455,7 +481,7 @@ void ExpectReduce(const BIGNUM *t) {
 // The reduction folds t's high half in as h * d, then the bits above 384 of that once more. The
 // second fold carries past 2^384 only when the low 384 bits of the first are within g * d of
 // 2^384 (g: the bits above); no product of random values comes near, so those t are built.
-TEST(P384Field, ReductionOfWideValuesIncludingTheSecondFoldsCarry) {
+TEST_P(P384Field, ReductionOfWideValuesIncludingTheSecondFoldsCarry) {
     Bn two384 = NewBn(), d = NewBn(), all = NewBn();
     ASSERT_TRUE(BN_set_bit(two384.get(), 384));
     ASSERT_TRUE(BN_sub(d.get(), two384.get(), P()));
@@ -482,5 +508,8 @@ TEST(P384Field, ReductionOfWideValuesIncludingTheSecondFoldsCarry) {
     }
     BN_CTX_free(ctx);
 }
+
+INSTANTIATE_TEST_SUITE_P(Code, P384, ::testing::Bool(), CodeName);
+INSTANTIATE_TEST_SUITE_P(Code, P384Field, ::testing::Bool(), CodeName);
 
 } // namespace
