@@ -237,6 +237,11 @@ bool attest_p384_field_mul(uint8_t out_be[ATTEST_P384_BYTES], const uint8_t a_be
 void attest_p384_field_reduce(uint8_t out_be[ATTEST_P384_BYTES],
                               const uint8_t t_be[2 * ATTEST_P384_BYTES]);
 
+// attest_p384_scalar_inv sets out = a^-1 mod n, P-384's group order: the inversion of the
+// signature's s. Big-endian; false unless 0 < a < n.
+bool attest_p384_scalar_inv(uint8_t out_be[ATTEST_P384_BYTES],
+                            const uint8_t a_be[ATTEST_P384_BYTES]);
+
 // attest_p384_use_adx selects the field multiplication every later call runs: the BMI2/ADX
 // assembly (on = true; the default where the CPU has both) or the portable C (false). false if
 // on is asked for and this CPU or build has no such code. For tests, which check both; not

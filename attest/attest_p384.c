@@ -378,46 +378,58 @@ static void fe_inv(uint64_t out[LIMBS], const uint64_t a[LIMBS]) {
     memcpy(out, acc, sizeof(acc));
 }
 
-// halve_mod: x = x / 2 mod m (m odd, x < m).
-static void halve_mod(uint64_t x[LIMBS], const uint64_t m[LIMBS]) {
-    uint64_t top = 0;
-    if (x[0] & 1u) {
-        top = add_raw(x, x, m);
+// div_pow2_mod_n: x = x / 2^k mod n for x < n and 1 <= k <= 63. Adds the multiple j n, j < 2^k,
+// that makes x + j n divisible by 2^k (j = x (-n^-1) mod 2^k, from the Montgomery constant) and
+// shifts; x + j n < 2^k n, so the result is below n.
+static void div_pow2_mod_n(uint64_t x[LIMBS], unsigned k) {
+    uint64_t j = (x[0] * mod_n.m0inv) & ((UINT64_C(1) << k) - 1);
+    uint64_t y[LIMBS + 1];
+    u128 acc = 0;
+#pragma GCC unroll 6
+    for (size_t i = 0; i < LIMBS; i++) {
+        acc += (u128)j * mod_n.m[i] + x[i];
+        y[i] = (uint64_t)acc;
+        acc >>= 64;
     }
-    for (size_t i = 0; i < LIMBS - 1; i++) {
-        x[i] = (x[i] >> 1) | (x[i + 1] << 63);
+    y[LIMBS] = (uint64_t)acc;
+    ASSERT_HOT((y[0] & ((UINT64_C(1) << k) - 1)) == 0);
+#pragma GCC unroll 6
+    for (size_t i = 0; i < LIMBS; i++) {
+        x[i] = (y[i] >> k) | (y[i + 1] << (64 - k));
     }
-    x[LIMBS - 1] = (x[LIMBS - 1] >> 1) | (top << 63);
+    ASSERT_HOT((y[LIMBS] >> k) == 0 && is_less(x, mod_n.m));
 }
 
-static void shift_right1(uint64_t x[LIMBS]) {
-    for (size_t i = 0; i < LIMBS - 1; i++) {
-        x[i] = (x[i] >> 1) | (x[i + 1] << 63);
+// strip_twos: while u is even, u /= 2^k and x /= 2^k mod n, k the trailing zeros (at most 63
+// at a time). u != 0.
+static void strip_twos(uint64_t u[LIMBS], uint64_t x[LIMBS]) {
+    ASSERT(!is_zero(u));
+    while ((u[0] & 1u) == 0) {
+        unsigned k = u[0] != 0 ? (unsigned)__builtin_ctzll(u[0]) : 63u;
+#pragma GCC unroll 6
+        for (size_t i = 0; i < LIMBS - 1; i++) {
+            u[i] = (u[i] >> k) | (u[i + 1] << (64 - k));
+        }
+        u[LIMBS - 1] >>= k;
+        div_pow2_mod_n(x, k);
     }
-    x[LIMBS - 1] >>= 1;
 }
 
 static bool is_one(const uint64_t a[LIMBS]) {
-    static const uint64_t one[LIMBS] = {1};
-    return is_equal(a, one);
+    return a[0] == 1u && (a[1] | a[2] | a[3] | a[4] | a[5]) == 0;
 }
 
 // sc_inv: out = a^-1 mod n for 0 < a < n, normal form. Binary extended Euclid, variable-time:
 // only public values (the signature's s) are inverted. Invariants: x1 a = u, x2 a = v (mod n).
+// The factors of two are taken out several at a time (strip_twos).
 static void sc_inv(uint64_t out[LIMBS], const uint64_t a[LIMBS]) {
     uint64_t u[LIMBS], v[LIMBS], x1[LIMBS] = {1}, x2[LIMBS] = {0};
     memcpy(u, a, sizeof(u));
     memcpy(v, mod_n.m, sizeof(v));
     // Each step removes at least one bit from u or v: 2 * 384 steps at most.
     for (size_t step = 0; step < 2 * 384 + 2 && !is_one(u) && !is_one(v); step++) {
-        while ((u[0] & 1u) == 0) {
-            shift_right1(u);
-            halve_mod(x1, mod_n.m);
-        }
-        while ((v[0] & 1u) == 0) {
-            shift_right1(v);
-            halve_mod(x2, mod_n.m);
-        }
+        strip_twos(u, x1);
+        strip_twos(v, x2);
         if (!is_less(u, v)) {
             sub_raw(u, u, v);
             mod_sub(x1, x1, x2, &mod_n);
@@ -775,6 +787,18 @@ void attest_p384_field_reduce(uint8_t out_be[ATTEST_P384_BYTES],
 #endif
     fe_reduce(r, t);
     to_be(out_be, r);
+}
+
+bool attest_p384_scalar_inv(uint8_t out_be[ATTEST_P384_BYTES],
+                            const uint8_t a_be[ATTEST_P384_BYTES]) {
+    uint64_t a[LIMBS], r[LIMBS];
+    from_be(a, a_be);
+    if (is_zero(a) || !is_less(a, mod_n.m)) {
+        return false;
+    }
+    sc_inv(r, a);
+    to_be(out_be, r);
+    return true;
 }
 
 bool attest_p384_use_adx(bool on) {

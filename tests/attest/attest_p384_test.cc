@@ -509,6 +509,59 @@ TEST_P(P384Field, ReductionOfWideValuesIncludingTheSecondFoldsCarry) {
     BN_CTX_free(ctx);
 }
 
+// ---- the scalar inversion mod n ------------------------------------------------------------
+
+// ExpectScalarInv: attest_p384_scalar_inv(a) is BoringSSL's BN_mod_inverse(a, n).
+void ExpectScalarInv(const BIGNUM *a) {
+    const BIGNUM *n = EC_GROUP_get0_order(Group());
+    uint8_t ab[kB], got[kB], want[kB];
+    Be(ab, a);
+    BN_CTX *ctx = BN_CTX_new();
+    Bn r = NewBn();
+    ASSERT_NE(BN_mod_inverse(r.get(), a, n, ctx), nullptr);
+    BN_CTX_free(ctx);
+    Be(want, r.get());
+    ASSERT_TRUE(attest_p384_scalar_inv(got, ab));
+    EXPECT_EQ(0, memcmp(got, want, kB)) << "a=" << BN_bn2hex(a);
+}
+
+TEST(P384Scalar, InverseOfEdgeAndRandomValuesIsBoringSsls) {
+    const BIGNUM *n = EC_GROUP_get0_order(Group());
+    Bn a = NewBn();
+    // Small values, n - k, and powers of two (long runs of zeros, all stripped at once or in
+    // several 63-bit steps), and 2^k - 1 (long runs of ones).
+    for (BN_ULONG k : {BN_ULONG{1}, BN_ULONG{2}, BN_ULONG{3}, BN_ULONG{4}, BN_ULONG{0xffffffffu}}) {
+        ASSERT_TRUE(BN_set_word(a.get(), k));
+        ExpectScalarInv(a.get());
+        ASSERT_TRUE(BN_copy(a.get(), n));
+        ASSERT_TRUE(BN_sub_word(a.get(), k));
+        ExpectScalarInv(a.get());
+    }
+    for (int bits : {1, 62, 63, 64, 65, 127, 128, 200, 383}) {
+        BN_zero(a.get());
+        ASSERT_TRUE(BN_set_bit(a.get(), bits));
+        ExpectScalarInv(a.get());
+        ASSERT_TRUE(BN_sub_word(a.get(), 1));
+        ExpectScalarInv(a.get());
+    }
+    for (int i = 0; i < 2000; i++) {
+        do {
+            ASSERT_TRUE(BN_rand_range(a.get(), n));
+        } while (BN_is_zero(a.get()));
+        ExpectScalarInv(a.get());
+    }
+}
+
+TEST(P384Scalar, ZeroAndValuesNotBelowTheOrderAreRefused) {
+    const BIGNUM *n = EC_GROUP_get0_order(Group());
+    uint8_t zero[kB] = {0}, nb[kB], ones[kB], out[kB];
+    Be(nb, n);
+    memset(ones, 0xFF, sizeof(ones));
+    EXPECT_FALSE(attest_p384_scalar_inv(out, zero));
+    EXPECT_FALSE(attest_p384_scalar_inv(out, nb));
+    EXPECT_FALSE(attest_p384_scalar_inv(out, ones));
+}
+
 INSTANTIATE_TEST_SUITE_P(Code, P384, ::testing::Bool(), CodeName);
 INSTANTIATE_TEST_SUITE_P(Code, P384Field, ::testing::Bool(), CodeName);
 
