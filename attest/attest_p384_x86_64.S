@@ -18,9 +18,16 @@
 // registers.
         .text
 
-#define T(k) (-96 + 8 * (k))(%rsp)
+#define T(k) (-96+8*(k))(%rsp) // no spaces: it is passed as one macro argument
 #define D0 $0xffffffff00000001
 #define D1 $0xffffffff
+
+// MADD src, lo, hi: lo += low half of rdx * src (OF chain), hi += high half (CF chain).
+.macro MADD src, lo, hi
+        mulxq   \src, %rbx, %rbp
+        adoxq   %rbx, \lo
+        adcxq   %rbp, \hi
+.endm
 
 // MULROW i, c0..c6: c0..c6 += a[i] * b, where rsi = a, rcx = b; c6 enters as 0 (set here) and
 // leaves holding the window's top; c0 is final and is stored as T(i). OF carries the low halves
@@ -30,24 +37,12 @@
         movq    8*\i(%rsi), %rdx
         xorl    %eax, %eax
         movq    %rax, \c6
-        mulxq   0(%rcx), %rbx, %rbp
-        adoxq   %rbx, \c0
-        adcxq   %rbp, \c1
-        mulxq   8(%rcx), %rbx, %rbp
-        adoxq   %rbx, \c1
-        adcxq   %rbp, \c2
-        mulxq   16(%rcx), %rbx, %rbp
-        adoxq   %rbx, \c2
-        adcxq   %rbp, \c3
-        mulxq   24(%rcx), %rbx, %rbp
-        adoxq   %rbx, \c3
-        adcxq   %rbp, \c4
-        mulxq   32(%rcx), %rbx, %rbp
-        adoxq   %rbx, \c4
-        adcxq   %rbp, \c5
-        mulxq   40(%rcx), %rbx, %rbp
-        adoxq   %rbx, \c5
-        adcxq   %rbp, \c6
+        MADD    0(%rcx), \c0, \c1
+        MADD    8(%rcx), \c1, \c2
+        MADD    16(%rcx), \c2, \c3
+        MADD    24(%rcx), \c3, \c4
+        MADD    32(%rcx), \c4, \c5
+        MADD    40(%rcx), \c5, \c6
         adoxq   %rax, \c6
         movq    \c0, T(\i)
 .endm
@@ -55,39 +50,21 @@
 // HROW r0..r6: r0..r6 += rdx * H, H = T(6..11); r6 enters as 0 and the sum fits (< 2^514).
 .macro HROW r0, r1, r2, r3, r4, r5, r6
         xorl    %eax, %eax
-        mulxq   T(6), %rbx, %rbp
-        adoxq   %rbx, \r0
-        adcxq   %rbp, \r1
-        mulxq   T(7), %rbx, %rbp
-        adoxq   %rbx, \r1
-        adcxq   %rbp, \r2
-        mulxq   T(8), %rbx, %rbp
-        adoxq   %rbx, \r2
-        adcxq   %rbp, \r3
-        mulxq   T(9), %rbx, %rbp
-        adoxq   %rbx, \r3
-        adcxq   %rbp, \r4
-        mulxq   T(10), %rbx, %rbp
-        adoxq   %rbx, \r4
-        adcxq   %rbp, \r5
-        mulxq   T(11), %rbx, %rbp
-        adoxq   %rbx, \r5
-        adcxq   %rbp, \r6
+        MADD    T(6), \r0, \r1
+        MADD    T(7), \r1, \r2
+        MADD    T(8), \r2, \r3
+        MADD    T(9), \r3, \r4
+        MADD    T(10), \r4, \r5
+        MADD    T(11), \r5, \r6
         adoxq   %rax, \r6
 .endm
 
 // GROW r0..r3: r0..r5, rsi += rdx * G, G = (r14, r15, rcx) < 2^130; both carries run to rsi.
 .macro GROW r0, r1, r2, r3
         xorl    %eax, %eax
-        mulxq   %r14, %rbx, %rbp
-        adoxq   %rbx, \r0
-        adcxq   %rbp, \r1
-        mulxq   %r15, %rbx, %rbp
-        adoxq   %rbx, \r1
-        adcxq   %rbp, \r2
-        mulxq   %rcx, %rbx, %rbp
-        adoxq   %rbx, \r2
-        adcxq   %rbp, \r3
+        MADD    %r14, \r0, \r1
+        MADD    %r15, \r1, \r2
+        MADD    %rcx, \r2, \r3
 .endm
 
 .macro PROLOGUE
