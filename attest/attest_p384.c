@@ -17,9 +17,10 @@
 //
 // Only public data is handled (the report, the signature, the VCEK's public key), so the code is
 // variable-time on purpose. Correctness is the whole contract: tests/attest/attest_p384_test.cc
-// compares every result with BoringSSL's ECDSA_do_verify on random keys, valid and altered
-// signatures and the edge scalars, and the field multiplication and reduction with BN_mod_mul
-// and BN_nnmod on edge, random and built values. The curve constants typed in here are checked
+// (each test with the C and with the assembly field code) compares every result with BoringSSL's
+// ECDSA_do_verify on random keys, valid and altered signatures and the edge scalars, the field
+// multiplication and reduction with BN_mod_mul and BN_nnmod on edge, random and built values,
+// and the scalar inversion with BN_mod_inverse. The curve constants typed in here are checked
 // against BoringSSL's P-384 group once, before first use.
 #include <pthread.h>
 #include <stdatomic.h>
@@ -840,7 +841,8 @@ static void recode(int16_t d[WINDOWS], const uint64_t k[LIMBS]) {
 // their addresses are known from the digits, so each is fetched while the previous addition runs.
 // always_inline: GCC 12 deletes calls to a separate function that only prefetches (it counts as
 // free of side effects).
-static inline __attribute__((always_inline)) void prefetch_entry(const struct attest_p384_table *t, size_t i, int16_t dd) {
+static inline __attribute__((always_inline)) void
+prefetch_entry(const struct attest_p384_table *t, size_t i, int16_t dd) {
     if (dd != 0) {
         const char *e = (const char *)&t->t[i][(dd > 0 ? dd : -dd) - 1];
         __builtin_prefetch(e);
