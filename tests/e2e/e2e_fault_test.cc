@@ -62,9 +62,7 @@ struct Gateway {
 // The promise checked after every fault: the process is alive and a stock psql gets an answer.
 void ExpectServesGoodClient(Proxy &proxy, int port) {
     EXPECT_TRUE(proxy.Running()) << "the gateway died";
-    CmdResult r = Sh("psql -X -At '" + ConnStr(port, SharedCerts()) + "' -c 'select 6*7'", 30);
-    EXPECT_EQ(r.status, 0) << r.out;
-    EXPECT_EQ(r.out, "42\n");
+    ExpectPsql42(port);
 }
 
 // Abortive close: SO_LINGER 0 makes close() send RST instead of FIN.

@@ -63,13 +63,6 @@ bool StartOneWorker(OneWorker *p, const std::string &mode, std::string *err,
     return p->proxy.Start(p->dir.path(), ini, err);
 }
 
-CmdResult PsqlSelect(int port) {
-    const Certs &c = SharedCerts();
-    return Sh("psql -X -At 'host=127.0.0.1 port=" + std::to_string(port) +
-              " sslmode=require sslcert=" + c.client_crt + " sslkey=" + c.client_key +
-              " user=postgres dbname=postgres' -c 'select 41 + 1'");
-}
-
 // The task id of the gateway's thread called `name` (/proc/<pid>/task/*/comm), or -1.
 pid_t ThreadId(pid_t pid, const std::string &name) {
     std::string dir = "/proc/" + std::to_string(pid) + "/task";
@@ -163,20 +156,13 @@ bool WaitLog(const Proxy &proxy, const std::string &text, double timeout_s) {
                      [&] { return ReadFile(proxy.log_path()).find(text) != std::string::npos; });
 }
 
-// psql through the gateway at `port` runs a query.
-void ExpectPsqlWorks(int port) {
-    CmdResult r = PsqlSelect(port);
-    EXPECT_EQ(r.status, 0) << r.out;
-    EXPECT_EQ(r.out, "42\n");
-}
-
 // Three new clients, each while `busy` (when given) has just run a query.
 void ThreeClients(int port, RawClient *busy) {
     for (int i = 0; i < 3; i++) {
         if (busy != nullptr) {
             ASSERT_EQ(busy->Query("select 7"), "7");
         }
-        CmdResult r = PsqlSelect(port);
+        CmdResult r = Psql42(port);
         ASSERT_EQ(r.status, 0) << r.out;
         ASSERT_EQ(r.out, "42\n");
     }
@@ -268,7 +254,7 @@ TEST(HandshakeThread, AStarvedThreadIsRaisedAndHandshakesComplete) {
     // clients keep coming (at most 30) until one of their steps has waited long enough.
     std::vector<CmdResult> results;
     for (int i = 0; i < 30 && (i < 3 || Metric(p.api, kRaised) < 1); i++) {
-        results.push_back(PsqlSelect(p.port));
+        results.push_back(Psql42(p.port));
     }
     kill(hog, SIGKILL);
     waitpid(hog, nullptr, 0);
@@ -325,7 +311,7 @@ TEST(HandshakeThread, BrokenHandshakesOnTheThreadFailCleanly) {
     }
     EXPECT_EQ(WaitMetric(p.api, kFailed, 2, 5.0), 2);
     EXPECT_EQ(s.Query("select 9"), "9");
-    ExpectPsqlWorks(p.port);
+    ExpectPsql42(p.port);
     s.Close();
     EXPECT_EQ(p.proxy.Stop(), 0);
 }
@@ -362,7 +348,7 @@ TEST(HandshakeThread, ACloseWhileTheStepIsAwayWaitsForTheStep) {
     EXPECT_EQ(Metric(p.api, kInFlight), 0);
     EXPECT_TRUE(ReadToClose(&slow, 5000));
     EXPECT_EQ(Metric(p.api, kOk), 0);
-    ExpectPsqlWorks(p.port);
+    ExpectPsql42(p.port);
     EXPECT_EQ(p.proxy.Stop(), 0);
 }
 
@@ -491,7 +477,7 @@ TEST(WorkerPriority, RefusedRealtimeRunsAtNormalPriorityAndSaysWhy) {
     std::string log = ReadFile(p.proxy.log_path());
     EXPECT_NE(log.find("worker 0: worker_priority = realtime refused"), std::string::npos) << log;
     EXPECT_NE(log.find("grant CAP_SYS_NICE"), std::string::npos) << log;
-    ExpectPsqlWorks(p.port);
+    ExpectPsql42(p.port);
     EXPECT_EQ(p.proxy.Stop(), 0);
 }
 

@@ -340,6 +340,16 @@ std::string ConnStr(int port, const Certs &c, const std::string &extra) {
            " user=postgres dbname=postgres connect_timeout=10 " + extra;
 }
 
+CmdResult Psql42(int port) {
+    return Sh("psql -X -At '" + ConnStr(port, SharedCerts()) + "' -c 'select 6*7'", 30);
+}
+
+void ExpectPsql42(int port) {
+    CmdResult r = Psql42(port);
+    EXPECT_EQ(r.status, 0) << r.out;
+    EXPECT_EQ(r.out, "42\n");
+}
+
 static void PutBe32(std::string *s, uint32_t v) {
     s->push_back((char)(v >> 24));
     s->push_back((char)(v >> 16));

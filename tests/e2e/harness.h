@@ -182,6 +182,11 @@ ProxyEnv *StartMtlsProxyEnv(std::string *err, const std::string &extra_proxy = "
 
 namespace e2e {
 
+// Psql42: a stock psql through the gateway at `port` with the shared client certificate runs
+// `select 6*7`. ExpectPsql42: it succeeds and prints 42.
+CmdResult Psql42(int port);
+void ExpectPsql42(int port);
+
 // MtlsSuite: a GoogleTest fixture whose suite shares one mutual-TLS proxy (port_, proxy_) in
 // front of the shared PostgreSQL (pg_) with the shared certificates (certs_).
 class MtlsSuite : public ::testing::Test {
