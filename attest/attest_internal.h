@@ -248,6 +248,11 @@ bool attest_p384_scalar_inv(uint8_t out_be[ATTEST_P384_BYTES],
 // meant to be called while other threads verify.
 bool attest_p384_use_adx(bool on);
 
+// attest_p384_use_default_code selects the default again: the assembly where the CPU has BMI2
+// and ADX, else the portable C. Run once before first use; tests and bench_attest call it after
+// switching.
+void attest_p384_use_default_code(void);
+
 #ifdef __cplusplus
 }
 #endif

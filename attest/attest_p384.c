@@ -93,7 +93,7 @@ static uint64_t p_minus_n[LIMBS]; // r + n < p iff r < p - n
 static struct attest_p384_table g_table;
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static bool init_ok;
-static atomic_bool use_adx; // set in init_tables from CPUID; attest_p384_use_adx for tests
+static atomic_bool use_adx; // from CPUID (attest_p384_use_default_code); tests may switch
 
 #if ATTEST_P384_ADX
 // attest_p384_x86_64.S: out = a * b mod p, and out = t mod p (t < 2^768), with mulx/adcx/adox.
@@ -679,7 +679,7 @@ static void modulus_init(struct modulus *md) {
 }
 
 static void init_tables(void) {
-    atomic_store(&use_adx, cpu_has_adx());
+    attest_p384_use_default_code();
     EC_GROUP *g = EC_GROUP_new_by_curve_name(NID_secp384r1);
     BIGNUM *p = BN_new(), *a = BN_new(), *b = BN_new(), *gx = BN_new(), *gy = BN_new();
     bool ok = g != NULL && p != NULL && a != NULL && b != NULL && gx != NULL && gy != NULL &&
@@ -780,7 +780,7 @@ void attest_p384_field_reduce(uint8_t out_be[ATTEST_P384_BYTES],
     from_be(t + LIMBS, t_be);
     from_be(t, t_be + ATTEST_P384_BYTES);
 #if ATTEST_P384_ADX
-    if (atomic_load(&use_adx)) {
+    if (atomic_load_explicit(&use_adx, memory_order_relaxed)) {
         attest_p384_reduce_adx(r, t);
         to_be(out_be, r);
         return;
@@ -808,6 +808,10 @@ bool attest_p384_use_adx(bool on) {
     }
     atomic_store(&use_adx, on);
     return true;
+}
+
+void attest_p384_use_default_code(void) {
+    atomic_store(&use_adx, cpu_has_adx());
 }
 
 // recode: k = sum d[i] 2^(w i), d[i] in [-2^(w-1), 2^(w-1)]; k < 2^384.

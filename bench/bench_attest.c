@@ -153,9 +153,7 @@ int main(int argc, char **argv) {
             run("  the same, BMI2/ADX field code", report_verify, &rep, secs);
         }
     }
-    if (!attest_p384_use_adx(true)) { // back to the default
-        attest_p384_use_adx(false);
-    }
+    attest_p384_use_default_code();
 
     // (c) full evidence from a client certificate (simulated hierarchy, cached chain).
     struct attest_provider_config pcfg;
