@@ -1774,24 +1774,27 @@ static int shard_ring_setup(struct core_shard *shard) {
     // RLIMIT_NOFILE as well. Only on a ring with the 6.1 flags: closing a session cancels by
     // file slot (IORING_ASYNC_CANCEL_FD_FIXED, 6.0). Otherwise backend sockets are descriptors.
     shard->fixed_files = 0;
-    if (shard->proc->cfg.mode == CORE_MODE_TERMINATE && !shard->ring.defer_taskrun) {
+    if (shard->proc->cfg.mode != CORE_MODE_TERMINATE) {
+        return 0;
+    }
+    if (!shard->ring.defer_taskrun) {
         LOG_WARN("worker %u: io_uring without DEFER_TASKRUN (kernel < 6.1): backend sockets use "
                  "descriptors, two per session",
                  shard->id);
-    } else if (shard->proc->cfg.mode == CORE_MODE_TERMINATE) {
-        uint32_t n = shard->conns_max;
-        struct rlimit rl;
-        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < n) {
-            n = (uint32_t)rl.rlim_cur;
-        }
-        ret = n > 0 ? ring_files_open(&shard->ring, n) : -EINVAL;
-        if (ret == 0) {
-            shard->fixed_files = n;
-        } else {
-            LOG_WARN("worker %u: no io_uring file table (%s): backend sockets use descriptors, "
-                     "two per session",
-                     shard->id, strerror(-ret));
-        }
+        return 0;
+    }
+    uint32_t n = shard->conns_max;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < n) {
+        n = (uint32_t)rl.rlim_cur;
+    }
+    ret = n > 0 ? ring_files_open(&shard->ring, n) : -EINVAL;
+    if (ret == 0) {
+        shard->fixed_files = n;
+    } else {
+        LOG_WARN("worker %u: no io_uring file table (%s): backend sockets use descriptors, "
+                 "two per session",
+                 shard->id, strerror(-ret));
     }
     return 0;
 }
