@@ -1,4 +1,5 @@
-// core_base.c: assertion-failure handler, the logger sink, clocks and hex helpers.
+// core_base.c: assertion-failure handler, the logger sink, clocks, hex helpers and the copy
+// that avoids a slow memcpy case.
 #include "core_base.h"
 
 #include <errno.h>
@@ -7,6 +8,10 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 static volatile int log_level = CORE_LOG_INFO;
 
@@ -103,4 +108,27 @@ int core_base_hex_decode(uint8_t *out, size_t out_len, const char *in) {
         out[i] = (uint8_t)((hi << 4) | lo);
     }
     return 0;
+}
+
+void core_base_copy(void *dst, const void *src, size_t n) {
+#if defined(__SSE2__)
+    if (core_base_copy_is_slow(dst, src, n)) {
+        uint8_t *d = dst;
+        const uint8_t *s = src;
+        size_t i = 0;
+        for (; i + 64 <= n; i += 64) {
+            __m128i a = _mm_loadu_si128((const __m128i *)(s + i));
+            __m128i b = _mm_loadu_si128((const __m128i *)(s + i + 16));
+            __m128i c = _mm_loadu_si128((const __m128i *)(s + i + 32));
+            __m128i e = _mm_loadu_si128((const __m128i *)(s + i + 48));
+            _mm_storeu_si128((__m128i *)(d + i), a);
+            _mm_storeu_si128((__m128i *)(d + i + 16), b);
+            _mm_storeu_si128((__m128i *)(d + i + 32), c);
+            _mm_storeu_si128((__m128i *)(d + i + 48), e);
+        }
+        memcpy(d + i, s + i, n - i); // < 64 bytes: never the slow case
+        return;
+    }
+#endif
+    memcpy(dst, src, n);
 }

@@ -1,8 +1,9 @@
-// Tests for core/core_base.c: hex helpers and clocks.
+// Tests for core/core_base.c: hex helpers, clocks and core_base_copy.
 #include <gtest/gtest.h>
 
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 #include "core_base.h"
 
@@ -28,4 +29,53 @@ TEST(CoreBase, MonotonicClockAdvances) {
     uint64_t b = core_base_now_ns();
     EXPECT_LE(a, b);
     EXPECT_GT(core_base_wall_ns(), 1700000000ull * 1000000000ull);
+}
+
+TEST(CoreBase, CopySlowCaseIsTheShortDistancePast4KiB) {
+    alignas(4096) static uint8_t a[8192];
+    const size_t big = CORE_BASE_COPY_LOOP_MIN;
+    EXPECT_FALSE(core_base_copy_is_slow(a + 4096, a, big));      // same offset in the page
+    EXPECT_TRUE(core_base_copy_is_slow(a + 4096 + 1, a, big));   // 1 byte past
+    EXPECT_TRUE(core_base_copy_is_slow(a + 4096 + 63, a, big));  // 63 bytes past
+    EXPECT_FALSE(core_base_copy_is_slow(a + 4096 + 64, a, big)); // 64 past: memcpy is fine
+    EXPECT_FALSE(core_base_copy_is_slow(a + 4096 - 8, a, big));  // before, not past
+    EXPECT_FALSE(core_base_copy_is_slow(a + 4096 + 8, a, big - 1)); // too short for rep movsb
+}
+
+// Every length around the loop's block size and threshold, at distances inside and outside the
+// slow case: the destination holds the source's bytes and nothing around it changed.
+TEST(CoreBase, CopyMatchesMemcpyAtEveryDistanceAndLength) {
+    const size_t lens[] = {0, 1, 63, 64, 65, 2047, 2048, 2049, 2111, 16384, 16406, 65536 + 7};
+    const size_t max_len = 65536 + 7;
+    std::vector<uint8_t> src(max_len + 8192), dst(max_len + 8192 + 256);
+    for (size_t i = 0; i < src.size(); i++) {
+        src[i] = (uint8_t)(i * 131u + (i >> 8) * 7u + 1u);
+    }
+    uintptr_t sbase = (uintptr_t)src.data();
+    int slow_cases = 0;
+    for (size_t len : lens) {
+        for (size_t dist : {0u, 1u, 5u, 8u, 22u, 31u, 63u, 64u, 65u, 200u, 4095u}) {
+            // Place the destination `dist` bytes past the source modulo 4 KiB.
+            size_t s_off = 37;
+            uintptr_t want = (sbase + s_off + dist) & 4095u;
+            size_t d_off = 128;
+            while ((((uintptr_t)dst.data() + d_off) & 4095u) != want) {
+                d_off++;
+            }
+            ASSERT_LE(d_off + len + 128, dst.size());
+            std::fill(dst.begin(), dst.end(), 0xEE);
+            uint8_t *d = dst.data() + d_off;
+            const uint8_t *s = src.data() + s_off;
+            slow_cases += core_base_copy_is_slow(d, s, len) ? 1 : 0;
+            core_base_copy(d, s, len);
+            ASSERT_EQ(memcmp(d, s, len), 0) << "len " << len << " dist " << dist;
+            for (size_t k = 0; k < d_off; k++) {
+                ASSERT_EQ(dst[k], 0xEE) << "before: len " << len << " dist " << dist;
+            }
+            for (size_t k = d_off + len; k < dst.size(); k++) {
+                ASSERT_EQ(dst[k], 0xEE) << "after: len " << len << " dist " << dist;
+            }
+        }
+    }
+    EXPECT_EQ(slow_cases, 6 * 6); // lengths >= 2048 x distances 1..63: the loop ran
 }
