@@ -15,6 +15,7 @@
 #define BENCH_CONNS_MAX 20000u         // connection slots per loop (idle goes to 10,000)
 #define BENCH_RX_BYTES (64u * 1024u)   // one receive buffer per connection
 #define BENCH_TX_BYTES (64u * 1024u)   // one send buffer per connection
+#define BENCH_TX_SLACK 64u             // room to shift it (flush in atls_bench_conn.c)
 #define BENCH_MSG_BYTES_MAX (64u * 1024u) // largest pgwire message kept whole (others skipped)
 #define BENCH_CQE_BATCH_MAX 256u
 #define BENCH_RING_ENTRIES 4096u

@@ -16,10 +16,20 @@ int core_conn_table_init(struct core_shard *shard, uint32_t conns_max) {
     size_t len = (size_t)shard->chunk_count * CORE_CHUNK_BYTES;
     void *mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
                      -1, 0);
-    if (shard->conns == NULL || shard->chunk_free == NULL || mem == MAP_FAILED) {
+    void *stage = mmap(NULL, CORE_TLS_STAGE_BYTES, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (shard->conns == NULL || shard->chunk_free == NULL || mem == MAP_FAILED ||
+        stage == MAP_FAILED) {
+        if (mem != MAP_FAILED) {
+            munmap(mem, len);
+        }
+        if (stage != MAP_FAILED) {
+            munmap(stage, CORE_TLS_STAGE_BYTES);
+        }
         return -ENOMEM;
     }
     shard->chunks = mem;
+    shard->tls_stage = stage;
     // LIFO free lists: recently used (hot, resident) chunks and slots are reused first.
     for (uint32_t i = 0; i < shard->chunk_count; i++) {
         shard->chunk_free[i] = shard->chunk_count - 1u - i;
@@ -48,6 +58,10 @@ void core_conn_table_cleanup(struct core_shard *shard) {
     if (shard->chunks != NULL) {
         munmap(shard->chunks, (size_t)shard->chunk_count * CORE_CHUNK_BYTES);
         shard->chunks = NULL;
+    }
+    if (shard->tls_stage != NULL) {
+        munmap(shard->tls_stage, CORE_TLS_STAGE_BYTES);
+        shard->tls_stage = NULL;
     }
     free(shard->chunk_free);
     shard->chunk_free = NULL;

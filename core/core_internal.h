@@ -105,6 +105,11 @@ struct core_conn {
     uint32_t pending; // SQEs submitted whose final CQE has not arrived
     struct core_side side[2];
     SSL *ssl;
+    // Where BoringSSL decrypts this connection's records (bio_read learns it): the page offset
+    // of the last large record body it read, which SSL_read then copies out from.
+    uint16_t tls_rx_page_off;
+    bool tls_rx_known;
+    bool tls_rx_header; // the last read BoringSSL asked for was a 5-byte record header
     bool direct_tls;
     bool gss_done;
     bool close_after_flush;
@@ -313,6 +318,9 @@ struct core_shard {
     uint32_t free_head;
     uint32_t active;
     uint8_t *chunks;
+    // One record's plaintext, page-aligned with a page to spare: SSL_read lands here instead of
+    // in a chunk when its copy into the chunk would take memcpy's slow case (core_base_copy).
+    uint8_t *tls_stage;
     uint32_t chunk_count;
     uint32_t *chunk_free;
     uint32_t chunk_free_len;

@@ -61,6 +61,14 @@ static int bio_read(BIO *bio, char *out, int len) {
     struct core_side *side = &conn->side[CORE_SIDE_CLIENT];
     uint32_t n = core_shard_in_read(conn->shard, side, (uint8_t *)out, (uint32_t)len);
     if (n > 0) {
+        // BoringSSL reads a record's 5-byte header, then its body, which TLS 1.3 decrypts in
+        // place: a large body's address is where SSL_read will copy plaintext from (only a
+        // speed hint for tls_read_into_backend; nothing depends on it being right).
+        if (conn->tls_rx_header && (uint32_t)len >= CORE_BASE_COPY_LOOP_MIN) {
+            conn->tls_rx_page_off = (uint16_t)((uintptr_t)out & 4095u);
+            conn->tls_rx_known = true;
+        }
+        conn->tls_rx_header = len == SSL3_RT_HEADER_LENGTH && n == (uint32_t)len;
         return (int)n;
     }
     if (side->recv_eof) {

@@ -39,6 +39,7 @@ extern "C" {
 #define CORE_STARTUP_BYTES_MAX 8192u      // StartupMessage size limit
 #define CORE_SNIFF_BYTES_MAX 16u          // longest pre-startup packet we accept (CancelRequest)
 #define CORE_TLS_RECORD_MAX (16u * 1024u)
+#define CORE_TLS_STAGE_BYTES (CORE_TLS_RECORD_MAX + 4096u) // see core_shard.tls_stage
 #define CORE_TLS_OVERHEAD_MAX 256u
 #define CORE_NONCE_CAPACITY_MIN 16u              // [attestation] nonce_capacity bounds
 #define CORE_NONCE_CAPACITY_MAX (16u * 1048576u) // 16 shards of the largest shard
