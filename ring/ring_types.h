@@ -13,7 +13,7 @@ extern "C" {
 #define RING_OPS_MAX 32u              // distinct op kinds in one dispatch table
 #define RING_SLOT_MAX 0x00ffffffu     // slot index is 24 bits in user_data
 #define RING_CQE_BATCH_MAX 256u       // completions handled per loop tick before submitting
-#define RING_BUF_SIZE_MAX (64u * 1024u)
+#define RING_BUF_SIZE_MAX (1024u * 1024u) // one provided buffer
 #define RING_BUF_COUNT_MAX 32768u     // kernel limit on provided-buffer ring entries
 
 // One decoded user_data: which op completed, for which slot, at which slot generation.
