@@ -21,6 +21,7 @@ struct ring {
     uint32_t ops_len;
     ring_op_validate_fn validate;
     void *ctx;
+    uint64_t busy_poll_ns; // ring_set_busy_poll; 0: wait in the kernel at once
     struct ring_stats stats;
 };
 
@@ -56,8 +57,17 @@ void ring_cleanup(struct ring *r);
 struct io_uring_sqe *ring_get_sqe(struct ring *r);
 
 // ring_run_once submits pending SQEs, waits up to `timeout_ms` for at least one completion and
-// dispatches at most cqe_batch_max of them. Returns the number dispatched or -errno.
+// dispatches at most cqe_batch_max of them. Returns the number dispatched or -errno. With a busy
+// poll set (ring_set_busy_poll) and nothing completed yet, it first polls the completion queue
+// for up to that long, on the CPU, and only then sleeps in the kernel (never with `timeout_ms`
+// 0).
 int ring_run_once(struct ring *r, uint32_t timeout_ms);
+
+// ring_set_busy_poll sets how long ring_run_once polls before it sleeps: `ns` (at most
+// RING_BUSY_POLL_NS_MAX), 0 for none. Whoever completes an operation for a polling ring has
+// nobody to wake: in a VM that is an inter-processor interrupt and a VM exit saved per wake-up,
+// paid for with the poll's CPU time (stats.poll_ns). Owner thread only.
+void ring_set_busy_poll(struct ring *r, uint64_t ns);
 
 // ring_flush submits pending SQEs now, without waiting or reaping. Returns how many were
 // submitted (0 when none were pending) or -errno.

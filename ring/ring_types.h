@@ -15,6 +15,7 @@ extern "C" {
 #define RING_CQE_BATCH_MAX 256u       // completions handled per loop tick before submitting
 #define RING_BUF_SIZE_MAX (1024u * 1024u) // one provided buffer
 #define RING_BUF_COUNT_MAX 32768u     // kernel limit on provided-buffer ring entries
+#define RING_BUSY_POLL_NS_MAX (1000u * 1000u) // one busy poll of ring_run_once, at most
 
 // One decoded user_data: which op completed, for which slot, at which slot generation.
 struct ring_op_id {
@@ -52,6 +53,9 @@ struct ring_stats {
     uint64_t submits;
     uint64_t sqe_full;
     uint64_t cq_overflow;
+    uint64_t poll_ns;     // time spent in busy polls (ring_set_busy_poll)
+    uint64_t poll_hits;   // busy polls that found a completion: no sleep, no wake-up
+    uint64_t poll_misses; // busy polls that ran out and went to sleep
 };
 
 #ifdef __cplusplus

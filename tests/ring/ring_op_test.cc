@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <ctime>
 
 #include "ring.h"
 
@@ -137,6 +138,85 @@ TEST(RingOp, FlushSubmitsQueuedWorkWithoutReaping) {
     EXPECT_EQ(n, 1);
     EXPECT_EQ(seen.done, 1);
     EXPECT_EQ(seen.last_res, (int)sizeof(msg));
+    close(p[0]);
+    close(p[1]);
+    ring_cleanup(&r);
+}
+
+namespace {
+
+uint64_t thread_cpu_ns() {
+    timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t mono_ns() {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+} // namespace
+
+// With a busy poll, a completion that is there (or arrives) within the poll is reaped without a
+// sleep in the kernel: the poll counts a hit, and no wait was entered for it.
+TEST(RingBusyPoll, ReapsACompletionWithoutSleeping) {
+    Seen seen;
+    ring r;
+    ring_init(&r);
+    ring_config cfg = {64, 256, 16};
+    ASSERT_EQ(ring_open(&r, &cfg, kOps, 2, validate, &seen), 0);
+    ring_set_busy_poll(&r, RING_BUSY_POLL_NS_MAX);
+    io_uring_sqe *sqe = ring_get_sqe(&r);
+    ASSERT_NE(sqe, nullptr);
+    io_uring_prep_nop(sqe);
+    io_uring_sqe_set_data64(sqe, ring_op_pack(0, 5, 1));
+    uint64_t submits = r.stats.submits;
+    ASSERT_EQ(ring_run_once(&r, 1000), 1);
+    EXPECT_EQ(seen.done, 1);
+    EXPECT_EQ(seen.last_slot, 5u);
+    EXPECT_EQ(r.stats.poll_hits, 1u);
+    EXPECT_EQ(r.stats.poll_misses, 0u);
+    EXPECT_EQ(r.stats.submits, submits + 1); // the poll's submit only: no wait followed
+    EXPECT_LT(r.stats.poll_ns, (uint64_t)RING_BUSY_POLL_NS_MAX);
+    ring_cleanup(&r);
+}
+
+// With nothing to complete, the poll gives up after its time and the thread sleeps in the kernel
+// for the rest of the timeout: it does not spin through it.
+TEST(RingBusyPoll, GivesUpAfterItsTimeAndSleeps) {
+    Seen seen;
+    ring r;
+    ring_init(&r);
+    ring_config cfg = {64, 256, 16};
+    ASSERT_EQ(ring_open(&r, &cfg, kOps, 2, validate, &seen), 0);
+    const uint64_t poll_ns = 2000000; // capped below
+    ring_set_busy_poll(&r, poll_ns < RING_BUSY_POLL_NS_MAX ? poll_ns : RING_BUSY_POLL_NS_MAX);
+    int p[2];
+    ASSERT_EQ(pipe2(p, O_NONBLOCK), 0);
+    char buf[8];
+    io_uring_sqe *sqe = ring_get_sqe(&r);
+    io_uring_prep_read(sqe, p[0], buf, sizeof(buf), 0); // never written
+    io_uring_sqe_set_data64(sqe, ring_op_pack(0, 1, 1));
+
+    uint64_t cpu0 = thread_cpu_ns();
+    uint64_t t0 = mono_ns();
+    EXPECT_EQ(ring_run_once(&r, 50), 0);
+    uint64_t wall = mono_ns() - t0;
+    uint64_t cpu = thread_cpu_ns() - cpu0;
+    EXPECT_EQ(r.stats.poll_hits, 0u);
+    EXPECT_EQ(r.stats.poll_misses, 1u);
+    EXPECT_GE(r.stats.poll_ns, r.busy_poll_ns);
+    EXPECT_GE(wall, 45000000u); // the timeout ran out
+    EXPECT_LT(cpu, 25000000u);  // about the poll's 1 ms, not the 50 ms of the wait
+
+    // Without a timeout (the worker has handshake steps to run) there is no poll at all.
+    EXPECT_EQ(ring_run_once(&r, 0), 0);
+    EXPECT_EQ(r.stats.poll_misses, 1u);
+    ring_set_busy_poll(&r, 0);
+    EXPECT_EQ(ring_run_once(&r, 1), 0);
+    EXPECT_EQ(r.stats.poll_misses, 1u);
     close(p[0]);
     close(p[1]);
     ring_cleanup(&r);
