@@ -78,6 +78,9 @@ static const struct key_row rows[] = {
         "normal | realtime: realtime runs each worker SCHED_FIFO (needs CAP_SYS_NICE) while "
         "established sessions move bytes and it uses under 80% of its CPU, so a handshake storm "
         "or another process cannot delay them"),
+    ROW("proxy", "busy_poll_us", KEY_U32, busy_poll_us, 0, CORE_BUSY_POLL_US_MAX,
+        "0 = off: a worker polls for completions this long before it sleeps (for workers with a "
+        "CPU of their own in a VM: saves the waker an interrupt and a VM exit per wake-up)"),
     ROW("tls", "cert", KEY_PATH, tls_cert, 0, 0, "server certificate chain (PEM)"),
     ROW("tls", "key", KEY_PATH, tls_key, 0, 0, "server private key (PEM)"),
     ROW("tls", "client_ca", KEY_PATH, tls_client_ca, 0, 0, "CA for plain mutual-TLS clients"),

@@ -276,6 +276,9 @@ struct core_counters {
     atomic_uint_fast64_t hs_steps_away;             // gauge: steps at the thread, not yet back
     atomic_uint_fast64_t workers_realtime;          // gauge: workers at SCHED_FIFO now
     atomic_uint_fast64_t worker_rt_dropped;         // times a busy worker left SCHED_FIFO
+    atomic_uint_fast64_t busy_poll_hits;   // [proxy] busy_poll_us: polls that found work
+    atomic_uint_fast64_t busy_poll_misses; // polls that ran out (the worker then slept)
+    atomic_uint_fast64_t busy_poll_us;     // time spent polling
     struct core_hist handshake_hist;        // accept -> TLS handshake done
     struct core_hist verify_hist;           // attestation verification + policy
     struct core_deny_count deny[CORE_DENY_CODES_MAX];

@@ -1550,6 +1550,14 @@ static void on_tick(void *ctx, struct ring_op_id id, const struct io_uring_cqe *
     core_conn_wheel_expire(shard, now, on_conn_expired);
     core_hs_watch(shard, now);
     core_prio_tick(shard, now);
+    if (shard->proc->cfg.busy_poll_us > 0) {
+        const struct ring_stats *rs = &shard->ring.stats;
+        atomic_store_explicit(&shard->counters.busy_poll_hits, rs->poll_hits, memory_order_relaxed);
+        atomic_store_explicit(&shard->counters.busy_poll_misses, rs->poll_misses,
+                              memory_order_relaxed);
+        atomic_store_explicit(&shard->counters.busy_poll_us, rs->poll_ns / 1000u,
+                              memory_order_relaxed);
+    }
     rearm_starved(shard);
     for (uint32_t li = 0; li < shard->listen_count && shard->accept_paused != 0; li++) {
         if ((shard->accept_paused & (1u << li)) && shard->accepting) {
@@ -1861,6 +1869,8 @@ static void *shard_main(void *arg) {
     if (shard->proc->store != NULL) {
         arm_audit(shard);
     }
+    STATIC_ASSERT(CORE_BUSY_POLL_US_MAX * 1000ull <= RING_BUSY_POLL_NS_MAX, "busy poll bound");
+    const uint64_t busy_poll_ns = (uint64_t)shard->proc->cfg.busy_poll_us * 1000u;
     while (!shard->stopped) {
         if (shard->proc->store != NULL && !shard->audit_armed) {
             arm_audit(shard); // the submission queue was full when on_audit re-armed
@@ -1868,6 +1878,9 @@ static void *shard_main(void *arg) {
         if (shard->hs != NULL && !shard->hs_done_armed) {
             arm_hs_done(shard);
         }
+        // No busy poll while handshake steps are at the handshake thread: it runs on this CPU,
+        // at the lowest priority, and the poll would hold it off.
+        ring_set_busy_poll(&shard->ring, core_hs_inflight(shard) > 0 ? 0 : busy_poll_ns);
         // Queued handshakes that can step: only collect what has completed, then step.
         int ret = ring_run_once(&shard->ring, hs_can_step(shard) ? 0 : 1000);
         if (ret < 0) {

@@ -40,6 +40,7 @@ extern "C" {
 #define CORE_HS_PROTECT_AGE_NS (1000ull * 1000000ull)
 #define CORE_HS_PROTECT_NS (200ull * 1000000ull)
 #define CORE_HS_STARVE_NS (20ull * 1000000ull) // a step waiting this long raises the thread
+#define CORE_BUSY_POLL_US_MAX 1000u      // [proxy] busy_poll_us bound
 #define CORE_STARTUP_BYTES_MAX 8192u      // StartupMessage size limit
 #define CORE_SNIFF_BYTES_MAX 16u          // longest pre-startup packet we accept (CancelRequest)
 #define CORE_TLS_RECORD_MAX (16u * 1024u)
@@ -89,6 +90,7 @@ struct core_config {
     uint32_t idle_timeout_ms;      // 0 = none
     enum core_hs_thread_mode handshake_thread; // where TLS handshake steps run
     enum core_worker_priority worker_priority;  // scheduling class of the workers
+    uint32_t busy_poll_us; // a worker polls its ring this long before it sleeps; 0 = never
     // [tls]
     char tls_cert[CORE_PATH_MAX];
     char tls_key[CORE_PATH_MAX];

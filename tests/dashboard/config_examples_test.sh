@@ -135,7 +135,8 @@ bad_values_ini=(
     "retention_max_records=1e9" "retention_interval_ms=9" "ring_slots_per_worker=1000"
     "ring_slots_per_worker=1" "ring_slots_per_worker=131072" "batch_max=0" "batch_max=4097"
     "dir=no/such/parent/audit" "nonce_capacity=8" "nonce_capacity=1000" "nonce_capacity=33554432"
-    "handshake_thread=sometimes" "worker_priority=urgent"
+    "handshake_thread=sometimes" "worker_priority=urgent" "busy_poll_us=1001"
+    "busy_poll_us=-1"
 )
 for kv in "${bad_values_ini[@]}"; do
     key=${kv%%=*}

@@ -17,6 +17,7 @@
 #include <chrono>
 #include <functional>
 #include <thread>
+#include <vector>
 
 #include "harness.h"
 
@@ -492,6 +493,81 @@ TEST(WorkerPriority, UnknownValueIsAConfigError) {
     EXPECT_NE(log.find("worker_priority must be normal or realtime, not 'urgent'"),
               std::string::npos)
         << log;
+}
+
+// CPU ticks (utime + stime) of task `tid` of process `pid` (/proc/<pid>/task/<tid>/stat).
+long long TaskTicks(pid_t pid, pid_t tid) {
+    std::string st = ReadFile("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) +
+                              "/stat");
+    size_t at = st.rfind(')'); // comm may hold spaces; the fields after it are fixed
+    if (at == std::string::npos) {
+        return -1;
+    }
+    std::vector<std::string> f;
+    size_t i = at + 2;
+    while (i < st.size()) {
+        size_t sp = st.find(' ', i);
+        f.push_back(st.substr(i, sp == std::string::npos ? std::string::npos : sp - i));
+        i = sp == std::string::npos ? st.size() : sp + 1;
+    }
+    // After ")": state is field 3 of stat(5), so utime (14) and stime (15) are f[11], f[12].
+    return f.size() > 12 ? std::stoll(f[11]) + std::stoll(f[12]) : -1;
+}
+
+const char kPollHits[] = "atls_busy_poll_hits_total";
+const char kPollMisses[] = "atls_busy_poll_misses_total";
+const char kPollUs[] = "atls_busy_poll_microseconds_total";
+
+// [proxy] busy_poll_us: the worker polls before it sleeps and serves sessions and new clients
+// as usual; polls that found work (the session's next query, a send's completion) and polls
+// that ran out both show in /metrics.
+TEST(BusyPoll, AWorkerPollsBeforeSleepingAndServesAsUsual) {
+    OneWorker p;
+    std::string err;
+    ASSERT_TRUE(StartOneWorker(&p, "auto", &err, "", "", "", "busy_poll_us = 200\n")) << err;
+    RawClient s;
+    ASSERT_NO_FATAL_FAILURE(OpenEstablished(&s, p.port));
+    for (int i = 0; i < 200; i++) {
+        ASSERT_EQ(s.Query("select 1"), "1");
+    }
+    ASSERT_NO_FATAL_FAILURE(ThreeClients(p.port, &s));
+    ExpectPsql42(p.port);
+    // Published on the worker's 50 ms tick.
+    EXPECT_TRUE(WaitUntil(2.0, [&] { return Metric(p.api, kPollHits) > 0; }));
+    EXPECT_TRUE(WaitUntil(2.0, [&] { return Metric(p.api, kPollMisses) > 0; }));
+    EXPECT_GT(Metric(p.api, kPollUs), 0);
+    s.Close();
+    EXPECT_EQ(p.proxy.Stop(), 0);
+}
+
+// An idle worker with the longest poll does not spin: it polls once per wake-up (its 50 ms tick)
+// and sleeps in between, so it uses a few percent of its CPU at most, not all of it.
+TEST(BusyPoll, AnIdleWorkerSleepsBetweenPolls) {
+    OneWorker p;
+    std::string err;
+    ASSERT_TRUE(StartOneWorker(&p, "auto", &err, "", "", "", "busy_poll_us = 1000\n")) << err;
+    pid_t w = ThreadId(p.proxy.pid(), "atls-w0");
+    ASSERT_GT(w, 0);
+    ExpectPsql42(p.port);
+    long long before = TaskTicks(p.proxy.pid(), w);
+    ASSERT_GE(before, 0);
+    std::this_thread::sleep_for(std::chrono::seconds(2));
+    long long used = TaskTicks(p.proxy.pid(), w) - before;
+    long long hz = sysconf(_SC_CLK_TCK);
+    EXPECT_LT(used, hz * 2 / 5) << used << " ticks of " << hz * 2 << " in 2 s"; // < 20%
+    EXPECT_GT(Metric(p.api, kPollMisses), 0);
+    EXPECT_EQ(p.proxy.Stop(), 0);
+}
+
+TEST(BusyPoll, OffByDefault) {
+    OneWorker p;
+    std::string err;
+    ASSERT_TRUE(StartOneWorker(&p, "auto", &err)) << err;
+    ExpectPsql42(p.port);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    EXPECT_EQ(Metric(p.api, kPollHits), 0);
+    EXPECT_EQ(Metric(p.api, kPollMisses), 0);
+    EXPECT_EQ(p.proxy.Stop(), 0);
 }
 
 } // namespace
