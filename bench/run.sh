@@ -7,7 +7,7 @@
 # starts is stopped by PID on exit.
 #
 #   bash bench/run.sh [--quick] [--pin split|shared] [--only LIST] [--results DIR]
-#                     [--worker-priority realtime|normal]
+#                     [--worker-priority realtime|normal] [--busy-poll US]
 #
 #   --quick    short runs (1 s, 1,000 idle connections, 300 attested handshakes): a sanity pass
 #   --pin      split (default): the proxy under test (1 worker / 1 thread) on CPU 0; load
@@ -22,6 +22,10 @@
 #              SCHED_FIFO workers while established sessions move bytes, normal priority while
 #              busy or without such sessions). HAProxy runs as shipped. The storm adds two rows
 #              at normal priority either way.
+#   --busy-poll  [proxy] busy_poll_us of the atls-proxy instances (default 0: off) and, for any
+#              value above 0, HAProxy's own busy-polling: both proxies then poll instead of
+#              sleeping, so whoever sends them data has no sleeping CPU to wake (in a VM, an
+#              interrupt and a VM exit). Meant for --pin split, where each proxy has its own CPU.
 #   BENCH_STEAL_RETRIES (environment, 2): a result during which the hypervisor stole CPU (>= 40 ms
 #              in a latency section, >= 5% of a throughput run) is run again up to this many
 #              times, every target alike; 0: never
@@ -34,6 +38,7 @@ PIN=split
 ONLY=handshake,bulk,query,idle,storm,pgbench
 RESULTS=$ROOT/bench/results
 WPRIO=realtime
+BUSY_POLL=0
 while [ $# -gt 0 ]; do
     case "$1" in
     --quick) QUICK=1 ;;
@@ -41,12 +46,15 @@ while [ $# -gt 0 ]; do
     --only) ONLY=$2; shift ;;
     --results) RESULTS=$2; shift ;;
     --worker-priority) WPRIO=$2; shift ;;
-    *) echo "usage: bash bench/run.sh [--quick] [--pin split|shared] [--only LIST] [--results DIR] [--worker-priority realtime|normal]" >&2; exit 2 ;;
+    --busy-poll) BUSY_POLL=$2; shift ;;
+    *) echo "usage: bash bench/run.sh [--quick] [--pin split|shared] [--only LIST] [--results DIR] [--worker-priority realtime|normal] [--busy-poll US]" >&2; exit 2 ;;
     esac
     shift
 done
 case "$PIN" in split | shared) ;; *) echo "run.sh: --pin split|shared" >&2; exit 2 ;; esac
 case "$WPRIO" in realtime | normal) ;; *) echo "run.sh: --worker-priority realtime|normal" >&2; exit 2 ;; esac
+[[ "$BUSY_POLL" =~ ^[0-9]+$ ]] && [ "$BUSY_POLL" -le 1000 ] ||
+    { echo "run.sh: --busy-poll takes microseconds, 0..1000" >&2; exit 2; }
 want() { [[ ",$ONLY," == *",$1,"* ]]; }
 
 if [ "$QUICK" -eq 1 ]; then
@@ -118,8 +126,10 @@ else
 fi
 
 PIDS=()
+HAP_PID=
 cleanup() {
     set +e
+    [ -n "$HAP_PID" ] && kill -CONT "$HAP_PID" 2>/dev/null
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
     if [ -f "$W/pg/postmaster.pid" ]; then
@@ -138,7 +148,7 @@ mkdir -p "$W/pg" "$RESULTS" && chmod 755 "$W"
 [ "$(id -u)" -eq 0 ] && chown postgres "$W/pg"
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-OUT=$RESULTS/run-$STAMP-$PIN$([ "$QUICK" -eq 1 ] && echo -quick || true).json
+OUT=$RESULTS/run-$STAMP-$PIN$([ "$BUSY_POLL" -gt 0 ] && echo "-bp$BUSY_POLL" || true)$([ "$QUICK" -eq 1 ] && echo -quick || true).json
 : >"$OUT"
 
 # ---- certificates ----------------------------------------------------------------------------------
@@ -213,6 +223,7 @@ start_proxy() {
         echo "listen = 127.0.0.1:$port"
         echo "workers = $WORKERS"
         echo "worker_priority = $prio"
+        echo "busy_poll_us = $BUSY_POLL"
         echo "conns_max = $cmax"
         echo "[tls]"
         echo "cert = $W/server.crt"
@@ -254,6 +265,7 @@ fi
 # ---- HAProxy -------------------------------------------------------------------------------------
 echo "run.sh: HAProxy $(haproxy -v | head -1 | awk '{print $3}') (nbthread $HAP_THREADS)"
 cp "$W/ca.crt" "$W/hap-ca.crt"
+if [ "$BUSY_POLL" -gt 0 ]; then export HAP_BUSY_POLL=1; else unset HAP_BUSY_POLL; fi
 export HAP_THREADS HAP_MAXCONN HAP_DIR=$W HAP_PG_PORT=$H_PG HAP_SRV_PORT=$H_SRV HAP_TCP_PORT=$H_TCP \
     HAP_PG_BACKEND=$PG_PORT HAP_SRV_BACKEND=$SRV_PORT
 haproxy -c -q -f "$ROOT/bench/haproxy.cfg"
@@ -292,11 +304,21 @@ with_steal_retries() {
     done
 }
 
+# hap_only_for TARGET_NAME: with --busy-poll, HAProxy runs only during its own rows. Its
+# busy-polling spins without end, idle or not, on the proxies' CPU (split) or on both (shared),
+# which would take CPU from every other target; atls-proxy's busy_poll_us polls only before it
+# sleeps, so an idle instance costs ~0.1% of a CPU. Stopped (SIGSTOP), HAProxy keeps its state.
+hap_only_for() {
+    [ "$BUSY_POLL" -gt 0 ] || return 0
+    if [ "$1" = haproxy ]; then kill -CONT "$HAP_PID"; else kill -STOP "$HAP_PID"; fi
+}
+
 # bench TARGET_NAME PORT TLS PID SCENARIO ARGS... : one atls-bench run appended to $OUT.
 bench() { with_steal_retries bench_once "$@"; }
 bench_once() {
     local name=$1 port=$2 tls=$3 pid=$4 scen=$5
     shift 5
+    hap_only_for "$name"
     local auth=(--cert "$W/client.crt" --key "$W/client.key")
     [ "$tls" = none ] && auth=()
     if ! timeout 300 "${LOAD_CPU[@]}" "$BENCH" "$scen" --port "$port" --tls "$tls" "${auth[@]}" \
@@ -433,6 +455,7 @@ pgb() { with_steal_retries pgb_once "$@"; }
 pgb_once() {
     local name=$1 pid=$2 conn=$3 label=$4
     local c0 c1 s0 s1 out tps
+    hap_only_for "$name"
     c0=$(awk '{print $14 + $15}' /proc/"$pid"/stat 2>/dev/null || echo 0)
     s0=$(cpu_steal_ticks)
     out=$(timeout 120 "${LOAD_CPU[@]}" pgbench -S -n -c 8 -j 2 -T $DUR "$conn" 2>&1) || true
@@ -459,7 +482,7 @@ fi
 echo
 {
     echo "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/{print $2}') GiB, kernel $(uname -r), HAProxy $(haproxy -v | head -1 | awk '{print $3}'), PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}')"
-    echo "command: bash bench/run.sh $([ "$QUICK" -eq 1 ] && echo '--quick ')--pin $PIN  ($STAMP, ${DUR}s per run)"
+    echo "command: bash bench/run.sh $([ "$QUICK" -eq 1 ] && echo '--quick ')--pin $PIN$([ "$BUSY_POLL" -gt 0 ] && echo " --busy-poll $BUSY_POLL (both proxies poll)" || true)  ($STAMP, ${DUR}s per run)"
     echo "load average before: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg) (the machine is shared)"
     # How often each real-time worker was busy enough (80% of its CPU) to go back to normal
     # priority during the run: the guard at work in the handshake and bulk scenarios.
