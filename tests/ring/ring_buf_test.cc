@@ -35,14 +35,19 @@ void on_recv(void *ctx, ring_op_id, const io_uring_cqe *cqe) {
 
 const ring_op_entry kOps[] = {{"recv", on_recv, nullptr, false}};
 
+// OpenRing opens `r` (16 SQEs) dispatching kOps to `st`.
+void OpenRing(ring *r, RecvState *st) {
+    ring_init(r);
+    ring_config cfg = {16, 64, 16};
+    ASSERT_EQ(ring_open(r, &cfg, kOps, 1, nullptr, st), 0);
+}
+
 } // namespace
 
 TEST(RingBuf, RejectsBadGeometry) {
     ring r;
-    ring_init(&r);
-    ring_config cfg = {16, 64, 16};
     RecvState st;
-    ASSERT_EQ(ring_open(&r, &cfg, kOps, 1, nullptr, &st), 0);
+    ASSERT_NO_FATAL_FAILURE(OpenRing(&r, &st));
     ring_buf b;
     ring_buf_init(&b);
     EXPECT_EQ(ring_buf_open(&b, &r, 0, 3, 4096), -EINVAL);       // not a power of two
@@ -54,10 +59,8 @@ TEST(RingBuf, RejectsBadGeometry) {
 
 TEST(RingBuf, MultishotRecvUsesAndRecyclesBuffers) {
     ring r;
-    ring_init(&r);
-    ring_config cfg = {16, 64, 16};
     RecvState st;
-    ASSERT_EQ(ring_open(&r, &cfg, kOps, 1, nullptr, &st), 0);
+    ASSERT_NO_FATAL_FAILURE(OpenRing(&r, &st));
     ring_buf b;
     ring_buf_init(&b);
     ASSERT_EQ(ring_buf_open(&b, &r, 3, 4, 64), 0);
@@ -93,10 +96,8 @@ TEST(RingBuf, MultishotRecvUsesAndRecyclesBuffers) {
 // receives are 256 KiB): nothing on the way caps a receive at 16 bits.
 TEST(RingBuf, OneRecvFillsABufferLargerThan64KiB) {
     ring r;
-    ring_init(&r);
-    ring_config cfg = {16, 64, 16};
     RecvState st;
-    ASSERT_EQ(ring_open(&r, &cfg, kOps, 1, nullptr, &st), 0);
+    ASSERT_NO_FATAL_FAILURE(OpenRing(&r, &st));
     ring_buf b;
     ring_buf_init(&b);
     const uint32_t size = 256u * 1024u;

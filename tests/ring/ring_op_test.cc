@@ -41,6 +41,13 @@ const ring_op_entry kOps[] = {
     {"timeout", on_done, on_error, false},
 };
 
+// OpenRing opens `r` (64 SQEs) dispatching kOps to `seen`, at most `batch` completions a turn.
+void OpenRing(ring *r, Seen *seen, uint32_t batch = 16) {
+    ring_init(r);
+    ring_config cfg = {64, 256, batch};
+    ASSERT_EQ(ring_open(r, &cfg, kOps, 2, validate, seen), 0);
+}
+
 } // namespace
 
 TEST(RingOp, PackUnpackRoundTrip) {
@@ -58,9 +65,7 @@ TEST(RingOp, PackUnpackRoundTrip) {
 TEST(RingOp, DispatchesNopToHandlerAndErrorsToErrorHandler) {
     Seen seen;
     ring r;
-    ring_init(&r);
-    ring_config cfg = {64, 256, 16};
-    ASSERT_EQ(ring_open(&r, &cfg, kOps, 2, validate, &seen), 0);
+    ASSERT_NO_FATAL_FAILURE(OpenRing(&r, &seen));
 
     io_uring_sqe *sqe = ring_get_sqe(&r);
     ASSERT_NE(sqe, nullptr);
@@ -89,9 +94,7 @@ TEST(RingOp, DispatchesNopToHandlerAndErrorsToErrorHandler) {
 TEST(RingOp, BatchIsBounded) {
     Seen seen;
     ring r;
-    ring_init(&r);
-    ring_config cfg = {64, 256, 4};
-    ASSERT_EQ(ring_open(&r, &cfg, kOps, 2, validate, &seen), 0);
+    ASSERT_NO_FATAL_FAILURE(OpenRing(&r, &seen, 4));
     for (int i = 0; i < 10; i++) {
         io_uring_sqe *sqe = ring_get_sqe(&r);
         io_uring_prep_nop(sqe);
@@ -109,9 +112,7 @@ TEST(RingOp, BatchIsBounded) {
 TEST(RingOp, FlushSubmitsQueuedWorkWithoutReaping) {
     Seen seen;
     ring r;
-    ring_init(&r);
-    ring_config cfg = {64, 256, 16};
-    ASSERT_EQ(ring_open(&r, &cfg, kOps, 2, validate, &seen), 0);
+    ASSERT_NO_FATAL_FAILURE(OpenRing(&r, &seen));
     EXPECT_EQ(ring_flush(&r), 0); // nothing queued
 
     int p[2];
@@ -164,9 +165,7 @@ uint64_t mono_ns() {
 TEST(RingBusyPoll, ReapsACompletionWithoutSleeping) {
     Seen seen;
     ring r;
-    ring_init(&r);
-    ring_config cfg = {64, 256, 16};
-    ASSERT_EQ(ring_open(&r, &cfg, kOps, 2, validate, &seen), 0);
+    ASSERT_NO_FATAL_FAILURE(OpenRing(&r, &seen));
     ring_set_busy_poll(&r, RING_BUSY_POLL_NS_MAX);
     io_uring_sqe *sqe = ring_get_sqe(&r);
     ASSERT_NE(sqe, nullptr);
@@ -188,9 +187,7 @@ TEST(RingBusyPoll, ReapsACompletionWithoutSleeping) {
 TEST(RingBusyPoll, GivesUpAfterItsTimeAndSleeps) {
     Seen seen;
     ring r;
-    ring_init(&r);
-    ring_config cfg = {64, 256, 16};
-    ASSERT_EQ(ring_open(&r, &cfg, kOps, 2, validate, &seen), 0);
+    ASSERT_NO_FATAL_FAILURE(OpenRing(&r, &seen));
     const uint64_t poll_ns = 2000000; // capped below
     ring_set_busy_poll(&r, poll_ns < RING_BUSY_POLL_NS_MAX ? poll_ns : RING_BUSY_POLL_NS_MAX);
     int p[2];
@@ -227,9 +224,7 @@ TEST(RingBusyPoll, GivesUpAfterItsTimeAndSleeps) {
 TEST(RingFiles, InstalledSocketWorksBySlotAndClosesOnRemove) {
     Seen seen;
     ring r;
-    ring_init(&r);
-    ring_config cfg = {64, 256, 16};
-    ASSERT_EQ(ring_open(&r, &cfg, kOps, 2, validate, &seen), 0);
+    ASSERT_NO_FATAL_FAILURE(OpenRing(&r, &seen));
     int ret = ring_files_open(&r, 4);
     if (ret == -EINVAL) {
         ring_cleanup(&r);
