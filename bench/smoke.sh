@@ -205,6 +205,26 @@ grep -q '^with_steal_retries() {' "$W/retry.sh" || { echo "bench smoke: run.sh h
 )
 echo "bench smoke: run.sh re-runs a stolen result, bounded"
 
+# run.sh's check for listeners left on its ports (its function, taken from run.sh as it is).
+sed -n '/^ports_in_use() {/,/^}/p' "$(dirname "$REPORT")/run.sh" >"$W/ports.sh"
+grep -q '^ports_in_use() {' "$W/ports.sh" || { echo "bench smoke: run.sh has no ports_in_use"; exit 1; }
+(
+    # shellcheck source=/dev/null
+    source "$W/ports.sh"
+    python3 -c 'import socket,time,sys
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
+print(s.getsockname()[1], flush=True); time.sleep(30)' >"$W/listener.port" &
+lpid=$!
+for _ in $(seq 50); do [ -s "$W/listener.port" ] && break; sleep 0.1; done
+p=$(cat "$W/listener.port")
+found=$(ports_in_use $((p - 1)) $((p + 1)) | grep -cx "$p" || true)
+none=$(ports_in_use "$p" $((p - 1)) | wc -l) # an empty range
+kill "$lpid"
+[ "$found" -eq 1 ] && [ "$none" -eq 0 ] ||
+    { echo "bench smoke: ports_in_use did not report the listener on $p ($found) or listed an empty range ($none)"; exit 1; }
+)
+echo "bench smoke: run.sh finds a listener left on its ports"
+
 # report.py's notes beside a verdict: a saturated load CPU, and CPU-speed drift (integer loop
 # only, 15%), on rows made up for the purpose.
 python3 - "$REPORT" <<'PY'
