@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <string.h>
-#include <time.h>
 
 #include "core_base.h"
 
@@ -108,12 +107,6 @@ void ring_set_busy_poll(struct ring *r, uint64_t ns) {
     r->busy_poll_ns = ns;
 }
 
-static uint64_t mono_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 // busy_poll submits what is queued and polls the completion queue for up to busy_poll_ns.
 // Returns true when a completion is there (the caller skips its wait). A failed submit is left
 // for the wait that follows, which submits again and reports it.
@@ -122,7 +115,7 @@ static bool busy_poll(struct ring *r) {
         return false;
     }
     r->stats.submits++;
-    uint64_t start = mono_ns();
+    uint64_t start = core_base_now_ns();
     uint64_t now = start;
     bool found = false;
     do {
@@ -130,7 +123,7 @@ static bool busy_poll(struct ring *r) {
         // thread enters the kernel for them; nothing waits, so nothing is woken.
         (void)io_uring_get_events(&r->uring);
         found = io_uring_cq_ready(&r->uring) > 0;
-        now = mono_ns();
+        now = core_base_now_ns();
     } while (!found && now - start < r->busy_poll_ns);
     r->stats.poll_ns += now - start;
     if (found) {

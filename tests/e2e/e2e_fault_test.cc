@@ -516,19 +516,6 @@ TEST(FaultLoad, ConnectionFloodBeyondTheSlotsIsRefusedAndCounted) {
     ExpectServesGoodClient(gw.proxy, gw.port);
 }
 
-long long CpuTicks(pid_t pid) {
-    std::string st = ReadFile("/proc/" + std::to_string(pid) + "/stat");
-    std::istringstream in(st.substr(st.rfind(')') + 2));
-    std::string f;
-    long long ticks = 0;
-    for (int i = 3; i <= 15 && in >> f; i++) {
-        if (i == 14 || i == 15) { // utime, stime
-            ticks += std::stoll(f);
-        }
-    }
-    return ticks;
-}
-
 // StartLimitedGateway starts a one-worker mutual-TLS gateway in front of the shared PostgreSQL,
 // limited to `nofile` descriptors; `extra` goes to its [proxy] section. "" or what failed.
 std::string StartLimitedGateway(Proxy *proxy, const TempDir &dir, int port, rlim_t nofile,

@@ -17,7 +17,6 @@
 #include <chrono>
 #include <functional>
 #include <thread>
-#include <vector>
 
 #include "harness.h"
 
@@ -495,25 +494,6 @@ TEST(WorkerPriority, UnknownValueIsAConfigError) {
         << log;
 }
 
-// CPU ticks (utime + stime) of task `tid` of process `pid` (/proc/<pid>/task/<tid>/stat).
-long long TaskTicks(pid_t pid, pid_t tid) {
-    std::string st = ReadFile("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) +
-                              "/stat");
-    size_t at = st.rfind(')'); // comm may hold spaces; the fields after it are fixed
-    if (at == std::string::npos) {
-        return -1;
-    }
-    std::vector<std::string> f;
-    size_t i = at + 2;
-    while (i < st.size()) {
-        size_t sp = st.find(' ', i);
-        f.push_back(st.substr(i, sp == std::string::npos ? std::string::npos : sp - i));
-        i = sp == std::string::npos ? st.size() : sp + 1;
-    }
-    // After ")": state is field 3 of stat(5), so utime (14) and stime (15) are f[11], f[12].
-    return f.size() > 12 ? std::stoll(f[11]) + std::stoll(f[12]) : -1;
-}
-
 const char kPollHits[] = "atls_busy_poll_hits_total";
 const char kPollMisses[] = "atls_busy_poll_misses_total";
 const char kPollUs[] = "atls_busy_poll_microseconds_total";
@@ -549,10 +529,10 @@ TEST(BusyPoll, AnIdleWorkerSleepsBetweenPolls) {
     pid_t w = ThreadId(p.proxy.pid(), "atls-w0");
     ASSERT_GT(w, 0);
     ExpectPsql42(p.port);
-    long long before = TaskTicks(p.proxy.pid(), w);
+    long long before = CpuTicks(p.proxy.pid(), w);
     ASSERT_GE(before, 0);
     std::this_thread::sleep_for(std::chrono::seconds(2));
-    long long used = TaskTicks(p.proxy.pid(), w) - before;
+    long long used = CpuTicks(p.proxy.pid(), w) - before;
     long long hz = sysconf(_SC_CLK_TCK);
     EXPECT_LT(used, hz * 2 / 5) << used << " ticks of " << hz * 2 << " in 2 s"; // < 20%
     EXPECT_GT(Metric(p.api, kPollMisses), 0);

@@ -90,6 +90,27 @@ std::string ReadFile(const std::string &path) {
     return ss.str();
 }
 
+long long CpuTicks(pid_t pid, pid_t tid) {
+    std::string path = "/proc/" + std::to_string(pid);
+    if (tid > 0) {
+        path += "/task/" + std::to_string(tid);
+    }
+    std::string st = ReadFile(path + "/stat");
+    size_t at = st.rfind(')'); // comm may hold spaces; the fields after it are fixed
+    if (at == std::string::npos) {
+        return -1;
+    }
+    std::istringstream in(st.substr(at + 2));
+    std::string f;
+    long long ticks = 0;
+    for (int i = 3; i <= 15 && in >> f; i++) {
+        if (i == 14 || i == 15) { // utime, stime (stat(5) field numbers; state is field 3)
+            ticks += std::stoll(f);
+        }
+    }
+    return ticks;
+}
+
 void WriteFile(const std::string &path, const std::string &data) {
     std::ofstream f(path, std::ios::binary | std::ios::trunc);
     f << data;

@@ -23,6 +23,9 @@ CmdResult Sh(const std::string &cmd, int timeout_s = 60);
 int FreePort();
 
 std::string ReadFile(const std::string &path);
+// CpuTicks: utime + stime, in clock ticks, of process `pid` or, with `tid`, of its thread `tid`
+// (/proc/<pid>[/task/<tid>]/stat); -1 when it is gone.
+long long CpuTicks(pid_t pid, pid_t tid = 0);
 // Count returns how many times `needle` occurs in `text`.
 size_t Count(const std::string &text, const std::string &needle);
 void WriteFile(const std::string &path, const std::string &data);

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <ctime>
 
+#include "core_base.h"
 #include "ring.h"
 
 namespace {
@@ -152,12 +153,6 @@ uint64_t thread_cpu_ns() {
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-uint64_t mono_ns() {
-    timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 } // namespace
 
 // With a busy poll, a completion that is there (or arrives) within the poll is reaped without a
@@ -198,9 +193,9 @@ TEST(RingBusyPoll, GivesUpAfterItsTimeAndSleeps) {
     io_uring_sqe_set_data64(sqe, ring_op_pack(0, 1, 1));
 
     uint64_t cpu0 = thread_cpu_ns();
-    uint64_t t0 = mono_ns();
+    uint64_t t0 = core_base_now_ns();
     EXPECT_EQ(ring_run_once(&r, 50), 0);
-    uint64_t wall = mono_ns() - t0;
+    uint64_t wall = core_base_now_ns() - t0;
     uint64_t cpu = thread_cpu_ns() - cpu0;
     EXPECT_EQ(r.stats.poll_hits, 0u);
     EXPECT_EQ(r.stats.poll_misses, 1u);
