@@ -225,6 +225,41 @@ kill "$lpid"
 )
 echo "bench smoke: run.sh finds a listener left on its ports"
 
+# run.sh --busy-poll: a bad value is refused before anything is built or started, and
+# hap_only_for (its function, taken from run.sh as it is) keeps HAProxy stopped outside its own
+# rows, on a stand-in process.
+for bad in 1001 -1 abc ""; do
+    out=$(bash "$(dirname "$REPORT")/run.sh" --busy-poll "$bad" 2>&1) && rc=0 || rc=$?
+    [ "$rc" -eq 2 ] && [[ "$out" == *"--busy-poll takes microseconds, 0..1000"* ]] ||
+        { echo "bench smoke: run.sh --busy-poll '$bad' was not refused ($rc): $out"; exit 1; }
+done
+sed -n '/^hap_only_for() {/,/^}/p' "$(dirname "$REPORT")/run.sh" >"$W/hap.sh"
+grep -q '^hap_only_for() {' "$W/hap.sh" || { echo "bench smoke: run.sh has no hap_only_for"; exit 1; }
+(
+    # shellcheck source=/dev/null
+    source "$W/hap.sh"
+    sleep 30 &
+    HAP_PID=$!
+    state() { awk '{print $3}' "/proc/$HAP_PID/stat"; }
+    BUSY_POLL=50
+    hap_only_for atls
+    sleep 0.2
+    stopped=$(state)
+    hap_only_for haproxy
+    sleep 0.2
+    running=$(state)
+    BUSY_POLL=0
+    kill -STOP "$HAP_PID"
+    hap_only_for haproxy # without --busy-poll it leaves HAProxy alone
+    sleep 0.2
+    untouched=$(state)
+    kill -CONT "$HAP_PID"
+    kill "$HAP_PID"
+    [ "$stopped" = T ] && [ "$running" = S ] && [ "$untouched" = T ] ||
+        { echo "bench smoke: hap_only_for left HAProxy '$stopped' / '$running' / '$untouched' (want T / S / T)"; exit 1; }
+)
+echo "bench smoke: run.sh --busy-poll refuses bad values and stops HAProxy outside its rows"
+
 # report.py's notes beside a verdict: a saturated load CPU, and CPU-speed drift (integer loop
 # only, 15%), on rows made up for the purpose.
 python3 - "$REPORT" <<'PY'
