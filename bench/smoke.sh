@@ -20,8 +20,28 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-SRV=$(free_port); P1=$(free_port); P2=$(free_port); API1=$(free_port); API2=$(free_port)
+# free_port sets REPLY to a loopback port for a listener started later, as the e2e harness's
+# FreePort does: from 20000-27399 (below the kernel's ephemeral range, so no outgoing connection
+# of a test running alongside takes it first, and below run.sh's ports), locked for this script's
+# lifetime (flock on /tmp/atls-e2e-ports/PORT, which the e2e tests honour too) and bindable now.
+free_port() {
+    local p fd
+    mkdir -p -m 1777 /tmp/atls-e2e-ports
+    for _ in $(seq 500); do
+        p=$((20000 + RANDOM % 7400))
+        [ -e "/tmp/atls-e2e-ports/$p" ] || : >"/tmp/atls-e2e-ports/$p" 2>/dev/null || continue
+        exec {fd}<"/tmp/atls-e2e-ports/$p" || continue
+        if flock -n "$fd" && python3 -c "import socket; socket.socket().bind(('127.0.0.1', $p))" 2>/dev/null; then
+            REPLY=$p
+            return 0
+        fi
+        exec {fd}>&-
+    done
+    echo "smoke: no free port in 20000-27399" >&2
+    exit 1
+}
+free_port; SRV=$REPLY; free_port; P1=$REPLY; free_port; P2=$REPLY
+free_port; API1=$REPLY; free_port; API2=$REPLY
 MEAS=$(printf 'a%.0s' $(seq 96))
 
 cd "$W"

@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -24,6 +25,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <mutex>
+#include <random>
 #include <sstream>
 #include <thread>
 
@@ -61,18 +64,59 @@ CmdResult Sh(const std::string &cmd, int timeout_s) {
     return r;
 }
 
-int FreePort() {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+// FreePort hands out a loopback port for a listener that a test starts later. A port the
+// kernel picked (bind to port 0) can be taken before that listener binds it: every outgoing
+// connection of the tests running alongside gets its local port from the same ephemeral range
+// (a CI run failed so: "[api] listen 127.0.0.1:54247: cannot bind"). So the ports come from
+// kPortLo..kPortHi-1, below the ephemeral range (32768-60999 by default) and below bench/run.sh's
+// ports (27400 up); a port handed out stays locked (flock on kPortLockDir/<port>) until this
+// process exits, so concurrent test processes never hand out the same one; and one that cannot
+// be bound now is skipped.
+namespace {
+constexpr int kPortLo = 20000;
+constexpr int kPortHi = 27400;
+constexpr const char *kPortLockDir = "/tmp/atls-e2e-ports";
+
+bool Bindable(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = 0;
-    bind(fd, reinterpret_cast<sockaddr *>(&a), sizeof(a));
-    socklen_t len = sizeof(a);
-    getsockname(fd, reinterpret_cast<sockaddr *>(&a), &len);
-    int port = ntohs(a.sin_port);
-    close(fd);
-    return port;
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    bool ok = fd >= 0 && bind(fd, reinterpret_cast<sockaddr *>(&a), sizeof(a)) == 0;
+    if (fd >= 0) {
+        close(fd);
+    }
+    return ok;
+}
+} // namespace
+
+int FreePort() {
+    static std::mutex mu;
+    static int next = -1;
+    std::lock_guard<std::mutex> lock(mu);
+    if (next < 0) {
+        if (mkdir(kPortLockDir, 0777) == 0) {
+            (void)chmod(kPortLockDir, 01777); // any user's tests may lock ports here
+        }
+        next = kPortLo + static_cast<int>(std::random_device{}() % (kPortHi - kPortLo));
+    }
+    for (int tries = 0; tries < kPortHi - kPortLo; tries++) {
+        int port = next;
+        next = next + 1 == kPortHi ? kPortLo : next + 1;
+        std::string path = std::string(kPortLockDir) + "/" + std::to_string(port);
+        int lfd = open(path.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0444);
+        if (lfd < 0) {
+            continue;
+        }
+        if (flock(lfd, LOCK_EX | LOCK_NB) != 0 || !Bindable(port)) {
+            close(lfd);
+            continue;
+        }
+        return port; // lfd stays open: the lock lasts as long as this process
+    }
+    ADD_FAILURE() << "no free port in " << kPortLo << "-" << kPortHi - 1;
+    return -1;
 }
 
 size_t Count(const std::string &text, const std::string &needle) {
