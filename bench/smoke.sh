@@ -280,6 +280,33 @@ grep -q '^hap_only_for() {' "$W/hap.sh" || { echo "bench smoke: run.sh has no ha
 )
 echo "bench smoke: run.sh --busy-poll refuses bad values and stops HAProxy outside its rows"
 
+# ab.sh: bad arguments are refused before anything starts; one short round with the same
+# gateway as A and B runs its six rows (A, B, HAProxy; down and up) and prints both summaries.
+AB=$(dirname "$REPORT")/ab.sh
+for args in "--rounds 0 $PROXY $PROXY" "--duration x $PROXY $PROXY" "$PROXY" "$PROXY $W/none"; do
+    # shellcheck disable=SC2086 # the arguments are meant to split
+    out=$(bash "$AB" $args 2>&1) && rc=0 || rc=$?
+    [ "$rc" -eq 2 ] || { echo "bench smoke: ab.sh $args was not refused ($rc): $out"; exit 1; }
+done
+if command -v haproxy >/dev/null; then
+    out=$(ATLS_BUILD_DIR=$B BENCH_AB_OUT=$W/ab.json bash "$AB" --rounds 1 --duration 1 "$PROXY" "$PROXY" 2>&1) ||
+        { echo "bench smoke: ab.sh failed: $out"; exit 1; }
+    [ "$(grep -c . "$W/ab.json")" -eq 6 ] || { echo "bench smoke: ab.sh wrote $(grep -c . "$W/ab.json") rows, not 6: $out"; exit 1; }
+    python3 -c '
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+assert [r["target"] for r in rows] == ["A", "B", "haproxy"] * 2, rows
+assert all(r["gbit_per_s"] > 0 and r["proxy_cpu_s_per_gb"] > 0 and r.get("errors", 0) == 0 for r in rows), rows
+' "$W/ab.json" || { echo "bench smoke: ab.sh rows are not sane: $out"; exit 1; }
+    for d in down up; do
+        grep -q "^$d: B/A rate" <<<"$out" || { echo "bench smoke: ab.sh printed no $d summary: $out"; exit 1; }
+    done
+    [ "$(grep -c 'B faster in [01] of 1 pairs' <<<"$out")" -eq 2 ] || { echo "bench smoke: ab.sh summaries: $out"; exit 1; }
+    echo "bench smoke: ab.sh refuses bad arguments and runs a round"
+else
+    echo "bench smoke: ab.sh round skipped: haproxy is not installed"
+fi
+
 # report.py's notes beside a verdict: a saturated load CPU, and CPU-speed drift (integer loop
 # only, 15%), on rows made up for the purpose.
 python3 - "$REPORT" <<'PY'

@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# bench/ab.sh: A/B two atls-proxy binaries on the 1-connection bulk rows, in the same host
+# minutes, with HAProxy alongside as the reference. Each round runs, for each direction (down,
+# up), one row through A, one through B and one through HAProxy, so a slow host minute hits all
+# three. Pinning as run.sh's split mode: the gateways and HAProxy on CPU 0, the load generator and
+# atls-bench's built-in backend on CPU 1. Mutual TLS, the same certificates for every target.
+#
+#   bash bench/ab.sh [--rounds N] [--duration S] [--conns N] PROXY_A PROXY_B
+#
+# Prints every row, then per direction the pairs (B / A rate, B / A CPU per GB, each against
+# HAProxy) and in how many pairs B was faster and cheaper. Writes the rows as JSON lines to
+# $BENCH_AB_OUT (default /tmp/atls-bench-ab.json). Needs atls-bench built (ATLS_BUILD_DIR, default
+# build-bench) and haproxy. Ports BENCH_PORT_BASE+40 .. +52 (default 27440-27452).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ROUNDS=4 DUR=4 CONNS=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --rounds) ROUNDS=$2; shift 2 ;;
+    --duration) DUR=$2; shift 2 ;;
+    --conns) CONNS=$2; shift 2 ;;
+    -h | --help) sed -n 2,14p "$0"; exit 0 ;;
+    -*) echo "ab.sh: unknown option $1" >&2; exit 2 ;;
+    *) break ;;
+    esac
+done
+if [ $# -ne 2 ]; then
+    echo "usage: bash bench/ab.sh [--rounds N] [--duration S] [--conns N] PROXY_A PROXY_B" >&2
+    exit 2
+fi
+for v in "$ROUNDS" "$DUR" "$CONNS"; do
+    if ! [[ "$v" =~ ^[1-9][0-9]{0,3}$ ]]; then
+        echo "ab.sh: --rounds, --duration and --conns take 1..9999" >&2
+        exit 2
+    fi
+done
+A=$(realpath "$1") B=$(realpath "$2")
+for p in "$A" "$B"; do
+    [ -x "$p" ] || { echo "ab.sh: $p is not an executable" >&2; exit 2; }
+done
+BENCH=${ATLS_BUILD_DIR:-$ROOT/build-bench}/bench/atls-bench
+[ -x "$BENCH" ] || { echo "ab.sh: no atls-bench at $BENCH (build it, or set ATLS_BUILD_DIR)" >&2; exit 2; }
+command -v haproxy >/dev/null || { echo "ab.sh: haproxy is not installed" >&2; exit 2; }
+NCPU=$(nproc)
+if [ "$NCPU" -ge 2 ]; then PROXY_CPU=(taskset -c 0) LOAD_CPU=(taskset -c 1); else PROXY_CPU=() LOAD_CPU=(); fi
+
+BASE=$(( ${BENCH_PORT_BASE:-27400} + 40 ))
+SRV=$BASE P_A=$((BASE + 1)) P_B=$((BASE + 2)) API_A=$((BASE + 3)) API_B=$((BASE + 4))
+H_SRV=$((BASE + 11)) H_PG=$((BASE + 10)) H_TCP=$((BASE + 12))
+busy=$(ss -Hltn 2>/dev/null | awk -v lo="$BASE" -v hi="$((BASE + 12))" \
+    '{ n = split($4, a, ":"); p = a[n] + 0; if (p >= lo && p <= hi) print p }' | sort -nu | tr '\n' ' ')
+if [ -n "$busy" ]; then
+    echo "ab.sh: port(s) ${busy}of $BASE-$((BASE + 12)) already have a listener; stop it or set BENCH_PORT_BASE" >&2
+    exit 1
+fi
+
+W=$(mktemp -d /tmp/atls-bench-ab.XXXXXX)
+OUT=${BENCH_AB_OUT:-/tmp/atls-bench-ab.json}
+: >"$OUT"
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$W"
+}
+trap cleanup EXIT
+cd "$W"
+openssl req -x509 -newkey ed25519 -keyout ca.key -out ca.crt -days 1 -nodes -subj /CN=ab-ca 2>/dev/null
+for n in server client; do
+    openssl req -newkey ed25519 -keyout $n.key -out $n.csr -nodes -subj /CN=ab-$n 2>/dev/null
+    openssl x509 -req -in $n.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out $n.crt -days 1 2>/dev/null
+done
+cat server.crt server.key >server.pem
+
+"${LOAD_CPU[@]}" "$BENCH" serve --listen 127.0.0.1:$SRV --conns 100 >serve.out 2>&1 &
+PIDS+=($!)
+
+# start_gateway NAME BINARY PORT API_PORT: one worker, real-time priority, as run.sh's split mode.
+start_gateway() {
+    mkdir -p "$W/$1"
+    cat >"$W/$1/p.ini" <<EOF
+[proxy]
+node_id = $1
+listen = 127.0.0.1:$3
+workers = 1
+worker_priority = realtime
+conns_max = 256
+[tls]
+cert = $W/server.crt
+key = $W/server.key
+client_ca = $W/ca.crt
+[attestation]
+required = false
+[backend]
+servers = 127.0.0.1:$SRV
+[api]
+listen = 127.0.0.1:$4
+[audit]
+dir = $W/$1/audit
+sync = batch
+EOF
+    "${PROXY_CPU[@]}" "$2" --config "$W/$1/p.ini" >"$W/$1/out" 2>"$W/$1/log" &
+    PIDS+=($!)
+    eval "PID_$1=$!"
+    for _ in $(seq 100); do
+        grep -q ready "$W/$1/out" && return 0
+        sleep 0.1
+    done
+    echo "ab.sh: gateway $1 ($2) did not start:" >&2
+    tail -5 "$W/$1/log" >&2
+    exit 1
+}
+start_gateway a "$A" $P_A $API_A
+start_gateway b "$B" $P_B $API_B
+export HAP_THREADS=1 HAP_MAXCONN=1000 HAP_DIR=$W HAP_PG_PORT=$H_PG HAP_SRV_PORT=$H_SRV \
+    HAP_TCP_PORT=$H_TCP HAP_PG_BACKEND=$SRV HAP_SRV_BACKEND=$SRV
+"${PROXY_CPU[@]}" haproxy -db -f "$ROOT/bench/haproxy.cfg" >hap.log 2>&1 &
+HAP=$!
+PIDS+=($HAP)
+for _ in $(seq 50); do
+    ss -Hltn | grep -q ":$H_SRV " && break
+    sleep 0.1
+done
+
+# row TARGET PORT PID DIRECTION
+row() {
+    if ! "${LOAD_CPU[@]}" "$BENCH" bulk --port "$2" --tls direct --cert "$W/client.crt" \
+        --key "$W/client.key" --proxy-pid "$3" --target-name "$1" --out "$OUT" --label srv \
+        --"$4" --conns "$CONNS" --duration "$DUR" 2>>"$W/err"; then
+        echo "ab.sh: row $1 $4 failed:" >&2
+        tail -3 "$W/err" >&2
+        exit 1
+    fi
+}
+echo "ab.sh: A=$A"
+echo "ab.sh: B=$B"
+echo "ab.sh: $ROUNDS rounds, $DUR s rows, $CONNS connection(s)"
+for _ in $(seq "$ROUNDS"); do
+    for dir in down up; do
+        row A $P_A "$PID_a" $dir
+        row B $P_B "$PID_b" $dir
+        row haproxy $H_SRV $HAP $dir
+    done
+done
+python3 - "$OUT" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+for r in rows:
+    print('%-8s %-5s %7.2f Gbit/s %6.3f CPU-s/GB  busy %s' % (
+        r['target'], r['direction'], r['gbit_per_s'], r['proxy_cpu_s_per_gb'], r.get('cpu_busy_pct')))
+for d in ('down', 'up'):
+    rs = [r for r in rows if r['direction'] == d]
+    trip = [rs[i:i + 3] for i in range(0, len(rs) - 2, 3)]
+    faster = cheaper = 0
+    print('\n%s: B/A rate, B/A CPU per GB; A and B against HAProxy (rate, CPU per GB)' % d)
+    for a, b, h in trip:
+        ra, rb = b['gbit_per_s'] / a['gbit_per_s'], b['proxy_cpu_s_per_gb'] / a['proxy_cpu_s_per_gb']
+        faster += ra > 1
+        cheaper += rb < 1
+        print('  %.3f  %.3f   A %.2fx at %.2fx   B %.2fx at %.2fx' % (
+            ra, rb, a['gbit_per_s'] / h['gbit_per_s'], a['proxy_cpu_s_per_gb'] / h['proxy_cpu_s_per_gb'],
+            b['gbit_per_s'] / h['gbit_per_s'], b['proxy_cpu_s_per_gb'] / h['proxy_cpu_s_per_gb']))
+    print('  B faster in %d of %d pairs, cheaper per GB in %d of %d' % (faster, len(trip), cheaper, len(trip)))
+PY
