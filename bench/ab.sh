@@ -13,6 +13,8 @@
 # build-bench) and haproxy. Ports BENCH_PORT_BASE+40 .. +52 (default 27440-27452).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 ROUNDS=4 DUR=4 CONNS=1
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -58,19 +60,14 @@ W=$(mktemp -d /tmp/atls-bench-ab.XXXXXX)
 OUT=${BENCH_AB_OUT:-/tmp/atls-bench-ab.json}
 : >"$OUT"
 PIDS=()
+declare -A GW_PID=()
 cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    bench_stop_all
     rm -rf "$W"
 }
 trap cleanup EXIT
 cd "$W"
-openssl req -x509 -newkey ed25519 -keyout ca.key -out ca.crt -days 1 -nodes -subj /CN=ab-ca 2>/dev/null
-for n in server client; do
-    openssl req -newkey ed25519 -keyout $n.key -out $n.csr -nodes -subj /CN=ab-$n 2>/dev/null
-    openssl x509 -req -in $n.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out $n.crt -days 1 2>/dev/null
-done
-cat server.crt server.key >server.pem
+bench_certs "$W" ab 1
 
 "${LOAD_CPU[@]}" "$BENCH" serve --listen 127.0.0.1:$SRV --conns 100 >serve.out 2>&1 &
 PIDS+=($!)
@@ -101,7 +98,7 @@ sync = batch
 EOF
     "${PROXY_CPU[@]}" "$2" --config "$W/$1/p.ini" >"$W/$1/out" 2>"$W/$1/log" &
     PIDS+=($!)
-    eval "PID_$1=$!"
+    GW_PID[$1]=$!
     for _ in $(seq 100); do
         grep -q ready "$W/$1/out" && return 0
         sleep 0.1
@@ -116,7 +113,7 @@ export HAP_THREADS=1 HAP_MAXCONN=1000 HAP_DIR=$W HAP_PG_PORT=$H_PG HAP_SRV_PORT=
     HAP_TCP_PORT=$H_TCP HAP_PG_BACKEND=$SRV HAP_SRV_BACKEND=$SRV
 "${PROXY_CPU[@]}" haproxy -db -f "$ROOT/bench/haproxy.cfg" >hap.log 2>&1 &
 HAP=$!
-PIDS+=($HAP)
+PIDS+=("$HAP")
 for _ in $(seq 50); do
     ss -Hltn | grep -q ":$H_SRV " && break
     sleep 0.1
@@ -137,8 +134,8 @@ echo "ab.sh: B=$B"
 echo "ab.sh: $ROUNDS rounds, $DUR s rows, $CONNS connection(s)"
 for _ in $(seq "$ROUNDS"); do
     for dir in down up; do
-        row A $P_A "$PID_a" $dir
-        row B $P_B "$PID_b" $dir
+        row A $P_A "${GW_PID[a]}" $dir
+        row B $P_B "${GW_PID[b]}" $dir
         row haproxy $H_SRV $HAP $dir
     done
 done

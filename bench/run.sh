@@ -32,6 +32,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 QUICK=0
 PIN=split
@@ -145,8 +147,7 @@ HAP_PID=
 cleanup() {
     set +e
     [ -n "$HAP_PID" ] && kill -CONT "$HAP_PID" 2>/dev/null
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
+    bench_stop_all
     if [ -f "$W/pg/postmaster.pid" ]; then
         "${AS_PG[@]}" "$PGBIN/pg_ctl" -D "$W/pg" -m fast -w stop >/dev/null 2>&1
     fi
@@ -167,16 +168,7 @@ OUT=$RESULTS/run-$STAMP-$PIN$([ "$BUSY_POLL" -gt 0 ] && echo "-bp$BUSY_POLL" || 
 : >"$OUT"
 
 # ---- certificates ----------------------------------------------------------------------------------
-(
-    cd "$W"
-    openssl req -x509 -newkey ed25519 -keyout ca.key -out ca.crt -days 2 -nodes -subj /CN=bench-ca 2>/dev/null
-    for n in server client; do
-        openssl req -newkey ed25519 -keyout $n.key -out $n.csr -nodes -subj /CN=bench-$n 2>/dev/null
-        openssl x509 -req -in $n.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out $n.crt -days 2 2>/dev/null
-    done
-    cat server.crt server.key >server.pem
-    chmod 600 ./*.key server.pem
-)
+bench_certs "$W" bench 2
 # The simulated AMD hierarchy (RSA-4096 keys: takes a few seconds the first time).
 "$ATLSCTL" client-cert --nonce "$(printf '0%.0s' $(seq 64))" --provider simulated --sim-dir "$W/sim" \
     --out-cert "$W/warm.crt" --out-key "$W/warm.key" >/dev/null

@@ -8,14 +8,15 @@
 set -euo pipefail
 B=${ATLS_BUILD_DIR:?ATLS_BUILD_DIR is the build directory}
 REPORT=$(cd "$(dirname "$0")" && pwd)/report.py
+# shellcheck source=bench/lib.sh
+. "$(dirname "$REPORT")/lib.sh"
 BENCH=$B/bench/atls-bench
 PROXY=$B/core/atls-proxy
 ATLSCTL=$B/core/atlsctl
 W=$(mktemp -d /tmp/atls-bench-smoke.XXXXXX)
 PIDS=()
 cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    bench_stop_all
     rm -rf "$W"
 }
 trap cleanup EXIT
@@ -45,11 +46,7 @@ free_port; API1=$REPLY; free_port; API2=$REPLY
 MEAS=$(printf 'a%.0s' $(seq 96))
 
 cd "$W"
-openssl req -x509 -newkey ed25519 -keyout ca.key -out ca.crt -days 1 -nodes -subj /CN=smoke-ca 2>/dev/null
-for n in server client; do
-    openssl req -newkey ed25519 -keyout $n.key -out $n.csr -nodes -subj /CN=smoke-$n 2>/dev/null
-    openssl x509 -req -in $n.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out $n.crt -days 1 2>/dev/null
-done
+bench_certs "$W" smoke 1
 "$ATLSCTL" client-cert --nonce "$(printf '0%.0s' $(seq 64))" --provider simulated --sim-dir "$W/sim" \
     --out-cert warm.crt --out-key warm.key >/dev/null
 cat >policy.ini <<INI

@@ -1,0 +1,27 @@
+# shellcheck shell=bash
+# bench/lib.sh: shell functions bench/run.sh, bench/smoke.sh and bench/ab.sh share (sourced).
+
+# bench_certs DIR NAME DAYS: in DIR, an Ed25519 CA (ca.crt, ca.key) and a server and a client
+# certificate it signed (server.crt/.key, client.crt/.key), named NAME-ca, NAME-server and
+# NAME-client, valid DAYS days; server.pem is the server's certificate and key for HAProxy.
+bench_certs() {
+    (
+        cd "$1" || exit 1
+        openssl req -x509 -newkey ed25519 -keyout ca.key -out ca.crt -days "$3" -nodes \
+            -subj "/CN=$2-ca" 2>/dev/null
+        for n in server client; do
+            openssl req -newkey ed25519 -keyout $n.key -out $n.csr -nodes -subj "/CN=$2-$n" 2>/dev/null
+            openssl x509 -req -in $n.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out $n.crt \
+                -days "$3" 2>/dev/null
+        done
+        cat server.crt server.key >server.pem
+        chmod 600 ./*.key server.pem
+    )
+}
+
+# bench_stop_all: kill every process in the array PIDS, then reap them.
+bench_stop_all() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
