@@ -96,9 +96,8 @@ int FreePort() {
     static int next = -1;
     std::lock_guard<std::mutex> lock(mu);
     if (next < 0) {
-        if (mkdir(kPortLockDir, 0777) == 0) {
-            (void)chmod(kPortLockDir, 01777); // any user's tests may lock ports here
-        }
+        (void)mkdir(kPortLockDir, 0777);
+        (void)chmod(kPortLockDir, 01777); // any user's tests may lock ports here (if it is ours)
         next = kPortLo + static_cast<int>(std::random_device{}() % (kPortHi - kPortLo));
     }
     for (int tries = 0; tries < kPortHi - kPortLo; tries++) {
