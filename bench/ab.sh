@@ -49,8 +49,7 @@ if [ "$NCPU" -ge 2 ]; then PROXY_CPU=(taskset -c 0) LOAD_CPU=(taskset -c 1); els
 BASE=$(( ${BENCH_PORT_BASE:-27400} + 40 ))
 SRV=$BASE P_A=$((BASE + 1)) P_B=$((BASE + 2)) API_A=$((BASE + 3)) API_B=$((BASE + 4))
 H_SRV=$((BASE + 11)) H_PG=$((BASE + 10)) H_TCP=$((BASE + 12))
-busy=$(ss -Hltn 2>/dev/null | awk -v lo="$BASE" -v hi="$((BASE + 12))" \
-    '{ n = split($4, a, ":"); p = a[n] + 0; if (p >= lo && p <= hi) print p }' | sort -nu | tr '\n' ' ')
+busy=$(ports_in_use "$BASE" $((BASE + 12)) | tr '\n' ' ')
 if [ -n "$busy" ]; then
     echo "ab.sh: port(s) ${busy}of $BASE-$((BASE + 12)) already have a listener; stop it or set BENCH_PORT_BASE" >&2
     exit 1

@@ -25,3 +25,10 @@ bench_stop_all() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
 }
+
+# ports_in_use FIRST LAST: the TCP ports from FIRST to LAST that something listens on, one a line.
+ports_in_use() {
+    ss -Hltn 2>/dev/null |
+        awk -v lo="$1" -v hi="$2" '{ n = split($4, a, ":"); p = a[n] + 0; if (p >= lo && p <= hi) print p }' |
+        sort -nu
+}

@@ -121,15 +121,9 @@ A_PG_ATT_N=$((BASE + 16)); API_PG_ATT_N=$((BASE + 26))
 W=${BENCH_WORK_DIR:-/tmp/atls-bench-run}
 MEAS=$(printf 'a%.0s' $(seq 96))
 
-# ports_in_use FIRST LAST: the TCP ports from FIRST to LAST that something listens on, one a line.
 # A run killed without its cleanup (kill -9) leaves its HAProxy and gateways listening, with
 # SO_REUSEPORT: a new run would share their ports with them, and their old certificates would
 # fail some of its handshakes while their CPU use counted against it.
-ports_in_use() {
-    ss -Hltn 2>/dev/null |
-        awk -v lo="$1" -v hi="$2" '{ n = split($4, a, ":"); p = a[n] + 0; if (p >= lo && p <= hi) print p }' |
-        sort -nu
-}
 BUSY_PORTS=$(ports_in_use "$BASE" $((BASE + 32)) | tr '\n' ' ')
 if [ -n "$BUSY_PORTS" ]; then
     echo "run.sh: port(s) ${BUSY_PORTS}of $BASE-$((BASE + 32)) already have a listener (left by a run that was killed? ss -ltnp); stop it or set BENCH_PORT_BASE" >&2

@@ -222,12 +222,8 @@ grep -q '^with_steal_retries() {' "$W/retry.sh" || { echo "bench smoke: run.sh h
 )
 echo "bench smoke: run.sh re-runs a stolen result, bounded"
 
-# run.sh's check for listeners left on its ports (its function, taken from run.sh as it is).
-sed -n '/^ports_in_use() {/,/^}/p' "$(dirname "$REPORT")/run.sh" >"$W/ports.sh"
-grep -q '^ports_in_use() {' "$W/ports.sh" || { echo "bench smoke: run.sh has no ports_in_use"; exit 1; }
+# The check run.sh and ab.sh make for listeners left on their ports (lib.sh's ports_in_use).
 (
-    # shellcheck source=/dev/null
-    source "$W/ports.sh"
     python3 -c 'import socket,time,sys
 s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
 print(s.getsockname()[1], flush=True); time.sleep(30)' >"$W/listener.port" &
@@ -236,11 +232,16 @@ for _ in $(seq 50); do [ -s "$W/listener.port" ] && break; sleep 0.1; done
 p=$(cat "$W/listener.port")
 found=$(ports_in_use $((p - 1)) $((p + 1)) | grep -cx "$p" || true)
 none=$(ports_in_use "$p" $((p - 1)) | wc -l) # an empty range
+# ab.sh with its port range (BENCH_PORT_BASE+40 ..) starting at the listener refuses to start.
+ab=$(ATLS_BUILD_DIR=$B BENCH_PORT_BASE=$((p - 40)) bash "$(dirname "$REPORT")/ab.sh" "$PROXY" "$PROXY" 2>&1) &&
+    abrc=0 || abrc=$?
 kill "$lpid"
 [ "$found" -eq 1 ] && [ "$none" -eq 0 ] ||
     { echo "bench smoke: ports_in_use did not report the listener on $p ($found) or listed an empty range ($none)"; exit 1; }
+[ "$abrc" -eq 1 ] && [[ "$ab" == *"port(s) $p of"*"already have a listener"* ]] ||
+    { echo "bench smoke: ab.sh started beside a listener on its port $p ($abrc): $ab"; exit 1; }
 )
-echo "bench smoke: run.sh finds a listener left on its ports"
+echo "bench smoke: run.sh and ab.sh find a listener left on their ports"
 
 # run.sh --busy-poll: a bad value is refused before anything is built or started, and
 # hap_only_for (its function, taken from run.sh as it is) keeps HAProxy stopped outside its own
