@@ -79,10 +79,12 @@ struct attest_verifier {
 
 // ---- small helpers ----------------------------------------------------------------------------
 
-// asn1_time_unix: unix seconds of `t`, INT64_MIN when it cannot be read.
-static int64_t asn1_time_unix(const ASN1_TIME *t) {
-    int64_t out = INT64_MIN;
-    return attest_cert_time_unix(&out, t) ? out : INT64_MIN;
+// cert_validity: `x`'s notBefore and notAfter in unix seconds; false when either cannot be read.
+// BoringSSL parses a certificate whose UTCTime says month 13; such a certificate is refused, not
+// read as valid from the beginning of time.
+static bool cert_validity(const X509 *x, int64_t *not_before, int64_t *not_after) {
+    return attest_cert_time_unix(not_before, X509_get0_notBefore(x)) &&
+           attest_cert_time_unix(not_after, X509_get0_notAfter(x));
 }
 
 static void cert_cn(const X509 *x, bool subject, char *out, size_t out_size) {
@@ -223,8 +225,12 @@ static enum attest_status add_trusted(struct attest_verifier *v, struct attest_e
     cert_cn(x, true, cn, sizeof(cn));
     bool self_issued = X509_NAME_cmp(X509_get_subject_name(x), X509_get_issuer_name(x)) == 0;
     struct trusted t = {.cert = x, .pub = X509_get_pubkey(x)};
-    t.not_before = asn1_time_unix(X509_get0_notBefore(x));
-    t.not_after = asn1_time_unix(X509_get0_notAfter(x));
+    if (!cert_validity(x, &t.not_before, &t.not_after)) {
+        trusted_cleanup(&t);
+        return attest_error_set(err, ATTEST_CONFIG_INVALID,
+                                "%s: certificate '%s' has a validity time that cannot be read",
+                                origin, cn);
+    }
     if (t.pub == NULL || EVP_PKEY_id(t.pub) != EVP_PKEY_RSA) {
         trusted_cleanup(&t);
         return attest_error_set(err, ATTEST_CONFIG_INVALID,
@@ -600,8 +606,10 @@ static enum attest_status parse_vcek_ext(struct vcek_ext *out, struct attest_err
     }
     out->signer = vlek ? ATTEST_SIGNER_VLEK : ATTEST_SIGNER_VCEK;
     cert_cn(x, false, out->issuer_cn, sizeof(out->issuer_cn));
-    out->not_before = asn1_time_unix(X509_get0_notBefore(x));
-    out->not_after = asn1_time_unix(X509_get0_notAfter(x));
+    if (!cert_validity(x, &out->not_before, &out->not_after)) {
+        return attest_error_set(err, ATTEST_VCEK_MALFORMED,
+                                "VCEK/VLEK has a validity time that cannot be read");
+    }
     uint32_t required = 1u << EXT_STRUCT_VERSION | 1u << EXT_PRODUCT_NAME | 1u << EXT_BL |
                         1u << EXT_TEE | 1u << EXT_SNP | 1u << EXT_UCODE;
     if ((seen & required) != required) {
@@ -750,8 +758,8 @@ static enum attest_status chain_verify(struct attest_verifier *v, struct cache_e
     out->pub = EVP_PKEY_get1_EC_KEY(pk);
     out->product = issuer->product;
     out->kind = vlek ? ATTEST_SIGNER_VLEK : ATTEST_SIGNER_VCEK;
-    int64_t nb = asn1_time_unix(X509_get0_notBefore(x));
-    int64_t na = asn1_time_unix(X509_get0_notAfter(x));
+    int64_t nb = out->ext.not_before; // parse_vcek_ext refuses a validity it cannot read
+    int64_t na = out->ext.not_after;
     out->not_before = nb > issuer->not_before ? nb : issuer->not_before;
     out->not_after = na < issuer->not_after ? na : issuer->not_after;
     if (out->pub == NULL) {

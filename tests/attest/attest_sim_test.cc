@@ -560,6 +560,102 @@ TEST(AttestSim, AskMustBeSignedWithAmdPssParameters) {
     }
 }
 
+// ---- validity times that cannot be read ------------------------------------------------------
+// BoringSSL parses a certificate whose UTCTime names month 13, and such a certificate can be
+// validly signed. The verifier must refuse it, not read it as valid since the beginning of time.
+
+namespace {
+
+// redate re-signs `der` with the simulated key `key_name` (AMD's PSS parameters) after setting
+// its notBefore (or notAfter) to the raw UTCTime `when`.
+std::vector<uint8_t> redate(const std::vector<uint8_t> &der, const char *key_name, bool not_before,
+                            const char *when) {
+    X509 *x = parse(der);
+    BIO *bio = BIO_new_file((sim_dir() + "/" + key_name).c_str(), "r");
+    EVP_PKEY *key = bio == nullptr ? nullptr : PEM_read_bio_PrivateKey(bio, nullptr, nullptr, nullptr);
+    BIO_free(bio);
+    ASN1_UTCTIME *t = ASN1_UTCTIME_new();
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    EVP_PKEY_CTX *pctx = nullptr;
+    bool ok = x != nullptr && key != nullptr && t != nullptr && ctx != nullptr &&
+              ASN1_STRING_set(t, when, -1) &&
+              (not_before ? X509_set1_notBefore(x, t) : X509_set1_notAfter(x, t)) &&
+              EVP_DigestSignInit(ctx, &pctx, EVP_sha384(), nullptr, key) &&
+              EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) &&
+              EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, -1) &&
+              EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, EVP_sha384()) && X509_sign_ctx(x, ctx);
+    std::vector<uint8_t> out;
+    uint8_t *buf = nullptr;
+    int len = ok ? i2d_X509(x, &buf) : -1;
+    if (len > 0) {
+        out.assign(buf, buf + len);
+    }
+    OPENSSL_free(buf);
+    EVP_MD_CTX_free(ctx);
+    ASN1_UTCTIME_free(t);
+    EVP_PKEY_free(key);
+    X509_free(x);
+    ERR_clear_error();
+    EXPECT_FALSE(out.empty()) << "cannot re-date a certificate with " << key_name;
+    return out;
+}
+
+const char kMonth13[] = "991399000000Z";
+const char kYear2000[] = "000101000000Z"; // a readable time long past: the control
+
+} // namespace
+
+TEST(AttestSim, VcekWithUnreadableValidityIsMalformed) {
+    auto ask = file_cert_der(sim_dir() + "/ask.pem");
+    auto vcek = read_bytes(sim_dir() + "/vcek.der");
+    ASSERT_FALSE(ask.empty());
+    // Control: the same re-signing with a readable notBefore verifies.
+    auto good = redate(vcek, "ask.key", true, kYear2000);
+    ASSERT_TRUE(signature_verifies(good, ask));
+    attest_error err{};
+    EXPECT_EQ(verify_with(sim_ark(), good, ask, &err), ATTEST_OK) << err.msg;
+    for (bool nb : {true, false}) {
+        SCOPED_TRACE(nb ? "notBefore" : "notAfter");
+        auto bad = redate(vcek, "ask.key", nb, kMonth13);
+        ASSERT_TRUE(signature_verifies(bad, ask)) << "the test input must be validly signed";
+        attest_error e{};
+        EXPECT_EQ(verify_with(sim_ark(), bad, ask, &e), ATTEST_VCEK_MALFORMED) << e.msg;
+        EXPECT_NE(strstr(e.msg, "validity time that cannot be read"), nullptr) << e.msg;
+        attest_vcek_info info{};
+        attest_error pe{};
+        EXPECT_EQ(attest_vcek_parse(&info, &pe, bad.data(), bad.size()), ATTEST_VCEK_MALFORMED);
+    }
+}
+
+TEST(AttestSim, ChainCertificateWithUnreadableValidityIsRefused) {
+    auto ark = file_cert_der(sim_ark());
+    auto ask = file_cert_der(sim_dir() + "/ask.pem");
+    auto vcek = read_bytes(sim_dir() + "/vcek.der");
+    ASSERT_FALSE(ark.empty());
+    ASSERT_FALSE(ask.empty());
+    // A root in the roots file: the verifier is not created.
+    auto bad_ark = redate(ark, "ark.key", true, kMonth13);
+    ASSERT_TRUE(signature_verifies(bad_ark, bad_ark));
+    std::string roots = write_roots("ark-month13", {bad_ark});
+    attest_verifier_config cfg{};
+    snprintf(cfg.roots, sizeof(cfg.roots), "%s", roots.c_str());
+    attest_error err{};
+    attest_verifier *v = attest_verifier_new(&cfg, &err);
+    EXPECT_EQ(v, nullptr) << "a root with an unreadable notBefore was accepted";
+    EXPECT_EQ(err.status, ATTEST_CONFIG_INVALID);
+    EXPECT_NE(strstr(err.msg, "validity time that cannot be read"), nullptr) << err.msg;
+    attest_verifier_free(v);
+    unlink(roots.c_str());
+    // An ASK sent by the peer: not used, so the VCEK does not chain (only the ARK is configured).
+    auto good_ask = redate(ask, "ark.key", true, kYear2000);
+    attest_error gerr{};
+    EXPECT_EQ(verify_with(sim_ark(), vcek, good_ask, &gerr), ATTEST_OK) << gerr.msg;
+    auto bad_ask = redate(ask, "ark.key", true, kMonth13);
+    ASSERT_TRUE(signature_verifies(bad_ask, ark));
+    attest_error perr{};
+    EXPECT_EQ(verify_with(sim_ark(), vcek, bad_ask, &perr), ATTEST_CHAIN_INVALID) << perr.msg;
+}
+
 TEST(AttestSim, SimProviderWithoutDirIsConfigError) {
     attest_provider_config cfg;
     attest_provider_config_init(&cfg);
