@@ -122,14 +122,31 @@ void core_side_close(struct core_shard *shard, struct core_side *s) {
     s->fixed = false;
 }
 
+// starved_unlink takes `c` off the worker's list of connections waiting for receive buffers: a
+// slot released while on it would otherwise cut the list when it is reused (core_conn_open
+// clears starved_next), and every connection behind it would wait for buffers forever.
+static void starved_unlink(struct core_shard *shard, struct core_conn *c) {
+    uint32_t *link = &shard->starved_head;
+    while (*link != CORE_IDX_NONE && *link != c->index) {
+        link = &shard->conns[*link].starved_next;
+    }
+    ASSERT(*link == c->index); // on_starved means it is on the list
+    *link = c->starved_next;
+    c->starved_next = CORE_IDX_NONE;
+    c->on_starved = false;
+}
+
 void core_conn_release(struct core_shard *shard, struct core_conn *c) {
     ASSERT(c->state == CORE_CONN_CLOSING);
     ASSERT(c->pending == 0);
     ASSERT(!c->hs_queued); // conn_close took it off the handshake queue
     core_conn_wheel_remove(shard, c);
+    if (c->on_starved) {
+        starved_unlink(shard, c);
+    }
     for (int i = 0; i < 2; i++) {
         struct core_side *s = &c->side[i];
-        ASSERT(s->in_count == 0 && s->out_chunk == CORE_CHUNK_NONE);
+        ASSERT(s->in_count == 0 && s->stash_len == 0 && s->out_chunk == CORE_CHUNK_NONE);
         core_side_close(shard, s);
         if (s->pipe_fd[0] >= 0) {
             close(s->pipe_fd[0]);

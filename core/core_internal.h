@@ -67,7 +67,11 @@ struct core_side {
     uint32_t in_head;  // ring index of the first held buffer
     uint32_t in_count; // held buffers
     uint32_t in_off;   // bytes of the first buffer already consumed
-    uint32_t in_bytes; // unconsumed bytes in all held buffers
+    uint32_t in_bytes; // unconsumed bytes in all held buffers and in the stash
+    // A client's first few bytes while the gateway sniffs them (in_stash): copied out of the
+    // shared receive pool, which an unauthenticated client must not hold. Read before the buffers.
+    uint8_t stash[CORE_SNIFF_BYTES_MAX];
+    uint8_t stash_len;
     uint32_t out_chunk; // CORE_CHUNK_NONE when nothing is queued
     uint32_t out_len;   // bytes queued in the chunk
     uint32_t out_sent;  // bytes of the chunk already on the wire
@@ -252,6 +256,8 @@ struct core_counters {
     atomic_uint_fast64_t handshakes_failed;
     atomic_uint_fast64_t plaintext_refused;
     atomic_uint_fast64_t protocol_errors;
+    atomic_uint_fast64_t recv_starved; // receives that found the buffer pool empty (-ENOBUFS)
+    atomic_uint_fast64_t recv_bufs_in_use; // gauge, published every tick
     atomic_uint_fast64_t backend_errors;
     atomic_uint_fast64_t cancels_routed;
     atomic_uint_fast64_t cancels_cross_worker; // of those, received from another worker (MSG_RING)

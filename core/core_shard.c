@@ -161,6 +161,12 @@ static void in_push(struct core_shard *shard, struct core_conn *c, struct core_s
 static void in_consume(struct core_shard *shard, struct core_side *s, uint32_t n) {
     ASSERT(n <= s->in_bytes);
     s->in_bytes -= n;
+    if (s->stash_len > 0) {
+        uint32_t take = n < s->stash_len ? n : s->stash_len;
+        memmove(s->stash, s->stash + take, s->stash_len - take);
+        s->stash_len = (uint8_t)(s->stash_len - take);
+        n -= take;
+    }
     while (n > 0) {
         uint32_t avail = s->in_len[s->in_head] - s->in_off;
         uint32_t take = n < avail ? n : avail;
@@ -177,7 +183,8 @@ static void in_consume(struct core_shard *shard, struct core_side *s, uint32_t n
 
 static uint32_t in_peek(struct core_shard *shard, const struct core_side *s, uint8_t *out,
                         uint32_t len) {
-    uint32_t copied = 0;
+    uint32_t copied = s->stash_len < len ? s->stash_len : len;
+    memcpy(out, s->stash, copied);
     uint32_t off = s->in_off;
     for (uint32_t k = 0; k < s->in_count && copied < len; k++) {
         uint32_t i = (s->in_head + k) % CORE_IN_BUFS_MAX;
@@ -199,7 +206,25 @@ uint32_t core_shard_in_read(struct core_shard *shard, struct core_side *side, ui
 
 static void in_release_all(struct core_shard *shard, struct core_side *s) {
     in_consume(shard, s, s->in_bytes);
-    ASSERT(s->in_count == 0);
+    ASSERT(s->in_count == 0 && s->stash_len == 0);
+}
+
+// in_stash moves the few bytes a side holds (at most the stash's size) out of the shared receive
+// pool into the side's stash. Each receive takes a whole pool buffer however little arrives, so
+// without this a few dozen connections that each send one byte and wait would hold every buffer
+// of the worker until the handshake timeout, and stall every session on it.
+static void in_stash(struct core_shard *shard, struct core_side *s) {
+    if (s->in_count == 0 || s->in_bytes > sizeof(s->stash)) {
+        return;
+    }
+    uint8_t tmp[sizeof(s->stash)];
+    uint32_t n = in_peek(shard, s, tmp, sizeof(tmp));
+    ASSERT(n == s->in_bytes);
+    in_consume(shard, s, n);
+    ASSERT(s->in_count == 0 && s->stash_len == 0);
+    memcpy(s->stash, tmp, n);
+    s->stash_len = (uint8_t)n;
+    s->in_bytes = n;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -608,7 +633,9 @@ static void step_sniff(struct core_shard *shard, struct core_conn *c) {
     case CORE_SNIFF_NEED_MORE:
         if (cl->recv_eof) {
             conn_close(shard, c, "client closed before sending a request");
+            return;
         }
+        in_stash(shard, cl);
         return;
     case CORE_SNIFF_DIRECT_TLS:
         c->direct_tls = true;
@@ -1329,8 +1356,12 @@ static void on_recv(void *ctx, struct ring_op_id id, const struct io_uring_cqe *
         s->recv_eof = true;
     } else if (cqe->res == -ENOBUFS) {
         // The shared buffer ring ran dry; re-arm once buffers come back.
-        if (!c->on_starved && c->state != CORE_CONN_CLOSING) {
+        atomic_fetch_add_explicit(&shard->counters.recv_starved, 1, memory_order_relaxed);
+        // Both sides can run dry; the connection is queued once and re-arms both.
+        if (c->state != CORE_CONN_CLOSING) {
             s->recv_starved = true;
+        }
+        if (!c->on_starved && c->state != CORE_CONN_CLOSING) {
             c->on_starved = true;
             c->starved_next = shard->starved_head;
             shard->starved_head = c->index;
@@ -1559,6 +1590,8 @@ static void on_tick(void *ctx, struct ring_op_id id, const struct io_uring_cqe *
                               memory_order_relaxed);
     }
     rearm_starved(shard);
+    atomic_store_explicit(&shard->counters.recv_bufs_in_use, shard->bufs.in_use,
+                          memory_order_relaxed);
     for (uint32_t li = 0; li < shard->listen_count && shard->accept_paused != 0; li++) {
         if ((shard->accept_paused & (1u << li)) && shard->accepting) {
             arm_accept(shard, li);

@@ -28,16 +28,6 @@ double SecondsSince(Clock::time_point t) {
     return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-// A simple-query message, to start a query without waiting for its answer.
-std::string QueryMessage(const std::string &sql) {
-    uint32_t len = (uint32_t)sql.size() + 5;
-    std::string m = "Q";
-    for (int shift = 24; shift >= 0; shift -= 8) {
-        m.push_back((char)(len >> shift));
-    }
-    return m + sql + std::string(1, '\0');
-}
-
 const std::string kTerminate("X\0\0\0\4", 5);
 
 // CountingRelay listens on 127.0.0.1:`port`, counts the connections it accepts and relays each

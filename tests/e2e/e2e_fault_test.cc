@@ -413,6 +413,39 @@ TEST_F(FaultClient, ResetMidStreamEndsTheBackendSession) {
     EXPECT_EQ(left, "0\n");
 }
 
+// Each receive takes a whole 256 KiB buffer of its worker's pool (64 per worker), however few
+// bytes arrive. Clients that send one byte and wait must not hold those buffers: with 200 of them
+// connected, a session opened beside them still gets a 5 MB result at once, and no receive of the
+// gateway found the pool empty.
+TEST_F(FaultClient, OneByteClientsHoldNoReceiveBuffers) {
+    long long exhausted0 = Metric(api_, "atls_receive_buffers_exhausted_total");
+    ASSERT_GE(exhausted0, 0);
+    std::vector<int> fds;
+    for (int i = 0; i < 200; i++) {
+        int fd = ConnectTcp(port_);
+        ASSERT_GE(fd, 0);
+        ASSERT_EQ(send(fd, "", 1, MSG_NOSIGNAL), 1); // the first byte of a StartupMessage length
+        fds.push_back(fd);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    auto t0 = Clock::now();
+    RawClient c;
+    ASSERT_EQ(OpenSession(&c, port_), "");
+    EXPECT_EQ(c.Query("select length(repeat('x', 100000)) from generate_series(1, 50)"), "100000");
+    EXPECT_EQ(c.Query("select repeat('x', 100000) from generate_series(1, 50)").size(), 100000u);
+    double took = SecondsSince(t0);
+    EXPECT_LT(took, 1.5) << "the session waited for receive buffers the one-byte clients held";
+    EXPECT_EQ(Metric(api_, "atls_receive_buffers_exhausted_total"), exhausted0);
+    int open = 0;
+    for (int fd : fds) {
+        open += WaitPeerClose(fd, 0) ? 0 : 1;
+    }
+    EXPECT_EQ(open, 200) << "one-byte clients were cut before the handshake timeout";
+    for (int fd : fds) {
+        ResetSocket(fd);
+    }
+}
+
 // Slowloris: one byte per second. handshake_timeout_ms = 3000 in MtlsIni covers the sniff, the
 // TLS handshake and the StartupMessage together, however the bytes trickle in.
 TEST_F(FaultClient, SlowlorisDuringSniffIsCutAtTheHandshakeTimeout) {
@@ -513,6 +546,83 @@ TEST(FaultLoad, ConnectionFloodBeyondTheSlotsIsRefusedAndCounted) {
         ResetSocket(fd);
     }
     EXPECT_EQ(gw.WaitMetric("atls_connections_active", 0, 10), 0);
+    ExpectServesGoodClient(gw.proxy, gw.port);
+}
+
+// Connections whose receive found the buffer pool empty wait on a list until buffers come back.
+// A connection released while on that list (here a handshake cut by its timeout) must leave it
+// intact when its slot is reused at once: the session behind it is served when the pool refills.
+TEST(FaultLoad, SessionWaitingForBuffersIsServedAfterTheHandshakeAheadOfItTimesOut) {
+    Gateway gw;
+    std::string err;
+    ASSERT_TRUE(gw.Start("127.0.0.1:" + std::to_string(SharedPostgres().port()),
+                         "workers = 1\nhandshake_timeout_ms = 1000\n", &err))
+        << err;
+    RawClient waiter;
+    ASSERT_EQ(OpenSession(&waiter, gw.port), "");
+    // Sessions that ask for 64 MB each and read nothing: each backend side ends up holding two
+    // buffers of 256 KiB while its client's socket is full. They are started one by one until
+    // every one of the worker's 64 buffers is held; with nothing read, none comes back.
+    std::vector<std::unique_ptr<RawClient>> hogs;
+    for (int i = 0; i < 60; i++) {
+        hogs.push_back(std::make_unique<RawClient>());
+        ASSERT_EQ(OpenSession(hogs.back().get(), gw.port), "") << "hog " << i;
+    }
+    const std::string big = QueryMessage("select repeat('x', 1000000) from generate_series(1, 64)");
+    auto in_use_steady = [&] { // the gauge after it held still for half a second (ticks: 50 ms)
+        long long v = -1;
+        for (int i = 0; i < 40; i++) {
+            long long before = gw.Metric("atls_receive_buffers_in_use");
+            std::this_thread::sleep_for(std::chrono::milliseconds(500));
+            v = gw.Metric("atls_receive_buffers_in_use");
+            if (v == before) {
+                break;
+            }
+        }
+        return v;
+    };
+    size_t sent = 0;
+    for (; sent < 30; sent++) {
+        ASSERT_TRUE(hogs[sent]->SendTls(big));
+    }
+    while (in_use_steady() < 64 && sent < hogs.size()) {
+        ASSERT_TRUE(hogs[sent++]->SendTls(big));
+    }
+    ASSERT_EQ(gw.Metric("atls_receive_buffers_in_use"), 64) << "after " << sent << " sessions";
+    long long exhausted = gw.Metric("atls_receive_buffers_exhausted_total");
+    // The waiter's query finds no buffer and goes on the list; then a handshake goes ahead of it.
+    ASSERT_TRUE(waiter.SendTls(QueryMessage("select 6*7")));
+    EXPECT_GE(gw.WaitMetric("atls_receive_buffers_exhausted_total", exhausted + 1, 5),
+              exhausted + 1);
+    int ahead = ConnectTcp(gw.port);
+    ASSERT_GE(ahead, 0);
+    std::string hello = ClientHelloBytes();
+    ASSERT_EQ(send(ahead, hello.data(), hello.size(), MSG_NOSIGNAL), (ssize_t)hello.size());
+    EXPECT_GE(gw.WaitMetric("atls_receive_buffers_exhausted_total", exhausted + 2, 5),
+              exhausted + 2);
+    EXPECT_TRUE(WaitPeerClose(ahead, 5000)) << "the waiting handshake was not cut at its timeout";
+    close(ahead);
+    // A new connection takes the released slot.
+    int reuse = ConnectTcp(gw.port);
+    ASSERT_GE(reuse, 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    // The hogs go: their buffers come back, and the waiter's query runs.
+    for (auto &h : hogs) {
+        h->Reset();
+    }
+    char type = 0;
+    std::string body, value;
+    bool ready = false;
+    while (!ready && waiter.RecvTlsMessage(&type, &body, 5000)) {
+        if (type == 'D' && body.size() >= 8) {
+            value = body.substr(6);
+        }
+        ready = type == 'Z';
+    }
+    EXPECT_TRUE(ready) << "the session waiting for receive buffers was never served";
+    EXPECT_EQ(value, "42");
+    close(reuse);
+    EXPECT_EQ(gw.WaitMetric("atls_connections_active", 1, 10), 1);
     ExpectServesGoodClient(gw.proxy, gw.port);
 }
 

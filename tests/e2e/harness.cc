@@ -443,6 +443,12 @@ std::string StartupMessage(const std::string &user, const std::string &db, uint3
     return msg + body;
 }
 
+std::string QueryMessage(const std::string &sql) {
+    std::string m = "Q";
+    PutBe32(&m, (uint32_t)sql.size() + 5);
+    return m + sql + std::string(1, '\0');
+}
+
 std::string SslRequest() {
     std::string m;
     PutBe32(&m, 8);

@@ -152,6 +152,8 @@ std::string OpenSession(RawClient *c, int port);
 std::string StartupMessage(const std::string &user, const std::string &db,
                            uint32_t version = 196608);
 std::string SslRequest();
+// A simple-query message, to start a query without waiting for its answer.
+std::string QueryMessage(const std::string &sql);
 std::string GssEncRequest();
 // Parse an ErrorResponse body into "SQLSTATE message".
 std::string ParseError(const std::string &body);
