@@ -1441,6 +1441,9 @@ static void conn_accept(struct core_shard *shard, int fd) {
     c->proxy_pid = (shard->id << 24) | c->index;
     c->proxy_key = core_pgwire_be32(rnd);
     if (shard->proc->cfg.mode == CORE_MODE_PASSTHROUGH) {
+        // Out of FREE first: conn_close ignores a FREE slot, and would leak this one with its
+        // descriptors (and keep the worker from ever finishing a drain).
+        c->state = CORE_CONN_CONNECTING;
         if (passthrough_start(shard, c) != 0) {
             conn_close(shard, c, "cannot create pipes");
             return;
@@ -1451,7 +1454,6 @@ static void conn_accept(struct core_shard *shard, int fd) {
             return;
         }
         c->backend_idx = idx;
-        c->state = CORE_CONN_CONNECTING;
         backend_connect(shard, c);
         return;
     }

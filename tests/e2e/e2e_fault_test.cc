@@ -734,6 +734,39 @@ TEST(FaultLoad, SessionsTakeOneDescriptorEachUnderTheLimit) {
     EXPECT_EQ(proxy.Stop(), 0);
 }
 
+// Passthrough takes four descriptors per connection before its backend's: two pipes. When the
+// table is full, whichever of them fails, the connection is closed and its slot and descriptors
+// come back: the gateway then stops on SIGTERM. Six limits, one per residue of the six
+// descriptors a connection takes, so each step (accept, the pipes, the backend socket) fails in
+// one of them.
+TEST(FaultLoad, PassthroughOutOfDescriptorsLeaksNoSlot) {
+    for (rlim_t nofile = 64; nofile < 70; nofile++) {
+        SCOPED_TRACE("RLIMIT_NOFILE " + std::to_string(nofile));
+        TempDir dir;
+        int port = FreePort();
+        int api = FreePort();
+        Proxy proxy;
+        std::string err;
+        std::string ini = "[proxy]\nlisten = 127.0.0.1:" + std::to_string(port) +
+                          "\nmode = passthrough\nworkers = 1\n[backend]\nservers = 127.0.0.1:" +
+                          std::to_string(SharedPostgres().port()) +
+                          "\n[api]\nlisten = 127.0.0.1:" + std::to_string(api) + "\n";
+        ASSERT_TRUE(proxy.Start(dir.path(), ini, &err, nofile)) << err;
+        std::vector<int> fds;
+        for (int i = 0; i < 20; i++) { // 120 descriptors' worth
+            int fd = ConnectTcp(port);
+            ASSERT_GE(fd, 0);
+            fds.push_back(fd);
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        for (int fd : fds) {
+            close(fd);
+        }
+        EXPECT_EQ(WaitMetric(api, "atls_connections_active", 0, 5), 0);
+        EXPECT_EQ(proxy.Stop(SIGTERM, 10), 0) << "the gateway did not stop";
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Drain
 
