@@ -1201,11 +1201,35 @@ static void conn_pump(struct core_shard *shard, struct core_conn *c) {
 static void passthrough_arm_poll(struct core_shard *shard, struct core_conn *c,
                                  enum core_side_id id, bool want_in, bool want_out) {
     struct core_side *s = &c->side[id];
-    if (s->poll_in_armed || s->poll_out_armed || (!want_in && !want_out)) {
+    enum core_op op = id == CORE_SIDE_CLIENT ? CORE_OP_POLL_CLIENT : CORE_OP_POLL_BACKEND;
+    if (!want_in && !want_out) {
         return;
     }
-    struct io_uring_sqe *sqe =
-        conn_sqe(shard, c, id == CORE_SIDE_CLIENT ? CORE_OP_POLL_CLIENT : CORE_OP_POLL_BACKEND);
+    if (s->poll_in_armed || s->poll_out_armed) {
+        // One poll per side. If it waits for less than is wanted now (POLLIN, while the other
+        // side's bytes wait for this one's POLLOUT), widen it in place: left as it was, a client
+        // that only reads would never wake it, and the transfer would stop for good.
+        bool in = want_in || s->poll_in_armed;
+        bool out = want_out || s->poll_out_armed;
+        if (in == s->poll_in_armed && out == s->poll_out_armed) {
+            return;
+        }
+        struct io_uring_sqe *up = ring_get_sqe(&shard->ring);
+        if (up == NULL) {
+            conn_close(shard, c, "submission queue unavailable");
+            return;
+        }
+        uint64_t armed = ring_op_pack((uint8_t)op, c->index, c->generation);
+        // -ENOENT when the poll has completed already: its completion pumps and re-arms.
+        io_uring_prep_poll_update(up, armed, 0, // new user data: only with UPDATE_USER_DATA
+                                  (in ? POLLIN | POLLRDHUP : 0) | (out ? POLLOUT : 0),
+                                  IORING_POLL_UPDATE_EVENTS);
+        io_uring_sqe_set_data64(up, ring_op_pack(CORE_OP_IGNORE, 0, 0));
+        s->poll_in_armed = in;
+        s->poll_out_armed = out;
+        return;
+    }
+    struct io_uring_sqe *sqe = conn_sqe(shard, c, op);
     if (sqe == NULL) {
         conn_close(shard, c, "submission queue unavailable");
         return;

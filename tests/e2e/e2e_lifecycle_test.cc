@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <sched.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -169,6 +170,73 @@ TEST(Lifecycle, PassthroughForwardsBytesUntouched) {
     EXPECT_EQ(rows.out, "2000\n") << rows.out;
     EXPECT_GE(Metric(api, "atls_bytes_backend_to_client_total"), 2000 * 1000);
     EXPECT_GE(Metric(api, "atls_bytes_client_to_backend_total"), 100);
+    EXPECT_EQ(p.Stop(SIGTERM, 15), 0);
+}
+
+// A client that stops reading while a large result comes (its socket fills, the splice to it
+// waits for POLLOUT) and asks nothing meanwhile (its own poll waits for POLLIN) gets the rest
+// once it reads again, both ways: a 64 MB result, then a 64 MB COPY FROM STDIN.
+TEST(Lifecycle, PassthroughResumesAfterTheClientStopsReading) {
+    Postgres &pg = SharedPostgres();
+    TempDir d;
+    int port = FreePort();
+    Proxy p;
+    std::string err;
+    std::string ini = "[proxy]\nlisten = 127.0.0.1:" + std::to_string(port) +
+                      "\nmode = passthrough\nworkers = 1\n[backend]\nservers = 127.0.0.1:" +
+                      std::to_string(pg.port()) + "\n";
+    ASSERT_TRUE(p.Start(d.path(), ini, &err)) << err;
+    RawClient c;
+    ASSERT_TRUE(c.Connect(port));
+    timeval send_limit{10, 0}; // a stalled upload fails the send instead of hanging the test
+    ASSERT_EQ(setsockopt(c.fd(), SOL_SOCKET, SO_SNDTIMEO, &send_limit, sizeof(send_limit)), 0);
+    ASSERT_TRUE(c.SendPlain(StartupMessage("postgres", "postgres")));
+    const std::string kReady("Z\0\0\0\5I", 6);
+    // read_until_ready: every byte up to ReadyForQuery (idle), or "" after 20 s without it.
+    auto read_until_ready = [&](size_t *total) {
+        std::string tail;
+        auto t0 = std::chrono::steady_clock::now();
+        while (std::chrono::steady_clock::now() - t0 < std::chrono::seconds(20)) {
+            std::string b = c.RecvPlain(1 << 20, 5000);
+            if (b.empty()) {
+                return false;
+            }
+            *total += b.size();
+            tail = (tail + b).substr(tail.size() + b.size() > 16 ? tail.size() + b.size() - 16 : 0);
+            if (tail.size() >= kReady.size() &&
+                tail.compare(tail.size() - kReady.size(), kReady.size(), kReady) == 0) {
+                return true;
+            }
+        }
+        return false;
+    };
+    size_t got = 0;
+    ASSERT_TRUE(read_until_ready(&got)) << "no ReadyForQuery after startup";
+    ASSERT_TRUE(c.SendPlain(QueryMessage("select repeat('x', 1000000) from generate_series(1, 64)")));
+    std::this_thread::sleep_for(std::chrono::milliseconds(500)); // the result fills the sockets
+    got = 0;
+    EXPECT_TRUE(read_until_ready(&got)) << "stalled after " << got << " bytes";
+    EXPECT_GT(got, 64u * 1000000u);
+    // Upload: COPY of 64 MB while the client reads nothing until it is done.
+    ASSERT_TRUE(c.SendPlain(QueryMessage("create temp table sink (b text)")));
+    got = 0;
+    ASSERT_TRUE(read_until_ready(&got));
+    ASSERT_TRUE(c.SendPlain(QueryMessage("copy sink from stdin")));
+    std::string response = c.RecvPlain(64, 5000);
+    ASSERT_EQ(response.substr(0, 1), "G") << "no CopyInResponse";
+    std::string row(1000000 - 1, 'y');
+    row += '\n';
+    std::string data = "d";
+    data += std::string{(char)((row.size() + 4) >> 24), (char)((row.size() + 4) >> 16),
+                        (char)((row.size() + 4) >> 8), (char)(row.size() + 4)};
+    data += row;
+    for (int i = 0; i < 64; i++) {
+        ASSERT_TRUE(c.SendPlain(data)) << "send stalled at row " << i;
+    }
+    ASSERT_TRUE(c.SendPlain(std::string("c\0\0\0\4", 5)));
+    got = 0;
+    EXPECT_TRUE(read_until_ready(&got)) << "COPY stalled";
+    c.Close();
     EXPECT_EQ(p.Stop(SIGTERM, 15), 0);
 }
 
