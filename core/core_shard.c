@@ -19,6 +19,7 @@
 static void conn_pump(struct core_shard *shard, struct core_conn *c);
 static void audit_admit(struct core_shard *shard, struct core_conn *c);
 static void audit_release_durable(struct core_shard *shard);
+static void audit_wait_compact(struct core_shard *shard);
 static void start_backend(struct core_shard *shard, struct core_conn *c);
 static void count_admitted(struct core_shard *shard, struct core_conn *c);
 
@@ -971,11 +972,36 @@ static void audit_admit(struct core_shard *shard, struct core_conn *c) {
     c->admitted = true;
     c->admitted_wall_ns = core_base_wall_ns();
     c->state = CORE_CONN_AUDIT_WAIT;
+    if (shard->audit_wait_len == shard->conns_max) {
+        audit_wait_compact(shard);
+    }
     ASSERT(shard->audit_wait_len < shard->conns_max);
     shard->audit_wait[(shard->audit_wait_head + shard->audit_wait_len) % shard->conns_max] =
         (uint64_t)c->generation << 32 | c->index;
     shard->audit_wait_len++;
     audit_release_durable(shard);
+}
+
+// audit_wait_entry_live: the parked connection an audit_wait entry names still waits there.
+static bool audit_wait_entry_live(const struct core_shard *shard, uint64_t entry) {
+    const struct core_conn *c = &shard->conns[(uint32_t)entry];
+    return c->state == CORE_CONN_AUDIT_WAIT && c->generation == (uint32_t)(entry >> 32) &&
+           !c->close_after_flush;
+}
+
+// audit_wait_compact drops the entries of connections that closed while parked. They leave the
+// queue only when they reach its head, so while the head's record waits for the disk, slots that
+// close and are reused add entries beyond conns_max; the live ones are at most one per slot.
+static void audit_wait_compact(struct core_shard *shard) {
+    uint32_t kept = 0;
+    for (uint32_t i = 0; i < shard->audit_wait_len; i++) {
+        uint64_t entry = shard->audit_wait[(shard->audit_wait_head + i) % shard->conns_max];
+        if (audit_wait_entry_live(shard, entry)) {
+            shard->audit_wait[(shard->audit_wait_head + kept) % shard->conns_max] = entry;
+            kept++;
+        }
+    }
+    shard->audit_wait_len = kept;
 }
 
 // audit_release_durable starts the backend of every parked connection whose decision record
@@ -989,8 +1015,7 @@ static void audit_release_durable(struct core_shard *shard) {
         struct core_conn *c = &shard->conns[(uint32_t)entry];
         // A session failed while it waited (revoked by a reload, or timed out) is flushing its
         // ErrorResponse: it must never reach the backend.
-        bool waiting = c->state == CORE_CONN_AUDIT_WAIT &&
-                       c->generation == (uint32_t)(entry >> 32) && !c->close_after_flush;
+        bool waiting = audit_wait_entry_live(shard, entry);
         if (waiting && c->audit_seq > durable && healthy) {
             break;
         }
