@@ -1588,6 +1588,18 @@ static void on_conn_expired(struct core_shard *shard, struct core_conn *c) {
         }
         conn_close(shard, c, "idle timeout");
         return;
+    case CORE_CONN_CONNECTING:
+        // The handshake deadline passed while the backend connect (connect_timeout_ms, per
+        // backend tried) was still waiting. A client that speaks TLS is told why.
+        atomic_fetch_add_explicit(&shard->counters.backend_errors, 1, memory_order_relaxed);
+        if (c->ssl != NULL) {
+            conn_fail(shard, c, "08006",
+                      "could not connect to the database: no backend answered before the "
+                      "session's start deadline");
+            return;
+        }
+        conn_close(shard, c, "backend connect timeout");
+        return;
     default:
         conn_close(shard, c, "timeout");
         return;

@@ -193,6 +193,32 @@ TEST_F(BackendTest, BackendDownGives08006NotAHang) {
     EXPECT_NE(r.out.find("could not connect to the database"), std::string::npos) << r.out;
 }
 
+// The handshake deadline (handshake_timeout_ms from accept) still runs while the backend is
+// being connected; when it passes first (here a backend dropping SYNs, with a connect timeout
+// longer than the deadline), the client is told why, never closed silently.
+TEST_F(BackendTest, HandshakeDeadlineWhileConnectingGives08006) {
+    Blackhole hole;
+    ASSERT_TRUE(hole.ok());
+    dir_ = std::make_unique<TempDir>();
+    port_ = FreePort();
+    std::string ini = MtlsIni(port_, "127.0.0.1:" + std::to_string(hole.port()), SharedCerts());
+    const std::string key = "connect_timeout_ms = 1000\n";
+    size_t at = ini.find(key);
+    ASSERT_NE(at, std::string::npos);
+    ini.replace(at, key.size(), "connect_timeout_ms = 20000\n");
+    api_ = ApiPortOf(ini);
+    std::string err;
+    ASSERT_TRUE(proxy_.Start(dir_->path(), ini, &err)) << err;
+    auto t0 = std::chrono::steady_clock::now();
+    RawClient c;
+    std::string e = OpenSession(&c, port_);
+    double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    EXPECT_EQ(e.substr(0, 5), "08006") << e;
+    EXPECT_NE(e.find("could not connect to the database"), std::string::npos) << e;
+    EXPECT_LT(took, 3.0 + 1.5) << "not cut at the handshake deadline (3 s)";
+    EXPECT_EQ(WaitMetric(api_, "atls_connections_active", 0, 5), 0); // the connect was cancelled
+}
+
 TEST_F(BackendTest, DeadBackendIsSkippedUntilItAnswersAgain) {
     Postgres &pg = SharedPostgres();
     const int health_ms = 1000;
