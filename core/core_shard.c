@@ -395,7 +395,15 @@ static void conn_fail(struct core_shard *shard, struct core_conn *c, const char 
     uint32_t n = core_pgwire_error(buf, sizeof(buf), sqlstate, msg);
     ASSERT(n > 0);
     if (c->ssl != NULL && SSL_is_init_finished(c->ssl)) {
-        if (SSL_write(c->ssl, buf, (int)n) <= 0) {
+        // In a session the backend's messages are on their way: pgwire allows an ErrorResponse
+        // only between two of them, and it must fit now (a short SSL_write would leave a write
+        // BoringSSL insists on finishing). Otherwise only the close can say it.
+        struct core_side *cl = &c->side[CORE_SIDE_CLIENT];
+        bool between = c->state != CORE_CONN_FORWARD ||
+                       core_pgwire_frames_is_boundary(&c->b2c_frames);
+        out_compact(shard, cl);
+        if (between && out_free(cl) >= n + CORE_TLS_OVERHEAD_MAX &&
+            SSL_write(c->ssl, buf, (int)n) <= 0) {
             ERR_clear_error();
         }
     } else {
@@ -1094,7 +1102,8 @@ static void pump_b2c(struct core_shard *shard, struct core_conn *c) {
     struct core_side *be = &c->side[CORE_SIDE_BACKEND];
     struct core_side *cl = &c->side[CORE_SIDE_CLIENT];
     uint8_t scratch[CORE_TLS_RECORD_MAX];
-    while (be->in_bytes > 0 && c->state == CORE_CONN_FORWARD) {
+    // Once the session is failing (conn_fail) nothing more of the backend's goes out.
+    while (be->in_bytes > 0 && c->state == CORE_CONN_FORWARD && !c->close_after_flush) {
         out_compact(shard, cl);
         if (out_free(cl) < CORE_TLS_RECORD_MAX + CORE_TLS_OVERHEAD_MAX) {
             break; // backpressure: the client must drain first

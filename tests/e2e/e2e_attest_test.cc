@@ -364,6 +364,59 @@ TEST_F(AttestTest, SighupReloadsPolicyAndClosesSessionsItNowDenies) {
     delete p;
 }
 
+// A reload that revokes a session while a large result streams to it. pgwire allows an
+// ErrorResponse only between messages: the client gets whole messages, then the ErrorResponse
+// as the last one (the revoke came between messages) or just the close (it came mid-message);
+// never an ErrorResponse inside a DataRow, and no backend bytes after it.
+TEST_F(AttestTest, SighupRevokingAStreamingSessionNeverSplitsAMessage) {
+    int port = 0, api = 0;
+    Proxy *p = StartProxy(Policy(sim_ + "/ark.pem"), &port, &api);
+    ASSERT_NE(p, nullptr);
+    std::string policy_path = p->log_path().substr(0, p->log_path().rfind('/')) + "/policy.ini";
+    MakeCert("stream", "--measurement " + kGood, "", api);
+    RawClient c;
+    ASSERT_TRUE(c.Connect(port));
+    std::string err;
+    ASSERT_TRUE(c.StartTls(*dir_ / "stream.crt", *dir_ / "stream.key", "postgresql", &err)) << err;
+    ASSERT_EQ(c.Startup("postgres", "postgres"), "");
+    ASSERT_TRUE(c.SendTls(QueryMessage("select repeat('x', 1000000) from generate_series(1, 64)")));
+    char t = 0;
+    std::string body;
+    for (int i = 0; i < 5; i++) { // RowDescription and the first rows
+        ASSERT_TRUE(c.RecvTlsMessage(&t, &body));
+    }
+    // Nothing is read meanwhile: the gateway's buffers towards the client fill mid-result.
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    std::string narrowed = Policy(sim_ + "/ark.pem");
+    narrowed.replace(narrowed.find("\nallow = " + kGood), 9 + kGood.size(), "");
+    narrowed.replace(narrowed.find("version = e2e-1"), 15, "version = e2e-2");
+    WriteFile(policy_path, narrowed);
+    p->Signal(SIGHUP);
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    std::string types;
+    for (int i = 0; i < 100; i++) {
+        t = 0;
+        bool ok = c.RecvTlsMessage(&t, &body, 5000);
+        if (t != 0) {
+            types += t;
+        }
+        if (!ok) {
+            break;
+        }
+    }
+    for (char ch : types) {
+        EXPECT_NE(std::string("DE").find(ch), std::string::npos)
+            << "message type " << (int)(unsigned char)ch << " after " << types.size()
+            << " messages: the stream was cut inside a message";
+    }
+    size_t e = types.find('E');
+    if (e != std::string::npos) {
+        EXPECT_EQ(e, types.size() - 1) << "backend bytes followed the ErrorResponse";
+    }
+    EXPECT_LT(types.size(), 64u) << "the revoked session got its whole result";
+    delete p;
+}
+
 namespace {
 
 // Blackhole: a listener whose accept queue is full and that never accepts, so a TCP connect to
