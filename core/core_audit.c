@@ -134,6 +134,30 @@ static void record_header(Atls__AuditRecord *r, const struct core_shard *shard,
     r->db_name = c->database;
 }
 
+bool core_audit_reserve(struct core_shard *shard) {
+    return store_ring_free(shard->proc->store, shard->id) > shard->audit_owed;
+}
+
+void core_audit_unreserve(struct core_shard *shard, struct core_conn *c) {
+    if (c->audit_owed) {
+        ASSERT(shard->audit_owed > 0);
+        shard->audit_owed--;
+        c->audit_owed = false;
+    }
+}
+
+// audit_push pushes `r` for `c`: into the slot `c` reserved at accept, or else only into a slot
+// no handshake in progress has reserved (-EAGAIN when there is none).
+static int audit_push(struct core_shard *shard, struct core_conn *c, uint64_t *out_seq,
+                      const Atls__AuditRecord *r) {
+    bool reserved = c->audit_owed;
+    core_audit_unreserve(shard, c);
+    if (!reserved && !core_audit_reserve(shard)) {
+        return -EAGAIN; // the callers count it (audit trail busy, or a lost disconnect)
+    }
+    return store_audit_push(shard->proc->store, out_seq, shard->id, r);
+}
+
 static void count_push(struct core_shard *shard, int ret) {
     if (ret == 0) {
         atomic_fetch_add_explicit(&shard->counters.audit_pushed, 1, memory_order_relaxed);
@@ -231,13 +255,12 @@ int core_audit_decision(struct core_shard *shard, struct core_conn *c, const cha
     }
     r.n_failed_checks = n_checks;
     r.failed_checks = check_ptrs;
-    int ret = store_audit_push(store, out_seq, shard->id, &r);
+    int ret = audit_push(shard, c, out_seq, &r);
     count_push(shard, ret);
     return ret;
 }
 
 void core_audit_disconnect(struct core_shard *shard, struct core_conn *c, const char *reason) {
-    struct store *store = shard->proc->store;
     Atls__AuditRecord r = ATLS__AUDIT_RECORD__INIT;
     char addr[64];
     record_header(&r, shard, c, ATLS__AUDIT_KIND__AUDIT_KIND_DISCONNECT, addr, sizeof(addr));
@@ -252,7 +275,7 @@ void core_audit_disconnect(struct core_shard *shard, struct core_conn *c, const 
     r.close_reason = (char *)(reason != NULL ? reason : "closed");
     r.decision_seq = c->audit_seq;
     uint64_t seq = 0;
-    int ret = store_audit_push(store, &seq, shard->id, &r);
+    int ret = audit_push(shard, c, &seq, &r);
     count_push(shard, ret);
     if (ret != 0) {
         // The connection is already gone; the record cannot hold anything back. Counted and

@@ -141,6 +141,7 @@ void core_conn_release(struct core_shard *shard, struct core_conn *c) {
     ASSERT(c->pending == 0);
     ASSERT(!c->hs_queued); // conn_close took it off the handshake queue
     core_conn_wheel_remove(shard, c);
+    core_audit_unreserve(shard, c); // ended without a decision record (sniff, cancel, ...)
     if (c->on_starved) {
         starved_unlink(shard, c);
     }

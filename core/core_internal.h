@@ -169,6 +169,7 @@ struct core_conn {
     uint32_t decision;       // index into the shard's decision pool, CORE_IDX_NONE when none
     uint64_t audit_seq;      // per-worker seq of this connection's decision record, 0 = none
     bool admitted;           // an allowing decision record was pushed: a disconnect is due
+    bool audit_owed;         // holds one of the worker's reserved audit ring slots (audit_owed)
     uint64_t admitted_wall_ns;
 };
 
@@ -275,6 +276,7 @@ struct core_counters {
     atomic_uint_fast64_t audit_lost;        // denial/disconnect records that could not be queued
     atomic_uint_fast64_t audit_pushed;      // records queued (for the queue-depth gauge)
     atomic_uint_fast64_t refused_nofile;    // accepts failed: out of file descriptors
+    atomic_uint_fast64_t refused_audit_busy; // closed at accept: the audit ring had no free slot
     atomic_uint_fast64_t client_cert_verifications; // mTLS: full X.509 checks of a client chain
     atomic_uint_fast64_t client_cert_cache_hits;    // mTLS: chains found in the verified cache
     atomic_uint_fast64_t hs_steps_offloaded;        // handshake steps run by the handshake thread
@@ -383,6 +385,9 @@ struct core_shard {
     uint64_t *audit_wait;            // FIFO of generation << 32 | slot in AUDIT_WAIT (ring of conns_max)
     uint32_t audit_wait_head;
     uint32_t audit_wait_len;
+    // Audit ring slots reserved for the decisions of handshakes in progress: a connection is
+    // accepted only while the ring has a free slot beyond them, so every decision finds one.
+    uint32_t audit_owed;
     struct core_snapshot snap;
 };
 
@@ -609,6 +614,12 @@ int core_audit_decision(struct core_shard *shard, struct core_conn *c, const cha
                         uint64_t *out_seq);
 // core_audit_disconnect pushes the disconnect record of an admitted connection.
 void core_audit_disconnect(struct core_shard *shard, struct core_conn *c, const char *reason);
+// core_audit_reserve reserves an audit ring slot for the decision of a connection about to be
+// accepted; false when none is free beyond those already reserved (refuse the connection).
+bool core_audit_reserve(struct core_shard *shard);
+// core_audit_unreserve returns `c`'s reserved slot, if it holds one (its decision was pushed,
+// or it ends without one). Idempotent.
+void core_audit_unreserve(struct core_shard *shard, struct core_conn *c);
 // core_hist_add records `ns` in `h`.
 void core_hist_add(struct core_hist *h, uint64_t ns);
 // core_deny_count_add counts one denial with static code `code`.

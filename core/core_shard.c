@@ -1474,6 +1474,21 @@ static void conn_accept(struct core_shard *shard, int fd) {
         close(fd);
         return;
     }
+    // Every handshake ends in a decision record (DESIGN §2): one is accepted only while the
+    // audit ring has a slot for it beyond those the handshakes in progress hold.
+    bool audited = shard->proc->store != NULL && shard->proc->cfg.mode != CORE_MODE_PASSTHROUGH;
+    if (audited && !core_audit_reserve(shard)) {
+        atomic_fetch_add_explicit(&shard->counters.refused_audit_busy, 1, memory_order_relaxed);
+        static _Thread_local uint64_t last_busy_log_ns;
+        uint64_t now = core_base_now_ns();
+        if (now - last_busy_log_ns > 1000000000ull) {
+            LOG_WARN("worker %u: audit ring full (the store is behind), refusing connections",
+                     shard->id);
+            last_busy_log_ns = now;
+        }
+        close(fd);
+        return;
+    }
     struct core_conn *c = core_conn_open(shard);
     if (c == NULL) {
         atomic_fetch_add_explicit(&shard->counters.refused_full, 1, memory_order_relaxed);
@@ -1488,6 +1503,10 @@ static void conn_accept(struct core_shard *shard, int fd) {
         return;
     }
     atomic_fetch_add_explicit(&shard->counters.accepted, 1, memory_order_relaxed);
+    if (audited) {
+        c->audit_owed = true;
+        shard->audit_owed++;
+    }
     c->conn_id = (uint64_t)shard->id << 48 | ++shard->conn_serial;
     c->side[CORE_SIDE_CLIENT].fd = fd;
     socklen_t plen = sizeof(c->peer);

@@ -126,6 +126,10 @@ int store_key_parse(struct store_key *out_key, const char *text);
 int store_audit_push(struct store *store, uint64_t *out_seq, uint32_t worker,
                      const Atls__AuditRecord *rec);
 
+// store_ring_free returns how many records worker `worker`'s ring can take now (it only grows
+// until that worker pushes again). Worker `worker`'s thread only.
+uint32_t store_ring_free(const struct store *store, uint32_t worker);
+
 // store_audit_verify opens the database in `dir` read-only and walks the hash chain from the
 // retention anchor to the head. Returns 0 when the walk ran (the outcome, including the first
 // altered/removed/inserted record, is in `*out_result`), or -errno with a reason in `err` when

@@ -499,6 +499,42 @@ TEST_F(AuditTest, FullDiskRefusesSessionsAndKeepsWhatWasWritten) {
     EXPECT_NE(list.out.find("VERDICT_ALLOWED"), std::string::npos) << list.out.substr(0, 500);
 }
 
+// The audit ring between a worker and the store holds 2 records here, while 60 denied clients
+// connect at once. Every decision must be recorded (DESIGN §2: when the ring is full, new
+// handshakes are refused, never decided unrecorded): each client is either denied with its
+// record written, or refused before its handshake; no denial is lost.
+TEST_F(AuditTest, FullAuditRingRefusesHandshakesAndLosesNoDecision) {
+    int port = 0, api = 0;
+    std::unique_ptr<Proxy> p(StartProxy(Policy(sim_ + "/ark.pem"), &port, &api,
+                                        "[audit]\ndir = audit\nring_slots_per_worker = 2\n"));
+    ASSERT_NE(p, nullptr);
+    // A denied client leaves its nonce unused: one certificate serves every attempt.
+    MakeCert("ring-bad", "--measurement " + kBad, "", api);
+    std::string cmd = "psql -X -At 'host=127.0.0.1 port=" + std::to_string(port) +
+                      " sslmode=require sslcert=" + (*dir_ / "ring-bad.crt") +
+                      " sslkey=" + (*dir_ / "ring-bad.key") +
+                      " user=postgres dbname=postgres connect_timeout=10' -c 'select 1'";
+    std::string out = *dir_ / "ring-out";
+    Sh("rm -f " + out + "; for i in $(seq 60); do (" + cmd + " >/dev/null 2>>" + out +
+           ".$i; echo >>" + out + ".$i) & done; wait; cat " + out + ".* > " + out,
+       120);
+    std::string all = ReadFile(out);
+    size_t denied = Count(all, "attestation denied");
+    EXPECT_GT(denied, 0u) << all.substr(0, 2000);
+    EXPECT_EQ(e2e::Metric(api, "atls_audit_lost_total"), 0) << "denial records were lost";
+    long long decisions = -1;
+    for (int i = 0; i < 50; i++) { // written by the store thread shortly after
+        decisions = e2e::Metric(api, "atls_audit_records_written_total");
+        if (decisions >= (long long)denied) {
+            break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    EXPECT_EQ(decisions, (long long)denied) << "written records vs denied clients";
+    fprintf(stderr, "denied %zu of 60, refused before the handshake %lld\n", denied,
+            e2e::Metric(api, "atls_connections_refused_audit_busy_total"));
+}
+
 TEST_F(AuditTest, UnwritableAuditDirectoryStopsTheGatewayAtStart) {
     TempDir d;
     Sh("mkdir -p " + (d / "ro") + " && chmod 555 " + (d / "ro"));
