@@ -1323,8 +1323,15 @@ static int passthrough_dir(struct core_shard *shard, struct core_conn *c,
         }
         return -errno;
     }
-    // Fairness: yield after a burst and come back through the ring.
-    *want_in = true;
+    // Fairness: yield after a burst and come back through the ring: for the bytes still in the
+    // pipe, when the other side can take them (at once if it has room); else for more from this
+    // side. Waiting for this side alone could wait forever: a client that has sent its last
+    // bytes (which sit in the pipe) waits for the answer to them.
+    if (src->pipe_bytes > 0) {
+        *want_out = true;
+    } else {
+        *want_in = true;
+    }
     return 0;
 }
 

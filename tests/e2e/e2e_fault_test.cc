@@ -747,11 +747,9 @@ TEST(FaultLoad, PassthroughOutOfDescriptorsLeaksNoSlot) {
         int api = FreePort();
         Proxy proxy;
         std::string err;
-        std::string ini = "[proxy]\nlisten = 127.0.0.1:" + std::to_string(port) +
-                          "\nmode = passthrough\nworkers = 1\n[backend]\nservers = 127.0.0.1:" +
-                          std::to_string(SharedPostgres().port()) +
-                          "\n[api]\nlisten = 127.0.0.1:" + std::to_string(api) + "\n";
-        ASSERT_TRUE(proxy.Start(dir.path(), ini, &err, nofile)) << err;
+        ASSERT_TRUE(proxy.Start(dir.path(), PassthroughIni(port, SharedPostgres().port(), 1, api),
+                                &err, nofile))
+            << err;
         std::vector<int> fds;
         for (int i = 0; i < 20; i++) { // 120 descriptors' worth
             int fd = ConnectTcp(port);

@@ -832,6 +832,13 @@ void MtlsSuite::TearDownTestSuite() {
     env_ = nullptr;
 }
 
+std::string PassthroughIni(int listen_port, int backend_port, int workers, int api_port) {
+    return "[proxy]\nlisten = 127.0.0.1:" + std::to_string(listen_port) +
+           "\nmode = passthrough\nworkers = " + std::to_string(workers) +
+           "\n[backend]\nservers = 127.0.0.1:" + std::to_string(backend_port) + "\n" +
+           (api_port > 0 ? "[api]\nlisten = 127.0.0.1:" + std::to_string(api_port) + "\n" : "");
+}
+
 std::string MtlsIni(int listen_port, const std::string &backends, const Certs &c,
                     const std::string &extra_proxy) {
     return "[proxy]\nnode_id = e2e\nlisten = 127.0.0.1:" + std::to_string(listen_port) +

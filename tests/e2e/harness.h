@@ -206,6 +206,10 @@ class MtlsSuite : public ::testing::Test {
     static int api_;
 };
 
+// Passthrough config for `listen_port` in front of the backend at 127.0.0.1:`backend_port`, with
+// `workers` workers and the HTTP API at `api_port` (0: none).
+std::string PassthroughIni(int listen_port, int backend_port, int workers, int api_port = 0);
+
 // Minimal terminate-mode mTLS config for `listen_port` in front of `backends`.
 std::string MtlsIni(int listen_port, const std::string &backends, const Certs &c,
                     const std::string &extra_proxy = "");
