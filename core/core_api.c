@@ -14,6 +14,7 @@
 #include "proto.h"
 
 #define API_CONNECTIONS_MAX 256u
+#define API_CONNECTIONS_PER_ADDRESS 32u // of those, from one client address
 #define API_LIST_DEFAULT 50u
 #define API_LIST_MAX 1000u
 #define API_RECENT_DEFAULT 20u
@@ -838,6 +839,15 @@ static enum MHD_Result api_metrics(struct api_req *rq) {
                  store_is_healthy(proc->store) ? 1 : 0, (unsigned long long)st.memtable_bytes);
     }
     if (proc->nonces != NULL) {
+        // Expired nonces leave the counters only when their slot is reclaimed: sweep (one pass
+        // over the table) at most once a second, so that the gauge says what is live. The
+        // control thread is the only caller (one libmicrohttpd polling thread).
+        static uint64_t last_sweep_ns;
+        uint64_t now = core_base_now_ns();
+        if (now - last_sweep_ns >= 1000000000ull) {
+            (void)policy_nonce_sweep(proc->nonces, now);
+            last_sweep_ns = now;
+        }
         struct policy_nonce_stats st;
         policy_nonce_get_stats(proc->nonces, &st);
         text_add(&t,
@@ -924,10 +934,13 @@ int core_api_start(struct core_proc *proc, char *err, size_t err_len) {
         flags |= MHD_USE_IPv6;
     }
     // CONNECTION_MEMORY_LIMIT bounds a request's headers and URL: larger ones are refused by
-    // libmicrohttpd (431/414) before our handler runs.
+    // libmicrohttpd (431/414) before our handler runs. PER_IP_CONNECTION_LIMIT keeps one address
+    // from holding every connection (slow requests, up to the 10 s timeout each) and with them
+    // the nonce API of every other client.
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, 0, NULL, NULL, handle, proc, MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&a->ss,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)API_CONNECTIONS_MAX,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)API_CONNECTIONS_PER_ADDRESS,
         MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768,
         MHD_OPTION_END);
     if (d == NULL) {

@@ -56,6 +56,9 @@ int core_api_parse_since(uint64_t *out_ns, const char *text) {
         for (size_t i = 0; i < n; i++) {
             s = s * 10u + (uint64_t)(text[i] - '0');
         }
+        if (s > UINT64_MAX / 1000000000ull) {
+            return -ERANGE; // past 2554 in nanoseconds: would wrap to a time near 1970
+        }
         *out_ns = s * 1000000000ull;
         return 0;
     }
@@ -97,7 +100,7 @@ int core_api_parse_since(uint64_t *out_ns, const char *text) {
     tm.tm_min = m;
     tm.tm_sec = s;
     time_t t = timegm(&tm);
-    if (t < 0) {
+    if (t < 0 || (uint64_t)t > (UINT64_MAX - frac_ns) / 1000000000ull) {
         return -ERANGE;
     }
     *out_ns = (uint64_t)t * 1000000000ull + frac_ns;

@@ -462,6 +462,16 @@ static int validate(const struct core_config *cfg, char *err, size_t err_len) {
             return -EINVAL;
         }
     }
+    uint32_t required_line = find_key_line(p, "attestation", "required");
+    if (cfg->mode == CORE_MODE_PASSTHROUGH && cfg->attestation_required && required_line != 0) {
+        // Passthrough never sees the client's certificate: a config that asks for attestation
+        // there must not start and silently forward unattested clients.
+        snprintf(err, err_len,
+                 "%s:%u: [attestation] required = true cannot be enforced in passthrough mode "
+                 "(TLS goes through to the backend untouched); use mode = terminate",
+                 p, required_line);
+        return -EINVAL;
+    }
     if (cfg->mode == CORE_MODE_TERMINATE && cfg->audit_enabled) {
         char why[256];
         if (store_config_validate(why, sizeof(why), &cfg->audit) != 0) {

@@ -621,3 +621,53 @@ TEST_F(AttestTest, NonceApiRateLimitsOneAddress) {
     EXPECT_EQ(ok + limited, 150u) << r.out;
     delete p;
 }
+
+// atls_nonces_live counts nonces issued and not yet expired: ten nonces with a TTL of 1 s are
+// gone from it two seconds later, though nobody used them.
+TEST_F(AttestTest, LiveNonceGaugeFallsWhenNoncesExpire) {
+    int port = 0, api = 0;
+    Proxy *p = StartProxy(Policy(sim_ + "/ark.pem", "strict", 0, 1), &port, &api);
+    ASSERT_NE(p, nullptr);
+    long long before = e2e::Metric(api, "atls_nonces_live");
+    std::string urls;
+    for (int i = 0; i < 10; i++) {
+        urls += " http://127.0.0.1:" + std::to_string(api) + "/api/v1/nonce";
+    }
+    Sh("curl -s -o /dev/null" + urls);
+    EXPECT_EQ(e2e::Metric(api, "atls_nonces_live"), before + 10);
+    std::this_thread::sleep_for(std::chrono::milliseconds(2200));
+    EXPECT_EQ(e2e::WaitMetric(api, "atls_nonces_live", 0, 3), 0) << "expired nonces still counted";
+    delete p;
+}
+
+// The API's connections (256) cannot all be held by one address: 300 idle connections from
+// 127.0.0.1 keep at most 32, and another client (127.0.0.2) still gets its nonce at once.
+TEST_F(AttestTest, OneAddressCannotHoldEveryApiConnection) {
+    int port = 0, api = 0;
+    Proxy *p = StartProxy(Policy(sim_ + "/ark.pem"), &port, &api);
+    ASSERT_NE(p, nullptr);
+    std::vector<int> held;
+    for (int i = 0; i < 300; i++) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        a.sin_port = htons((uint16_t)api);
+        ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr *>(&a), sizeof(a)), 0);
+        ASSERT_EQ(send(fd, "G", 1, MSG_NOSIGNAL), 1); // a request that never finishes
+        held.push_back(fd);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    CmdResult other = Sh("curl -s --max-time 3 --interface 127.0.0.2 -o /dev/null -w '%{http_code}' "
+                         "http://127.0.0.1:" + std::to_string(api) + "/api/v1/nonce");
+    EXPECT_EQ(other.out, "200") << "another client was locked out of the nonce API";
+    size_t open = 0;
+    for (int fd : held) {
+        pollfd pf{fd, POLLIN, 0};
+        char b;
+        open += poll(&pf, 1, 0) == 0 || recv(fd, &b, 1, MSG_DONTWAIT) > 0 ? 1 : 0;
+        close(fd);
+    }
+    EXPECT_LE(open, 32u) << "connections the API kept from one address";
+    delete p;
+}

@@ -312,6 +312,7 @@ TEST_F(AuditTest, PaginationSinceAndCursorWalkEveryRecordOnce) {
 TEST_F(AuditTest, BadParametersAnswer400WithAReason) {
     const std::string base = "/api/v1/attestations";
     for (const char *q : {"?limit=0", "?limit=abc", "?limit=1001", "?limit=-1", "?since=yesterday",
+                          "?since=18446744074", "?since=2600-01-01T00:00:00Z",
                           "?since=2026-13-01T00:00:00Z", "?since=2026-01-01T00:00:00+02:00",
                           "?cursor=zz", "?cursor=" "0123", "?bogus=1", "?format=xml"}) {
         EXPECT_EQ(Status(api_, base + q), 400) << q;

@@ -120,6 +120,10 @@ TEST(Lifecycle, BadConfigExitsTwoNamingFileAndLine) {
              certs.server_key + "\nclient_ca = " + certs.server_key +
              "\n[attestation]\nrequired = false\n[backend]\nservers = 127.0.0.1:1\n",
          "proxy.ini:6: [tls] client_ca '" + certs.server_key + "': not a PEM CA bundle"},
+        // Passthrough never sees the client's certificate: asking for attestation there fails.
+        {"[proxy]\nlisten = 127.0.0.1:5000\nmode = passthrough\n[attestation]\nrequired = true\n"
+         "[backend]\nservers = 127.0.0.1:1\n",
+         "proxy.ini:5: [attestation] required = true cannot be enforced in passthrough mode"},
     };
     for (const Case &c : cases) {
         WriteFile(d / "proxy.ini", c.ini);

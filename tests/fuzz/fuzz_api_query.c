@@ -34,6 +34,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (rc == 0) {
         uint64_t again = 0;
         ASSERT(core_api_parse_since(&again, text) == 0 && again == since);
+        // No wrap-around: unix seconds come back whole, and an RFC 3339 year is not before
+        // what it says (a value past 2554 in nanoseconds used to wrap to near 1970).
+        size_t len = strlen(text); // what the parser saw: the input up to its first NUL
+        if (strspn(text, "0123456789") == len) {
+            ASSERT(since % 1000000000ull == 0 && since / 1000000000ull == strtoull(text, NULL, 10));
+        } else {
+            ASSERT(len >= 20 && text[4] == '-'); // RFC 3339: YYYY-...
+            uint64_t year = (uint64_t)((text[0] - '0') * 1000 + (text[1] - '0') * 100 +
+                                       (text[2] - '0') * 10 + (text[3] - '0'));
+            ASSERT(since / 1000000000ull >= (year - 1970) * 365ull * 86400ull);
+        }
     }
     free(text);
     return 0;
