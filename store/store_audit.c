@@ -86,11 +86,7 @@ int store_audit_push(struct store *store, uint64_t *out_seq, uint32_t worker,
 
 uint32_t store_ring_free(const struct store *store, uint32_t worker) {
     ASSERT(store != NULL && worker < store->workers);
-    const struct store_ring *ring = &store->rings[worker];
-    uint64_t head = atomic_load_explicit(&ring->head, memory_order_relaxed);
-    uint64_t tail = atomic_load_explicit(&ring->tail, memory_order_acquire);
-    ASSERT(head - tail <= ring->slots);
-    return (uint32_t)(ring->slots - (head - tail));
+    return store_ring_free_slots(&store->rings[worker]);
 }
 
 int store_ring_push_raw(struct store *store, uint64_t *out_seq, uint32_t worker,

@@ -133,6 +133,10 @@ int store_ring_init(struct store_ring *ring, uint32_t slots);
 // store_ring_cleanup frees the ring; idempotent and safe on a zeroed ring.
 void store_ring_cleanup(struct store_ring *ring);
 
+// store_ring_free_slots returns how many slots the producer can reserve now (producer only: the
+// count only grows until it publishes again).
+uint32_t store_ring_free_slots(const struct store_ring *ring);
+
 // store_ring_reserve returns the next free slot for the producer, or NULL when full.
 struct store_slot_hdr *store_ring_reserve(struct store_ring *ring);
 

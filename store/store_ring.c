@@ -51,14 +51,18 @@ static struct store_slot_hdr *slot_at(const struct store_ring *ring, uint64_t po
     return (struct store_slot_hdr *)(ring->mem + idx * STORE_SLOT_BYTES);
 }
 
-struct store_slot_hdr *store_ring_reserve(struct store_ring *ring) {
+uint32_t store_ring_free_slots(const struct store_ring *ring) {
     uint64_t head = atomic_load_explicit(&ring->head, memory_order_relaxed);
     uint64_t tail = atomic_load_explicit(&ring->tail, memory_order_acquire);
     ASSERT_HOT(head - tail <= ring->slots);
-    if (head - tail == ring->slots) {
+    return (uint32_t)(ring->slots - (head - tail));
+}
+
+struct store_slot_hdr *store_ring_reserve(struct store_ring *ring) {
+    if (store_ring_free_slots(ring) == 0) {
         return NULL;
     }
-    return slot_at(ring, head);
+    return slot_at(ring, atomic_load_explicit(&ring->head, memory_order_relaxed));
 }
 
 uint64_t store_ring_publish(struct store_ring *ring) {
