@@ -1235,44 +1235,35 @@ static void conn_pump(struct core_shard *shard, struct core_conn *c) {
 static void passthrough_arm_poll(struct core_shard *shard, struct core_conn *c,
                                  enum core_side_id id, bool want_in, bool want_out) {
     struct core_side *s = &c->side[id];
+    bool armed = s->poll_in_armed || s->poll_out_armed;
+    // One poll per side, waiting for what is wanted now and for what it already waited for.
+    bool in = want_in || s->poll_in_armed;
+    bool out = want_out || s->poll_out_armed;
+    if ((!in && !out) || (in == s->poll_in_armed && out == s->poll_out_armed)) {
+        return;
+    }
     enum core_op op = id == CORE_SIDE_CLIENT ? CORE_OP_POLL_CLIENT : CORE_OP_POLL_BACKEND;
-    if (!want_in && !want_out) {
-        return;
-    }
-    if (s->poll_in_armed || s->poll_out_armed) {
-        // One poll per side. If it waits for less than is wanted now (POLLIN, while the other
-        // side's bytes wait for this one's POLLOUT), widen it in place: left as it was, a client
-        // that only reads would never wake it, and the transfer would stop for good.
-        bool in = want_in || s->poll_in_armed;
-        bool out = want_out || s->poll_out_armed;
-        if (in == s->poll_in_armed && out == s->poll_out_armed) {
-            return;
-        }
-        struct io_uring_sqe *up = ring_get_sqe(&shard->ring);
-        if (up == NULL) {
-            conn_close(shard, c, "submission queue unavailable");
-            return;
-        }
-        uint64_t armed = ring_op_pack((uint8_t)op, c->index, c->generation);
-        // -ENOENT when the poll has completed already: its completion pumps and re-arms.
-        io_uring_prep_poll_update(up, armed, 0, // new user data: only with UPDATE_USER_DATA
-                                  (in ? POLLIN | POLLRDHUP : 0) | (out ? POLLOUT : 0),
-                                  IORING_POLL_UPDATE_EVENTS);
-        io_uring_sqe_set_data64(up, ring_op_pack(CORE_OP_IGNORE, 0, 0));
-        s->poll_in_armed = in;
-        s->poll_out_armed = out;
-        return;
-    }
-    struct io_uring_sqe *sqe = conn_sqe(shard, c, op);
+    unsigned mask = (in ? POLLIN | POLLRDHUP : 0) | (out ? POLLOUT : 0);
+    struct io_uring_sqe *sqe = armed ? ring_get_sqe(&shard->ring) : conn_sqe(shard, c, op);
     if (sqe == NULL) {
         conn_close(shard, c, "submission queue unavailable");
         return;
     }
-    unsigned mask = (want_in ? POLLIN | POLLRDHUP : 0) | (want_out ? POLLOUT : 0);
-    io_uring_prep_poll_add(sqe, s->fd, mask);
-    side_sqe_file(sqe, s);
-    s->poll_in_armed = want_in;
-    s->poll_out_armed = want_out;
+    if (armed) {
+        // The armed poll waits for less than is wanted now (POLLIN, while the other side's
+        // bytes wait for this one's POLLOUT): widen it in place. Left as it was, a client that
+        // only reads would never wake it, and the transfer would stop for good. -ENOENT when it
+        // has completed already: its completion pumps and re-arms.
+        uint64_t poll_id = ring_op_pack((uint8_t)op, c->index, c->generation);
+        io_uring_prep_poll_update(sqe, poll_id, 0, // new user data: only with UPDATE_USER_DATA
+                                  mask, IORING_POLL_UPDATE_EVENTS);
+        io_uring_sqe_set_data64(sqe, ring_op_pack(CORE_OP_IGNORE, 0, 0));
+    } else {
+        io_uring_prep_poll_add(sqe, s->fd, mask);
+        side_sqe_file(sqe, s);
+    }
+    s->poll_in_armed = in;
+    s->poll_out_armed = out;
 }
 
 // Move bytes src -> pipe -> dst. Returns -errno on a hard error, else 0; sets wants.
@@ -1425,11 +1416,11 @@ static void on_recv(void *ctx, struct ring_op_id id, const struct io_uring_cqe *
         // Both sides can run dry; the connection is queued once and re-arms both.
         if (c->state != CORE_CONN_CLOSING) {
             s->recv_starved = true;
-        }
-        if (!c->on_starved && c->state != CORE_CONN_CLOSING) {
-            c->on_starved = true;
-            c->starved_next = shard->starved_head;
-            shard->starved_head = c->index;
+            if (!c->on_starved) {
+                c->on_starved = true;
+                c->starved_next = shard->starved_head;
+                shard->starved_head = c->index;
+            }
         }
     } else if (cqe->res != -ECANCELED) {
         if (c->state != CORE_CONN_CLOSING) {
@@ -1476,6 +1467,17 @@ static void on_send(void *ctx, struct ring_op_id id, const struct io_uring_cqe *
     conn_pump(shard, c);
 }
 
+// log_due: whether a warning rate-limited to one a second (per `*last_ns`) is due now; if so,
+// `*last_ns` becomes now.
+static bool log_due(uint64_t *last_ns) {
+    uint64_t now = core_base_now_ns();
+    if (now - *last_ns <= 1000000000ull) {
+        return false;
+    }
+    *last_ns = now;
+    return true;
+}
+
 static void conn_accept(struct core_shard *shard, int fd) {
     if (shard->draining) {
         close(fd);
@@ -1487,11 +1489,9 @@ static void conn_accept(struct core_shard *shard, int fd) {
     if (audited && !core_audit_reserve(shard)) {
         atomic_fetch_add_explicit(&shard->counters.refused_audit_busy, 1, memory_order_relaxed);
         static _Thread_local uint64_t last_busy_log_ns;
-        uint64_t now = core_base_now_ns();
-        if (now - last_busy_log_ns > 1000000000ull) {
+        if (log_due(&last_busy_log_ns)) {
             LOG_WARN("worker %u: audit ring full (the store is behind), refusing connections",
                      shard->id);
-            last_busy_log_ns = now;
         }
         close(fd);
         return;
@@ -1500,11 +1500,9 @@ static void conn_accept(struct core_shard *shard, int fd) {
     if (c == NULL) {
         atomic_fetch_add_explicit(&shard->counters.refused_full, 1, memory_order_relaxed);
         static _Thread_local uint64_t last_log_ns;
-        uint64_t now = core_base_now_ns();
-        if (now - last_log_ns > 1000000000ull) {
+        if (log_due(&last_log_ns)) {
             LOG_WARN("worker %u: all %u connection slots busy, refusing", shard->id,
                      shard->conns_max);
-            last_log_ns = now;
         }
         close(fd);
         return;
@@ -1567,11 +1565,9 @@ static void on_accept(void *ctx, struct ring_op_id id, const struct io_uring_cqe
         // Out of descriptors: the connection stays in the backlog, so accepting again at once
         // would fail at once (a busy loop). Pause this listener until the next tick.
         atomic_fetch_add_explicit(&shard->counters.refused_nofile, 1, memory_order_relaxed);
-        uint64_t now = core_base_now_ns();
-        if (now - shard->nofile_logged_ns > 1000000000ull) {
+        if (log_due(&shard->nofile_logged_ns)) {
             LOG_WARN("worker %u: accept failed: %s; pausing accepts (raise LimitNOFILE)",
                      shard->id, strerror(-cqe->res));
-            shard->nofile_logged_ns = now;
         }
     } else if (cqe->res != -ECANCELED && cqe->res != -EBADF) {
         LOG_WARN("accept failed: %s", strerror(-cqe->res));
