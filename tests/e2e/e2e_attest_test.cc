@@ -648,12 +648,8 @@ TEST_F(AttestTest, OneAddressCannotHoldEveryApiConnection) {
     ASSERT_NE(p, nullptr);
     std::vector<int> held;
     for (int i = 0; i < 300; i++) {
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        a.sin_port = htons((uint16_t)api);
-        ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr *>(&a), sizeof(a)), 0);
+        int fd = ConnectTcp(api);
+        ASSERT_GE(fd, 0);
         ASSERT_EQ(send(fd, "G", 1, MSG_NOSIGNAL), 1); // a request that never finishes
         held.push_back(fd);
     }

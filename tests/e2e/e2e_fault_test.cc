@@ -72,20 +72,6 @@ void ResetSocket(int fd) {
     close(fd);
 }
 
-int ConnectTcp(int port, bool nonblocking = false) {
-    int fd = socket(AF_INET, SOCK_STREAM | (nonblocking ? SOCK_NONBLOCK : 0), 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons((uint16_t)port);
-    int r = connect(fd, reinterpret_cast<sockaddr *>(&a), sizeof(a));
-    if (r != 0 && !(nonblocking && errno == EINPROGRESS)) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 // Waits until the peer closes `fd` (EOF or RST); false on timeout. Discards data.
 bool WaitPeerClose(int fd, int timeout_ms) {
     auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);

@@ -118,6 +118,20 @@ int FreePort() {
     return -1;
 }
 
+int ConnectTcp(int port, bool nonblocking) {
+    int fd = socket(AF_INET, SOCK_STREAM | (nonblocking ? SOCK_NONBLOCK : 0), 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons((uint16_t)port);
+    int r = connect(fd, reinterpret_cast<sockaddr *>(&a), sizeof(a));
+    if (r != 0 && !(nonblocking && errno == EINPROGRESS)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 size_t Count(const std::string &text, const std::string &needle) {
     size_t n = 0;
     for (size_t at = 0; (at = text.find(needle, at)) != std::string::npos; at++) {

@@ -101,6 +101,10 @@ std::string ProxyBinary();
 // Connection string for psql/pgbench through the proxy at `port` with the given client cert.
 std::string ConnStr(int port, const Certs &c, const std::string &extra = "");
 
+// ConnectTcp connects to 127.0.0.1:`port` (non-blocking: the connect may still be in progress);
+// the descriptor, or -1.
+int ConnectTcp(int port, bool nonblocking = false);
+
 // A raw client: plain TCP, then optionally TLS via BoringSSL with a client certificate.
 class RawClient {
   public:
