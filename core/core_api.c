@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <stdarg.h>
+#include <strings.h>
 #include <time.h>
 
 #include "api.pb-c.h"
@@ -41,6 +42,72 @@ struct api_req {
     bool csp; // the dashboard page: add a Content-Security-Policy
 };
 
+// list_has reports whether the comma- (or space-) separated `list` holds the `len` bytes at
+// `item` as one entry: byte for byte, or ignoring ASCII case when `fold`. An empty item is in
+// no list.
+static bool list_has(const char *list, const char *item, size_t len, bool fold) {
+    for (const char *p = list; len > 0 && *p != '\0';) {
+        while (*p == ' ' || *p == ',') {
+            p++;
+        }
+        const char *e = p;
+        while (*e != '\0' && *e != ',' && *e != ' ') {
+            e++;
+        }
+        if ((size_t)(e - p) == len &&
+            (fold ? strncasecmp(p, item, len) == 0 : memcmp(p, item, len) == 0)) {
+            return true;
+        }
+        p = e;
+    }
+    return false;
+}
+
+// host_allowed reports whether a request's Host header names this API: an IPv4 or bracketed
+// IPv6 literal, localhost, or a name listed in [api] allow_hosts (ASCII case ignored, one
+// trailing dot ignored, the port never checked). A request without Host (HTTP/1.0) is allowed:
+// browsers always send one. This is the defence against DNS rebinding, where a page from a name
+// the attacker controls, re-resolved to this API's address, would otherwise read it as its own
+// origin: the browser then sends that name as Host.
+static bool host_allowed(const char *host, const char *allow) {
+    if (host == NULL) {
+        return true;
+    }
+    char name[256];
+    size_t n = strlen(host);
+    if (n == 0 || n >= sizeof(name)) {
+        return false;
+    }
+    if (host[0] == '[') { // [v6] or [v6]:port
+        const char *close = strchr(host, ']');
+        if (close == NULL || (close[1] != '\0' && close[1] != ':')) {
+            return false;
+        }
+        n = (size_t)(close - host - 1);
+        memcpy(name, host + 1, n);
+        name[n] = '\0';
+        struct in6_addr a6;
+        return inet_pton(AF_INET6, name, &a6) == 1;
+    }
+    const char *colon = strchr(host, ':');
+    if (colon != NULL) {
+        if (strchr(colon + 1, ':') != NULL) {
+            return false; // an unbracketed IPv6 literal is not a valid Host
+        }
+        n = (size_t)(colon - host);
+    }
+    memcpy(name, host, n);
+    name[n] = '\0';
+    if (n > 1 && name[n - 1] == '.') {
+        name[--n] = '\0';
+    }
+    struct in_addr a4;
+    if (inet_pton(AF_INET, name, &a4) == 1 || strcasecmp(name, "localhost") == 0) {
+        return true;
+    }
+    return list_has(allow, name, n, true);
+}
+
 static enum MHD_Result respond(struct api_req *rq, unsigned status, void *body, size_t len,
                                const char *type, enum MHD_ResponseMemoryMode mode) {
     struct MHD_Response *r = MHD_create_response_from_buffer(len, body, mode);
@@ -65,24 +132,10 @@ static enum MHD_Result respond(struct api_req *rq, unsigned status, void *body, 
     }
     const char *origin = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "Origin");
     const char *allow = rq->proc->cfg.api_allow_origin;
-    if (origin != NULL && allow[0] != '\0') {
-        // Exact match against the configured comma-separated list (no wildcard for audit data).
-        size_t olen = strlen(origin);
-        for (const char *p = allow; *p != '\0';) {
-            while (*p == ' ' || *p == ',') {
-                p++;
-            }
-            const char *e = p;
-            while (*e != '\0' && *e != ',' && *e != ' ') {
-                e++;
-            }
-            if ((size_t)(e - p) == olen && olen > 0 && memcmp(p, origin, olen) == 0) {
-                MHD_add_response_header(r, "Access-Control-Allow-Origin", origin);
-                MHD_add_response_header(r, "Vary", "Origin");
-                break;
-            }
-            p = e;
-        }
+    // Exact match against the configured list (no wildcard for audit data).
+    if (origin != NULL && list_has(allow, origin, strlen(origin), false)) {
+        MHD_add_response_header(r, "Access-Control-Allow-Origin", origin);
+        MHD_add_response_header(r, "Vary", "Origin");
     }
     enum MHD_Result ret = MHD_queue_response(rq->conn, status, r);
     MHD_destroy_response(r);
@@ -886,6 +939,12 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     }
     if (body) {
         return respond_error(&rq, 413, "GET requests take no body");
+    }
+    const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host");
+    if (!host_allowed(host, rq.proc->cfg.api_allow_hosts)) {
+        return respond_error(&rq, 421,
+                             "the Host header names no address of this API: use an IP address "
+                             "or list the name in [api] allow_hosts");
     }
     enum MHD_Result res;
     if (strcmp(url, "/") == 0 || strcmp(url, "/index.html") == 0) {

@@ -95,6 +95,8 @@ static const struct key_row rows[] = {
     ROW("api", "listen", KEY_ADDR, api_listen, 0, 0, "HTTP API host:port"),
     ROW("api", "allow_origin", KEY_STR, api_allow_origin, 0, 0,
         "origins (scheme://host:port, comma-separated) whose pages may read this API"),
+    ROW("api", "allow_hosts", KEY_STR, api_allow_hosts, 0, 0,
+        "names (comma-separated) accepted in the Host header besides IP literals and localhost"),
     ROW("audit", "enabled", KEY_BOOL, audit_enabled, 0, 0,
         "write the audit trail (terminate mode); false only for tests and benchmarks"),
     ROW("audit", "dir", KEY_PATH, audit.dir, 0, 0, "RocksDB directory"),

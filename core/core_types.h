@@ -108,6 +108,7 @@ struct core_config {
     struct core_addr api_listen;
     bool api_enabled;
     char api_allow_origin[CORE_PATH_MAX]; // comma-separated origins allowed to read the API (CORS)
+    char api_allow_hosts[CORE_PATH_MAX];  // comma-separated names accepted in the Host header
     // [audit] (terminate mode): every decision and disconnect, durably, before forwarding
     bool audit_enabled;
     struct store_config audit;

@@ -87,7 +87,7 @@ expect_ok "the examples as shipped"
 # policy/policy_rules.c.
 for k in node_id listen mode workers drain_timeout_ms conns_max handshake_timeout_ms \
     idle_timeout_ms cert key client_ca required policy nonce_capacity servers connect_timeout_ms \
-    health_interval_ms allow_origin enabled dir sync retention_days retention_max_records \
+    health_interval_ms allow_origin allow_hosts enabled dir sync retention_days retention_max_records \
     retention_interval_ms ring_slots_per_worker batch_max; do
     checks=$((checks + 1))
     grep -Eq "^;? ?$k =" "$SRC/deploy/atls-proxy.ini.example" || fail "atls-proxy.ini.example lacks '$k'"

@@ -667,3 +667,51 @@ TEST_F(AttestTest, OneAddressCannotHoldEveryApiConnection) {
     EXPECT_LE(open, 32u) << "connections the API kept from one address";
     delete p;
 }
+
+// DNS rebinding: a page from a name the attacker controls, re-resolved to the API's address,
+// reaches the API with that name as Host. Such requests get 421 with the reason, on every path
+// (the dashboard too); IP literals, localhost and the names in [api] allow_hosts are served.
+TEST_F(AttestTest, ApiRefusesHostNamesItWasNotGiven) {
+    int port = 0, api = 0;
+    Proxy *p = StartProxy(Policy(sim_ + "/ark.pem"), &port, &api,
+                          "allow_hosts = gw-1.internal, Gw-2.Internal\n[audit]\ndir = audit\n");
+    ASSERT_NE(p, nullptr);
+    const std::string a = std::to_string(api);
+    // Code of GET `path` with the request sent to `name`, resolved to 127.0.0.1 (as a rebinding
+    // resolver would).
+    auto code = [&](const std::string &name, const std::string &path) {
+        return Sh("curl -s -o /dev/null -w '%{http_code}' --resolve '" + name + ":" + a +
+                  ":127.0.0.1' 'http://" + name + ":" + a + path + "'")
+            .out;
+    };
+    for (const char *path : {"/", "/api/v1/nonce", "/api/v1/attestations", "/metrics", "/healthz",
+                             "/api/v1/stats/overview"}) {
+        EXPECT_EQ(code("rebind.example", path), "421") << path;
+    }
+    EXPECT_EQ(code("gw-1.internal.evil.example", "/api/v1/nonce"), "421");
+    EXPECT_EQ(code("internal", "/api/v1/nonce"), "421");
+    CmdResult body = Sh("curl -s --resolve 'rebind.example:" + a +
+                        ":127.0.0.1' 'http://rebind.example:" + a + "/api/v1/nonce'");
+    EXPECT_NE(body.out.find("[api] allow_hosts"), std::string::npos) << body.out;
+    EXPECT_EQ(body.out.find("nonce\":\""), std::string::npos) << body.out;
+    // Served: IP literals, localhost, the listed names (case and one trailing dot ignored).
+    EXPECT_EQ(code("localhost", "/api/v1/nonce"), "200");
+    EXPECT_EQ(code("gw-1.internal", "/api/v1/nonce"), "200");
+    EXPECT_EQ(code("GW-2.internal.", "/"), "200");
+    EXPECT_EQ(Sh("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:" + a + "/").out, "200");
+    for (const char *host : {"127.0.0.1", "[::1]:8081", "LocalHost.", "10.1.2.3:1"}) {
+        EXPECT_EQ(Sh("curl -s -o /dev/null -w '%{http_code}' -H 'Host: " + std::string(host) +
+                     "' http://127.0.0.1:" + a + "/api/v1/nonce")
+                      .out,
+                  "200")
+            << host;
+    }
+    for (const char *host : {"[::1", "[::1]x", "::1", "[rebind.example]", "a:1:2"}) {
+        EXPECT_EQ(Sh("curl -s -o /dev/null -w '%{http_code}' -H 'Host: " + std::string(host) +
+                     "' http://127.0.0.1:" + a + "/api/v1/nonce")
+                      .out,
+                  "421")
+            << host;
+    }
+    delete p;
+}

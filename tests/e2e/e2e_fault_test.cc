@@ -816,7 +816,7 @@ class NonceClient {
     ~NonceClient() { close(fd_); }
     // GET /api/v1/nonce: the HTTP status, or -1 when the connection failed.
     int Get() {
-        static const char kReq[] = "GET /api/v1/nonce HTTP/1.1\r\nHost: fault\r\n\r\n";
+        static const char kReq[] = "GET /api/v1/nonce HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
         if (!ok_ || send(fd_, kReq, sizeof(kReq) - 1, MSG_NOSIGNAL) != sizeof(kReq) - 1) {
             return -1;
         }
