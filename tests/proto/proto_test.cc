@@ -231,6 +231,51 @@ TEST(ProtoJson, AuditRecordProto3WritesAllFieldsAndEnumsByName) {
     EXPECT_EQ(j.back(), '}');
 }
 
+// JSON must be UTF-8: valid sequences (2, 3, 4 bytes) pass as they are, and every byte that is
+// not part of one becomes \ufffd, so any string field gives valid JSON.
+TEST(ProtoJson, StringsAreAlwaysValidUtf8) {
+    Atls__AuditRecord r = ATLS__AUDIT_RECORD__INIT;
+    struct Case {
+        const char *in, *out;
+    } cases[] = {
+        {"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x94\x92", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x94\x92"},
+        {"a\xff" "b", "a\\ufffdb"},
+        {"\xc3", "\\ufffd"},                             // truncated at the end
+        {"\xe2\x82" "x", "\\ufffd\\ufffdx"},             // truncated, then ASCII
+        {"\xc0\xaf", "\\ufffd\\ufffd"},                  // overlong '/'
+        {"\xe0\x80\xaf", "\\ufffd\\ufffd\\ufffd"},       // overlong, three bytes
+        {"\xed\xa0\x80", "\\ufffd\\ufffd\\ufffd"},       // a surrogate
+        {"\xf4\x90\x80\x80", "\\ufffd\\ufffd\\ufffd\\ufffd"}, // above U+10FFFF
+        {"\xf4\x8f\xbf\xbf", "\xf4\x8f\xbf\xbf"},       // U+10FFFF itself
+        {"\x80" "\"\n", "\\ufffd\\\"\\n"},
+    };
+    for (const Case &c : cases) {
+        std::string in = c.in;
+        r.db_user = const_cast<char *>(in.c_str());
+        std::string j = json_of(&r.base);
+        std::string want = "\"db_user\":\"" + std::string(c.out) + "\"";
+        EXPECT_NE(j.find(want), std::string::npos) << "in: " << in << "\njson: " << j;
+        EXPECT_TRUE(proto_utf8_valid(reinterpret_cast<const uint8_t *>(j.data()), j.size())) << j;
+    }
+}
+
+TEST(ProtoUtf8, ValidatesSequences) {
+    auto valid = [](const std::string &s) {
+        return proto_utf8_valid(reinterpret_cast<const uint8_t *>(s.data()), s.size());
+    };
+    EXPECT_TRUE(valid(""));
+    EXPECT_TRUE(valid(std::string("a\0b", 3)));
+    EXPECT_TRUE(valid("\xc2\x80\xdf\xbf\xe0\xa0\x80\xef\xbf\xbf\xf0\x90\x80\x80\xf4\x8f\xbf\xbf"));
+    for (const char *bad : {"\x80", "\xbf", "\xc0\x80", "\xc1\xbf", "\xc2", "\xc2\x41", "\xe0\x9f\xbf",
+                            "\xed\xa0\x80", "\xed\xbf\xbf", "\xf0\x8f\xbf\xbf", "\xf4\x90\x80\x80",
+                            "\xf5\x80\x80\x80", "\xff", "\xe1\x80", "\xf1\x80\x80"}) {
+        EXPECT_FALSE(valid(bad)) << "accepted " << ::testing::PrintToString(std::string(bad));
+    }
+    const uint8_t four[] = {0xf0, 0x9f, 0x94, 0x92};
+    EXPECT_EQ(proto_utf8_seq_len(four, 4), 4u);
+    EXPECT_EQ(proto_utf8_seq_len(four, 3), 0u); // the length bounds the look-ahead
+}
+
 TEST(ProtoJson, UnsetSubMessageIsNull) {
     Atls__AttestationList list = ATLS__ATTESTATION_LIST__INIT;
     EXPECT_EQ(json_of(&list.base), "{\"records\":[],\"next_cursor\":\"\"}");
