@@ -162,6 +162,8 @@ struct core_conn {
     bool attest_denied;
     uint8_t measurement[48];
     struct policy_input claims; // what the policy judged, kept to re-judge on reload
+    // Why the gateway refused or ended the connection: the attestation or role denial when
+    // attest_denied, else the message of the last ErrorResponse it sent (conn_fail).
     char deny_reason[CORE_DENY_REASON_MAX];
     const char *deny_code; // static stable code of the first denial (DESIGN.md §7)
     // audit (terminate mode with a store)
@@ -548,7 +550,10 @@ enum core_pgwire_startup {
 };
 
 // core_pgwire_startup parses a StartupMessage from `buf`. On OK fills `user`, `database` and
-// `out_len` (message length). Never reads past `len`.
+// `out_len` (message length); both names are then valid UTF-8 (CockroachDB's identifiers are
+// UTF-8, and the names reach audit records and API answers). A name that is not is BAD, and
+// that name is left in `user`/`database` with each invalid byte written as \xNN, for the
+// record. Never reads past `len`.
 enum core_pgwire_startup core_pgwire_startup(const uint8_t *buf, uint32_t len, uint32_t *out_len,
                                              char *user, size_t user_cap, char *database,
                                              size_t db_cap, const char **reason);

@@ -409,6 +409,16 @@ static void conn_fail(struct core_shard *shard, struct core_conn *c, const char 
     } else {
         (void)core_shard_out_append(shard, &c->side[CORE_SIDE_CLIENT], buf, n);
     }
+    // The close usually happens later, when the send completes: keep `msg` (often on the
+    // caller's stack) as the close reason, so the records say why the gateway ended it.
+    if (c->close_reason == NULL) {
+        if (!c->attest_denied && msg != c->deny_reason) {
+            snprintf(c->deny_reason, sizeof(c->deny_reason), "%s", msg);
+        }
+        if (!c->attest_denied || msg == c->deny_reason) {
+            c->close_reason = c->deny_reason;
+        }
+    }
     c->close_after_flush = true;
     side_flush(shard, c, CORE_SIDE_CLIENT);
     if (side_out_empty(&c->side[CORE_SIDE_CLIENT])) {
@@ -872,7 +882,7 @@ static void step_startup(struct core_shard *shard, struct core_conn *c) {
     }
     struct core_side *be = &c->side[CORE_SIDE_BACKEND];
     if (c->close_after_flush) {
-        conn_close(shard, c, "client closed before startup");
+        conn_close(shard, c, c->close_reason ? c->close_reason : "client closed before startup");
         return;
     }
     if (be->out_chunk == CORE_CHUNK_NONE) {
@@ -1788,11 +1798,7 @@ static void drain_step(struct core_shard *shard) {
 static void revoke_session(struct core_shard *shard, struct core_conn *c, const char *reason) {
     LOG_INFO("conn %u.%u: %s", shard->id, c->index, reason);
     atomic_fetch_add_explicit(&shard->counters.attest_denied, 1, memory_order_relaxed);
-    // Copy: conn_fail may release the slot, and the reason must outlive the caller's buffer.
-    snprintf(c->deny_reason, sizeof(c->deny_reason), "%.*s", (int)sizeof(c->deny_reason) - 1,
-             reason);
-    c->close_reason = c->deny_reason; // the disconnect record says why, once the error is sent
-    conn_fail(shard, c, "28000", c->deny_reason);
+    conn_fail(shard, c, "28000", reason); // keeps the reason for the disconnect record
 }
 
 // event_apply: reloads (TLS context, policy), snapshot requests and drain, signalled by the

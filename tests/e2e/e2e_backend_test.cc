@@ -191,6 +191,18 @@ TEST_F(BackendTest, BackendDownGives08006NotAHang) {
     CmdResult r = Sh("psql -X '" + ConnStr(port_, SharedCerts()) + "' -c 'select 1'", 20);
     EXPECT_NE(r.status, 0);
     EXPECT_NE(r.out.find("could not connect to the database"), std::string::npos) << r.out;
+    // The audit trail says why each admitted session ended: its disconnect record carries the
+    // reason the client was given, not a generic one.
+    const std::string want = "\"close_reason\":\"could not connect to the database: backend "
+                             "127.0.0.1:" + std::to_string(dead);
+    std::string list;
+    for (int i = 0; i < 50 && Count(list, want) < 2; i++) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        list = Sh("curl -s 'http://127.0.0.1:" + std::to_string(api_) +
+                  "/api/v1/attestations?format=json'")
+                   .out;
+    }
+    EXPECT_EQ(Count(list, want), 2u) << list;
 }
 
 // The handshake deadline (handshake_timeout_ms from accept) still runs while the backend is
