@@ -1,6 +1,7 @@
 // core_pgwire.c: PostgreSQL wire protocol front end: pre-startup sniffing, ErrorResponse,
 // StartupMessage parsing. Pure functions over byte buffers; no I/O.
 #include "core_internal.h"
+#include "proto.h"
 
 uint32_t core_pgwire_be32(const uint8_t *p) {
     return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
@@ -71,6 +72,34 @@ uint32_t core_pgwire_error(uint8_t *out, uint32_t cap, const char *sqlstate, con
     return at;
 }
 
+// escape_invalid_utf8 writes `in` (`len` bytes) into `out` (`cap` bytes, NUL-terminated,
+// truncated at a whole sequence) as valid UTF-8: valid sequences as they are, every other byte
+// as the four characters \xNN. It serves the records of a refused name, so an operator sees
+// what was sent; such a name is never compared with a policy.
+static void escape_invalid_utf8(char *out, size_t cap, const uint8_t *in, size_t len) {
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (size_t i = 0; i < len;) {
+        size_t n = proto_utf8_seq_len(in + i, len - i);
+        size_t need = n == 0 ? 4 : n;
+        if (o + need >= cap) {
+            break;
+        }
+        if (n == 0) {
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[in[i] >> 4];
+            out[o++] = hex[in[i] & 0xf];
+            i++;
+        } else {
+            memcpy(out + o, in + i, n);
+            o += n;
+            i += n;
+        }
+    }
+    out[o] = '\0';
+}
+
 enum core_pgwire_startup core_pgwire_startup(const uint8_t *buf, uint32_t len, uint32_t *out_len,
                                              char *user, size_t user_cap, char *database,
                                              size_t db_cap, const char **reason) {
@@ -136,10 +165,20 @@ enum core_pgwire_startup core_pgwire_startup(const uint8_t *buf, uint32_t len, u
                 *reason = "user name too long";
                 return CORE_STARTUP_BAD;
             }
+            if (!proto_utf8_valid(val, vlen)) {
+                escape_invalid_utf8(user, user_cap, val, vlen);
+                *reason = "user name is not valid UTF-8";
+                return CORE_STARTUP_BAD;
+            }
             memcpy(user, val, vlen + 1);
         } else if (strcmp((const char *)name, "database") == 0) {
             if (vlen >= db_cap) {
                 *reason = "database name too long";
+                return CORE_STARTUP_BAD;
+            }
+            if (!proto_utf8_valid(val, vlen)) {
+                escape_invalid_utf8(database, db_cap, val, vlen);
+                *reason = "database name is not valid UTF-8";
                 return CORE_STARTUP_BAD;
             }
             memcpy(database, val, vlen + 1);

@@ -19,6 +19,7 @@
 #include "api.pb-c.h"
 #include "attest_fixture.h"
 #include "audit.pb-c.h"
+#include "proto.h"
 
 namespace {
 
@@ -333,6 +334,68 @@ TEST_F(AuditTest, BadParametersAnswer400WithAReason) {
     EXPECT_GE(Status(api_, "/api/v1/attestations?limit=" + std::string(40000, '1')), 400);
     // And the API still answers afterwards.
     EXPECT_EQ(Status(api_, "/api/v1/stats/overview"), 200);
+}
+
+// A StartupMessage whose user or database name is not UTF-8 is refused before the backend with
+// the reason (CockroachDB's identifiers are UTF-8), and its record shows the name with the
+// invalid bytes as \xNN: audit records and API answers (JSON and protobuf strings) are always
+// UTF-8. A valid non-ASCII name passes the parser (the policy's role map then refuses it).
+TEST_F(AuditTest, NamesThatAreNotUtf8AreRefusedAndRecordedEscaped) {
+    int port = 0, api = 0;
+    std::unique_ptr<Proxy> p(StartProxy(Policy(sim_ + "/ark.pem"), &port, &api));
+    ASSERT_NE(p, nullptr);
+    // Startup as `user`/`db` on a new attested connection (its own nonce): "" or "SQLSTATE
+    // message".
+    auto startup = [&](const std::string &user, const std::string &db) {
+        MakeCert("au-utf8", "--measurement " + kGood, "", api);
+        RawClient c;
+        EXPECT_TRUE(c.Connect(port));
+        std::string err;
+        EXPECT_TRUE(c.StartTls(*dir_ / "au-utf8.crt", *dir_ / "au-utf8.key", "postgresql", &err))
+            << err;
+        return c.Startup(user, db);
+    };
+    size_t backend_before = BackendConnections();
+    EXPECT_EQ(startup("bad\xff" "name", "postgres"), "08P01 user name is not valid UTF-8");
+    EXPECT_EQ(startup("postgres", "db\xc3(\xed\xa0\x80"),
+              "08P01 database name is not valid UTF-8");
+    EXPECT_EQ(BackendConnections(), backend_before) << "a refused name reached the backend";
+    std::string pg = startup("caf\xc3\xa9", "postgres"); // valid: on to the role check
+    EXPECT_NE(pg.find("28000"), std::string::npos) << pg;
+    EXPECT_NE(pg.find("caf\xc3\xa9"), std::string::npos) << pg;
+
+    Records r;
+    ASSERT_TRUE(Eventually([&] {
+        Records t;
+        return Fetch(api, "", &t) && t.list->n_records >= 3;
+    }));
+    ASSERT_TRUE(Fetch(api, "", &r));
+    std::multiset<std::string> users, dbs, reasons;
+    for (size_t i = 0; i < r.list->n_records; i++) {
+        const Atls__AuditRecord *rec = r.list->records[i];
+        users.insert(rec->db_user);
+        dbs.insert(rec->db_name);
+        std::string user = rec->db_user;
+        if (user != "postgres" || std::string(rec->db_name) != "postgres") {
+            reasons.insert(user + " " + rec->reason);
+        }
+        EXPECT_TRUE(proto_utf8_valid(reinterpret_cast<const uint8_t *>(rec->db_user),
+                                     strlen(rec->db_user)));
+        EXPECT_TRUE(proto_utf8_valid(reinterpret_cast<const uint8_t *>(rec->db_name),
+                                     strlen(rec->db_name)));
+    }
+    EXPECT_GE(users.count("bad\\xffname"), 1u);
+    EXPECT_GE(dbs.count("db\\xc3(\\xed\\xa0\\x80"), 1u);
+    EXPECT_GE(users.count("caf\xc3\xa9"), 1u);
+    // Each refusal is recorded with the reason the client was given.
+    EXPECT_EQ(reasons.count("bad\\xffname user name is not valid UTF-8"), 1u);
+    EXPECT_EQ(reasons.count("postgres database name is not valid UTF-8"), 1u);
+    for (const std::string &why : reasons) {
+        EXPECT_EQ(why.find("closed before startup"), std::string::npos) << why;
+    }
+    std::string json = Get(api, "/api/v1/attestations?format=json");
+    EXPECT_TRUE(proto_utf8_valid(reinterpret_cast<const uint8_t *>(json.data()), json.size()));
+    EXPECT_NE(json.find("\"db_user\":\"bad\\\\xffname\""), std::string::npos) << json;
 }
 
 TEST_F(AuditTest, StatsEndpointsReflectLiveAndDeniedClients) {
