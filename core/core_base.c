@@ -46,6 +46,13 @@ void core_base_log(enum core_base_log_level level, const char *func, const char 
     if (used > sizeof(line) - 2) {
         used = sizeof(line) - 2;
     }
+    // One event, one line: control bytes that arrived inside a message (a client's user name
+    // can hold a newline) become '?', so no one can forge log lines.
+    for (size_t i = 0; i < used; i++) {
+        if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f) {
+            line[i] = '?';
+        }
+    }
     line[used++] = '\n';
     // One write per line keeps lines from different threads whole.
     ssize_t w = write(STDERR_FILENO, line, used);

@@ -1,11 +1,45 @@
-// Tests for core/core_base.c: hex helpers, clocks and core_base_copy.
+// Tests for core/core_base.c: hex helpers, clocks, core_base_copy and the log line writer.
 #include <gtest/gtest.h>
 
 #include <cerrno>
 #include <cstring>
+#include <string>
 #include <vector>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include "core_base.h"
+
+namespace {
+
+// LogLine returns what one core_base_log call at INFO writes to stderr.
+std::string LogLine(const char *msg) {
+    char path[] = "/tmp/atls-log-XXXXXX";
+    int fd = mkstemp(path);
+    EXPECT_GE(fd, 0);
+    int saved = dup(STDERR_FILENO);
+    dup2(fd, STDERR_FILENO);
+    core_base_log(CORE_LOG_INFO, "test", "user \"%s\" refused", msg);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    std::string out(4096, '\0');
+    ssize_t n = pread(fd, &out[0], out.size(), 0);
+    close(fd);
+    unlink(path);
+    out.resize(n > 0 ? static_cast<size_t>(n) : 0);
+    return out;
+}
+
+} // namespace
+
+TEST(CoreBase, LogWritesOneLinePerEventWhateverTheMessageHolds) {
+    EXPECT_EQ(LogLine("app"), "INFO test: user \"app\" refused\n");
+    // A name with a newline cannot start a forged line; other control bytes are masked too.
+    EXPECT_EQ(LogLine("x\nERROR forged: admitted\r\x1b[2J\x7f"),
+              "INFO test: user \"x?ERROR forged: admitted??[2J?\" refused\n");
+    EXPECT_EQ(LogLine("caf\xc3\xa9"), "INFO test: user \"caf\xc3\xa9\" refused\n");
+}
 
 TEST(CoreBase, HexRoundTrip) {
     const uint8_t in[4] = {0x00, 0x7f, 0xa5, 0xff};
