@@ -417,49 +417,6 @@ TEST_F(AttestTest, SighupRevokingAStreamingSessionNeverSplitsAMessage) {
     delete p;
 }
 
-namespace {
-
-// Blackhole: a listener whose accept queue is full and that never accepts, so a TCP connect to
-// it stays in flight (the kernel drops further SYNs) until the connecting side gives up.
-class Blackhole {
-  public:
-    Blackhole() {
-        fd_ = socket(AF_INET, SOCK_STREAM, 0);
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        socklen_t len = sizeof(a);
-        ok_ = fd_ >= 0 && bind(fd_, reinterpret_cast<sockaddr *>(&a), len) == 0 &&
-              listen(fd_, 0) == 0 &&
-              getsockname(fd_, reinterpret_cast<sockaddr *>(&a), &len) == 0;
-        port_ = ntohs(a.sin_port);
-        // Backlog 0 queues one connection; this filler takes it.
-        filler_ = socket(AF_INET, SOCK_STREAM, 0);
-        ok_ = ok_ && connect(filler_, reinterpret_cast<sockaddr *>(&a), sizeof(a)) == 0;
-    }
-    ~Blackhole() {
-        close(filler_);
-        close(fd_);
-    }
-    bool ok() const { return ok_; }
-    int port() const { return port_; }
-    // Accept the filler, then report whether any other connection arrives within `ms`.
-    bool AnotherConnectionArrives(int ms) {
-        int f = accept(fd_, nullptr, nullptr);
-        if (f >= 0) {
-            close(f);
-        }
-        pollfd p{fd_, POLLIN, 0};
-        return poll(&p, 1, ms) > 0;
-    }
-
-  private:
-    int fd_ = -1, filler_ = -1, port_ = 0;
-    bool ok_ = false;
-};
-
-} // namespace
-
 // A reload re-checks every attested session that was admitted under the old policy, whatever
 // its state: one that finished its TLS handshake but has not sent its StartupMessage yet is
 // denied when it does (the backend never sees it), and one whose backend connect is still in

@@ -117,39 +117,6 @@ class CountingRelay {
     std::vector<std::thread> pipes_;
 };
 
-// Blackhole listens on a free port with a full accept queue: the kernel drops every further
-// SYN, so a connect there hangs until the gateway's connect_timeout_ms (a host that is down,
-// or a firewall that drops).
-class Blackhole {
-  public:
-    Blackhole() {
-        lfd_ = socket(AF_INET, SOCK_STREAM, 0);
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        socklen_t len = sizeof(a);
-        // Backlog 0 holds one connection; the filler takes that place.
-        ok_ = bind(lfd_, reinterpret_cast<sockaddr *>(&a), sizeof(a)) == 0 &&
-              listen(lfd_, 0) == 0 &&
-              getsockname(lfd_, reinterpret_cast<sockaddr *>(&a), &len) == 0;
-        port_ = ntohs(a.sin_port);
-        filler_ = socket(AF_INET, SOCK_STREAM, 0);
-        ok_ = ok_ && connect(filler_, reinterpret_cast<sockaddr *>(&a), sizeof(a)) == 0;
-    }
-    ~Blackhole() {
-        close(filler_);
-        close(lfd_);
-    }
-    bool ok() const { return ok_; }
-    int port() const { return port_; }
-
-  private:
-    int lfd_ = -1;
-    int filler_ = -1;
-    int port_ = 0;
-    bool ok_ = false;
-};
-
 } // namespace
 
 class BackendTest : public ::testing::Test {

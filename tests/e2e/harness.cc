@@ -132,6 +132,34 @@ int ConnectTcp(int port, bool nonblocking) {
     return fd;
 }
 
+Blackhole::Blackhole() {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    ok_ = fd_ >= 0 && bind(fd_, reinterpret_cast<sockaddr *>(&a), len) == 0 &&
+          listen(fd_, 0) == 0 && getsockname(fd_, reinterpret_cast<sockaddr *>(&a), &len) == 0;
+    port_ = ntohs(a.sin_port);
+    // Backlog 0 queues one connection; this filler takes it.
+    filler_ = socket(AF_INET, SOCK_STREAM, 0);
+    ok_ = ok_ && connect(filler_, reinterpret_cast<sockaddr *>(&a), sizeof(a)) == 0;
+}
+
+Blackhole::~Blackhole() {
+    close(filler_);
+    close(fd_);
+}
+
+bool Blackhole::AnotherConnectionArrives(int ms) {
+    int f = accept(fd_, nullptr, nullptr);
+    if (f >= 0) {
+        close(f);
+    }
+    pollfd p{fd_, POLLIN, 0};
+    return poll(&p, 1, ms) > 0;
+}
+
 size_t Count(const std::string &text, const std::string &needle) {
     size_t n = 0;
     for (size_t at = 0; (at = text.find(needle, at)) != std::string::npos; at++) {

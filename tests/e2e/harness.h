@@ -105,6 +105,26 @@ std::string ConnStr(int port, const Certs &c, const std::string &extra = "");
 // the descriptor, or -1.
 int ConnectTcp(int port, bool nonblocking = false);
 
+// Blackhole listens on a free loopback port with a full accept queue and never accepts: the
+// kernel drops every further SYN, so a connect there stays in flight until the connecting side
+// gives up (a host that is down, or a firewall that drops), e.g. the gateway's
+// connect_timeout_ms.
+class Blackhole {
+  public:
+    Blackhole();
+    ~Blackhole();
+    Blackhole(const Blackhole &) = delete;
+    Blackhole &operator=(const Blackhole &) = delete;
+    bool ok() const { return ok_; }
+    int port() const { return port_; }
+    // Accept the filler, then report whether any other connection arrives within `ms`.
+    bool AnotherConnectionArrives(int ms);
+
+  private:
+    int fd_ = -1, filler_ = -1, port_ = 0;
+    bool ok_ = false;
+};
+
 // A raw client: plain TCP, then optionally TLS via BoringSSL with a client certificate.
 class RawClient {
   public:
