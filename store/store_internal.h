@@ -43,6 +43,12 @@ extern const char *const store_cf_names[STORE_CF_COUNT];
 #define STORE_VERDICT_KEY_BYTES (4u + STORE_KEY_BYTES)
 #define STORE_MEAS_KEY_BYTES (STORE_MEASUREMENT_BYTES + 4u + STORE_KEY_BYTES)
 #define STORE_ARENA_BYTES 32768u // unpacking one AuditRecord (report copy, strings, slabs)
+// STORE_COUNTS_ENTRIES_MAX is how many distinct measurements the in-memory decision counts hold
+// (store_counts.c): 104 bytes each, 1.7 MiB allocated at open, plus 73 bytes per record of the
+// largest write batch for staging (at most 292 KiB). Four times the HTTP API's page of 4096, so
+// that page is answered from memory even after the table has overflowed and retention has
+// since dropped up to 12288 of its measurements.
+#define STORE_COUNTS_ENTRIES_MAX 16384u
 
 // ---- Ring slot ----
 #define STORE_SLOT_MAGIC 0x41554431u // "AUD1"
@@ -172,6 +178,51 @@ int store_audit_retention(struct store *store);
 // store_audit_record_is_valid checks the producer-filled fields of `rec` (both before a push
 // and after the store thread decodes a slot: paired validation, rule 9).
 bool store_audit_record_is_valid(const Atls__AuditRecord *rec);
+
+/* store_counts.c */
+
+// struct store_counts: decisions per (measurement, verdict) as the by_measurement index holds
+// them, for up to a fixed number of distinct measurements (the smallest ones). Opaque.
+struct store_counts;
+
+// store_counts_new allocates a table for `entries_max` (>= 1) measurements whose staging area
+// holds `staged_max` index entries (the largest write batch). Startup; NULL when out of memory.
+// The caller owns it (store_counts_free).
+struct store_counts *store_counts_new(uint32_t entries_max, uint32_t staged_max);
+
+// store_counts_free frees `counts`; store_counts_free(NULL) is a no-op.
+void store_counts_free(struct store_counts *counts);
+
+// store_counts_load counts the by_measurement index of `db` into an empty table: one scan,
+// O(index entries below the table's limit). Owner thread, before the store thread starts.
+// Returns 0, or -EIO/-ENOMEM with a reason in `err`.
+int store_counts_load(struct store_counts *counts, char *err, size_t errlen, struct store_db *db);
+
+// store_counts_stage remembers that the write batch being built puts (`delta` = +1) or deletes
+// (`delta` = -1) the by_measurement entry `mk`; a delete only for an entry that exists on disk.
+// At most `staged_max` per batch. Store thread.
+void store_counts_stage(struct store_counts *counts, const uint8_t mk[STORE_MEAS_KEY_BYTES],
+                        int delta);
+
+// store_counts_discard forgets the staged entries: their batch was not written. Store thread.
+void store_counts_discard(struct store_counts *counts);
+
+// store_counts_commit applies the staged entries once their batch is written, then forgets
+// them. Store thread.
+void store_counts_commit(struct store_counts *counts);
+
+// store_counts_invalidate empties the table for good: until the store is opened again, every
+// query counts from the index. For when an update cannot be known exactly. Store thread.
+void store_counts_invalidate(struct store_counts *counts);
+
+// store_counts_copy copies the first min(tracked, `cap`) measurements, in measurement order,
+// into `out` and sets `*out_n`. Returns -ENOSPC when more than `cap` are tracked (the answer is
+// complete), else 0. When it returns 0 with `*out_partial` set, the table tracks only the
+// measurements below `out_from`: the caller adds those from `out_from` on from the index. Any
+// thread; holds the table's mutex only for the copy.
+int store_counts_copy(struct store_counts *counts, struct store_measurement_count *out,
+                      size_t *out_n, size_t cap, uint8_t out_from[STORE_MEASUREMENT_BYTES],
+                      bool *out_partial);
 
 /* store_rocksdb.c */
 
