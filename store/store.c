@@ -112,6 +112,8 @@ static void store_free_all(struct store *s) {
     s->value_buf = NULL;
     free(s->taken);
     s->taken = NULL;
+    store_counts_free(s->counts);
+    s->counts = NULL;
     free(s);
 }
 
@@ -132,8 +134,33 @@ static struct store *store_alloc(void) {
 
 int store_open(struct store **out_store, char *err, size_t errlen, const struct store_config *cfg,
                uint32_t workers) {
+    return store_open_with_counts(out_store, err, errlen, cfg, workers, STORE_COUNTS_ENTRIES_MAX);
+}
+
+// open_counts builds the decision counts with one scan of the measurement index. The staging
+// area takes the largest batch the store thread writes: a ring drain or a retention batch.
+static int open_counts(struct store *s, char *err, size_t errlen, uint32_t counts_max) {
+    uint32_t staged_max = s->cfg.batch_max > STORE_RETENTION_DELETE_BATCH_MAX
+                              ? s->cfg.batch_max
+                              : STORE_RETENTION_DELETE_BATCH_MAX;
+    s->counts = store_counts_new(counts_max, staged_max);
+    if (s->counts == NULL) {
+        snprintf(err, errlen, "store: out of memory");
+        return -ENOMEM;
+    }
+    char why[STORE_ERR_BYTES] = "";
+    int rc = store_counts_load(s->counts, why, sizeof(why), s->db);
+    if (rc != 0) {
+        snprintf(err, errlen, "audit store %s: measurement index unreadable: %s", s->cfg.dir, why);
+    }
+    return rc;
+}
+
+int store_open_with_counts(struct store **out_store, char *err, size_t errlen,
+                           const struct store_config *cfg, uint32_t workers, uint32_t counts_max) {
     ASSERT(out_store != NULL);
     ASSERT(cfg != NULL);
+    ASSERT(counts_max >= 1);
     *out_store = NULL;
     int rc = store_config_validate(err, errlen, cfg);
     if (rc != 0) {
@@ -158,6 +185,10 @@ int store_open(struct store **out_store, char *err, size_t errlen, const struct 
         goto out_free;
     }
     rc = store_audit_load_chain(s, err, errlen);
+    if (rc != 0) {
+        goto out_free;
+    }
+    rc = open_counts(s, err, errlen, counts_max);
     if (rc != 0) {
         goto out_free;
     }

@@ -174,6 +174,7 @@ static int append_slot(struct store *s, uint32_t worker, const struct store_slot
         store_rocksdb_batch_put(s->db, s->batch, STORE_CF_BY_VERDICT, vk, sizeof(vk), NULL, 0);
         store_rocksdb_batch_put(s->db, s->batch, STORE_CF_BY_MEASUREMENT, mk, sizeof(mk), NULL,
                                 0);
+        store_counts_stage(s->counts, mk, +1); // counted once the batch is written
     }
     memcpy(s->last_digest, chain_val + STORE_KEY_BYTES, STORE_SHA256_BYTES);
     s->next_global_seq++;
@@ -246,6 +247,7 @@ static uint32_t drain_batch(struct store *s) {
     uint8_t saved_digest[STORE_SHA256_BYTES];
     memcpy(saved_digest, s->last_digest, sizeof(saved_digest));
     store_rocksdb_batch_clear(s->batch);
+    store_counts_discard(s->counts);
     uint32_t n = 0;
     for (uint32_t k = 0; k < s->workers && n < s->cfg.batch_max; k++) {
         n += take_slots(s, (s->rr_next + k) % s->workers, s->cfg.batch_max - n);
@@ -265,9 +267,12 @@ static uint32_t drain_batch(struct store *s) {
             s->next_global_seq = saved_gseq;
             memcpy(s->last_digest, saved_digest, sizeof(saved_digest));
             memset(s->taken, 0, s->workers * sizeof(*s->taken));
+            store_counts_discard(s->counts);
             store_set_unhealthy(s, rc, "%s", err);
             return 0;
         }
+        // Before the acknowledgement: a record a worker sees durable is already counted.
+        store_counts_commit(s->counts);
         atomic_fetch_add(&s->records_written, written);
         atomic_fetch_add(&s->batches_written, 1);
         atomic_store(&s->head_global_seq, s->next_global_seq - 1);
@@ -397,7 +402,8 @@ int store_audit_load_chain(struct store *store, char *err, size_t errlen) {
 // ---- Retention ----
 
 // delete_indexes adds the index deletes of the record stored under `key` (best effort: a
-// record that no longer decodes has its primary entry and chain entry deleted regardless).
+// record that no longer decodes has its primary entry and chain entry deleted regardless), and
+// stages the measurement entry's delete for the decision counts when that entry exists.
 static void delete_indexes(struct store *s, const uint8_t key[STORE_KEY_BYTES]) {
     size_t vlen = 0;
     if (store_rocksdb_get(s->db, s->value_buf, &vlen, STORE_VALUE_BYTES_MAX, STORE_CF_RECORDS,
@@ -420,6 +426,18 @@ static void delete_indexes(struct store *s, const uint8_t key[STORE_KEY_BYTES]) 
     meas_key(mk, rec, key);
     store_rocksdb_batch_delete(s->db, s->batch, STORE_CF_BY_VERDICT, vk, sizeof(vk));
     store_rocksdb_batch_delete(s->db, s->batch, STORE_CF_BY_MEASUREMENT, mk, sizeof(mk));
+    // The counts mirror the index, not the records: a record altered on disk names an entry
+    // that may not exist, and deleting that one must not lower the counts.
+    uint8_t none[1];
+    size_t nlen = 0;
+    int grc = store_rocksdb_get(s->db, none, &nlen, sizeof(none), STORE_CF_BY_MEASUREMENT, mk,
+                                sizeof(mk));
+    if (grc == 0 || grc == -EMSGSIZE) {
+        store_counts_stage(s->counts, mk, -1);
+    } else if (grc != -ENOENT) {
+        // Whether the entry goes or not is unknown: stop trusting the counts.
+        store_counts_invalidate(s->counts);
+    }
 }
 
 // Retention deletes a prefix of the chain (oldest global_seq first), never a record in the
@@ -443,6 +461,7 @@ int store_audit_retention(struct store *s) {
             return -ENOMEM;
         }
         store_rocksdb_batch_clear(s->batch);
+        store_counts_discard(s->counts);
         uint8_t seek[8];
         store_be64_put(seek, first);
         uint8_t anchor[STORE_META_POS_BYTES];
@@ -477,6 +496,7 @@ int store_audit_retention(struct store *s) {
         store_rocksdb_iter_free(it);
         if (rc != 0) {
             LOG_ERROR("retention: %s", err);
+            store_counts_discard(s->counts);
             return rc;
         }
         if (deleted > 0) {
@@ -486,9 +506,11 @@ int store_audit_retention(struct store *s) {
             rc = store_rocksdb_write(s->db, err, sizeof(err), s->batch,
                                      s->cfg.sync == STORE_SYNC_ALWAYS);
             if (rc != 0) {
+                store_counts_discard(s->counts);
                 store_set_unhealthy(s, rc, "retention: %s", err);
                 return rc;
             }
+            store_counts_commit(s->counts);
             atomic_store(&s->first_global_seq, store_be64_get(anchor));
             atomic_fetch_add(&s->retention_deleted, (uint64_t)deleted);
         }

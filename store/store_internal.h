@@ -107,6 +107,9 @@ struct store {
     uint8_t *arena_buf;         // STORE_ARENA_BYTES
     uint8_t *value_buf;         // STORE_VALUE_BYTES_MAX
     uint64_t *taken;            // [workers] slots consumed by the batch being built
+    // Decision counts per measurement (store_counts.c); NULL in a read-only store, whose
+    // queries scan the index instead.
+    struct store_counts *counts;
 
     // Counters (store_stats).
     _Atomic uint64_t records_written;
@@ -120,6 +123,12 @@ struct store {
 #endif // __cplusplus
 
 /* store.c */
+
+// store_open_with_counts is store_open with room for `counts_max` distinct measurements in the
+// in-memory decision counts (store_open uses STORE_COUNTS_ENTRIES_MAX; tests overflow a small
+// table).
+int store_open_with_counts(struct store **out_store, char *err, size_t errlen,
+                           const struct store_config *cfg, uint32_t workers, uint32_t counts_max);
 
 // store_set_unhealthy records the first failure (`rc`, formatted reason). Store thread.
 void store_set_unhealthy(struct store *store, int rc, const char *fmt, ...)
