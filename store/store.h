@@ -155,9 +155,13 @@ int store_query_latest(struct store *store, uint32_t limit, store_record_fn fn, 
 int store_query_denied(struct store *store, uint32_t limit, store_record_fn fn, void *arg);
 
 // store_query_measurements fills `out` (room for `cap`) with decision counts per measurement,
-// ordered by measurement bytes, and sets `*out_n`. Scans the measurement index: O(records
-// kept). Returns 0, -ENOSPC when there are more than `cap` distinct measurements (the first
-// `cap` are filled), -EIO. Any thread.
+// ordered by measurement bytes, and sets `*out_n`. A store opened by store_open answers from
+// counts it keeps in memory, in O(distinct measurements): they follow every committed write
+// batch and retention batch. Past 16384 distinct measurements (STORE_COUNTS_ENTRIES_MAX, 1.7
+// MiB) it keeps only the smallest ones; a query that needs more than it keeps also scans the
+// measurement index from there on, so the answer is always exact. A store opened by
+// store_open_readonly scans the index: O(records kept). Returns 0, -ENOSPC when there are more
+// than `cap` distinct measurements (the first `cap` are filled), -ENOMEM, -EIO. Any thread.
 int store_query_measurements(struct store *store, struct store_measurement_count *out,
                              size_t *out_n, size_t cap);
 

@@ -119,6 +119,7 @@ struct store {
     _Atomic uint64_t retention_runs;
     _Atomic uint64_t head_global_seq;
     _Atomic uint64_t first_global_seq;
+    _Atomic uint64_t measurement_scans; // reads of the measurement index by queries (tests)
 };
 #endif // __cplusplus
 
@@ -232,6 +233,18 @@ void store_counts_invalidate(struct store_counts *counts);
 int store_counts_copy(struct store_counts *counts, struct store_measurement_count *out,
                       size_t *out_n, size_t cap, uint8_t out_from[STORE_MEASUREMENT_BYTES],
                       bool *out_partial);
+
+/* store_query.c */
+
+// store_query_measurements_scan is store_query_measurements computed by scanning the whole
+// by_measurement index: O(records kept). The read-only store answers with it; tests compare the
+// in-memory counts against it. Any thread.
+int store_query_measurements_scan(struct store *store, struct store_measurement_count *out,
+                                  size_t *out_n, size_t cap);
+
+// store_query_measurement_scans returns how many store_query_measurements calls have read the
+// index (a full or partial scan) instead of answering from memory. Any thread.
+uint64_t store_query_measurement_scans(const struct store *store);
 
 /* store_rocksdb.c */
 

@@ -1,5 +1,6 @@
 // store_query.c: read-side queries for the HTTP API and atlsctl (newest-first listings with
-// stable cursors, denials through the verdict index, counts per measurement, get by key).
+// stable cursors, denials through the verdict index, counts per measurement from memory or the
+// index, get by key).
 // Callable from any thread: RocksDB iterators and gets are thread-safe against the writer.
 #include <errno.h>
 
@@ -147,20 +148,26 @@ int store_query_denied(struct store *store, uint32_t limit, store_record_fn fn, 
     return finish_iter(it, rc);
 }
 
-int store_query_measurements(struct store *store, struct store_measurement_count *out,
-                             size_t *out_n, size_t cap) {
-    ASSERT(store != NULL);
-    ASSERT(out_n != NULL);
-    ASSERT(out != NULL || cap == 0);
-    *out_n = 0;
+// scan_measurements counts the by_measurement index from the first key at or above `from`
+// (NULL: from the start) into `out`, after the `*io_n` entries already there (all of them below
+// `from`), and updates `*io_n`. Returns 0, -ENOSPC when more than `cap` measurements would be
+// needed (the first `cap` are filled), -ENOMEM, -EIO. O(index entries from `from` on).
+static int scan_measurements(struct store *store, struct store_measurement_count *out, size_t *io_n,
+                             size_t cap, const uint8_t *from) {
+    ASSERT(*io_n <= cap);
+    atomic_fetch_add_explicit(&store->measurement_scans, 1, memory_order_relaxed);
     struct store_iter *it = store_rocksdb_iter_new(store->db, STORE_CF_BY_MEASUREMENT);
     if (it == NULL) {
         return -ENOMEM;
     }
-    size_t n = 0;
+    size_t n = *io_n;
     int rc = 0;
-    for (store_rocksdb_iter_seek_first(it); store_rocksdb_iter_is_valid(it);
-         store_rocksdb_iter_next(it)) {
+    if (from != NULL) {
+        store_rocksdb_iter_seek(it, from, STORE_MEASUREMENT_BYTES);
+    } else {
+        store_rocksdb_iter_seek_first(it);
+    }
+    for (; store_rocksdb_iter_is_valid(it); store_rocksdb_iter_next(it)) {
         size_t klen = 0;
         const uint8_t *k = store_rocksdb_iter_key(it, &klen);
         if (klen != STORE_MEAS_KEY_BYTES) {
@@ -181,8 +188,45 @@ int store_query_measurements(struct store *store, struct store_measurement_count
         }
         out[n - 1].total++;
     }
-    *out_n = n;
+    *io_n = n;
     return finish_iter(it, rc);
+}
+
+int store_query_measurements_scan(struct store *store, struct store_measurement_count *out,
+                                  size_t *out_n, size_t cap) {
+    ASSERT(store != NULL);
+    ASSERT(out_n != NULL);
+    ASSERT(out != NULL || cap == 0);
+    *out_n = 0;
+    return scan_measurements(store, out, out_n, cap, NULL);
+}
+
+uint64_t store_query_measurement_scans(const struct store *store) {
+    ASSERT(store != NULL);
+    return atomic_load_explicit(&store->measurement_scans, memory_order_relaxed);
+}
+
+int store_query_measurements(struct store *store, struct store_measurement_count *out,
+                             size_t *out_n, size_t cap) {
+    ASSERT(store != NULL);
+    ASSERT(out_n != NULL);
+    ASSERT(out != NULL || cap == 0);
+    *out_n = 0;
+    if (store->counts == NULL) {
+        // Read-only (atlsctl): one scan per query is cheaper than building the table at every
+        // open, most of which (verify, show, list) never ask for these counts.
+        return scan_measurements(store, out, out_n, cap, NULL);
+    }
+    uint8_t from[STORE_MEASUREMENT_BYTES];
+    bool partial = false;
+    int rc = store_counts_copy(store->counts, out, out_n, cap, from, &partial);
+    if (rc != 0 || !partial) {
+        return rc;
+    }
+    // The table has overflowed and holds fewer measurements than the caller has room for: the
+    // rest come from the index, from the table's limit on. The two parts are read a moment
+    // apart, each exact at its moment (the store thread may write in between).
+    return scan_measurements(store, out, out_n, cap, from);
 }
 
 int store_query_get(struct store *store, uint8_t *out, size_t *out_len, size_t cap,
