@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 
 #include <atomic>
+#include <memory>
 #include <set>
 #include <thread>
 
@@ -18,13 +19,18 @@ namespace {
 struct Opened {
     TempDir t;
     struct store *s = nullptr;
-    explicit Opened(uint32_t workers = 1, void (*tweak)(struct store_config *) = nullptr) {
+    // `counts_max`: room for distinct measurements in memory (0: store_open's default).
+    explicit Opened(uint32_t workers = 1, void (*tweak)(struct store_config *) = nullptr,
+                    uint32_t counts_max = 0) {
         struct store_config cfg = config_for(t.path);
         if (tweak != nullptr) {
             tweak(&cfg);
         }
         char err[STORE_ERR_BYTES] = "";
-        EXPECT_EQ(store_open(&s, err, sizeof(err), &cfg, workers), 0) << err;
+        int rc = counts_max == 0
+                     ? store_open(&s, err, sizeof(err), &cfg, workers)
+                     : store_open_with_counts(&s, err, sizeof(err), &cfg, workers, counts_max);
+        EXPECT_EQ(rc, 0) << err;
     }
     ~Opened() { store_close(s); }
     void close() {
@@ -454,6 +460,152 @@ TEST(StoreAudit, RetentionByAgeThenTamperIsStillDetected) {
     v = verify(o.t.path);
     EXPECT_EQ(v.status, STORE_VERIFY_REMOVED) << v.detail;
     EXPECT_EQ(v.bad_global_seq, 7u);
+}
+
+// wait_first_kept waits until retention has deleted every record before global seq `first`.
+void wait_first_kept(struct store *s, uint64_t first) {
+    for (int i = 0; i < 10000; i++) {
+        struct store_stats st;
+        store_stats(s, &st);
+        if (st.first_global_seq >= first) {
+            return;
+        }
+        usleep(1000);
+    }
+    FAIL() << "retention did not reach record " << first;
+}
+
+// mixed_record makes the `i`-th record of the retention tests: six measurements, decisions
+// without evidence, disconnects, all four verdicts.
+std::unique_ptr<Record> mixed_record(uint64_t t, int i) {
+    static const Atls__Verdict kVerdicts[] = {
+        ATLS__VERDICT__VERDICT_ALLOWED, ATLS__VERDICT__VERDICT_DENIED,
+        ATLS__VERDICT__VERDICT_WARNED, ATLS__VERDICT__VERDICT_ERROR};
+    auto r = std::make_unique<Record>(t, kVerdicts[(i / 3) % 4], (uint8_t)(0x20 + (i * 7) % 6));
+    if (i % 11 == 0) {
+        r->rec.measurement.len = 0;
+    }
+    if (i % 13 == 0) {
+        r->rec.kind = ATLS__AUDIT_KIND__AUDIT_KIND_DISCONNECT;
+        r->rec.verdict = ATLS__VERDICT__VERDICT_UNSPECIFIED;
+    }
+    return r;
+}
+
+// Retention by count over more than one retention batch (STORE_RETENTION_DELETE_BATCH_MAX):
+// the counts fall by exactly what was deleted, with the default table and with one that has
+// overflowed.
+void counts_fall_with_retention_by_count(uint32_t counts_max) {
+    Opened o(
+        1,
+        [](struct store_config *c) {
+            c->retention_max_records = 50;
+            c->sync = STORE_SYNC_BATCH;
+        },
+        counts_max);
+    constexpr int kRecords = 1300;
+    uint64_t t0 = base_time();
+    std::vector<std::unique_ptr<Record>> recs;
+    CountModel model;
+    uint64_t seq = 0;
+    // Retention runs only when asked: config_for sets an interval of an hour.
+    for (int i = 0; i < kRecords; i++) {
+        recs.push_back(mixed_record(t0 + (uint64_t)i, i));
+        seq = push_ok(o.s, 0, &recs.back()->rec);
+        model.add(recs.back()->rec, +1);
+    }
+    ASSERT_TRUE(wait_durable(o.s, 0, seq));
+    EXPECT_TRUE(counts_match(o.s, model, 100));
+    store_retention_request(o.s);
+    wait_first_kept(o.s, kRecords - 50 + 1);
+    for (int i = 0; i < kRecords - 50; i++) {
+        model.add(recs[(size_t)i]->rec, -1); // one worker: chain order is push order
+    }
+    struct store_stats st;
+    store_stats(o.s, &st);
+    EXPECT_EQ(st.retention_deleted, (uint64_t)kRecords - 50);
+    for (size_t cap : {0, 2, 3, 6, 7, 8, 100}) {
+        EXPECT_TRUE(counts_match(o.s, model, cap));
+    }
+    uint64_t kept = 0;
+    for (int i = kRecords - 50; i < kRecords; i++) {
+        kept += recs[(size_t)i]->rec.kind == ATLS__AUDIT_KIND__AUDIT_KIND_DECISION;
+    }
+    EXPECT_EQ(model.total(), kept);
+}
+
+TEST(StoreAudit, MeasurementCountsFallWithRetentionByCount) {
+    counts_fall_with_retention_by_count(0);
+}
+
+TEST(StoreAudit, MeasurementCountsFallWithRetentionByCountPastTheTableLimit) {
+    counts_fall_with_retention_by_count(3);
+}
+
+TEST(StoreAudit, MeasurementCountsFallWithRetentionByAge) {
+    Opened o(1, [](struct store_config *c) { c->retention_days = 1; });
+    uint64_t now = base_time();
+    uint64_t day = 86400ULL * 1000000000ULL;
+    std::vector<std::unique_ptr<Record>> recs;
+    CountModel model;
+    CountModel young;
+    uint64_t seq = 0;
+    for (int i = 0; i < 120; i++) {
+        bool old = i < 70;
+        recs.push_back(mixed_record(old ? now - 3 * day + (uint64_t)i : now + (uint64_t)i, i));
+        seq = push_ok(o.s, 0, &recs.back()->rec);
+        model.add(recs.back()->rec, +1);
+        if (!old) {
+            young.add(recs.back()->rec, +1);
+        }
+    }
+    ASSERT_TRUE(wait_durable(o.s, 0, seq));
+    EXPECT_TRUE(counts_match(o.s, model, 100));
+    struct store_stats st;
+    store_stats(o.s, &st);
+    store_retention_request(o.s);
+    wait_retention(o.s, st.retention_runs);
+    store_stats(o.s, &st);
+    EXPECT_EQ(st.retention_deleted, 70u);
+    for (size_t cap : {0, 3, 6, 7, 100}) {
+        EXPECT_TRUE(counts_match(o.s, young, cap));
+    }
+}
+
+// The counts follow the index even where it disagrees with the records: a record whose
+// measurement index entry was removed on disk is not counted at open, and retention deleting
+// that record must not lower the counts of its measurement.
+TEST(StoreAudit, MeasurementCountsFollowTheIndexThroughRetention) {
+    TempDir t;
+    auto keys = write_records(t.path, 20); // all ALLOWED, measurement 0xa1..
+    {
+        RawDb raw(t.path);
+        std::string k(STORE_MEASUREMENT_BYTES, '\xa1');
+        uint8_t v[4];
+        store_be32_put(v, ATLS__VERDICT__VERDICT_ALLOWED);
+        k += std::string((const char *)v, sizeof(v)) + key_bytes(keys[3]);
+        raw.del(STORE_CF_BY_MEASUREMENT, k);
+    }
+    struct store_config cfg = config_for(t.path);
+    cfg.retention_max_records = 10;
+    struct store *s = nullptr;
+    char err[STORE_ERR_BYTES] = "";
+    ASSERT_EQ(store_open(&s, err, sizeof(err), &cfg, 1), 0) << err;
+    MeasAnswer a = query_measurements(s, 4);
+    EXPECT_TRUE(same_answer(a, query_measurements(s, 4, true)));
+    ASSERT_EQ(a.out.size(), 1u);
+    EXPECT_EQ(a.out[0].total, 19u); // the entry is gone from the index
+    struct store_stats st;
+    store_stats(s, &st);
+    store_retention_request(s);
+    wait_retention(s, st.retention_runs);
+    store_stats(s, &st);
+    EXPECT_EQ(st.retention_deleted, 10u);
+    a = query_measurements(s, 4);
+    EXPECT_TRUE(same_answer(a, query_measurements(s, 4, true)));
+    ASSERT_EQ(a.out.size(), 1u);
+    EXPECT_EQ(a.out[0].total, 10u);
+    store_close(s);
 }
 
 // Kill -9 mid-stream with sync=always: every acknowledged record survives.

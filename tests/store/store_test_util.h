@@ -1,5 +1,5 @@
 // store_test_util.h: helpers shared by the tests of store/: temp dirs, records, waiting for
-// durability, raw RocksDB access for tampering.
+// durability, raw RocksDB access for tampering, expected counts per measurement.
 #ifndef ATLS_STORE_TEST_UTIL_H
 #define ATLS_STORE_TEST_UTIL_H
 
@@ -9,9 +9,11 @@
 #include <rocksdb/c.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -205,6 +207,128 @@ inline std::string chain_key(uint64_t gseq) {
     uint8_t raw[8];
     store_be64_put(raw, gseq);
     return std::string((const char *)raw, sizeof(raw));
+}
+
+// ---- Decision counts per measurement ----
+
+using Meas = std::array<uint8_t, STORE_MEASUREMENT_BYTES>;
+
+struct MeasCount {
+    uint64_t by[STORE_VERDICT_SLOTS] = {};
+    uint64_t total = 0;
+};
+
+// CountModel is what the measurement index should hold, kept by a test from the decisions it
+// pushed and those retention should have deleted; a decision without evidence counts under the
+// all-zero measurement.
+struct CountModel {
+    std::map<Meas, MeasCount> m;
+    void add(const Atls__AuditRecord &rec, int delta) {
+        if (rec.kind != ATLS__AUDIT_KIND__AUDIT_KIND_DECISION) {
+            return;
+        }
+        Meas k{};
+        if (rec.measurement.len == STORE_MEASUREMENT_BYTES) {
+            memcpy(k.data(), rec.measurement.data, STORE_MEASUREMENT_BYTES);
+        }
+        MeasCount &c = m[k];
+        c.by[rec.verdict] += (uint64_t)(int64_t)delta;
+        c.total += (uint64_t)(int64_t)delta;
+        if (c.total == 0) {
+            m.erase(k);
+        }
+    }
+    uint64_t total() const {
+        uint64_t t = 0;
+        for (const auto &e : m) {
+            t += e.second.total;
+        }
+        return t;
+    }
+};
+
+// MeasAnswer is what store_query_measurements (or the scan, or the model) answers for a cap.
+struct MeasAnswer {
+    int rc = 0;
+    std::vector<struct store_measurement_count> out;
+};
+
+// query_measurements asks the store (from memory) or, with `scan`, the whole index.
+inline MeasAnswer query_measurements(struct store *s, size_t cap, bool scan = false) {
+    MeasAnswer a;
+    a.out.resize(cap + 1);
+    size_t n = 12345;
+    a.rc = scan ? store_query_measurements_scan(s, a.out.data(), &n, cap)
+                : store_query_measurements(s, a.out.data(), &n, cap);
+    EXPECT_LE(n, cap);
+    a.out.resize(n <= cap ? n : cap);
+    return a;
+}
+
+// expected_measurements is the answer the model gives for `cap`.
+inline MeasAnswer expected_measurements(const CountModel &model, size_t cap) {
+    MeasAnswer a;
+    for (const auto &e : model.m) {
+        if (a.out.size() == cap) {
+            a.rc = -ENOSPC;
+            break;
+        }
+        struct store_measurement_count c;
+        memset(&c, 0, sizeof(c));
+        memcpy(c.measurement, e.first.data(), STORE_MEASUREMENT_BYTES);
+        memcpy(c.by_verdict, e.second.by, sizeof(c.by_verdict));
+        c.total = e.second.total;
+        a.out.push_back(c);
+    }
+    return a;
+}
+
+// same_answer compares two answers field by field and names the first difference.
+inline ::testing::AssertionResult same_answer(const MeasAnswer &got, const MeasAnswer &want) {
+    if (got.rc != want.rc) {
+        return ::testing::AssertionFailure() << "rc " << got.rc << ", want " << want.rc;
+    }
+    if (got.out.size() != want.out.size()) {
+        return ::testing::AssertionFailure()
+               << got.out.size() << " measurements, want " << want.out.size();
+    }
+    for (size_t i = 0; i < got.out.size(); i++) {
+        const auto &g = got.out[i];
+        const auto &w = want.out[i];
+        if (memcmp(g.measurement, w.measurement, STORE_MEASUREMENT_BYTES) != 0) {
+            return ::testing::AssertionFailure()
+                   << "measurement " << i << " starts " << (int)g.measurement[0] << ", want "
+                   << (int)w.measurement[0];
+        }
+        for (uint32_t v = 0; v < STORE_VERDICT_SLOTS; v++) {
+            if (g.by_verdict[v] != w.by_verdict[v]) {
+                return ::testing::AssertionFailure()
+                       << "measurement " << i << " verdict " << v << ": " << g.by_verdict[v]
+                       << ", want " << w.by_verdict[v];
+            }
+        }
+        if (g.total != w.total) {
+            return ::testing::AssertionFailure()
+                   << "measurement " << i << " total " << g.total << ", want " << w.total;
+        }
+    }
+    return ::testing::AssertionSuccess();
+}
+
+// counts_match checks store_query_measurements against the model and against a scan of the
+// index, for `cap`.
+inline ::testing::AssertionResult counts_match(struct store *s, const CountModel &model,
+                                               size_t cap) {
+    MeasAnswer want = expected_measurements(model, cap);
+    auto r = same_answer(query_measurements(s, cap), want);
+    if (!r) {
+        return r << " (cap " << cap << ", from the store)";
+    }
+    r = same_answer(query_measurements(s, cap, true), want);
+    if (!r) {
+        return r << " (cap " << cap << ", scanning the index)";
+    }
+    return r;
 }
 
 } // namespace store_test
