@@ -61,7 +61,9 @@ int store_config_validate(char *err, size_t errlen, const struct store_config *c
 
 // store_open opens (creating if missing) the audit database in `cfg->dir`, sets up one ring of
 // `cfg->ring_slots_per_worker` slots per worker for `workers` producers (1..STORE_WORKERS_MAX)
-// and starts the store thread. On success `*out_store` is owned by the caller (store_close).
+// and starts the store thread. Before that it reads the measurement index once to count the
+// decisions kept per measurement (store_query_measurements): O(decisions kept), so a large
+// audit trail opens more slowly. On success `*out_store` is owned by the caller (store_close).
 // Returns 0, or -errno with a one-line reason in `err`: -EINVAL (config), -ENOENT (parent
 // directory missing), -ENOTDIR (not a directory), -EACCES (not writable), -EIO (RocksDB
 // refused: corrupt database, locked by another process, ...), -ENOMEM.

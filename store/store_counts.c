@@ -27,6 +27,13 @@ struct staged {
 // scanning the index from there (store_query_measurements). `limit` never rises while the store
 // is open: measurements dropped from the table are counted from disk until the next open
 // rebuilds the table.
+//
+// WARNING: the counts equal the index as long as a batch never puts an index key that is
+// already on disk. Record keys are unique within a run (per-worker seqs); across a restart a
+// collision needs the same time_ns, worker and seq, and the same measurement and verdict, for
+// the index to keep one entry while the table counts two. Such a put would also overwrite a
+// record, which `atlsctl audit verify` reports; checking every put against RocksDB would cost a
+// read per decision on the durable path, so it is not done.
 struct store_counts {
     pthread_mutex_t mu; // guards everything up to `staged`; the store thread writes, any reads
     uint32_t entries_max;
