@@ -70,6 +70,12 @@ struct attest_verifier *attest_verifier_new(const struct attest_verifier_config 
 // attest_verifier_free releases `v`; NULL is a no-op.
 void attest_verifier_free(struct attest_verifier *v);
 
+// attest_verifier_trust_sha256 writes into `out` a digest of the trust anchors and
+// intermediates `v` loaded (their DER, in load order): two verifiers trust the same
+// certificates exactly when their digests are equal. A roots file rewritten in place changes
+// it, whereas the path stays the same.
+void attest_verifier_trust_sha256(const struct attest_verifier *v, uint8_t out[32]);
+
 // attest_verifier_verify_report runs the full check (docs/snp-verification.md §5 steps 1-8):
 // format, VCEK source (`vcek_der` if non-NULL, else vcek_dir), chain to a trusted ARK at time
 // `at_unix` (optional peer intermediate `ask_der`, never a peer anchor; every certificate signed

@@ -75,6 +75,7 @@ struct attest_verifier {
     struct p384_slot slots[ATTEST_P384_TABLES_MAX];
     uint64_t table_verifies, table_builds;
     uint64_t slow_since_build; // BoringSSL verifications since the last table build
+    uint8_t trust_sha256[32];  // what attest_verifier_trust_sha256 returns
 };
 
 // ---- small helpers ----------------------------------------------------------------------------
@@ -376,6 +377,32 @@ static enum attest_status load_pem_file(struct attest_verifier *v, struct attest
     return st;
 }
 
+// trust_digest sets v->trust_sha256: SHA-256 over the DER of every anchor, then every
+// intermediate, in load order, each preceded by its length (be32). False when out of memory.
+static bool trust_digest(struct attest_verifier *v) {
+    SHA256_CTX h;
+    SHA256_Init(&h);
+    for (int pass = 0; pass < 2; pass++) {
+        const struct trusted *t = pass == 0 ? v->anchors : v->inter;
+        size_t n = pass == 0 ? v->n_anchors : v->n_inter;
+        for (size_t i = 0; i < n; i++) {
+            uint8_t *der = NULL;
+            int len = i2d_X509(t[i].cert, &der);
+            if (len <= 0) {
+                ERR_clear_error();
+                return false;
+            }
+            uint8_t be[4] = {(uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8),
+                             (uint8_t)len};
+            SHA256_Update(&h, be, sizeof(be));
+            SHA256_Update(&h, der, (size_t)len);
+            OPENSSL_free(der);
+        }
+    }
+    SHA256_Final(v->trust_sha256, &h);
+    return true;
+}
+
 struct attest_verifier *attest_verifier_new(const struct attest_verifier_config *cfg,
                                             struct attest_error *err) {
     ASSERT(cfg != NULL);
@@ -408,12 +435,20 @@ struct attest_verifier *attest_verifier_new(const struct attest_verifier_config 
     } else {
         st = load_pem_file(v, err, v->cfg.roots);
     }
+    if (st == ATTEST_OK && !trust_digest(v)) {
+        st = attest_error_set(err, ATTEST_INTERNAL, "out of memory hashing the trust anchors");
+    }
     if (st != ATTEST_OK) {
         attest_verifier_free(v);
         return NULL;
     }
     ASSERT(v->n_anchors > 0);
     return v;
+}
+
+void attest_verifier_trust_sha256(const struct attest_verifier *v, uint8_t out[32]) {
+    ASSERT(v != NULL);
+    memcpy(out, v->trust_sha256, sizeof(v->trust_sha256));
 }
 
 static void cache_entry_clear(struct cache_entry *e) {

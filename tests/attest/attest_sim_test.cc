@@ -656,6 +656,32 @@ TEST(AttestSim, ChainCertificateWithUnreadableValidityIsRefused) {
     EXPECT_EQ(verify_with(sim_ark(), vcek, bad_ask, &perr), ATTEST_CHAIN_INVALID) << perr.msg;
 }
 
+// The trust digest names what a verifier trusts, not where it came from: the same roots give
+// the same digest from two files, other roots (the builtin AMD ones, or ARK plus ASK instead
+// of the ARK alone) give another.
+TEST(AttestSim, TrustDigestChangesExactlyWithTheTrustedCertificates) {
+    auto digest = [](const std::string &roots) {
+        Verifier v(roots);
+        std::vector<uint8_t> d(32, 0);
+        if (v.v != nullptr) {
+            attest_verifier_trust_sha256(v.v, d.data());
+        }
+        return d;
+    };
+    auto ark = file_cert_der(sim_ark());
+    auto ask = file_cert_der(sim_dir() + "/ask.pem");
+    std::string copy = write_roots("trust-copy", {ark});
+    std::string both = write_roots("trust-both", {ark, ask});
+    std::vector<uint8_t> sim = digest(sim_ark());
+    EXPECT_NE(sim, std::vector<uint8_t>(32, 0));
+    EXPECT_EQ(digest(copy), sim);
+    EXPECT_NE(digest(both), sim);
+    EXPECT_NE(digest("builtin"), sim);
+    EXPECT_EQ(digest("builtin"), digest("builtin"));
+    unlink(copy.c_str());
+    unlink(both.c_str());
+}
+
 TEST(AttestSim, SimProviderWithoutDirIsConfigError) {
     attest_provider_config cfg;
     attest_provider_config_init(&cfg);
