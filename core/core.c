@@ -179,7 +179,7 @@ static void reload_policy(struct core_proc *proc) {
         return;
     }
     // Check the roots load before publishing, so no worker is left without a verifier.
-    if (core_attest_check_roots(&p->policy, err, sizeof(err), proc->cfg.attestation_policy) !=
+    if (core_attest_check_roots(p, err, sizeof(err), proc->cfg.attestation_policy) !=
         0) {
         LOG_ERROR("policy reload failed, keeping the current policy: %s", err);
         free(p);

@@ -340,12 +340,13 @@ static struct attest_verifier *verifier_new(char *err, size_t err_len, const str
     return v;
 }
 
-int core_attest_check_roots(const struct policy *pol, char *err, size_t err_len,
+int core_attest_check_roots(struct core_policy *p, char *err, size_t err_len,
                             const char *policy_path) {
-    struct attest_verifier *v = verifier_new(err, err_len, pol, policy_path);
+    struct attest_verifier *v = verifier_new(err, err_len, &p->policy, policy_path);
     if (v == NULL) {
         return -EINVAL;
     }
+    attest_verifier_trust_sha256(v, p->trust_sha256);
     attest_verifier_free(v);
     return 0;
 }
@@ -386,17 +387,29 @@ void core_attest_shard_cleanup(struct core_shard *shard) {
     shard->evidence = NULL;
 }
 
-static bool same_chain(const struct policy *a, const struct policy *b) {
-    return a->chain.roots_builtin == b->chain.roots_builtin &&
-           strcmp(a->chain.roots_path, b->chain.roots_path) == 0 &&
-           strcmp(a->chain.vcek_dir, b->chain.vcek_dir) == 0;
+// same_chain reports whether the worker's verifier serves `next` as it is: same [chain]
+// settings and the same trust anchors (a roots file rewritten in place keeps its path but
+// changes the digest the main thread took when it loaded `next`). A worker left without a
+// verifier by an earlier reload builds one again.
+static bool same_chain(const struct core_shard *shard, const struct core_policy *next) {
+    const struct policy *a = shard->policy;
+    const struct policy *b = &next->policy;
+    if (shard->verifier == NULL || a->chain.roots_builtin != b->chain.roots_builtin ||
+        strcmp(a->chain.roots_path, b->chain.roots_path) != 0 ||
+        strcmp(a->chain.vcek_dir, b->chain.vcek_dir) != 0) {
+        return false;
+    }
+    uint8_t mine[32];
+    attest_verifier_trust_sha256(shard->verifier, mine);
+    return memcmp(mine, next->trust_sha256, sizeof(mine)) == 0;
 }
 
 // recheck judges live session `c` again under `next` (DESIGN.md §7: "re-checked against the new
 // policy from their stored evidence"). With `chain_changed` the evidence of the certificate the
 // session presented (BoringSSL keeps the peer certificate for the life of the SSL) is verified
 // again with the worker's new verifier, so a change of [chain] roots or vcek_dir revokes the
-// sessions whose evidence no longer chains to a trusted root. Returns NULL when the session may
+// sessions whose evidence no longer chains to a trusted root (the roots file rewritten in place
+// counts as a change). Returns NULL when the session may
 // continue, else the stable code of the first failure, with the reason in `why` and the policy
 // result (when the policy denied) in `out_res`.
 static const char *recheck(struct core_shard *shard, struct core_conn *c, const struct policy *next,
@@ -471,7 +484,7 @@ void core_attest_policy_changed(struct core_shard *shard,
     }
     const struct policy *next = &next_ref->policy;
     // Compared before adopting: once adopted, the previous policy may be freed at any time.
-    bool chain_changed = !same_chain(shard->policy, next);
+    bool chain_changed = !same_chain(shard, next_ref);
     adopt(shard, next_ref);
     if (chain_changed) {
         char err[256];

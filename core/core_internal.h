@@ -399,6 +399,9 @@ struct core_shard {
 struct core_policy {
     uint64_t epoch;
     struct policy policy;
+    // Digest of the trust anchors its [chain] roots named when it was loaded
+    // (attest_verifier_trust_sha256); set on reloads by core_attest_check_roots.
+    uint8_t trust_sha256[32];
 };
 
 struct core_proc {
@@ -574,10 +577,10 @@ bool core_pgwire_frames_is_boundary(const struct core_pgwire_frames *f);
 
 /* core_attest.c */
 
-// core_attest_check_roots loads the trust anchors `pol` names, as a worker would, and frees
-// them: a policy is published only if every worker will be able to verify under it. Returns 0
-// or -EINVAL with a reason in `err`.
-int core_attest_check_roots(const struct policy *pol, char *err, size_t err_len,
+// core_attest_check_roots loads the trust anchors `p`'s policy names, as a worker would, sets
+// p->trust_sha256 from them and frees them: a policy is published only if every worker will be
+// able to verify under it. Returns 0 or -EINVAL with a reason in `err`.
+int core_attest_check_roots(struct core_policy *p, char *err, size_t err_len,
                             const char *policy_path);
 // core_attest_shard_init creates the worker's verifier (roots from the policy) and scratch.
 int core_attest_shard_init(struct core_shard *shard, char *err, size_t err_len);

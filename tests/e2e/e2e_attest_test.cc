@@ -536,6 +536,49 @@ TEST_F(AttestTest, SighupWithOtherRootsVerifiesLiveSessionsAgain) {
         << e;
 }
 
+// A roots file rewritten in place (same path, other roots) is a change of trust anchors like a
+// new path: at the reload live sessions are verified again and revoked when their evidence no
+// longer chains, new clients of the old roots are refused and those of the new ones admitted.
+// A reload that changes nothing in [chain] and keeps the file as it is verifies nothing again.
+TEST_F(AttestTest, SighupWithTheRootsFileRewrittenInPlaceTrustsOnlyTheNewRoots) {
+    int port = 0, api = 0;
+    std::string roots = *dir_ / "inplace-roots.pem";
+    ASSERT_EQ(Sh("cp " + sim_ + "/ark.pem " + roots).status, 0);
+    std::string policy = Policy(roots);
+    std::unique_ptr<Proxy> p(StartProxy(policy, &port, &api));
+    ASSERT_NE(p, nullptr);
+    MakeCert("inplace-live", "--measurement " + kGood, "", api);
+    RawClient c;
+    ASSERT_TRUE(c.Connect(port));
+    std::string err;
+    ASSERT_TRUE(c.StartTls(*dir_ / "inplace-live.crt", *dir_ / "inplace-live.key", "postgresql",
+                           &err))
+        << err;
+    ASSERT_EQ(c.Startup("postgres", "postgres"), "");
+    EXPECT_EQ(c.Query("select 'before'"), "before");
+
+    ASSERT_TRUE(Reload(p.get(), WithVersion(policy, "e2e-2"), "e2e-2"));
+    EXPECT_EQ(c.Query("select 'same roots'"), "same roots");
+    EXPECT_EQ(Count(ReadFile(p->log_path()), "(evidence verified again)"), 0u);
+
+    ASSERT_EQ(Sh("cp " + other_sim_ + "/ark.pem " + roots).status, 0);
+    ASSERT_TRUE(Reload(p.get(), WithVersion(policy, "e2e-3"), "e2e-3"));
+    EXPECT_TRUE(WaitForLog(p.get(), "(evidence verified again)", 2));
+    char t = 0;
+    std::string body;
+    ASSERT_TRUE(c.RecvTlsMessage(&t, &body, 5000)) << "the session was not closed";
+    EXPECT_EQ(t, 'E');
+    std::string e = ParseError(body);
+    EXPECT_NE(e.find("attestation revoked by policy e2e-3: CHAIN_INVALID"), std::string::npos)
+        << e;
+    MakeCert("inplace-old", "--measurement " + kGood, "", api);
+    CmdResult old_root = Connect("inplace-old", "postgres", port);
+    EXPECT_NE(old_root.status, 0) << old_root.out;
+    EXPECT_NE(old_root.out.find("CHAIN_INVALID"), std::string::npos) << old_root.out;
+    MakeCert("inplace-new", "--measurement " + kGood, "", api, other_sim_);
+    EXPECT_EQ(Connect("inplace-new", "postgres", port).out, "admitted\n");
+}
+
 // Replaced policies are freed once no worker reads them, so reloads never run out: more than the
 // CORE_POLICY_RETIRED_MAX (64) the gateway can hold at once, each one adopted by both workers.
 TEST_F(AttestTest, SeventyReloadsAreAllAdopted) {
