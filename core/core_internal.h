@@ -437,6 +437,13 @@ SSL_CTX *core_tls_ctx_new(const struct core_config *cfg, char *err, size_t err_l
 // core_tls_conn_new creates the SSL for `conn` with the ring-backed BIO. Returns 0 or -ENOMEM.
 int core_tls_conn_new(struct core_shard *shard, struct core_conn *conn);
 
+// core_tls_client_still_trusted re-verifies the certificate chain `conn`'s client presented
+// (mutual-TLS mode) against the client CA of `shard`'s current TLS context, through the
+// worker's certificate cache. False with the reason in `why` when it no longer verifies.
+// Worker thread, no handshake step away.
+bool core_tls_client_still_trusted(struct core_shard *shard, struct core_conn *conn, char *why,
+                                   size_t why_len);
+
 // core_tls_alpn_is_postgresql reports whether ALPN "postgresql" was negotiated.
 bool core_tls_alpn_is_postgresql(const SSL *ssl);
 

@@ -1801,6 +1801,38 @@ static void revoke_session(struct core_shard *shard, struct core_conn *c, const 
     conn_fail(shard, c, "28000", reason); // keeps the reason for the disconnect record
 }
 
+// mtls_recheck verifies the client chain of every mutual-TLS session past its handshake again,
+// against the client CA just adopted, and ends those it no longer admits (28000 with the reason,
+// recorded as their close reason), as policy reloads do for attested sessions. Replacing the
+// server certificate alone keeps every session: the chains still verify (from the cache after
+// the first of each).
+static void mtls_recheck(struct core_shard *shard) {
+    uint32_t rechecked = 0;
+    uint32_t revoked = 0;
+    for (uint32_t i = 0; i < shard->conns_max; i++) {
+        struct core_conn *c = &shard->conns[i];
+        if (c->ssl == NULL || c->close_after_flush ||
+            (c->state != CORE_CONN_STARTUP && c->state != CORE_CONN_AUDIT_WAIT &&
+             c->state != CORE_CONN_CONNECTING && c->state != CORE_CONN_FORWARD)) {
+            continue;
+        }
+        rechecked++;
+        char why[160];
+        if (core_tls_client_still_trusted(shard, c, why, sizeof(why))) {
+            continue;
+        }
+        revoked++;
+        char reason[CORE_DENY_REASON_MAX];
+        snprintf(reason, sizeof(reason), "session ended by the TLS reload: %s", why);
+        LOG_INFO("conn %u.%u: %s", shard->id, c->index, reason);
+        conn_fail(shard, c, "28000", reason);
+    }
+    if (rechecked > 0) {
+        LOG_INFO("worker %u: %u mutual-TLS sessions checked against the new client CA, %u ended",
+                 shard->id, rechecked, revoked);
+    }
+}
+
 // event_apply: reloads (TLS context, policy), snapshot requests and drain, signalled by the
 // main and control threads.
 static void event_apply(struct core_shard *shard) {
@@ -1814,6 +1846,9 @@ static void event_apply(struct core_shard *shard) {
             core_certcache_clear(shard->certcache);
         }
         LOG_INFO("worker %u: TLS certificate reloaded", shard->id);
+        if (shard->policy == NULL) {
+            mtls_recheck(shard);
+        }
     }
     if (shard->policy != NULL) {
         core_attest_policy_changed(shard, revoke_session);

@@ -164,19 +164,19 @@ static bool chain_window(int64_t *out_not_before, int64_t *out_not_after, STACK_
 
 // verify_full runs the X.509 verification BoringSSL's TLS_method runs for SSL_VERIFY_PEER without
 // a custom verifier (ssl_crypto_x509_session_verify_cert_chain): the peer's certificates, leaf
-// first, parsed as it parses them and passed as the untrusted chain, the client CA store, purpose
+// first, parsed as it parses them and passed as the untrusted chain, the client CA `store`, purpose
 // "ssl_client". (Its SSL-level X509_VERIFY_PARAM, always empty here, does not exist with
 // TLS_with_buffers_method: nothing ever sets verify parameters on our contexts.) On success the
 // validity window of the verified chain goes to `out_not_before` and `out_not_after` (both 0
 // when it cannot be read: then the chain is not cached).
-static enum ssl_verify_result_t verify_full(SSL *ssl, const STACK_OF(CRYPTO_BUFFER) *peer,
+static enum ssl_verify_result_t verify_full(SSL *ssl, X509_STORE *store,
+                                            const STACK_OF(CRYPTO_BUFFER) *peer,
                                             int64_t *out_not_before, int64_t *out_not_after,
                                             uint8_t *out_alert) {
     enum ssl_verify_result_t ret = ssl_verify_invalid;
     *out_alert = SSL_AD_INTERNAL_ERROR;
     *out_not_before = 0;
     *out_not_after = 0;
-    X509_STORE *store = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), client_ca_index);
     STACK_OF(X509) *chain = sk_X509_new_null();
     X509_STORE_CTX *vctx = X509_STORE_CTX_new();
     if (store == NULL || chain == NULL || vctx == NULL) {
@@ -216,22 +216,22 @@ out_free:
     return ret;
 }
 
-// verify_mtls: the verifier of mutual-TLS mode. A chain this worker already verified against
-// the same SSL_CTX's client CA, still inside its validity window, is accepted without parsing
-// it again; any other goes through verify_full and, once it passes, into the cache. BoringSSL
-// checks the client's CertificateVerify (possession of the key) after this, on every handshake.
-static enum ssl_verify_result_t verify_mtls(SSL *ssl, uint8_t *out_alert) {
-    struct core_conn *conn = BIO_get_data(SSL_get_rbio(ssl));
+// verify_client checks the chain `ssl`'s peer presented against the client CA of the worker's
+// current TLS context: a chain this worker already verified against it, still inside its
+// validity window, is accepted without parsing it again; any other goes through verify_full
+// and, once it passes, into the cache.
+static enum ssl_verify_result_t verify_client(struct core_shard *shard, SSL *ssl,
+                                              uint8_t *out_alert) {
     const STACK_OF(CRYPTO_BUFFER) *peer = SSL_get0_peer_certificates(ssl);
-    if (conn == NULL || peer == NULL || sk_CRYPTO_BUFFER_num(peer) == 0) {
+    if (peer == NULL || sk_CRYPTO_BUFFER_num(peer) == 0) {
         *out_alert = SSL_AD_INTERNAL_ERROR; // FAIL_IF_NO_PEER_CERT answers an empty chain
         return ssl_verify_invalid;
     }
-    struct core_shard *shard = conn->shard;
-    ASSERT(shard != NULL);
-    // An SSL made from a context this worker has since replaced verifies in full: the cache
-    // holds only what the current context's CA accepted.
-    struct core_certcache *cache = SSL_get_SSL_CTX(ssl) == shard->ssl_ctx ? shard->certcache : NULL;
+    // Always the current context's CA, also for an SSL made before a reload (a handshake that
+    // spans it): a CA removed by the reload admits no one from then on. The handshake thread
+    // reads shard->ssl_ctx too; reloads wait for its steps (on_event).
+    X509_STORE *store = SSL_CTX_get_ex_data(shard->ssl_ctx, client_ca_index);
+    struct core_certcache *cache = shard->certcache;
     uint8_t key[CORE_CERTCACHE_KEY_BYTES];
     chain_key(key, peer);
     int64_t now_s = (int64_t)time(NULL); // the clock X509_verify_cert reads
@@ -242,11 +242,36 @@ static enum ssl_verify_result_t verify_mtls(SSL *ssl, uint8_t *out_alert) {
     atomic_fetch_add_explicit(&shard->counters.client_cert_verifications, 1, memory_order_relaxed);
     int64_t not_before_s = 0;
     int64_t not_after_s = 0;
-    enum ssl_verify_result_t ret = verify_full(ssl, peer, &not_before_s, &not_after_s, out_alert);
+    enum ssl_verify_result_t ret =
+        verify_full(ssl, store, peer, &not_before_s, &not_after_s, out_alert);
     if (ret == ssl_verify_ok && cache != NULL) {
         core_certcache_insert(cache, key, not_before_s, not_after_s);
     }
     return ret;
+}
+
+// verify_mtls: the verifier of mutual-TLS mode (verify_client). BoringSSL checks the client's
+// CertificateVerify (possession of the key) after this, on every handshake.
+static enum ssl_verify_result_t verify_mtls(SSL *ssl, uint8_t *out_alert) {
+    struct core_conn *conn = BIO_get_data(SSL_get_rbio(ssl));
+    if (conn == NULL) {
+        *out_alert = SSL_AD_INTERNAL_ERROR;
+        return ssl_verify_invalid;
+    }
+    ASSERT(conn->shard != NULL);
+    return verify_client(conn->shard, ssl, out_alert);
+}
+
+bool core_tls_client_still_trusted(struct core_shard *shard, struct core_conn *conn,
+                                   char *why, size_t why_len) {
+    ASSERT(conn->ssl != NULL);
+    uint8_t alert = 0;
+    if (verify_client(shard, conn->ssl, &alert) == ssl_verify_ok) {
+        return true;
+    }
+    snprintf(why, why_len, "its client certificate no longer verifies against [tls] client_ca "
+             "(%s)", SSL_alert_desc_string_long(alert));
+    return false;
 }
 
 static int select_alpn(SSL *ssl, const uint8_t **out, uint8_t *out_len, const uint8_t *in,

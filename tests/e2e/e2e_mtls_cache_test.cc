@@ -281,3 +281,55 @@ TEST(MtlsCache, SighupWithAnotherClientCaDeniesCertificatesCachedUnderTheOldOne)
     EXPECT_TRUE(p.proxy.Running());
     EXPECT_EQ(p.proxy.Stop(SIGTERM, 15), 0);
 }
+
+// A SIGHUP that replaces the client CA ends what the old CA admitted: live sessions of its
+// clients get 28000 with the reason (a reload that keeps the CA ends none), and a handshake that
+// began before the reload is judged by the new CA when its certificate arrives after it.
+TEST(MtlsCache, SighupWithAnotherClientCaEndsSessionsAndHandshakesOfTheOldOne) {
+    Certs &certs = SharedCerts();
+    OneWorkerProxy p;
+    std::string err;
+    ASSERT_TRUE(StartOneWorker(&p, certs.ca, &err)) << err;
+    RawClient live;
+    ASSERT_EQ(OpenSession(&live, p.port), "");
+    EXPECT_EQ(live.Query("select 'before'"), "before");
+    // Wait for the worker's log line about its `n`th reload.
+    auto reloaded = [&](size_t n) {
+        for (int i = 0; i < 100; i++) {
+            if (Count(ReadFile(p.proxy.log_path()), "TLS certificate reloaded") >= n) {
+                return true;
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+        return false;
+    };
+    p.proxy.Signal(SIGHUP); // same CA: the session goes on
+    ASSERT_TRUE(reloaded(1)) << ReadFile(p.proxy.log_path());
+    EXPECT_EQ(live.Query("select 'same ca'"), "same ca");
+
+    RawClient spanning;
+    ASSERT_TRUE(spanning.Connect(p.port));
+    ASSERT_TRUE(spanning.BeginTls(certs.client_crt, certs.client_key, "postgresql", &err)) << err;
+    ASSERT_TRUE(spanning.WaitReadable(3000)); // the server's flight: its SSL exists
+    WriteFile(p.client_ca, ReadFile(certs.dir + "/otherca.crt"));
+    p.proxy.Signal(SIGHUP);
+    ASSERT_TRUE(reloaded(2)) << ReadFile(p.proxy.log_path());
+
+    std::string done;
+    if (spanning.FinishTls(&done)) {
+        done = spanning.Startup("postgres", "postgres");
+    }
+    EXPECT_NE(done, "") << "a handshake begun under the old CA was admitted after the reload";
+
+    char t = 0;
+    std::string body;
+    ASSERT_TRUE(live.RecvTlsMessage(&t, &body, 5000)) << "the session was not ended";
+    EXPECT_EQ(t, 'E');
+    std::string e = ParseError(body);
+    EXPECT_EQ(e.substr(0, 5), "28000") << e;
+    EXPECT_NE(e.find("session ended by the TLS reload"), std::string::npos) << e;
+    EXPECT_TRUE(live.IsClosedByPeer(3000));
+    EXPECT_EQ(PsqlAs(p.port, certs.other_crt, certs.other_key).status, 0);
+    EXPECT_TRUE(p.proxy.Running());
+    EXPECT_EQ(p.proxy.Stop(SIGTERM, 15), 0);
+}
