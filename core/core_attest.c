@@ -245,9 +245,23 @@ static void verify_evidence(struct core_shard *shard, struct core_conn *c,
             return;
         }
         fill_policy_input(&c->claims, &seen);
+        // The policy judges these claims again (cheap; no signature), so the record carries the
+        // same findings, warn-mode ones included, and the same verdict as the first admission.
+        struct policy_result res;
+        enum policy_verdict verdict = policy_evaluate(pol, &res, &c->claims);
+        keep_result(d, &res);
+        d->reused = true;
+        if (verdict != POLICY_VERDICT_ALLOW) {
+            // The same claims under the same policy allowed before: fail closed all the same.
+            char why[CORE_DENY_REASON_MAX];
+            policy_result_format(why, sizeof(why), &res);
+            deny(c, denial_code(&res), why);
+            return;
+        }
         memcpy(c->measurement, seen.measurement, sizeof(c->measurement));
         c->attested = true;
-        d->reused = true;
+        d->verdict =
+            res.check_count > 0 ? ATLS__VERDICT__VERDICT_WARNED : ATLS__VERDICT__VERDICT_ALLOWED;
         atomic_fetch_add_explicit(&shard->counters.attest_reused, 1, memory_order_relaxed);
         return;
     }

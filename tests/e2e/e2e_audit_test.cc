@@ -398,6 +398,45 @@ TEST_F(AuditTest, NamesThatAreNotUtf8AreRefusedAndRecordedEscaped) {
     EXPECT_NE(json.find("\"db_user\":\"bad\\\\xffname\""), std::string::npos) << json;
 }
 
+// A connection admitted on a reused attestation (reuse_window_s) is recorded with the findings
+// and verdict of the policy, as the first one was: under [measurement] mode = warn both records
+// are WARNED with MEASUREMENT_NOT_ALLOWED, and both count as warned.
+TEST_F(AuditTest, ReusedAttestationIsRecordedWithTheSameFindings) {
+    int port = 0, api = 0;
+    std::string policy = Policy(sim_ + "/ark.pem", "warn", 60);
+    policy = policy.substr(0, policy.find("[roles]")); // kBad may log in
+    std::unique_ptr<Proxy> p(StartProxy(policy, &port, &api));
+    ASSERT_NE(p, nullptr);
+    MakeCert("au-reuse", "--measurement " + kBad, "", api);
+    for (int i = 0; i < 2; i++) {
+        CmdResult r = Connect("au-reuse", "postgres", port);
+        ASSERT_EQ(r.out, "admitted\n") << r.out;
+    }
+    Records r;
+    ASSERT_TRUE(Eventually([&] {
+        Records t;
+        return Fetch(api, "", &t) && t.list->n_records >= 4;
+    }));
+    ASSERT_TRUE(Fetch(api, "", &r));
+    int decisions = 0, reused = 0;
+    for (size_t i = 0; i < r.list->n_records; i++) {
+        const Atls__AuditRecord *rec = r.list->records[i];
+        if (rec->kind != ATLS__AUDIT_KIND__AUDIT_KIND_DECISION) {
+            continue;
+        }
+        decisions++;
+        reused += rec->attestation_reused ? 1 : 0;
+        EXPECT_EQ(rec->verdict, ATLS__VERDICT__VERDICT_WARNED) << "reused: " << rec->attestation_reused;
+        ASSERT_EQ(rec->n_failed_checks, 1u) << "reused: " << rec->attestation_reused;
+        EXPECT_STREQ(rec->failed_checks[0]->code, "MEASUREMENT_NOT_ALLOWED");
+    }
+    EXPECT_EQ(decisions, 2);
+    EXPECT_EQ(reused, 1);
+    std::string metrics = Sh("curl -s http://127.0.0.1:" + std::to_string(api) + "/metrics").out;
+    EXPECT_NE(metrics.find("atls_decisions_total{result=\"warned\"} 2"), std::string::npos)
+        << metrics;
+}
+
 TEST_F(AuditTest, StatsEndpointsReflectLiveAndDeniedClients) {
     int port = 0, api = 0;
     std::unique_ptr<Proxy> p(StartProxy(Policy(sim_ + "/ark.pem"), &port, &api));
