@@ -424,12 +424,14 @@ static bool same_chain(const struct core_shard *shard, const struct core_policy 
 // again with the worker's new verifier, so a change of [chain] roots or vcek_dir revokes the
 // sessions whose evidence no longer chains to a trusted root (the roots file rewritten in place
 // counts as a change). Returns NULL when the session may
-// continue, else the stable code of the first failure, with the reason in `why` and the policy
-// result (when the policy denied) in `out_res`.
+// continue, else the stable code of the first failure, with the reason in `why`; `*out_judged`
+// says whether `next` judged the claims (a session whose evidence no longer verifies is not
+// judged), and then `out_res` holds its result.
 static const char *recheck(struct core_shard *shard, struct core_conn *c, const struct policy *next,
-                           bool chain_changed, struct policy_result *out_res, char *why,
-                           size_t why_len) {
+                           bool chain_changed, struct policy_result *out_res, bool *out_judged,
+                           char *why, size_t why_len) {
     memset(out_res, 0, sizeof(*out_res));
+    *out_judged = false;
     struct policy_input in = c->claims;
     if (chain_changed) {
         if (shard->verifier == NULL) {
@@ -452,6 +454,7 @@ static const char *recheck(struct core_shard *shard, struct core_conn *c, const 
         }
         fill_policy_input(&in, &claims);
     }
+    *out_judged = true;
     if (policy_evaluate(next, out_res, &in) != POLICY_VERDICT_ALLOW) {
         policy_result_format(why, why_len, out_res);
         return denial_code(out_res);
@@ -525,8 +528,9 @@ void core_attest_policy_changed(struct core_shard *shard,
         }
         rechecked++;
         struct policy_result res;
+        bool judged = false;
         char why[CORE_DENY_REASON_MAX];
-        const char *code = recheck(shard, c, next, chain_changed, &res, why, sizeof(why));
+        const char *code = recheck(shard, c, next, chain_changed, &res, &judged, why, sizeof(why));
         if (code == NULL) {
             continue;
         }
@@ -538,7 +542,9 @@ void core_attest_policy_changed(struct core_shard *shard,
             if (c->decision != CORE_IDX_NONE) {
                 struct core_decision *d = &shard->decisions[c->decision];
                 snprintf(d->policy_version, sizeof(d->policy_version), "%s", next->version);
-                keep_result(d, &res);
+                if (judged) {
+                    keep_result(d, &res); // else the findings of the handshake stay
+                }
             }
             if (snprintf(reason, sizeof(reason), "revoked by policy %s: %s", next->version, why) <
                 0) {

@@ -500,6 +500,42 @@ TEST_F(AttestTest, SighupRechecksSessionsThatHaveNotReachedForwardYet) {
 // A reload that changes [chain] verifies the evidence of every live session again: a session
 // whose evidence still chains (here: only vcek_dir changed) continues, one whose root is no
 // longer trusted is closed with CHAIN_INVALID.
+// A session past its handshake but before its StartupMessage whose evidence no longer chains
+// after a reload is denied with CHAIN_INVALID, and its record keeps what the policy found at the
+// handshake (here a warn-mode MEASUREMENT_NOT_ALLOWED) besides the new failure.
+TEST_F(AttestTest, SighupRevokingAStartingSessionKeepsItsHandshakeFindings) {
+    std::string policy = Policy(sim_ + "/ark.pem", "warn");
+    policy = policy.substr(0, policy.find("[roles]"));
+    int port = 0, api = 0;
+    std::unique_ptr<Proxy> p(StartProxy(policy, &port, &api));
+    ASSERT_NE(p, nullptr);
+    MakeCert("hup-findings", "--measurement " + kBad, "", api);
+    RawClient c;
+    ASSERT_TRUE(c.Connect(port));
+    std::string err;
+    ASSERT_TRUE(c.StartTls(*dir_ / "hup-findings.crt", *dir_ / "hup-findings.key", "postgresql",
+                           &err))
+        << err;
+    for (int i = 0; i < 100 && Metric("atls_attestation_verifications_total", api) < 1; i++) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ASSERT_EQ(Metric("atls_attestation_verifications_total", api), 1);
+    std::string other_roots = WithVersion(policy, "e2e-2");
+    other_roots.replace(other_roots.find(sim_ + "/ark.pem"), sim_.size() + 8,
+                        other_sim_ + "/ark.pem");
+    ASSERT_TRUE(Reload(p.get(), other_roots, "e2e-2"));
+    std::string e = c.Startup("postgres", "postgres");
+    EXPECT_NE(e.find("CHAIN_INVALID"), std::string::npos) << e;
+    NewestDecision d(api);
+    ASSERT_NE(d.rec, nullptr);
+    EXPECT_EQ(d.rec->verdict, ATLS__VERDICT__VERDICT_DENIED);
+    std::string codes;
+    for (size_t i = 0; i < d.rec->n_failed_checks; i++) {
+        codes += std::string(d.rec->failed_checks[i]->code) + " ";
+    }
+    EXPECT_EQ(codes, "MEASUREMENT_NOT_ALLOWED CHAIN_INVALID ");
+}
+
 TEST_F(AttestTest, SighupWithOtherRootsVerifiesLiveSessionsAgain) {
     int port = 0, api = 0;
     std::string policy = Policy(sim_ + "/ark.pem");
