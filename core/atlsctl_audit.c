@@ -225,6 +225,10 @@ static const char *status_name(enum store_verify_status st) {
         return "INSERTED";
     case STORE_VERIFY_CORRUPT:
         return "CORRUPT";
+    case STORE_VERIFY_INDEX:
+        return "INDEX";
+    case STORE_VERIFY_EXPECT_HEAD:
+        return "EXPECTED HEAD";
     }
     return "?";
 }

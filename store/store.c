@@ -236,7 +236,8 @@ out_free:
     return rc;
 }
 
-int store_open_readonly(struct store **out_store, char *err, size_t errlen, const char *dir) {
+int store_open_readonly_raw(struct store **out_store, char *err, size_t errlen, const char *dir,
+                            bool load_chain) {
     ASSERT(out_store != NULL);
     ASSERT(dir != NULL);
     *out_store = NULL;
@@ -266,9 +267,11 @@ int store_open_readonly(struct store **out_store, char *err, size_t errlen, cons
         }
         goto out_free;
     }
-    rc = store_audit_load_chain(s, err, errlen);
-    if (rc != 0) {
-        goto out_free;
+    if (load_chain) {
+        rc = store_audit_load_chain(s, err, errlen);
+        if (rc != 0) {
+            goto out_free;
+        }
     }
     *out_store = s;
     return 0;
@@ -276,6 +279,10 @@ int store_open_readonly(struct store **out_store, char *err, size_t errlen, cons
 out_free:
     store_free_all(s);
     return rc;
+}
+
+int store_open_readonly(struct store **out_store, char *err, size_t errlen, const char *dir) {
+    return store_open_readonly_raw(out_store, err, errlen, dir, true);
 }
 
 void store_close(struct store *store) {

@@ -133,11 +133,27 @@ int store_audit_push(struct store *store, uint64_t *out_seq, uint32_t worker,
 uint32_t store_ring_free(const struct store *store, uint32_t worker);
 
 // store_audit_verify opens the database in `dir` read-only and walks the hash chain from the
-// retention anchor to the head. Returns 0 when the walk ran (the outcome, including the first
-// altered/removed/inserted record, is in `*out_result`), or -errno with a reason in `err` when
-// the database cannot be opened or read. Any thread; safe while a gateway writes.
+// retention anchor to the head, checks that every stored record is in the chain, and that the
+// verdict and measurement indexes hold exactly the entries of the decision records. Returns 0
+// when the walk ran (the outcome, including the first altered/removed/inserted/corrupt record
+// or bad index entry, is in `*out_result`; a head or anchor that does not decode is
+// STORE_VERIFY_CORRUPT), or -errno with a reason in `err` when the database cannot be opened
+// or read. O(records log records) time, memory independent of the number of records. Any
+// thread; safe while a gateway writes (it verifies the state at the moment it opens).
+// WARNING: the chain has no secret and its head and anchor are in the same database: whoever
+// can write the database can remove records from the end and rewrite the head, remove a prefix
+// and forge the anchor, or rewrite the whole chain, and this still reports OK. Only a head
+// recorded elsewhere detects that (store_audit_verify_expect_head).
 int store_audit_verify(struct store_verify_result *out_result, char *err, size_t errlen,
                        const char *dir);
+
+// store_audit_verify_expect_head is store_audit_verify that also requires the chain to still
+// hold record `expect->global_seq` with exactly the digest `expect->sha256` (a head printed by
+// an earlier verify and kept outside the database); otherwise, once the rest verifies, the
+// status is STORE_VERIFY_EXPECT_HEAD. A pinned record since deleted by retention fails too:
+// pin a newer head. `expect` may be NULL (store_audit_verify). Same returns and threads.
+int store_audit_verify_expect_head(struct store_verify_result *out_result, char *err, size_t errlen,
+                                   const char *dir, const struct store_chain_pos *expect);
 
 /* store_query.c */
 

@@ -524,6 +524,9 @@ int store_audit_retention(struct store *s) {
 struct verify_ctx {
     struct store *s;
     struct store_verify_result *res;
+    const struct store_chain_pos *expect;   // NULL: no pinned head
+    bool expect_seen;                       // the walk met record expect->global_seq
+    uint8_t expect_got[STORE_SHA256_BYTES]; // its digest in the (verified) chain
     uint8_t value[STORE_VALUE_BYTES_MAX];
     _Alignas(16) uint8_t arena_buf[STORE_ARENA_BYTES];
     struct proto_arena arena;
@@ -543,8 +546,46 @@ static void bad(struct verify_ctx *c, enum store_verify_status st, uint64_t gseq
     va_end(ap);
 }
 
+// verify_record_indexes checks that the decision `rec` at chain position `gseq`, stored under
+// `key`, has both of its index entries. Returns true when it has.
+static bool verify_record_indexes(struct verify_ctx *c, uint64_t gseq, const uint8_t *key,
+                                  const Atls__AuditRecord *rec) {
+    if (rec->kind != ATLS__AUDIT_KIND__AUDIT_KIND_DECISION) {
+        return true;
+    }
+    uint8_t vk[STORE_VERDICT_KEY_BYTES];
+    uint8_t mk[STORE_MEAS_KEY_BYTES];
+    verdict_key(vk, rec, key);
+    meas_key(mk, rec, key);
+    const struct {
+        enum store_cf cf;
+        const uint8_t *k;
+        size_t klen;
+        const char *name;
+    } want[2] = {{STORE_CF_BY_VERDICT, vk, sizeof(vk), "by_verdict"},
+                 {STORE_CF_BY_MEASUREMENT, mk, sizeof(mk), "by_measurement"}};
+    for (size_t i = 0; i < ARRAY_LEN(want); i++) {
+        uint8_t none[1];
+        size_t len = 0;
+        int rc = store_rocksdb_get(c->s->db, none, &len, sizeof(none), want[i].cf, want[i].k,
+                                   want[i].klen);
+        if (rc == -ENOENT) {
+            bad(c, STORE_VERIFY_INDEX, gseq, key,
+                "record %" PRIu64 " has no %s index entry (queries through that index omit it)",
+                gseq, want[i].name);
+            return false;
+        }
+        if (rc != 0 && rc != -EMSGSIZE) { // EMSGSIZE: present with a value (the index walk)
+            bad(c, STORE_VERIFY_CORRUPT, gseq, key, "record %" PRIu64 ": %s index unreadable: %s",
+                gseq, want[i].name, strerror(-rc));
+            return false;
+        }
+    }
+    return true;
+}
+
 // verify_entry checks one chain entry `gseq` -> `cv` against its record and the previous
-// digest `prev`. Returns true when it is intact.
+// digest `prev`, and the record's index entries. Returns true when it is intact.
 static bool verify_entry(struct verify_ctx *c, uint64_t gseq, const uint8_t *cv,
                          const uint8_t prev[STORE_SHA256_BYTES]) {
     size_t vlen = 0;
@@ -589,7 +630,24 @@ static bool verify_entry(struct verify_ctx *c, uint64_t gseq, const uint8_t *cv,
             gseq, gseq - 1);
         return false;
     }
-    return true;
+    return verify_record_indexes(c, gseq, cv, rec);
+}
+
+// read_chain_pos reads the meta position `name` for verification: 0 (or -ENOENT) as
+// get_meta_pos; a value that does not decode is a finding (CORRUPT, returns 1), any other
+// failure an error (-errno, reason in `err`).
+static int read_chain_pos(struct verify_ctx *c, char *err, size_t errlen, uint64_t *out_gseq,
+                          uint8_t *out_digest, const char *name, const char *what) {
+    int rc = get_meta_pos(c->s->db, out_gseq, out_digest, name);
+    if (rc == -EBADMSG) {
+        bad(c, STORE_VERIFY_CORRUPT, 0, NULL, "the %s (meta \"%s\") does not decode: not %u bytes",
+            what, name, STORE_META_POS_BYTES);
+        return 1;
+    }
+    if (rc != 0 && rc != -ENOENT) {
+        snprintf(err, errlen, "%s unreadable: %s", what, strerror(-rc));
+    }
+    return rc;
 }
 
 // verify_chain walks the chain column family from the anchor to the head.
@@ -597,20 +655,18 @@ static int verify_chain(struct verify_ctx *c, char *err, size_t errlen) {
     struct store_verify_result *r = c->res;
     uint64_t expect = 1;
     uint8_t prev[STORE_SHA256_BYTES] = {0};
-    int rc = get_meta_pos(c->s->db, &expect, prev, STORE_META_ANCHOR);
+    int rc = read_chain_pos(c, err, errlen, &expect, prev, STORE_META_ANCHOR, "retention anchor");
     if (rc == -ENOENT) {
         expect = 1;
         memset(prev, 0, sizeof(prev));
     } else if (rc != 0) {
-        bad(c, STORE_VERIFY_CORRUPT, 0, NULL, "retention anchor does not decode");
-        return 0;
+        return rc > 0 ? 0 : rc;
     }
     uint64_t head = 0;
     uint8_t head_digest[STORE_SHA256_BYTES] = {0};
-    rc = get_meta_pos(c->s->db, &head, head_digest, STORE_META_HEAD);
+    rc = read_chain_pos(c, err, errlen, &head, head_digest, STORE_META_HEAD, "chain head");
     if (rc != 0 && rc != -ENOENT) {
-        bad(c, STORE_VERIFY_CORRUPT, 0, NULL, "chain head does not decode");
-        return 0;
+        return rc > 0 ? 0 : rc;
     }
     r->first_global_seq = expect;
     struct store_iter *it = store_rocksdb_iter_new(c->s->db, STORE_CF_CHAIN);
@@ -647,6 +703,10 @@ static int verify_chain(struct verify_ctx *c, char *err, size_t errlen) {
             break;
         }
         memcpy(prev, v + STORE_KEY_BYTES, STORE_SHA256_BYTES);
+        if (c->expect != NULL && gseq == c->expect->global_seq) {
+            c->expect_seen = true;
+            memcpy(c->expect_got, prev, sizeof(c->expect_got));
+        }
         r->records_checked++;
         r->last_global_seq = gseq;
         expect++;
@@ -664,6 +724,9 @@ static int verify_chain(struct verify_ctx *c, char *err, size_t errlen) {
                (head >= r->first_global_seq && memcmp(prev, head_digest, sizeof(prev)) != 0)) {
         bad(c, STORE_VERIFY_ALTERED, head, NULL,
             "the chain head (record %" PRIu64 ") does not match the records", head);
+    } else {
+        r->head.global_seq = expect - 1;
+        memcpy(r->head.sha256, prev, sizeof(prev));
     }
     return 0;
 }
@@ -707,13 +770,115 @@ static int verify_no_extra(struct verify_ctx *c, char *err, size_t errlen) {
     return rc;
 }
 
-int store_audit_verify(struct store_verify_result *out_result, char *err, size_t errlen,
-                       const char *dir) {
+// verify_index_cf checks that every entry of the index `cf` is the entry its record gives. Run
+// after the chain walk (every chained decision has its entries) and verify_no_extra (every
+// record is chained and intact): together the index holds exactly the records' entries. One
+// point get per entry.
+static int verify_index_cf(struct verify_ctx *c, char *err, size_t errlen, enum store_cf cf) {
+    ASSERT(cf == STORE_CF_BY_VERDICT || cf == STORE_CF_BY_MEASUREMENT);
+    const char *name = cf == STORE_CF_BY_VERDICT ? "by_verdict" : "by_measurement";
+    size_t want_len = cf == STORE_CF_BY_VERDICT ? STORE_VERDICT_KEY_BYTES : STORE_MEAS_KEY_BYTES;
+    size_t off = want_len - STORE_KEY_BYTES; // the record key ends every index key
+    struct store_iter *it = store_rocksdb_iter_new(c->s->db, cf);
+    if (it == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    for (store_rocksdb_iter_seek_first(it); store_rocksdb_iter_is_valid(it);
+         store_rocksdb_iter_next(it)) {
+        size_t klen = 0;
+        size_t ivlen = 0;
+        const uint8_t *k = store_rocksdb_iter_key(it, &klen);
+        (void)store_rocksdb_iter_value(it, &ivlen);
+        if (klen != want_len) {
+            bad(c, STORE_VERIFY_INDEX, 0, NULL, "a %s index entry is malformed (%zu bytes)", name,
+                klen);
+            break;
+        }
+        const uint8_t *rk = k + off;
+        char kt[STORE_CURSOR_BYTES];
+        struct store_key key;
+        ASSERT(store_key_decode(&key, rk, STORE_KEY_BYTES) == 0);
+        store_key_format(kt, &key);
+        size_t vlen = 0;
+        int rc = store_rocksdb_get(c->s->db, c->value, &vlen, sizeof(c->value), STORE_CF_RECORDS,
+                                   rk, STORE_KEY_BYTES);
+        if (rc == -ENOENT) {
+            bad(c, STORE_VERIFY_INDEX, 0, rk,
+                "a %s index entry names record %s, which does not exist", name, kt);
+            break;
+        }
+        proto_arena_reset(&c->arena);
+        ProtobufCMessage *m = NULL;
+        if (rc != 0 ||
+            proto_unpack(&c->arena, &m, &atls__audit_record__descriptor, c->value, vlen) != 0) {
+            bad(c, STORE_VERIFY_CORRUPT, 0, rk, "record %s (named by the %s index) unreadable", kt,
+                name);
+            break;
+        }
+        const Atls__AuditRecord *rec = (const Atls__AuditRecord *)m;
+        uint8_t want[STORE_MEAS_KEY_BYTES];
+        if (cf == STORE_CF_BY_VERDICT) {
+            verdict_key(want, rec, rk);
+        } else {
+            meas_key(want, rec, rk);
+        }
+        const char *why = NULL;
+        if (rec->kind != ATLS__AUDIT_KIND__AUDIT_KIND_DECISION) {
+            why = "the record is not a decision";
+        } else if (memcmp(want, k, want_len) != 0) {
+            why = cf == STORE_CF_BY_VERDICT ? "its verdict is not the record's"
+                                            : "its measurement or verdict is not the record's";
+        } else if (ivlen != 0) {
+            why = "it has a value";
+        }
+        if (why != NULL) {
+            bad(c, STORE_VERIFY_INDEX, rec->global_seq, rk,
+                "a %s index entry of record %" PRIu64 " (%s) does not match it: %s", name,
+                rec->global_seq, kt, why);
+            break;
+        }
+    }
+    int rc = store_rocksdb_iter_error(it, err, errlen);
+    store_rocksdb_iter_free(it);
+    return rc;
+}
+
+// verify_expect_head checks the pinned position against what the chain walk saw.
+static void verify_expect_head(struct verify_ctx *c) {
+    const struct store_chain_pos *e = c->expect;
+    const struct store_verify_result *r = c->res;
+    char want[2 * STORE_SHA256_BYTES + 1];
+    core_base_hex_encode(want, e->sha256, STORE_SHA256_BYTES);
+    if (!c->expect_seen && e->global_seq > r->head.global_seq) {
+        bad(c, STORE_VERIFY_EXPECT_HEAD, e->global_seq, NULL,
+            "expected head record %" PRIu64 " is past the chain's head %" PRIu64
+            ": records were removed from the end and the head rewritten",
+            e->global_seq, r->head.global_seq);
+    } else if (!c->expect_seen) {
+        bad(c, STORE_VERIFY_EXPECT_HEAD, e->global_seq, NULL,
+            "expected head record %" PRIu64 " is no longer in the chain (it starts at %" PRIu64
+            "): a prefix was removed and the anchor rewritten, or retention deleted it (then "
+            "pin a newer head)",
+            e->global_seq, r->first_global_seq);
+    } else if (memcmp(c->expect_got, e->sha256, STORE_SHA256_BYTES) != 0) {
+        char got[2 * STORE_SHA256_BYTES + 1];
+        core_base_hex_encode(got, c->expect_got, STORE_SHA256_BYTES);
+        bad(c, STORE_VERIFY_EXPECT_HEAD, e->global_seq, NULL,
+            "record %" PRIu64 " has SHA-256 %.16s..., not the expected %.16s...: the chain was "
+            "rewritten",
+            e->global_seq, got, want);
+    }
+}
+
+int store_audit_verify_expect_head(struct store_verify_result *out_result, char *err, size_t errlen,
+                                   const char *dir, const struct store_chain_pos *expect) {
     ASSERT(out_result != NULL);
     ASSERT(dir != NULL);
     memset(out_result, 0, sizeof(*out_result));
     struct store *s = NULL;
-    int rc = store_open_readonly(&s, err, errlen, dir);
+    // The head and anchor are read by verify_chain, which reports one that does not decode.
+    int rc = store_open_readonly_raw(&s, err, errlen, dir, false);
     if (rc != 0) {
         return rc;
     }
@@ -725,10 +890,20 @@ int store_audit_verify(struct store_verify_result *out_result, char *err, size_t
     }
     c->s = s;
     c->res = out_result;
+    c->expect = expect;
     proto_arena_init(&c->arena, c->arena_buf, sizeof(c->arena_buf));
     rc = verify_chain(c, err, errlen);
     if (rc == 0 && out_result->status == STORE_VERIFY_OK) {
         rc = verify_no_extra(c, err, errlen);
+    }
+    if (rc == 0 && out_result->status == STORE_VERIFY_OK) {
+        rc = verify_index_cf(c, err, errlen, STORE_CF_BY_VERDICT);
+    }
+    if (rc == 0 && out_result->status == STORE_VERIFY_OK) {
+        rc = verify_index_cf(c, err, errlen, STORE_CF_BY_MEASUREMENT);
+    }
+    if (rc == 0 && out_result->status == STORE_VERIFY_OK && expect != NULL) {
+        verify_expect_head(c);
     }
     if (rc == 0 && out_result->status == STORE_VERIFY_OK) {
         snprintf(out_result->detail, sizeof(out_result->detail),
@@ -737,4 +912,9 @@ int store_audit_verify(struct store_verify_result *out_result, char *err, size_t
     free(c);
     store_close(s);
     return rc;
+}
+
+int store_audit_verify(struct store_verify_result *out_result, char *err, size_t errlen,
+                       const char *dir) {
+    return store_audit_verify_expect_head(out_result, err, errlen, dir, NULL);
 }

@@ -141,6 +141,12 @@ uint64_t store_be64_get(const uint8_t *in);
 void store_be32_put(uint8_t *out, uint32_t v);
 uint32_t store_be32_get(const uint8_t *in);
 
+// store_open_readonly_raw is store_open_readonly that, without `load_chain`, leaves the chain
+// head and retention anchor unread (store_stats reports none): verification reads and judges
+// them itself, so a value that does not decode is a finding, not a failure to open.
+int store_open_readonly_raw(struct store **out_store, char *err, size_t errlen, const char *dir,
+                            bool load_chain);
+
 /* store_ring.c */
 
 // store_ring_init allocates `slots` slots and the durable eventfd (startup). Returns 0/-errno.

@@ -91,10 +91,26 @@ struct store_stats {
 // enum store_verify_status is the outcome of walking the hash chain (a domain outcome, rule 3).
 enum store_verify_status {
     STORE_VERIFY_OK = 0,
-    STORE_VERIFY_ALTERED = 1,    // a record's bytes no longer match the chain
-    STORE_VERIFY_REMOVED = 2,    // a record in the chain is missing (gap)
-    STORE_VERIFY_INSERTED = 3,   // a record exists that the chain does not contain
-    STORE_VERIFY_CORRUPT = 4,    // a record or chain entry does not decode
+    STORE_VERIFY_ALTERED = 1,  // a record's bytes no longer match the chain
+    STORE_VERIFY_REMOVED = 2,  // a record in the chain is missing (gap)
+    STORE_VERIFY_INSERTED = 3, // a record exists that the chain does not contain
+    STORE_VERIFY_CORRUPT = 4,  // a record, chain entry, head or anchor does not decode
+    // The verdict or measurement index disagrees with the records: an entry missing, extra,
+    // naming a record that does not exist, or with another verdict or measurement than its
+    // record (the denied-clients and measurement-count queries trust these indexes).
+    STORE_VERIFY_INDEX = 5,
+    // The chain is self-consistent but no longer holds the record pinned by the caller
+    // (`atlsctl audit verify --expect-head`) with the pinned digest: records were removed from
+    // the end, a prefix removed up to the pin, or the chain rewritten.
+    STORE_VERIFY_EXPECT_HEAD = 6,
+};
+
+// struct store_chain_pos names a record by its chain position and the SHA-256 of its stored
+// bytes. The chain has no secret and its head lives in the same database: a head recorded
+// outside the database is what detects truncation or rewriting of the chain up to it.
+struct store_chain_pos {
+    uint64_t global_seq;
+    uint8_t sha256[STORE_SHA256_BYTES];
 };
 
 // struct store_verify_result names the first bad record found (when status != OK).
@@ -106,6 +122,9 @@ struct store_verify_result {
     uint64_t bad_global_seq;     // chain position of the first bad record
     struct store_key bad_key;    // its key (zero when not known, e.g. a removed tail)
     bool bad_key_known;
+    // The head the walk verified (status OK): the last record and its digest; when retention
+    // has deleted every record, the anchor's position - 1 and digest. {0, zeros}: empty store.
+    struct store_chain_pos head;
     char detail[STORE_ERR_BYTES];
 };
 

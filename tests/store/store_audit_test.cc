@@ -375,6 +375,210 @@ TEST(StoreAudit, VerifyOnMissingDirectoryIsAnError) {
     EXPECT_NE(err[0], '\0');
 }
 
+// Writes 9 records (one worker) in chain order: DENIED decisions (measurement 0xcd..) at global
+// seq 2, 5, 8, a disconnect at 9, ALLOWED decisions (0xa1..) otherwise.
+std::vector<struct store_key> write_mixed(const std::string &dir) {
+    struct store_config cfg = config_for(dir);
+    struct store *s = nullptr;
+    char err[STORE_ERR_BYTES] = "";
+    EXPECT_EQ(store_open(&s, err, sizeof(err), &cfg, 1), 0) << err;
+    std::vector<struct store_key> keys;
+    uint64_t t = base_time();
+    for (int i = 0; i < 9; i++) {
+        bool denied = i % 3 == 1;
+        Record r(t + (uint64_t)i * 1000,
+                 denied ? ATLS__VERDICT__VERDICT_DENIED : ATLS__VERDICT__VERDICT_ALLOWED,
+                 denied ? 0xcd : 0xa1);
+        if (i == 8) {
+            r.rec.kind = ATLS__AUDIT_KIND__AUDIT_KIND_DISCONNECT;
+            r.rec.verdict = ATLS__VERDICT__VERDICT_UNSPECIFIED;
+        }
+        uint64_t seq = push_ok(s, 0, &r.rec);
+        keys.push_back({r.rec.time_ns, 0, seq});
+    }
+    store_close(s);
+    return keys;
+}
+
+// The denied-clients list and the counts per measurement read the indexes, not the records:
+// verify checks that the indexes hold exactly the decision records' entries.
+TEST(StoreAudit, VerifyNamesAMissingOrExtraIndexEntry) {
+    TempDir t;
+    auto keys = write_mixed(t.path);
+    auto v = verify(t.path);
+    ASSERT_EQ(v.status, STORE_VERIFY_OK) << v.detail;
+    EXPECT_EQ(v.records_checked, 9u);
+    const std::string denied5 = key_bytes(keys[4]);  // global seq 5, DENIED, 0xcd..
+    const std::string allowed4 = key_bytes(keys[3]); // global seq 4, ALLOWED, 0xa1..
+    const std::string disc9 = key_bytes(keys[8]);    // global seq 9, a disconnect
+    ProtobufCBinaryData cd = {STORE_MEASUREMENT_BYTES, nullptr};
+    std::string cd_bytes(STORE_MEASUREMENT_BYTES, '\xcd');
+    cd.data = (uint8_t *)&cd_bytes[0];
+    const std::string vk_denied5 = Tamper::verdict_entry(ATLS__VERDICT__VERDICT_DENIED, denied5);
+    const std::string mk_denied5 = Tamper::meas_entry(cd, ATLS__VERDICT__VERDICT_DENIED, denied5);
+    struct Case {
+        const char *what;
+        enum store_cf cf;
+        std::string key;
+        bool remove;
+        uint64_t bad_gseq;
+        std::string bad_key;
+        const char *detail;
+    };
+    struct store_key ghost = keys[4];
+    ghost.seq = 77;
+    const Case cases[] = {
+        {"a denial hidden from the verdict index", STORE_CF_BY_VERDICT, vk_denied5, true, 5,
+         denied5, "record 5 has no by_verdict index entry"},
+        {"a denial hidden from the measurement index", STORE_CF_BY_MEASUREMENT, mk_denied5, true, 5,
+         denied5, "record 5 has no by_measurement index entry"},
+        {"an admitted session listed as denied", STORE_CF_BY_VERDICT,
+         Tamper::verdict_entry(ATLS__VERDICT__VERDICT_DENIED, allowed4), false, 4, allowed4,
+         "by_verdict index entry of record 4 "},
+        {"a denial counted under another measurement", STORE_CF_BY_MEASUREMENT,
+         Tamper::meas_entry({0, nullptr}, ATLS__VERDICT__VERDICT_DENIED, denied5), false, 5,
+         denied5, "its measurement or verdict is not the record's"},
+        {"a denial of a record that does not exist", STORE_CF_BY_VERDICT,
+         Tamper::verdict_entry(ATLS__VERDICT__VERDICT_DENIED, key_bytes(ghost)), false, 0,
+         key_bytes(ghost), "which does not exist"},
+        {"a disconnect in the verdict index", STORE_CF_BY_VERDICT,
+         Tamper::verdict_entry(ATLS__VERDICT__VERDICT_ALLOWED, disc9), false, 9, disc9,
+         "the record is not a decision"},
+    };
+    for (const Case &c : cases) {
+        SCOPED_TRACE(c.what);
+        {
+            Tamper raw(t.path);
+            if (c.remove) {
+                raw.del(c.cf, c.key);
+            } else {
+                raw.put(c.cf, c.key, "");
+            }
+        }
+        v = verify(t.path);
+        EXPECT_EQ(v.status, STORE_VERIFY_INDEX) << v.detail;
+        EXPECT_EQ(v.bad_global_seq, c.bad_gseq) << v.detail;
+        EXPECT_TRUE(v.bad_key_known);
+        EXPECT_EQ(key_bytes(v.bad_key), c.bad_key);
+        EXPECT_NE(strstr(v.detail, c.detail), nullptr) << v.detail;
+        {
+            Tamper raw(t.path); // undo
+            if (c.remove) {
+                raw.put(c.cf, c.key, "");
+            } else {
+                raw.del(c.cf, c.key);
+            }
+        }
+        v = verify(t.path);
+        ASSERT_EQ(v.status, STORE_VERIFY_OK) << v.detail;
+    }
+}
+
+// A head or anchor that does not decode is a finding of verify, not a failure to verify.
+TEST(StoreAudit, VerifyReportsAHeadOrAnchorThatDoesNotDecodeAsCorrupt) {
+    for (const char *name : {STORE_META_HEAD, STORE_META_ANCHOR}) {
+        SCOPED_TRACE(name);
+        TempDir t;
+        write_records(t.path, 4);
+        {
+            Tamper raw(t.path);
+            raw.put(STORE_CF_META, name, "xx");
+        }
+        struct store_verify_result r;
+        char err[STORE_ERR_BYTES] = "";
+        ASSERT_EQ(store_audit_verify(&r, err, sizeof(err), t.path.c_str()), 0) << err;
+        EXPECT_EQ(r.status, STORE_VERIFY_CORRUPT) << r.detail;
+        EXPECT_NE(strstr(r.detail, "does not decode"), nullptr) << r.detail;
+        EXPECT_NE(strstr(r.detail, name), nullptr) << r.detail;
+    }
+}
+
+struct store_verify_result verify_expect(const std::string &dir, uint64_t gseq,
+                                         const std::string &digest) {
+    struct store_chain_pos pos;
+    pos.global_seq = gseq;
+    EXPECT_EQ(digest.size(), sizeof(pos.sha256));
+    memcpy(pos.sha256, digest.data(), sizeof(pos.sha256));
+    struct store_verify_result r;
+    char err[STORE_ERR_BYTES] = "";
+    EXPECT_EQ(store_audit_verify_expect_head(&r, err, sizeof(err), dir.c_str(), &pos), 0) << err;
+    return r;
+}
+
+// The documented limit: the chain has no secret and its head is in the database, so removing
+// the newest records and rewriting the head verifies OK. A head kept elsewhere catches it.
+TEST(StoreAudit, TailTruncationWithARewrittenHeadNeedsTheExpectedHead) {
+    TempDir t;
+    write_mixed(t.path);
+    auto v = verify(t.path);
+    ASSERT_EQ(v.status, STORE_VERIFY_OK) << v.detail;
+    EXPECT_EQ(v.head.global_seq, 9u);
+    std::string head9, digest6;
+    {
+        Tamper raw(t.path);
+        head9 = raw.digest(9);
+        digest6 = raw.digest(6);
+        EXPECT_EQ(std::string((const char *)v.head.sha256, 32), head9);
+        raw.drop(9);
+        raw.drop(8);
+        raw.drop(7);
+        raw.put_pos(STORE_META_HEAD, 6, digest6);
+    }
+    v = verify(t.path);
+    EXPECT_EQ(v.status, STORE_VERIFY_OK) << v.detail; // undetectable without a pinned head
+    EXPECT_EQ(v.records_checked, 6u);
+    EXPECT_EQ(v.head.global_seq, 6u);
+    EXPECT_EQ(std::string((const char *)v.head.sha256, 32), digest6);
+
+    v = verify_expect(t.path, 9, head9);
+    EXPECT_EQ(v.status, STORE_VERIFY_EXPECT_HEAD) << v.detail;
+    EXPECT_EQ(v.bad_global_seq, 9u);
+    EXPECT_NE(strstr(v.detail, "expected head record 9 is past the chain's head 6"), nullptr)
+        << v.detail;
+    // The current head, or an older record with its digest, still holds.
+    EXPECT_EQ(verify_expect(t.path, 6, digest6).status, STORE_VERIFY_OK);
+    std::string wrong = digest6;
+    wrong[0] ^= 1;
+    v = verify_expect(t.path, 6, wrong);
+    EXPECT_EQ(v.status, STORE_VERIFY_EXPECT_HEAD) << v.detail;
+    EXPECT_NE(strstr(v.detail, "the chain was rewritten"), nullptr) << v.detail;
+}
+
+// Removing a prefix and forging the retention anchor from the next record's prev_sha256 looks
+// like retention: OK, unless a head pinned inside the removed prefix is expected.
+TEST(StoreAudit, PrefixRemovalWithAForgedAnchorNeedsTheExpectedHead) {
+    TempDir t;
+    write_mixed(t.path);
+    std::string digest5, digest9;
+    {
+        Tamper raw(t.path);
+        digest5 = raw.digest(5);
+        digest9 = raw.digest(9);
+        Atls__AuditRecord *r6 = raw.record(6);
+        ASSERT_NE(r6, nullptr);
+        std::string prev6((const char *)r6->prev_sha256.data, r6->prev_sha256.len);
+        atls__audit_record__free_unpacked(r6, nullptr);
+        EXPECT_EQ(prev6, digest5);
+        for (uint64_t g = 1; g <= 5; g++) {
+            raw.drop(g);
+        }
+        raw.put_pos(STORE_META_ANCHOR, 6, prev6);
+    }
+    auto v = verify(t.path);
+    EXPECT_EQ(v.status, STORE_VERIFY_OK) << v.detail; // undetectable without a pinned head
+    EXPECT_EQ(v.first_global_seq, 6u);
+    EXPECT_EQ(v.records_checked, 4u);
+
+    v = verify_expect(t.path, 5, digest5);
+    EXPECT_EQ(v.status, STORE_VERIFY_EXPECT_HEAD) << v.detail;
+    EXPECT_EQ(v.bad_global_seq, 5u);
+    EXPECT_NE(strstr(v.detail, "expected head record 5 is no longer in the chain (it starts at 6)"),
+              nullptr)
+        << v.detail;
+    // A pin above the removed prefix still holds: the limit the documentation states.
+    EXPECT_EQ(verify_expect(t.path, 9, digest9).status, STORE_VERIFY_OK);
+}
+
 void wait_retention(struct store *s, uint64_t runs_before) {
     for (int i = 0; i < 5000; i++) {
         struct store_stats st;

@@ -197,6 +197,58 @@ struct RawDb {
     }
 };
 
+inline std::string key_bytes(const struct store_key &k);
+inline std::string chain_key(uint64_t gseq);
+
+// Tamper is what someone with write access to an audit directory can do to it, through RocksDB
+// directly (the store's own layout, store_internal.h).
+struct Tamper : RawDb {
+    using RawDb::RawDb;
+    // chain_value returns record `gseq`'s chain entry: key (20 B) | SHA-256 (32 B).
+    std::string chain_value(uint64_t gseq) {
+        return get(STORE_CF_CHAIN, chain_key(gseq));
+    }
+    std::string digest(uint64_t gseq) {
+        return chain_value(gseq).substr(STORE_KEY_BYTES);
+    }
+    // record unpacks record `gseq` (the caller frees it with atls__audit_record__free_unpacked).
+    Atls__AuditRecord *record(uint64_t gseq) {
+        std::string v = get(STORE_CF_RECORDS, chain_value(gseq).substr(0, STORE_KEY_BYTES));
+        return atls__audit_record__unpack(nullptr, v.size(), (const uint8_t *)v.data());
+    }
+    // drop removes record `gseq` with its chain entry and its index entries.
+    void drop(uint64_t gseq) {
+        std::string k = chain_value(gseq).substr(0, STORE_KEY_BYTES);
+        Atls__AuditRecord *r = record(gseq);
+        EXPECT_NE(r, nullptr);
+        if (r != nullptr && r->kind == ATLS__AUDIT_KIND__AUDIT_KIND_DECISION) {
+            del(STORE_CF_BY_VERDICT, verdict_entry(r->verdict, k));
+            del(STORE_CF_BY_MEASUREMENT, meas_entry(r->measurement, r->verdict, k));
+        }
+        atls__audit_record__free_unpacked(r, nullptr);
+        del(STORE_CF_RECORDS, k);
+        del(STORE_CF_CHAIN, chain_key(gseq));
+    }
+    // put_pos writes the meta position `name` ("head" or "anchor").
+    void put_pos(const char *name, uint64_t gseq, const std::string &digest) {
+        uint8_t raw[8];
+        store_be64_put(raw, gseq);
+        put(STORE_CF_META, name, std::string((const char *)raw, sizeof(raw)) + digest);
+    }
+    static std::string verdict_entry(Atls__Verdict v, const std::string &key) {
+        uint8_t raw[4];
+        store_be32_put(raw, (uint32_t)v);
+        return std::string((const char *)raw, sizeof(raw)) + key;
+    }
+    static std::string meas_entry(ProtobufCBinaryData m, Atls__Verdict v, const std::string &key) {
+        std::string out(STORE_MEASUREMENT_BYTES, '\0');
+        if (m.len == STORE_MEASUREMENT_BYTES) {
+            memcpy(&out[0], m.data, STORE_MEASUREMENT_BYTES);
+        }
+        return out + verdict_entry(v, key);
+    }
+};
+
 inline std::string key_bytes(const struct store_key &k) {
     uint8_t raw[STORE_KEY_BYTES];
     store_key_encode(raw, &k);
