@@ -23,23 +23,40 @@ struct audit_opts {
     uint64_t since_ns;
     const char *cursor;
     bool json;
+    bool has_expect_head; // --expect-head GSEQ:HEX (verify only)
+    struct store_chain_pos expect_head;
 };
 
 static void usage(FILE *out) {
     fputs("usage: atlsctl audit list   (--db DIR | --url URL) [--limit N] [--since UNIX_NS] "
           "[--cursor C] [--json]\n"
           "       atlsctl audit show   (--db DIR | --url URL) [--json] KEY\n"
-          "       atlsctl audit verify (--db DIR | --url URL)\n"
+          "       atlsctl audit verify (--db DIR | --url URL) [--expect-head GSEQ:HEX]\n"
           "  --db DIR  read the audit store directly (read-only; safe while the gateway runs)\n"
-          "  --url URL read a running gateway's HTTP API (http://127.0.0.1:8081); verify then\n"
-          "            checks that the records the API serves link up (the newest record has no\n"
-          "            successor to vouch for it: --db also checks the chain index)\n"
+          "  --url URL read a running gateway's HTTP API (http://127.0.0.1:8081)\n"
           "  list    newest records first (KEY is the first column; --json prints the\n"
           "          AttestationList of GET /api/v1/attestations)\n"
           "  show    one record in full\n"
-          "  verify  walk the hash chain: exit 0 intact, 1 naming the first altered or removed\n"
-          "          record\n"
-          ,
+          "  verify  walk the hash chain and print its head as `head GSEQ HEX`. Exit 0 intact,\n"
+          "          1 BROKEN (naming the first altered, removed, inserted or corrupt record, or\n"
+          "          bad index entry), 2 usage, 3 could not verify at all (no database, I/O\n"
+          "          error, gateway unreachable, an answer cut short).\n"
+          "          --db also checks the chain index, that no record sits outside the chain,\n"
+          "          and that the verdict and measurement indexes match the records exactly.\n"
+          "          --url checks what the API serves, in global seq order: no duplicate, no\n"
+          "          gap, each prev_sha256 the digest of the record before, a zero one for\n"
+          "          record 1; it holds every served record in memory (about 100 bytes each),\n"
+          "          and a record written while it pages may show as a gap (run it again).\n"
+          "  --expect-head GSEQ:HEX  fail (BROKEN, exit 1) unless the chain still holds record\n"
+          "          GSEQ with that SHA-256: a `head` line printed by an earlier verify.\n"
+          "  LIMITS: the chain has no secret and its head and anchor are in the same database.\n"
+          "          Whoever can write the database can remove the newest records and rewrite\n"
+          "          the head, remove the oldest and forge the retention anchor, or rewrite the\n"
+          "          whole chain, and verify still says intact. Keep the printed head outside\n"
+          "          the gateway's host and pass it back with --expect-head: that detects\n"
+          "          removal or rewriting of records up to it (not of records after it, nor the\n"
+          "          removal of a prefix that stops short of it, which looks like retention).\n"
+          "          Retention deleting the pinned record also fails: pin a newer head.\n",
           out);
 }
 
@@ -233,17 +250,28 @@ static const char *status_name(enum store_verify_status st) {
     return "?";
 }
 
+// print_head prints the verified head for the operator to keep outside the database.
+static void print_head(uint64_t gseq, const uint8_t sha256[STORE_SHA256_BYTES]) {
+    char hex[2 * STORE_SHA256_BYTES + 1];
+    core_base_hex_encode(hex, sha256, STORE_SHA256_BYTES);
+    printf("head %" PRIu64 " %s\n", gseq, hex);
+}
+
 static int cmd_verify(const struct audit_opts *o) {
     struct store_verify_result r;
     char err[STORE_ERR_BYTES] = "";
-    int rc = store_audit_verify(&r, err, sizeof(err), o->db);
+    int rc = store_audit_verify_expect_head(&r, err, sizeof(err), o->db,
+                                            o->has_expect_head ? &o->expect_head : NULL);
     if (rc != 0) {
         fprintf(stderr, "atlsctl: cannot verify %s: %s\n", o->db, err);
-        return 1;
+        return 3;
     }
     if (r.status == STORE_VERIFY_OK) {
         printf("audit chain intact: %" PRIu64 " records (global seq %" PRIu64 "..%" PRIu64 ")\n",
                r.records_checked, r.first_global_seq, r.last_global_seq);
+        if (r.head.global_seq != 0) {
+            print_head(r.head.global_seq, r.head.sha256);
+        }
         return 0;
     }
     printf("audit chain BROKEN (%s): %s\n", status_name(r.status), r.detail);
@@ -273,6 +301,24 @@ static int parse_u64(const char *s, uint64_t *out) {
     return 0;
 }
 
+// parse_expect_head parses GSEQ:HEX (a `head` line of verify, with a colon).
+static int parse_expect_head(const char *text, struct store_chain_pos *out) {
+    const char *colon = strchr(text, ':');
+    char num[24];
+    if (colon == NULL || (size_t)(colon - text) >= sizeof(num)) {
+        return -EINVAL;
+    }
+    memcpy(num, text, (size_t)(colon - text));
+    num[colon - text] = '\0';
+    if (parse_u64(num, &out->global_seq) != 0 || out->global_seq == 0) {
+        return -EINVAL;
+    }
+    if (strlen(colon + 1) != 2 * STORE_SHA256_BYTES) {
+        return -EINVAL;
+    }
+    return core_base_hex_decode(out->sha256, STORE_SHA256_BYTES, colon + 1);
+}
+
 // ---- --url: the same commands over a gateway's HTTP API ---------------------------------------
 
 #define URL_PAGE 1000u
@@ -291,14 +337,20 @@ static void list_url(char *url, size_t cap, const struct audit_opts *o, uint32_t
     }
 }
 
-// url_fetch GETs one AttestationList page (protobuf) from the API.
-static Atls__AttestationList *url_fetch(const struct audit_opts *o, uint32_t limit,
+// url_fetch GETs one AttestationList page (protobuf) from the API. NULL after printing why;
+// `*out_rc` (may be NULL) is then atlsctl_http_get's -errno, or -EBADMSG for an answer that is
+// not an AttestationList.
+static Atls__AttestationList *url_fetch(const struct audit_opts *o, int *out_rc, uint32_t limit,
                                         const char *cursor, uint64_t since_ns) {
     char url[1024];
     list_url(url, sizeof(url), o, limit, cursor, since_ns, false);
     char *body = NULL;
     size_t len = 0;
-    if (atlsctl_http_get(url, "application/x-protobuf", &body, &len) != 0) {
+    int rc = atlsctl_http_get(url, "application/x-protobuf", &body, &len);
+    if (out_rc != NULL) {
+        *out_rc = rc != 0 ? rc : -EBADMSG;
+    }
+    if (rc != 0) {
         return NULL;
     }
     Atls__AttestationList *l = atls__attestation_list__unpack(NULL, len, (uint8_t *)body);
@@ -327,7 +379,7 @@ static int url_list(const struct audit_opts *o) {
         free(body);
         return 0;
     }
-    Atls__AttestationList *l = url_fetch(o, o->limit, o->cursor, o->since_ns);
+    Atls__AttestationList *l = url_fetch(o, NULL, o->limit, o->cursor, o->since_ns);
     if (l == NULL) {
         return 1;
     }
@@ -357,7 +409,7 @@ static int url_show(const struct audit_opts *o, const char *key_text) {
     after.seq++;
     char cursor[STORE_CURSOR_BYTES];
     store_key_format(cursor, &after);
-    Atls__AttestationList *l = url_fetch(o, 1, cursor, 0);
+    Atls__AttestationList *l = url_fetch(o, NULL, 1, cursor, 0);
     if (l == NULL) {
         return 1;
     }
@@ -378,69 +430,213 @@ static int url_show(const struct audit_opts *o, const char *key_text) {
     return rc;
 }
 
-// url_verify pages through every record the API serves, newest first, and checks that each
-// names its predecessor: consecutive global_seq and prev_sha256 = SHA-256 of the predecessor's
-// stored bytes (protobuf-c packs a record the same way the store did).
-static int url_verify(const struct audit_opts *o) {
+// struct served is what url_verify keeps of each record the API serves (~100 bytes).
+struct served {
+    uint64_t gseq;
+    struct store_key key;
+    uint8_t prev[STORE_SHA256_BYTES];
+    uint8_t digest[STORE_SHA256_BYTES]; // of the record's bytes, as the store hashed them
+};
+
+static int served_cmp(const void *a, const void *b) {
+    const struct served *x = a, *y = b;
+    if (x->gseq != y->gseq) {
+        return x->gseq < y->gseq ? -1 : 1;
+    }
+    uint8_t kx[STORE_KEY_BYTES], ky[STORE_KEY_BYTES];
+    store_key_encode(kx, &x->key);
+    store_key_encode(ky, &y->key);
+    return memcmp(kx, ky, sizeof(kx));
+}
+
+// struct served_set is every record served, in the order served until sorted.
+struct served_set {
+    struct served *v;
+    size_t n;
+    size_t cap;
+    uint64_t newest_at_start; // highest global seq of the first page
+};
+
+// served_add keeps `r`. Returns 0, 1 (a record without a chain link: printed), -ENOMEM.
+static int served_add(struct served_set *set, const Atls__AuditRecord *r) {
+    struct served e = {.gseq = r->global_seq, .key = key_of(r)};
+    if (r->prev_sha256.len != STORE_SHA256_BYTES) {
+        char kt[STORE_CURSOR_BYTES];
+        store_key_format(kt, &e.key);
+        printf("audit chain BROKEN (CORRUPT): record %s (global seq %" PRIu64
+               ") has no prev_sha256\n",
+               kt, e.gseq);
+        return 1;
+    }
+    // protobuf-c packs a record the same way the store did, so this is the stored bytes' digest.
+    size_t len = atls__audit_record__get_packed_size(r);
+    uint8_t *bytes = malloc(len ? len : 1);
+    if (bytes == NULL) {
+        return -ENOMEM;
+    }
+    atls__audit_record__pack(r, bytes);
+    SHA256(bytes, len, e.digest);
+    free(bytes);
+    memcpy(e.prev, r->prev_sha256.data, STORE_SHA256_BYTES);
+    if (set->n == set->cap) {
+        size_t ncap = set->cap == 0 ? 1024 : set->cap * 2;
+        struct served *nv = realloc(set->v, ncap * sizeof(*nv));
+        if (nv == NULL) {
+            return -ENOMEM;
+        }
+        set->v = nv;
+        set->cap = ncap;
+    }
+    set->v[set->n++] = e;
+    return 0;
+}
+
+// url_collect pages through every record the API serves into `set`. Returns 0, 1 (BROKEN:
+// printed) or 3 (could not read them all: printed).
+static int url_collect(const struct audit_opts *o, struct served_set *set) {
     char cursor[STORE_CURSOR_BYTES] = "";
-    uint64_t checked = 0, newest = 0, oldest = 0;
-    uint8_t want_digest[32];
-    uint64_t want_seq = 0; // global_seq the next (older) record must have; 0 = first page
-    char newer_key[STORE_CURSOR_BYTES] = "";
-    int rc = 0;
+    bool first_page = true;
     do {
-        Atls__AttestationList *l = url_fetch(o, URL_PAGE, cursor, 0);
+        int frc = 0;
+        Atls__AttestationList *l = url_fetch(o, &frc, URL_PAGE, cursor, 0);
         if (l == NULL) {
-            return 1;
+            return frc == -EINVAL ? 2 : 3;
         }
+        int rc = 0;
         for (size_t i = 0; i < l->n_records && rc == 0; i++) {
-            const Atls__AuditRecord *r = l->records[i];
-            struct store_key k = key_of(r);
-            char kt[STORE_CURSOR_BYTES];
-            store_key_format(kt, &k);
-            size_t len = atls__audit_record__get_packed_size(r);
-            uint8_t *bytes = malloc(len ? len : 1);
-            if (bytes == NULL) {
-                rc = 1;
-                break;
+            rc = served_add(set, l->records[i]);
+            if (first_page && l->records[i]->global_seq > set->newest_at_start) {
+                set->newest_at_start = l->records[i]->global_seq;
             }
-            atls__audit_record__pack(r, bytes);
-            uint8_t digest[32];
-            SHA256(bytes, len, digest);
-            free(bytes);
-            if (want_seq != 0 && r->global_seq != want_seq) {
-                printf("audit chain BROKEN (REMOVED): record(s) with global seq %" PRIu64
-                       "..%" PRIu64 " missing before %s\n",
-                       r->global_seq + 1, want_seq, newer_key);
-                rc = 1;
-            } else if (want_seq != 0 && memcmp(digest, want_digest, sizeof(digest)) != 0) {
-                printf("audit chain BROKEN (ALTERED): record %s (global seq %" PRIu64
-                       ") does not match the prev_sha256 of its successor %s\n",
-                       kt, r->global_seq, newer_key);
-                rc = 1;
-            }
-            if (r->prev_sha256.len != sizeof(want_digest)) {
-                printf("audit chain BROKEN (CORRUPT): record %s has no prev_sha256\n", kt);
-                rc = 1;
-            }
-            if (rc != 0) {
-                break;
-            }
-            memcpy(want_digest, r->prev_sha256.data, sizeof(want_digest));
-            want_seq = r->global_seq - 1;
-            memcpy(newer_key, kt, sizeof(kt));
-            newest = newest == 0 ? r->global_seq : newest;
-            oldest = r->global_seq;
-            checked++;
         }
+        first_page = false;
         snprintf(cursor, sizeof(cursor), "%s", l->next_cursor);
         atls__attestation_list__free_unpacked(l, NULL);
-    } while (rc == 0 && cursor[0] != '\0');
-    if (rc == 0) {
-        printf("audit chain intact as served by %s: %" PRIu64 " records (global seq %" PRIu64
-               "..%" PRIu64 ")\n",
-               o->url, checked, oldest, newest);
+        if (rc == -ENOMEM) {
+            fprintf(stderr, "atlsctl: out of memory after %zu records\n", set->n);
+            return 3;
+        }
+        if (rc != 0) {
+            return rc;
+        }
+    } while (cursor[0] != '\0');
+    return 0;
+}
+
+// url_check_link checks served record `i` of the sorted set against the one before it (or, for
+// the first, against the genesis). Returns 0 or 1 after printing why it is BROKEN.
+static int url_check_link(const struct served_set *set, size_t i) {
+    static const uint8_t zero[STORE_SHA256_BYTES];
+    const struct served *e = &set->v[i];
+    char kt[STORE_CURSOR_BYTES];
+    store_key_format(kt, &e->key);
+    bool first = i == 0;
+    if (first) {
+        // Older records may have been deleted by retention; the API does not serve the anchor,
+        // so only record 1 has a predecessor known here.
+        if (e->gseq == 1 && memcmp(e->prev, zero, sizeof(zero)) != 0) {
+            printf("audit chain BROKEN (ALTERED): record %s claims global seq 1 but its "
+                   "prev_sha256 is not the genesis (zero)\n",
+                   kt);
+            return 1;
+        }
+        return 0;
     }
+    const struct served *p = &set->v[i - 1];
+    char pt[STORE_CURSOR_BYTES];
+    store_key_format(pt, &p->key);
+    if (e->gseq == p->gseq) {
+        printf("audit chain BROKEN (INSERTED): records %s and %s both claim global seq %" PRIu64
+               "\n",
+               pt, kt, e->gseq);
+        return 1;
+    }
+    if (e->gseq != p->gseq + 1) {
+        printf("audit chain BROKEN (REMOVED): record(s) with global seq %" PRIu64 "..%" PRIu64
+               " missing between %s and %s%s\n",
+               p->gseq + 1, e->gseq - 1, pt, kt,
+               p->gseq + 1 > set->newest_at_start
+                   ? " (newer than the walk's first page: possibly written while it paged; run "
+                     "it again)"
+                   : "");
+        return 1;
+    }
+    if (memcmp(e->prev, p->digest, STORE_SHA256_BYTES) != 0) {
+        printf("audit chain BROKEN (ALTERED): record %s (global seq %" PRIu64
+               ") does not match the prev_sha256 of its successor %s\n",
+               pt, p->gseq, kt);
+        return 1;
+    }
+    return 0;
+}
+
+// url_check_expect checks --expect-head against the sorted set. Returns 0 or 1 (printed).
+static int url_check_expect(const struct audit_opts *o, const struct served_set *set) {
+    const struct store_chain_pos *e = &o->expect_head;
+    struct served key = {.gseq = e->global_seq};
+    size_t lo = 0, hi = set->n;
+    while (lo < hi) { // the first served record at or after the pinned position
+        size_t mid = lo + (hi - lo) / 2;
+        if (set->v[mid].gseq < key.gseq) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    uint64_t last = set->n > 0 ? set->v[set->n - 1].gseq : 0;
+    if (lo == set->n || set->v[lo].gseq != e->global_seq) {
+        if (e->global_seq > last) {
+            printf("audit chain BROKEN (EXPECTED HEAD): expected head record %" PRIu64
+                   " is past the served head %" PRIu64 ": records were removed from the end\n",
+                   e->global_seq, last);
+        } else {
+            printf("audit chain BROKEN (EXPECTED HEAD): expected head record %" PRIu64
+                   " is not served (the first served is %" PRIu64
+                   "): a prefix was removed, or retention deleted it (then pin a newer head)\n",
+                   e->global_seq, set->n > 0 ? set->v[0].gseq : 0);
+        }
+        return 1;
+    }
+    if (memcmp(set->v[lo].digest, e->sha256, STORE_SHA256_BYTES) != 0) {
+        printf("audit chain BROKEN (EXPECTED HEAD): record %" PRIu64
+               " does not have the expected SHA-256: the chain was rewritten\n",
+               e->global_seq);
+        return 1;
+    }
+    return 0;
+}
+
+// url_verify collects every record the API serves (newest first by key, which is not the
+// chain's order: global_seq is the store thread's drain order across the workers' rings), sorts
+// them by global_seq, then checks the chain in that order.
+static int url_verify(const struct audit_opts *o) {
+    struct served_set set = {0};
+    int rc = url_collect(o, &set);
+    if (rc == 0) {
+        qsort(set.v, set.n, sizeof(*set.v), served_cmp);
+        for (size_t i = 0; i < set.n && rc == 0; i++) {
+            rc = url_check_link(&set, i);
+        }
+    }
+    if (rc == 0 && o->has_expect_head) {
+        rc = url_check_expect(o, &set);
+    }
+    if (rc == 0) {
+        printf("audit chain intact as served by %s: %zu records", o->url, set.n);
+        if (set.n > 0) {
+            const struct served *head = &set.v[set.n - 1];
+            printf(" (global seq %" PRIu64 "..%" PRIu64 ")\n", set.v[0].gseq, head->gseq);
+            if (set.v[0].gseq > 1) {
+                printf("  records before global seq %" PRIu64 " are not served (retention); the "
+                       "link of the first one to them is not checked\n",
+                       set.v[0].gseq);
+            }
+            print_head(head->gseq, head->digest);
+        } else {
+            putchar('\n');
+        }
+    }
+    free(set.v);
     return rc;
 }
 
@@ -466,10 +662,15 @@ int atlsctl_audit_main(int argc, char **argv) {
     const char *sub = argv[1];
     struct audit_opts o = {.limit = LIST_LIMIT_DEFAULT};
     static const struct option longopts[] = {
-        {"db", required_argument, NULL, 'd'},     {"limit", required_argument, NULL, 'l'},
-        {"since", required_argument, NULL, 's'},  {"cursor", required_argument, NULL, 'c'},
-        {"json", no_argument, NULL, 'j'},         {"url", required_argument, NULL, 'u'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+        {"db", required_argument, NULL, 'd'},
+        {"limit", required_argument, NULL, 'l'},
+        {"since", required_argument, NULL, 's'},
+        {"cursor", required_argument, NULL, 'c'},
+        {"json", no_argument, NULL, 'j'},
+        {"url", required_argument, NULL, 'u'},
+        {"help", no_argument, NULL, 'h'},
+        {"expect-head", required_argument, NULL, 'e'},
+        {NULL, 0, NULL, 0},
     };
     optind = 1;
     int ch;
@@ -501,6 +702,14 @@ int atlsctl_audit_main(int argc, char **argv) {
         case 'u':
             o.url = optarg;
             break;
+        case 'e':
+            if (parse_expect_head(optarg, &o.expect_head) != 0) {
+                fprintf(stderr, "atlsctl: --expect-head must be GSEQ:HEX, a `head` line's global "
+                                "seq (>= 1) and 64 hex digits\n");
+                return 2;
+            }
+            o.has_expect_head = true;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -511,6 +720,10 @@ int atlsctl_audit_main(int argc, char **argv) {
     }
     int rest = argc - 1 - optind; // operands after the options
     char **operands = argv + 1 + optind;
+    if (o.has_expect_head && strcmp(sub, "verify") != 0) {
+        fprintf(stderr, "atlsctl: --expect-head is an option of audit verify\n");
+        return 2;
+    }
     if ((o.db == NULL) == (o.url == NULL)) {
         fprintf(stderr, "atlsctl: audit %s needs exactly one of --db DIR or --url URL\n", sub);
         return 2;
