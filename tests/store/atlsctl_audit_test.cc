@@ -35,13 +35,13 @@ CmdResult atlsctl(const std::string &args) {
     return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
 }
 
-std::vector<struct store_key> write_db(const std::string &dir, int n) {
+std::vector<struct store_key> write_db(const std::string &dir, int n, uint64_t later_ns = 0) {
     struct store_config cfg = config_for(dir);
     struct store *s = nullptr;
     char err[STORE_ERR_BYTES] = "";
     EXPECT_EQ(store_open(&s, err, sizeof(err), &cfg, 1), 0) << err;
     std::vector<struct store_key> keys;
-    uint64_t t = 1732272000000000000ULL;
+    uint64_t t = 1732272000000000000ULL + later_ns;
     for (int i = 0; i < n; i++) {
         Record r(t + (uint64_t)i * 1000000, i == 2 ? ATLS__VERDICT__VERDICT_DENIED
                                                    : ATLS__VERDICT__VERDICT_ALLOWED);
@@ -248,9 +248,22 @@ TEST(AtlsctlAudit, BadUsageAndMissingDatabase) {
     CmdResult u = atlsctl("audit list --url http://127.0.0.1:1");
     EXPECT_EQ(u.status, 1);
     EXPECT_NE(u.out.find("cannot connect to 127.0.0.1:1"), std::string::npos) << u.out;
-    EXPECT_EQ(atlsctl("audit verify --url ftp://127.0.0.1:1").status, 1);
+    EXPECT_EQ(atlsctl("audit verify --url ftp://127.0.0.1:1").status, 2);
+    CmdResult vu = atlsctl("audit verify --url http://127.0.0.1:1");
+    EXPECT_EQ(vu.status, 3) << vu.out;
+    EXPECT_NE(vu.out.find("cannot connect to 127.0.0.1:1"), std::string::npos) << vu.out;
+    EXPECT_EQ(atlsctl("audit verify --db " + t.path + " --expect-head 5").status, 2);
+    EXPECT_EQ(
+        atlsctl("audit verify --db " + t.path + " --expect-head 0:" + std::string(64, 'a')).status,
+        2);
+    EXPECT_EQ(
+        atlsctl("audit verify --db " + t.path + " --expect-head 5:" + std::string(63, 'a')).status,
+        2);
+    EXPECT_EQ(
+        atlsctl("audit list --db " + t.path + " --expect-head 5:" + std::string(64, 'a')).status,
+        2);
     CmdResult m = atlsctl("audit verify --db " + t.sub("missing"));
-    EXPECT_EQ(m.status, 1);
+    EXPECT_EQ(m.status, 3); // could not verify at all: not the exit status of a broken chain
     EXPECT_NE(m.out.find("cannot verify"), std::string::npos) << m.out;
     CmdResult l = atlsctl("audit list --db " + t.path);
     EXPECT_EQ(l.status, 1);
@@ -282,7 +295,7 @@ TEST(AtlsctlAudit, UrlRefusesABodyShorterThanItsContentLength) {
     EXPECT_NE(l.out.find("but its Content-Length is"), std::string::npos) << l.out;
     EXPECT_EQ(l.out.find("VERDICT_"), std::string::npos) << l.out;
     CmdResult v = atlsctl("audit verify --url " + cut.url());
-    EXPECT_NE(v.status, 0) << v.out;
+    EXPECT_EQ(v.status, 3) << v.out;
     EXPECT_EQ(v.out.find("intact"), std::string::npos) << v.out;
 }
 
@@ -299,6 +312,221 @@ TEST(AtlsctlAudit, UrlGivesUpOnASlowAnswerAtTheDeadline) {
     EXPECT_NE(l.out.find("no complete answer within 10 s"), std::string::npos) << l.out;
     EXPECT_GE(secs, 9.0);
     EXPECT_LT(secs, 15.0);
+}
+
+// Writes 6 decisions from 2 workers with the store paused, so that the store thread's drain
+// order (global seq: worker 0's three, then worker 1's) is not their key (time) order.
+// Returns the keys in global seq order.
+std::vector<struct store_key> write_two_workers(const std::string &dir) {
+    struct store_config cfg = config_for(dir);
+    struct store *s = nullptr;
+    char err[STORE_ERR_BYTES] = "";
+    EXPECT_EQ(store_open(&s, err, sizeof(err), &cfg, 2), 0) << err;
+    store_set_paused(s, true);
+    const uint64_t t = 1732272000000000000ULL, ms = 1000000;
+    const struct {
+        uint32_t worker;
+        uint64_t at_ms;
+    } pushes[] = {{0, 0}, {0, 2}, {1, 1}, {1, 3}, {0, 4}, {1, 5}};
+    std::vector<struct store_key> w0, w1;
+    for (const auto &p : pushes) {
+        Record r(t + p.at_ms * ms,
+                 p.at_ms % 2 ? ATLS__VERDICT__VERDICT_DENIED : ATLS__VERDICT__VERDICT_ALLOWED);
+        uint64_t seq = push_ok(s, p.worker, &r.rec);
+        (p.worker == 0 ? w0 : w1).push_back({r.rec.time_ns, p.worker, seq});
+    }
+    store_set_paused(s, false);
+    EXPECT_TRUE(wait_durable(s, 0, 3));
+    EXPECT_TRUE(wait_durable(s, 1, 3));
+    store_close(s);
+    w0.insert(w0.end(), w1.begin(), w1.end());
+    return w0;
+}
+
+std::string head_line(const std::string &out) {
+    size_t at = out.find("\nhead ");
+    return at == std::string::npos ? "" : out.substr(at + 1, out.find('\n', at + 1) - at - 1);
+}
+
+// The API lists records newest first by key (time, worker, seq); the chain is in global seq
+// order, which with two workers is not the same order. Verify over the API sorts by global seq.
+TEST(AtlsctlAudit, UrlVerifyFollowsTheChainAcrossWorkersNotTheListingOrder) {
+    TempDir t;
+    auto keys = write_two_workers(t.path);
+    {
+        Tamper raw(t.path); // the store wrote them in drain order, not time order
+        ASSERT_EQ(raw.chain_value(2).substr(0, STORE_KEY_BYTES), key_bytes(keys[1]));
+        ASSERT_GT(keys[1].time_ns, keys[3].time_ns);
+    }
+    CmdResult d = atlsctl("audit verify --db " + t.path);
+    EXPECT_EQ(d.status, 0) << d.out;
+    ApiServer api(t.path, 2);
+    CmdResult u = atlsctl("audit verify --url " + api.url());
+    EXPECT_EQ(u.status, 0) << u.out;
+    EXPECT_NE(u.out.find("6 records (global seq 1..6)"), std::string::npos) << u.out;
+    // Both print the same head, which pins the chain for a later verify either way.
+    std::string head = head_line(d.out);
+    EXPECT_EQ(head.size(), 5u + 2u + 64u) << d.out;
+    EXPECT_EQ(head.rfind("head 6 ", 0), 0u) << d.out;
+    EXPECT_EQ(head_line(u.out), head) << u.out;
+    std::string pin = "6:" + head.substr(7);
+    EXPECT_EQ(atlsctl("audit verify --db " + t.path + " --expect-head " + pin).status, 0);
+    EXPECT_EQ(atlsctl("audit verify --url " + api.url() + " --expect-head " + pin).status, 0);
+}
+
+// A copy of the genesis record with an older time and another user (outside the chain): every
+// record after the first must be checked too, and two records cannot hold one position.
+TEST(AtlsctlAudit, UrlVerifyNamesARecordInsertedBeforeTheGenesis) {
+    TempDir t;
+    auto keys = write_db(t.path, 6); // one worker: listing order is the reverse chain order
+    struct store_key forged = keys[0];
+    forged.time_ns -= 1000000;
+    {
+        Tamper raw(t.path);
+        Atls__AuditRecord *r = raw.record(1);
+        ASSERT_NE(r, nullptr);
+        char *user = r->db_user;
+        uint64_t time_ns = r->time_ns;
+        r->db_user = (char *)"forged";
+        r->time_ns = forged.time_ns;
+        std::string v(atls__audit_record__get_packed_size(r), '\0');
+        atls__audit_record__pack(r, (uint8_t *)&v[0]);
+        r->db_user = user;
+        r->time_ns = time_ns;
+        atls__audit_record__free_unpacked(r, nullptr);
+        raw.put(STORE_CF_RECORDS, key_bytes(forged), v);
+    }
+    ApiServer api(t.path, 2);
+    CmdResult u = atlsctl("audit verify --url " + api.url());
+    EXPECT_EQ(u.status, 1) << u.out;
+    EXPECT_NE(u.out.find("BROKEN (INSERTED)"), std::string::npos) << u.out;
+    EXPECT_NE(u.out.find("both claim global seq 1"), std::string::npos) << u.out;
+    EXPECT_NE(u.out.find(key_text(forged)), std::string::npos) << u.out;
+    CmdResult d = atlsctl("audit verify --db " + t.path);
+    EXPECT_EQ(d.status, 1) << d.out;
+    EXPECT_NE(d.out.find("BROKEN (INSERTED)"), std::string::npos) << d.out;
+}
+
+TEST(AtlsctlAudit, UrlVerifyNamesARemovedOrAlteredRecordAcrossWorkers) {
+    TempDir t;
+    auto keys = write_two_workers(t.path);
+    {
+        Tamper raw(t.path);
+        raw.del(STORE_CF_RECORDS, key_bytes(keys[2])); // global seq 3, worker 0
+    }
+    {
+        ApiServer api(t.path, 2);
+        CmdResult u = atlsctl("audit verify --url " + api.url());
+        EXPECT_EQ(u.status, 1) << u.out;
+        EXPECT_NE(u.out.find("BROKEN (REMOVED): record(s) with global seq 3..3 missing between " +
+                             key_text(keys[1]) + " and " + key_text(keys[3])),
+                  std::string::npos)
+            << u.out;
+    }
+    TempDir t2;
+    keys = write_two_workers(t2.path);
+    {
+        Tamper raw(t2.path);
+        std::string v = raw.get(STORE_CF_RECORDS, key_bytes(keys[3]));
+        v[v.size() / 2] ^= 1; // inside the report bytes: still decodes
+        raw.put(STORE_CF_RECORDS, key_bytes(keys[3]), v);
+    }
+    ApiServer api(t2.path, 2);
+    CmdResult u = atlsctl("audit verify --url " + api.url());
+    EXPECT_EQ(u.status, 1) << u.out;
+    EXPECT_NE(u.out.find("BROKEN (ALTERED): record " + key_text(keys[3]) + " (global seq 4)"),
+              std::string::npos)
+        << u.out;
+}
+
+// Exit 1 is a broken trail, exit 3 a trail that could not be read.
+TEST(AtlsctlAudit, VerifyReportsAnUndecodableHeadAsBrokenAndAnUnreadableTrailAsExit3) {
+    TempDir t;
+    write_db(t.path, 3);
+    {
+        Tamper raw(t.path);
+        raw.put(STORE_CF_META, STORE_META_HEAD, "xx");
+    }
+    CmdResult v = atlsctl("audit verify --db " + t.path);
+    EXPECT_EQ(v.status, 1) << v.out;
+    EXPECT_NE(v.out.find("audit chain BROKEN (CORRUPT): the chain head (meta \"head\") does not "
+                         "decode"),
+              std::string::npos)
+        << v.out;
+    TempDir empty;
+    CmdResult e = atlsctl("audit verify --db " + empty.path);
+    EXPECT_EQ(e.status, 3) << e.out;
+    EXPECT_NE(e.out.find("cannot verify"), std::string::npos) << e.out;
+}
+
+// The documented limit and its remedy, from the command line: removing the newest records and
+// rewriting the head, or removing the oldest and forging the anchor, verifies intact; the head
+// printed before, passed back with --expect-head, does not.
+TEST(AtlsctlAudit, ExpectHeadCatchesATruncatedTailAndAForgedAnchor) {
+    TempDir t;
+    write_db(t.path, 6);
+    CmdResult before = atlsctl("audit verify --db " + t.path);
+    ASSERT_EQ(before.status, 0) << before.out;
+    std::string head = head_line(before.out);
+    ASSERT_EQ(head.rfind("head 6 ", 0), 0u) << before.out;
+    std::string pin = "6:" + head.substr(7);
+    {
+        Tamper raw(t.path);
+        std::string d4 = raw.digest(4);
+        raw.drop(6);
+        raw.drop(5);
+        raw.put_pos(STORE_META_HEAD, 4, d4);
+    }
+    CmdResult plain = atlsctl("audit verify --db " + t.path);
+    EXPECT_EQ(plain.status, 0) << plain.out;
+    EXPECT_NE(plain.out.find("intact: 4 records"), std::string::npos) << plain.out;
+    CmdResult pinned = atlsctl("audit verify --db " + t.path + " --expect-head " + pin);
+    EXPECT_EQ(pinned.status, 1) << pinned.out;
+    EXPECT_NE(pinned.out.find("BROKEN (EXPECTED HEAD): expected head record 6 is past the "
+                              "chain's head 4"),
+              std::string::npos)
+        << pinned.out;
+    {
+        ApiServer api(t.path, 2);
+        CmdResult u = atlsctl("audit verify --url " + api.url());
+        EXPECT_EQ(u.status, 0) << u.out;
+        u = atlsctl("audit verify --url " + api.url() + " --expect-head " + pin);
+        EXPECT_EQ(u.status, 1) << u.out;
+        EXPECT_NE(u.out.find("BROKEN (EXPECTED HEAD): expected head record 6 is past the served "
+                             "head 4"),
+                  std::string::npos)
+            << u.out;
+    }
+
+    TempDir t2;
+    write_db(t2.path, 3);
+    before = atlsctl("audit verify --db " + t2.path);
+    ASSERT_EQ(before.status, 0) << before.out;
+    head = head_line(before.out);
+    ASSERT_EQ(head.rfind("head 3 ", 0), 0u) << before.out;
+    pin = "3:" + head.substr(7);
+    write_db(t2.path, 3, 1000000000); // three more records, a second later: global seq 4..6
+    {
+        Tamper raw(t2.path);
+        Atls__AuditRecord *r4 = raw.record(4);
+        ASSERT_NE(r4, nullptr);
+        std::string prev4((const char *)r4->prev_sha256.data, r4->prev_sha256.len);
+        atls__audit_record__free_unpacked(r4, nullptr);
+        for (uint64_t g = 1; g <= 3; g++) {
+            raw.drop(g);
+        }
+        raw.put_pos(STORE_META_ANCHOR, 4, prev4);
+    }
+    plain = atlsctl("audit verify --db " + t2.path);
+    EXPECT_EQ(plain.status, 0) << plain.out;
+    EXPECT_NE(plain.out.find("intact: 3 records (global seq 4..6)"), std::string::npos)
+        << plain.out;
+    pinned = atlsctl("audit verify --db " + t2.path + " --expect-head " + pin);
+    EXPECT_EQ(pinned.status, 1) << pinned.out;
+    EXPECT_NE(pinned.out.find("BROKEN (EXPECTED HEAD): expected head record 3 is no longer in "
+                              "the chain (it starts at 4)"),
+              std::string::npos)
+        << pinned.out;
 }
 
 } // namespace
