@@ -572,6 +572,7 @@ static enum MHD_Result api_measurements(struct api_req *rq) {
         }
         m.n_measurements = n;
         m.measurements = ptrs;
+        m.truncated = ret == -ENOSPC; // the first API_MEASUREMENTS_MAX by measurement bytes
         res = respond_msg(rq, 200, &m.base);
     }
     free(counts);

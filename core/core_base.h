@@ -97,6 +97,15 @@ void core_base_hex_encode(char *out, const uint8_t *in, size_t len);
 // exactly 2*out_len hex digits). Returns 0 or -EINVAL.
 int core_base_hex_decode(uint8_t *out, size_t out_len, const char *in);
 
+// core_base_utf8_seq_len returns the length (1..4) of the valid UTF-8 sequence at the start of
+// `s` (`len` bytes, len > 0), or 0 when `s` does not start with one (RFC 3629: no overlong
+// forms, no surrogates, nothing above U+10FFFF, no truncated sequence). A NUL byte is a valid
+// sequence of length 1.
+size_t core_base_utf8_seq_len(const uint8_t *s, size_t len);
+
+// core_base_utf8_valid reports whether the `len` bytes at `s` are valid UTF-8.
+bool core_base_utf8_valid(const uint8_t *s, size_t len);
+
 // Poison unsafe string functions in our own code (HAProxy). The libc headers that declare them
 // are included first so later includes of them are no-ops.
 #ifndef __cplusplus

@@ -1,7 +1,6 @@
 // core_pgwire.c: PostgreSQL wire protocol front end: pre-startup sniffing, ErrorResponse,
 // StartupMessage parsing. Pure functions over byte buffers; no I/O.
 #include "core_internal.h"
-#include "proto.h"
 
 uint32_t core_pgwire_be32(const uint8_t *p) {
     return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
@@ -80,7 +79,7 @@ static void escape_invalid_utf8(char *out, size_t cap, const uint8_t *in, size_t
     static const char hex[] = "0123456789abcdef";
     size_t o = 0;
     for (size_t i = 0; i < len;) {
-        size_t n = proto_utf8_seq_len(in + i, len - i);
+        size_t n = core_base_utf8_seq_len(in + i, len - i);
         size_t need = n == 0 ? 4 : n;
         if (o + need >= cap) {
             break;
@@ -165,7 +164,7 @@ enum core_pgwire_startup core_pgwire_startup(const uint8_t *buf, uint32_t len, u
                 *reason = "user name too long";
                 return CORE_STARTUP_BAD;
             }
-            if (!proto_utf8_valid(val, vlen)) {
+            if (!core_base_utf8_valid(val, vlen)) {
                 escape_invalid_utf8(user, user_cap, val, vlen);
                 *reason = "user name is not valid UTF-8";
                 return CORE_STARTUP_BAD;
@@ -176,7 +175,7 @@ enum core_pgwire_startup core_pgwire_startup(const uint8_t *buf, uint32_t len, u
                 *reason = "database name too long";
                 return CORE_STARTUP_BAD;
             }
-            if (!proto_utf8_valid(val, vlen)) {
+            if (!core_base_utf8_valid(val, vlen)) {
                 escape_invalid_utf8(database, db_cap, val, vlen);
                 *reason = "database name is not valid UTF-8";
                 return CORE_STARTUP_BAD;

@@ -114,49 +114,6 @@ static void jw_fmt(struct jw *w, const char *fmt, ...) {
     jw_put(w, tmp, (size_t)n);
 }
 
-size_t proto_utf8_seq_len(const uint8_t *s, size_t len) {
-    ASSERT(len > 0);
-    uint8_t c = s[0];
-    if (c < 0x80) {
-        return 1;
-    }
-    size_t n;
-    uint8_t lo = 0x80, hi = 0xbf; // range of the second byte
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        lo = c == 0xe0 ? 0xa0 : 0x80; // no overlong forms
-        hi = c == 0xed ? 0x9f : 0xbf; // no surrogates
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        lo = c == 0xf0 ? 0x90 : 0x80; // no overlong forms
-        hi = c == 0xf4 ? 0x8f : 0xbf; // nothing above U+10FFFF
-    } else {
-        return 0; // a continuation byte, C0/C1 (overlong) or F5..FF
-    }
-    if (len < n || s[1] < lo || s[1] > hi) {
-        return 0;
-    }
-    for (size_t i = 2; i < n; i++) {
-        if (s[i] < 0x80 || s[i] > 0xbf) {
-            return 0;
-        }
-    }
-    return n;
-}
-
-bool proto_utf8_valid(const uint8_t *s, size_t len) {
-    for (size_t at = 0; at < len;) {
-        size_t n = proto_utf8_seq_len(s + at, len - at);
-        if (n == 0) {
-            return false;
-        }
-        at += n;
-    }
-    return true;
-}
-
 static void jw_escaped(struct jw *w, const char *s) {
     static const char hex[] = "0123456789abcdef";
     jw_put(w, "\"", 1);
@@ -164,7 +121,7 @@ static void jw_escaped(struct jw *w, const char *s) {
     for (const unsigned char *p = (const unsigned char *)s; *p != '\0' && !w->overflow; p++) {
         unsigned char c = *p;
         if (c >= 0x80) {
-            size_t n = proto_utf8_seq_len(p, len - (size_t)(p - (const unsigned char *)s));
+            size_t n = core_base_utf8_seq_len(p, len - (size_t)(p - (const unsigned char *)s));
             if (n == 0) {
                 jw_put(w, "\\ufffd", 6);
             } else {

@@ -75,15 +75,6 @@ int proto_unpack(struct proto_arena *arena, ProtobufCMessage **out_msg,
 //     UTF-8 (JSON requires it) whatever a string field holds; repeated fields are arrays.
 int proto_json_encode(char *out, size_t *out_len, size_t cap, const ProtobufCMessage *msg);
 
-// proto_utf8_seq_len returns the length (1..4) of the valid UTF-8 sequence at the start of `s`
-// (`len` bytes, len > 0), or 0 when `s` does not start with one (RFC 3629: no overlong forms,
-// no surrogates, nothing above U+10FFFF, no truncated sequence). A NUL byte is a valid
-// sequence of length 1.
-size_t proto_utf8_seq_len(const uint8_t *s, size_t len);
-
-// proto_utf8_valid reports whether the `len` bytes at `s` are valid UTF-8.
-bool proto_utf8_valid(const uint8_t *s, size_t len);
-
 #ifdef __cplusplus
 }
 #endif

@@ -113,3 +113,20 @@ TEST(CoreBase, CopyMatchesMemcpyAtEveryDistanceAndLength) {
     }
     EXPECT_EQ(slow_cases, 6 * 6); // lengths >= 2048 x distances 1..63: the loop ran
 }
+
+TEST(CoreBase, Utf8ValidatesSequences) {
+    auto valid = [](const std::string &s) {
+        return core_base_utf8_valid(reinterpret_cast<const uint8_t *>(s.data()), s.size());
+    };
+    EXPECT_TRUE(valid(""));
+    EXPECT_TRUE(valid(std::string("a\0b", 3)));
+    EXPECT_TRUE(valid("\xc2\x80\xdf\xbf\xe0\xa0\x80\xef\xbf\xbf\xf0\x90\x80\x80\xf4\x8f\xbf\xbf"));
+    for (const char *bad : {"\x80", "\xbf", "\xc0\x80", "\xc1\xbf", "\xc2", "\xc2\x41", "\xe0\x9f\xbf",
+                            "\xed\xa0\x80", "\xed\xbf\xbf", "\xf0\x8f\xbf\xbf", "\xf4\x90\x80\x80",
+                            "\xf5\x80\x80\x80", "\xff", "\xe1\x80", "\xf1\x80\x80"}) {
+        EXPECT_FALSE(valid(bad)) << "accepted " << ::testing::PrintToString(std::string(bad));
+    }
+    const uint8_t four[] = {0xf0, 0x9f, 0x94, 0x92};
+    EXPECT_EQ(core_base_utf8_seq_len(four, 4), 4u);
+    EXPECT_EQ(core_base_utf8_seq_len(four, 3), 0u); // the length bounds the look-ahead
+}

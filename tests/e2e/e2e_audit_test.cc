@@ -19,7 +19,9 @@
 #include "api.pb-c.h"
 #include "attest_fixture.h"
 #include "audit.pb-c.h"
+#include "core_base.h"
 #include "proto.h"
+#include "store.h"
 
 namespace {
 
@@ -379,9 +381,9 @@ TEST_F(AuditTest, NamesThatAreNotUtf8AreRefusedAndRecordedEscaped) {
         if (user != "postgres" || std::string(rec->db_name) != "postgres") {
             reasons.insert(user + " " + rec->reason);
         }
-        EXPECT_TRUE(proto_utf8_valid(reinterpret_cast<const uint8_t *>(rec->db_user),
+        EXPECT_TRUE(core_base_utf8_valid(reinterpret_cast<const uint8_t *>(rec->db_user),
                                      strlen(rec->db_user)));
-        EXPECT_TRUE(proto_utf8_valid(reinterpret_cast<const uint8_t *>(rec->db_name),
+        EXPECT_TRUE(core_base_utf8_valid(reinterpret_cast<const uint8_t *>(rec->db_name),
                                      strlen(rec->db_name)));
     }
     EXPECT_GE(users.count("bad\\xffname"), 1u);
@@ -394,7 +396,7 @@ TEST_F(AuditTest, NamesThatAreNotUtf8AreRefusedAndRecordedEscaped) {
         EXPECT_EQ(why.find("closed before startup"), std::string::npos) << why;
     }
     std::string json = Get(api, "/api/v1/attestations?format=json");
-    EXPECT_TRUE(proto_utf8_valid(reinterpret_cast<const uint8_t *>(json.data()), json.size()));
+    EXPECT_TRUE(core_base_utf8_valid(reinterpret_cast<const uint8_t *>(json.data()), json.size()));
     EXPECT_NE(json.find("\"db_user\":\"bad\\\\xffname\""), std::string::npos) << json;
 }
 
@@ -435,6 +437,52 @@ TEST_F(AuditTest, ReusedAttestationIsRecordedWithTheSameFindings) {
     std::string metrics = Sh("curl -s http://127.0.0.1:" + std::to_string(api) + "/metrics").out;
     EXPECT_NE(metrics.find("atls_decisions_total{result=\"warned\"} 2"), std::string::npos)
         << metrics;
+}
+
+// /api/v1/stats/measurements lists at most 4096 measurements and says when more are on record:
+// a trail holding 4100 (written here through the store, as a gateway would have) is answered
+// with the first 4096 and truncated = true.
+TEST_F(AuditTest, MeasurementStatsSayWhenTheyAreTruncated) {
+    std::string dir = *dir_ / "many-measurements";
+    {
+        struct store_config cfg;
+        store_config_defaults(&cfg);
+        snprintf(cfg.dir, sizeof(cfg.dir), "%s", dir.c_str());
+        struct store *s = nullptr;
+        char err[256];
+        ASSERT_EQ(store_open(&s, err, sizeof(err), &cfg, 1), 0) << err;
+        uint8_t meas[48] = {0};
+        uint64_t last = 0;
+        for (uint32_t i = 0; i < 4100; i++) {
+            Atls__AuditRecord r = ATLS__AUDIT_RECORD__INIT;
+            r.kind = ATLS__AUDIT_KIND__AUDIT_KIND_DECISION;
+            r.time_ns = 1700000000000000000ull + i;
+            r.verdict = ATLS__VERDICT__VERDICT_DENIED;
+            meas[0] = static_cast<uint8_t>(i >> 8);
+            meas[1] = static_cast<uint8_t>(i);
+            r.measurement = {sizeof(meas), meas};
+            int rc;
+            while ((rc = store_audit_push(s, &last, 0, &r)) == -EAGAIN) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            }
+            ASSERT_EQ(rc, 0);
+        }
+        store_close(s); // writes everything pushed
+    }
+    int port = 0, api = 0;
+    std::unique_ptr<Proxy> p(
+        StartProxy(Policy(sim_ + "/ark.pem"), &port, &api, "[audit]\ndir = " + dir + "\n"));
+    ASSERT_NE(p, nullptr);
+    std::string body = GetProto(api, "/api/v1/stats/measurements");
+    Atls__MeasurementStats *ms = atls__measurement_stats__unpack(
+        nullptr, body.size(), reinterpret_cast<const uint8_t *>(body.data()));
+    ASSERT_NE(ms, nullptr);
+    EXPECT_TRUE(ms->truncated);
+    EXPECT_EQ(ms->n_measurements, 4096u);
+    EXPECT_EQ(ms->total, 4096u);
+    atls__measurement_stats__free_unpacked(ms, nullptr);
+    std::string json = Get(api, "/api/v1/stats/measurements?format=json");
+    EXPECT_NE(json.find("\"truncated\":true"), std::string::npos) << json.substr(0, 200);
 }
 
 TEST_F(AuditTest, StatsEndpointsReflectLiveAndDeniedClients) {
@@ -488,6 +536,7 @@ TEST_F(AuditTest, StatsEndpointsReflectLiveAndDeniedClients) {
         by[Hex(ms->measurements[i]->measurement)] = {ms->measurements[i]->allowed,
                                                      ms->measurements[i]->denied};
     }
+    EXPECT_FALSE(ms->truncated);
     atls__measurement_stats__free_unpacked(ms, nullptr);
     EXPECT_EQ(by[kGood], std::make_pair(uint64_t{1}, uint64_t{1})); // live + bad nonce
     EXPECT_EQ(by[kBad], std::make_pair(uint64_t{0}, uint64_t{1}));

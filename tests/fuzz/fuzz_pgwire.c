@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "core_internal.h"
-#include "proto.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -27,8 +26,8 @@ static enum core_pgwire_startup startup(const uint8_t *buf, uint32_t len, uint32
         ASSERT(*out_len >= 8 && *out_len <= len && *out_len <= CORE_STARTUP_BYTES_MAX);
         ASSERT(strlen(user) > 0 && strlen(user) < CORE_NAME_MAX);
         ASSERT(strlen(db) < CORE_NAME_MAX);
-        ASSERT(proto_utf8_valid((const uint8_t *)user, strlen(user)));
-        ASSERT(proto_utf8_valid((const uint8_t *)db, strlen(db)));
+        ASSERT(core_base_utf8_valid((const uint8_t *)user, strlen(user)));
+        ASSERT(core_base_utf8_valid((const uint8_t *)db, strlen(db)));
         break;
     case CORE_STARTUP_CANCEL:
         ASSERT(*out_len == 16 && len >= 16);

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "core_base.h"
 #include "json_types.pb-c.h"
 #include "proto.h"
 
@@ -255,25 +256,8 @@ TEST(ProtoJson, StringsAreAlwaysValidUtf8) {
         std::string j = json_of(&r.base);
         std::string want = "\"db_user\":\"" + std::string(c.out) + "\"";
         EXPECT_NE(j.find(want), std::string::npos) << "in: " << in << "\njson: " << j;
-        EXPECT_TRUE(proto_utf8_valid(reinterpret_cast<const uint8_t *>(j.data()), j.size())) << j;
+        EXPECT_TRUE(core_base_utf8_valid(reinterpret_cast<const uint8_t *>(j.data()), j.size())) << j;
     }
-}
-
-TEST(ProtoUtf8, ValidatesSequences) {
-    auto valid = [](const std::string &s) {
-        return proto_utf8_valid(reinterpret_cast<const uint8_t *>(s.data()), s.size());
-    };
-    EXPECT_TRUE(valid(""));
-    EXPECT_TRUE(valid(std::string("a\0b", 3)));
-    EXPECT_TRUE(valid("\xc2\x80\xdf\xbf\xe0\xa0\x80\xef\xbf\xbf\xf0\x90\x80\x80\xf4\x8f\xbf\xbf"));
-    for (const char *bad : {"\x80", "\xbf", "\xc0\x80", "\xc1\xbf", "\xc2", "\xc2\x41", "\xe0\x9f\xbf",
-                            "\xed\xa0\x80", "\xed\xbf\xbf", "\xf0\x8f\xbf\xbf", "\xf4\x90\x80\x80",
-                            "\xf5\x80\x80\x80", "\xff", "\xe1\x80", "\xf1\x80\x80"}) {
-        EXPECT_FALSE(valid(bad)) << "accepted " << ::testing::PrintToString(std::string(bad));
-    }
-    const uint8_t four[] = {0xf0, 0x9f, 0x94, 0x92};
-    EXPECT_EQ(proto_utf8_seq_len(four, 4), 4u);
-    EXPECT_EQ(proto_utf8_seq_len(four, 3), 0u); // the length bounds the look-ahead
 }
 
 TEST(ProtoJson, UnsetSubMessageIsNull) {
