@@ -118,6 +118,10 @@ struct parse_ctx {
     char dir[CORE_PATH_MAX];
     char problem[256];
     bool failed;
+    uint32_t problem_line; // the line of `problem`
+    uint32_t line;         // the line inih is at (read_line counts them)
+    FILE *f;
+    uint32_t seen_line[ARRAY_LEN(rows)]; // where each key was set, 0: not yet
 };
 
 static void config_defaults(struct core_config *cfg) {
@@ -189,8 +193,9 @@ static int set_problem(struct parse_ctx *pc, const char *fmt, const char *a, con
     if (!pc->failed) {
         snprintf(pc->problem, sizeof(pc->problem), fmt, a, b);
         pc->failed = true;
+        pc->problem_line = pc->line;
     }
-    return 0; // inih records the line of the first handler failure
+    return 0;
 }
 
 static const char *trim(char *s) {
@@ -314,7 +319,7 @@ static int apply_row(struct parse_ctx *pc, const struct key_row *row, const char
             return set_problem(pc, "'%s' is too long%s", row->name, "");
         }
         memcpy(copy, value, strlen(value) + 1);
-        cfg->backend_count = 0;
+        uint32_t before = cfg->backend_count; // repeatable: each line adds its servers
         char *save = NULL;
         for (char *tok = strtok_r(copy, ",", &save); tok != NULL;
              tok = strtok_r(NULL, ",", &save)) {
@@ -327,7 +332,7 @@ static int apply_row(struct parse_ctx *pc, const struct key_row *row, const char
             }
             cfg->backend_count++;
         }
-        if (cfg->backend_count == 0) {
+        if (cfg->backend_count == before) {
             return set_problem(pc, "'%s' lists no server%s", row->name, "");
         }
         return 1;
@@ -362,10 +367,67 @@ static int apply_row(struct parse_ctx *pc, const struct key_row *row, const char
     UNREACHABLE();
 }
 
+static bool is_known_section(const char *section) {
+    for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
+        if (strcmp(rows[i].section, section) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+// read_line is inih's line reader (fgets-like, `num` = its line buffer): it counts lines, so
+// every problem names its line, and it reports what inih itself would get wrong: a line longer
+// than its buffer (which inih would split into two lines, the second a made-up key) and a
+// section no key follows (inih calls the handler only for keys).
+static char *read_line(char *str, int num, void *stream) {
+    struct parse_ctx *pc = stream;
+    if (fgets(str, num, pc->f) == NULL) {
+        return NULL;
+    }
+    pc->line++;
+    size_t n = strlen(str);
+    int ch = n == (size_t)num - 1 && str[n - 1] != '\n' ? fgetc(pc->f) : '\n';
+    if (ch != '\n' && ch != EOF) {
+        size_t total = n + 1;
+        while ((ch = fgetc(pc->f)) != EOF && ch != '\n') {
+            total++;
+        }
+        char sizes[64];
+        snprintf(sizes, sizeof(sizes), "%zu bytes, at most %d", total, num - 1);
+        (void)set_problem(pc, "line too long (%s)%s", sizes, "");
+        str[0] = '\0'; // the rest of the file is still read, for inih's sake
+        return str;
+    }
+    const char *p = str;
+    while (*p == ' ' || *p == '\t') {
+        p++;
+    }
+    const char *end = *p == '[' ? strchr(p, ']') : NULL;
+    if (end != NULL) {
+        char section[CORE_NAME_MAX];
+        size_t len = (size_t)(end - p - 1);
+        if (len >= sizeof(section)) {
+            len = sizeof(section) - 1;
+        }
+        memcpy(section, p + 1, len);
+        section[len] = '\0';
+        if (!is_known_section(section)) {
+            (void)set_problem(pc, "unknown section [%s]%s", section, "");
+        }
+    }
+    return str;
+}
+
+// repeatable: keys that may be given more than once (each line adds to the list).
+static bool repeatable(const struct key_row *row) {
+    return row->type == KEY_LISTEN || row->type == KEY_SERVERS;
+}
+
 static int on_key(void *user, const char *section, const char *name, const char *value) {
     struct parse_ctx *pc = user;
     if (pc->failed) {
-        return 1; // keep the first problem; inih keeps the first failing line
+        return 1; // keep the first problem
     }
     bool known_section = false;
     for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
@@ -374,6 +436,12 @@ static int on_key(void *user, const char *section, const char *name, const char 
         }
         known_section = true;
         if (strcmp(rows[i].name, name) == 0) {
+            if (pc->seen_line[i] != 0 && !repeatable(&rows[i])) {
+                char first[32];
+                snprintf(first, sizeof(first), "%u", pc->seen_line[i]);
+                return set_problem(pc, "'%s' is set twice (first on line %s)", name, first);
+            }
+            pc->seen_line[i] = pc->line;
             return apply_row(pc, &rows[i], value);
         }
     }
@@ -535,18 +603,25 @@ int core_config_load(struct core_config *out_cfg, char *err, size_t err_len, con
         memcpy(pc.dir, path, n);
         pc.dir[n] = '\0';
     }
-    int line = ini_parse(path, on_key, &pc);
-    if (line == -1) {
+    pc.f = fopen(path, "r");
+    if (pc.f == NULL) {
         snprintf(err, err_len, "%s: cannot open: %s", path, strerror(errno ? errno : ENOENT));
         return -ENOENT;
     }
+    int line = ini_parse_stream(read_line, &pc, on_key, &pc);
+    fclose(pc.f);
     if (line == -2) {
         snprintf(err, err_len, "%s: out of memory while parsing", path);
         return -ENOMEM;
     }
+    // The earlier of our first problem and inih's first syntax error.
+    if (pc.failed && (line <= 0 || pc.problem_line <= (uint32_t)line)) {
+        snprintf(err, err_len, "%s:%u: %s", path, pc.problem_line, pc.problem);
+        return -EINVAL;
+    }
     if (line > 0) {
-        snprintf(err, err_len, "%s:%d: %s", path, line,
-                 pc.failed ? pc.problem : "syntax error (want 'key = value' or '[section]')");
+        snprintf(err, err_len, "%s:%d: syntax error (want 'key = value' or '[section]')", path,
+                 line);
         return -EINVAL;
     }
     out_cfg->line_tls_cert = find_key_line(path, "tls", "cert");

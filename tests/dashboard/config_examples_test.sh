@@ -169,7 +169,12 @@ done
 # Structural mistakes: an unknown section, a key set twice, a bad [roles] row.
 reset_files
 printf '[nope]\nx = 1\n' >>"$T/atls-proxy.ini"
-expect_bad atls-proxy.ini "$(($(wc -l <"$T/atls-proxy.ini") - 0))" "atls-proxy.ini: unknown section"
+expect_bad atls-proxy.ini "$(($(wc -l <"$T/atls-proxy.ini") - 1))" "atls-proxy.ini: unknown section"
+reset_files
+line=$(key_lines "$T/atls-proxy.ini" | awk '$2 == "drain_timeout_ms" { print $1; exit }')
+set_line "$T/atls-proxy.ini" "$line" "drain_timeout_ms = 10000
+drain_timeout_ms = 500"
+expect_bad atls-proxy.ini "$((line + 1))" "atls-proxy.ini: drain_timeout_ms set twice"
 reset_files
 n=$(wc -l <"$T/policy.ini")
 printf '[nope]\n' >>"$T/policy.ini"

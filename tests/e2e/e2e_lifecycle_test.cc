@@ -102,7 +102,14 @@ TEST(Lifecycle, BadConfigExitsTwoNamingFileAndLine) {
     } cases[] = {
         {"[proxy]\nlisten = 127.0.0.1:99999\n", "proxy.ini:2: bad address '127.0.0.1:99999'"},
         {"[proxy]\nlisten = 127.0.0.1:5000\nbogus = 1\n", "proxy.ini:3: unknown key 'bogus'"},
-        {"[nope]\nx = 1\n", "proxy.ini:2: unknown section [nope]"},
+        {"[nope]\nx = 1\n", "proxy.ini:1: unknown section [nope]"},
+        {"[proxy]\nlisten = 127.0.0.1:5000\n[nope]\n", "proxy.ini:3: unknown section [nope]"},
+        {"[proxy]\nworkers = 1\nworkers = 2\n", "proxy.ini:3: 'workers' is set twice (first on line 2)"},
+        // inih reads at most 199 bytes a line; it used to split a longer one into a made-up key.
+        {"[proxy]\nnode_id = " + std::string(300, 'n') + "\nworkers = 1\n",
+         "proxy.ini:2: line too long (310 bytes, at most 199)"},
+        {"[backend]\nservers = " + std::string(16 * 16, ' ') + "127.0.0.1:1\n",
+         "proxy.ini:2: line too long"},
         {"[proxy]\nworkers = many\n", "proxy.ini:2: workers must be auto or 1..64"},
         {"[proxy]\nlisten = 127.0.0.1:5000\n[tls]\ncert = " + certs.server_crt +
              "\nkey = /nonexistent/server.key\nclient_ca = " + certs.ca +
@@ -133,6 +140,24 @@ TEST(Lifecycle, BadConfigExitsTwoNamingFileAndLine) {
                                                             << r.out;
         EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out; // one line
     }
+    // servers adds up over its lines (16 at most in all); a line may hold up to 199 bytes.
+    std::string good = "[proxy]\nlisten = 127.0.0.1:5000\n[tls]\ncert = " + certs.server_crt +
+                       "\nkey = " + certs.server_key + "\nclient_ca = " + certs.ca +
+                       "\n[attestation]\nrequired = false\n[audit]\nenabled = false\n[backend]\n";
+    std::string eight, nine;
+    for (int i = 1; i <= 8; i++) {
+        eight += std::string(i > 1 ? ", " : "") + "10.0.0." + std::to_string(i) + ":26257";
+        nine += std::string(i > 1 ? ", " : "") + "10.0.1." + std::to_string(i) + ":26257";
+    }
+    WriteFile(d / "proxy.ini", good + "servers = " + eight + "\nservers = " + eight + "\n");
+    CmdResult sixteen = Sh(ProxyBinary() + " --check-config " + (d / "proxy.ini"));
+    EXPECT_EQ(sixteen.status, 0) << sixteen.out;
+    WriteFile(d / "proxy.ini",
+              good + "servers = " + eight + "\nservers = " + nine + ", 10.0.2.1:26257\n");
+    CmdResult seventeen = Sh(ProxyBinary() + " --check-config " + (d / "proxy.ini"));
+    EXPECT_EQ(seventeen.status, 2);
+    EXPECT_NE(seventeen.out.find("proxy.ini:13: too many servers (max 16)"), std::string::npos)
+        << seventeen.out;
     CmdResult missing = Sh(ProxyBinary() + " --config " + (d / "absent.ini"));
     EXPECT_EQ(missing.status, 2);
     EXPECT_NE(missing.out.find("absent.ini: cannot open"), std::string::npos) << missing.out;

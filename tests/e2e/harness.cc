@@ -883,8 +883,17 @@ std::string PassthroughIni(int listen_port, int backend_port, int workers, int a
 
 std::string MtlsIni(int listen_port, const std::string &backends, const Certs &c,
                     const std::string &extra_proxy) {
-    return "[proxy]\nnode_id = e2e\nlisten = 127.0.0.1:" + std::to_string(listen_port) +
-           "\nworkers = 2\nconns_max = 256\nhandshake_timeout_ms = 3000\n" + extra_proxy +
+    // A key may be set once: `extra_proxy` replaces the defaults it names.
+    std::string proxy;
+    for (const char *line : {"node_id = e2e", "workers = 2", "conns_max = 256",
+                             "handshake_timeout_ms = 3000"}) {
+        std::string key = std::string(line).substr(0, std::string(line).find(' '));
+        if (("\n" + extra_proxy).find("\n" + key + " ") == std::string::npos) {
+            proxy += std::string(line) + "\n";
+        }
+    }
+    return "[proxy]\n" + proxy + "listen = 127.0.0.1:" + std::to_string(listen_port) + "\n" +
+           extra_proxy +
            "[tls]\ncert = " + c.server_crt + "\nkey = " + c.server_key +
            "\nclient_ca = " + c.ca + "\n[attestation]\nrequired = false\n[backend]\nservers = " +
            backends + "\nconnect_timeout_ms = 1000\nhealth_interval_ms = 500\n[api]\nlisten = "

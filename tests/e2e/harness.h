@@ -234,7 +234,9 @@ class MtlsSuite : public ::testing::Test {
 // `workers` workers and the HTTP API at `api_port` (0: none).
 std::string PassthroughIni(int listen_port, int backend_port, int workers, int api_port = 0);
 
-// Minimal terminate-mode mTLS config for `listen_port` in front of `backends`.
+// Minimal terminate-mode mTLS config for `listen_port` in front of `backends`; `extra_proxy`
+// lines go to [proxy] and replace the defaults for the keys they set (node_id, workers,
+// conns_max, handshake_timeout_ms).
 std::string MtlsIni(int listen_port, const std::string &backends, const Certs &c,
                     const std::string &extra_proxy = "");
 
