@@ -232,6 +232,11 @@ static int run(const char *path) {
         fprintf(stderr, "%s\n", err);
         return 2;
     }
+    if (proc.cfg.attestation_required && proc.cfg.tls_client_ca[0] != '\0') {
+        LOG_WARN("%s: [tls] client_ca is not used: with [attestation] required = true every "
+                 "client needs attestation evidence",
+                 path);
+    }
     if (proc.cfg.attestation_required && proc.cfg.mode == CORE_MODE_TERMINATE) {
         if (attestation_setup(&proc, err, sizeof(err)) != 0) {
             fprintf(stderr, "%s\n", err);
@@ -330,10 +335,12 @@ static int run(const char *path) {
     for (uint32_t i = 0; i < proc.worker_count; i++) {
         core_shard_wait(&proc.shards[i]);
     }
+    // The API thread wakes workers (snapshots for /api/v1/clients/active) through their event
+    // descriptors and reads their snapshot buffers: it stops before the joins free them.
+    core_api_stop(&proc);
     for (uint32_t i = 0; i < proc.worker_count; i++) {
         core_shard_join(&proc.shards[i]);
     }
-    core_api_stop(&proc);
     store_close(proc.store); // writes every record already queued
     proc.store = NULL;
     free(proc.shards);

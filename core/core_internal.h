@@ -21,6 +21,11 @@
 #define CORE_TICK_MS 50u
 #define CORE_WHEEL_SLOTS 1024u
 #define CORE_DENY_REASON_MAX 256u
+// CORE_CLOSE_FLUSH_NS bounds how long a connection that is closing (close_after_flush) waits for
+// its peers to take what is still queued for them (an ErrorResponse, the tail of a result): a
+// client that stopped reading, or a backend that did, cannot hold the slot, its descriptors and
+// the database session beyond it.
+#define CORE_CLOSE_FLUSH_NS (10ull * 1000000000ull)
 #define CORE_POLICY_RETIRED_MAX 64u // replaced policies a worker or the API may still read
 #define CORE_TLS_CHAIN_MAX 16u       // certificates in the [tls] cert file
 
@@ -117,6 +122,7 @@ struct core_conn {
     bool direct_tls;
     bool gss_done;
     bool close_after_flush;
+    bool close_deadline_set; // the CORE_CLOSE_FLUSH_NS deadline is armed
     bool closed_logged;
     uint32_t backend_idx;
     uint32_t connect_tries;
@@ -322,6 +328,7 @@ struct core_shard {
     bool accepting;
     uint32_t accept_paused;     // listeners (bits) paused at EMFILE, re-armed by the next tick
     uint64_t nofile_logged_ns;
+    uint64_t backend_silent_logged_ns; // last "ended a new session without a byte" warning
     struct core_conn *conns;
     uint32_t conns_max;
     // Slots of the ring's registered file table (0: none). Connection slot i keeps its backend
@@ -346,6 +353,10 @@ struct core_shard {
     struct core_hs_thread *hs;
     uint64_t hs_done_buf;
     bool hs_done_armed;
+    // The tick timeout and the event read are queued. A submission that failed leaves them
+    // unqueued; the loop queues them again (every deadline and the drain hang on the tick).
+    bool tick_armed;
+    bool event_armed;
     // [proxy] worker_priority = realtime (core_prio.c): where this worker stands, and its CPU
     // time and the clock at the start of the current window.
     enum core_prio_state prio;

@@ -388,6 +388,19 @@ static void conn_close(struct core_shard *shard, struct core_conn *c, const char
     conn_maybe_release(shard, c);
 }
 
+// close_deadline arms, once, the deadline by which a closing connection is closed whether or not
+// its queued bytes went out (CORE_CLOSE_FLUSH_NS), unless an earlier deadline is set already.
+static void close_deadline(struct core_shard *shard, struct core_conn *c) {
+    if (c->close_deadline_set || conn_is_gone(c)) {
+        return;
+    }
+    c->close_deadline_set = true;
+    uint64_t at = core_base_now_ns() + CORE_CLOSE_FLUSH_NS;
+    if (c->deadline_ns == 0 || c->deadline_ns > at) {
+        core_conn_set_deadline(shard, c, at);
+    }
+}
+
 // Queue a pgwire ErrorResponse (inside TLS when a session exists) and close once it is sent.
 static void conn_fail(struct core_shard *shard, struct core_conn *c, const char *sqlstate,
                       const char *msg) {
@@ -423,19 +436,29 @@ static void conn_fail(struct core_shard *shard, struct core_conn *c, const char 
     side_flush(shard, c, CORE_SIDE_CLIENT);
     if (side_out_empty(&c->side[CORE_SIDE_CLIENT])) {
         conn_close(shard, c, msg);
+        return;
     }
+    close_deadline(shard, c);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Backend connect.
 
 static void backend_connect(struct core_shard *shard, struct core_conn *c);
+static bool log_due(uint64_t *last_ns);
 
 static void backend_connect_failed(struct core_shard *shard, struct core_conn *c, int err) {
     uint32_t idx = c->backend_idx;
-    core_backend_mark_down(shard->proc, idx);
-    atomic_fetch_add_explicit(&shard->counters.backend_errors, 1, memory_order_relaxed);
-    LOG_WARN("backend %s: %s", shard->proc->cfg.backends[idx].text, strerror(-err));
+    // Out of descriptors or memory here says nothing of the backend: it is not marked down
+    // (nor counted against it), and no other backend is tried (they would fail the same way).
+    bool local = err == -EMFILE || err == -ENFILE || err == -ENOBUFS || err == -ENOMEM;
+    if (!local) {
+        core_backend_mark_down(shard->proc, idx);
+        atomic_fetch_add_explicit(&shard->counters.backend_errors, 1, memory_order_relaxed);
+        LOG_WARN("backend %s: %s", shard->proc->cfg.backends[idx].text, strerror(-err));
+    } else if (log_due(&shard->nofile_logged_ns)) {
+        LOG_WARN("worker %u: cannot open a backend connection: %s", shard->id, strerror(-err));
+    }
     core_side_close(shard, &c->side[CORE_SIDE_BACKEND]);
     if (c->state == CORE_CONN_CANCEL_OUT) {
         conn_close(shard, c, "cancel: backend unreachable");
@@ -445,15 +468,21 @@ static void backend_connect_failed(struct core_shard *shard, struct core_conn *c
         conn_pump(shard, c); // failed while connecting: finish sending why, then close
         return;
     }
-    uint32_t next = core_backend_pick(shard->proc, c->connect_tries);
+    uint32_t next = local ? CORE_IDX_NONE : core_backend_pick(shard->proc, c->connect_tries);
     if (next != CORE_IDX_NONE && c->state == CORE_CONN_CONNECTING) {
         c->backend_idx = next;
         backend_connect(shard, c);
         return;
     }
     char msg[256];
-    snprintf(msg, sizeof(msg), "could not connect to the database: backend %s: %s",
-             shard->proc->cfg.backends[idx].text, strerror(-err));
+    if (local) {
+        snprintf(msg, sizeof(msg),
+                 "could not connect to the database: the gateway is out of resources (%s)",
+                 strerror(-err));
+    } else {
+        snprintf(msg, sizeof(msg), "could not connect to the database: backend %s: %s",
+                 shard->proc->cfg.backends[idx].text, strerror(-err));
+    }
     if (c->ssl == NULL) { // passthrough: no way to speak pgwire to a client that does TLS itself
         conn_close(shard, c, "backend unreachable");
         return;
@@ -506,6 +535,9 @@ static void backend_connect(struct core_shard *shard, struct core_conn *c) {
 static void passthrough_pump(struct core_shard *shard, struct core_conn *c);
 
 static void set_idle_deadline(struct core_shard *shard, struct core_conn *c) {
+    if (c->close_deadline_set) {
+        return; // closing: its flush deadline stands
+    }
     uint32_t idle = shard->proc->cfg.idle_timeout_ms;
     core_conn_set_deadline(shard, c, idle ? core_base_now_ns() + (uint64_t)idle * 1000000ull : 0);
 }
@@ -543,7 +575,9 @@ static void on_connect(void *ctx, struct ring_op_id id, const struct io_uring_cq
         c->state = CORE_CONN_FORWARD;
         c->scan_active = true;
     }
-    if (c->state == CORE_CONN_FORWARD) {
+    if (c->close_deadline_set) {
+        // Closing already (revoked while connecting): its flush deadline stands.
+    } else if (c->state == CORE_CONN_FORWARD) {
         // Until the backend's first ReadyForQuery the session is still starting: a backend that
         // accepts and never answers must not hold the client forever (scan_backend_bytes then
         // switches to the idle deadline).
@@ -1107,6 +1141,26 @@ static void scan_backend_bytes(struct core_shard *shard, struct core_conn *c, ui
     }
 }
 
+// backend_failed_silently: the backend accepted the connection of a starting session and then
+// closed it, failed it or let its start deadline pass without sending a single byte (a node
+// shutting down, a port something else listens on). Health is otherwise judged on connect
+// only, and such a backend, its sessions failing at once, would always have the fewest
+// connections and draw every new session: mark it down like a failed connect. A backend that
+// answered anything, an authentication error for instance, is not blamed.
+static void backend_failed_silently(struct core_shard *shard, struct core_conn *c) {
+    if (c->state != CORE_CONN_FORWARD || !c->scan_active ||
+        c->side[CORE_SIDE_CLIENT].bytes_tx != 0 || c->backend_idx == CORE_IDX_NONE) {
+        return;
+    }
+    core_backend_mark_down(shard->proc, c->backend_idx);
+    atomic_fetch_add_explicit(&shard->counters.backend_errors, 1, memory_order_relaxed);
+    if (log_due(&shard->backend_silent_logged_ns)) {
+        LOG_WARN("backend %s: ended a new session without a byte; skipped for "
+                 "health_interval_ms",
+                 shard->proc->cfg.backends[c->backend_idx].text);
+    }
+}
+
 // Backend bytes -> SSL_write -> client chunk, bounded by the client's free space.
 static void pump_b2c(struct core_shard *shard, struct core_conn *c) {
     struct core_side *be = &c->side[CORE_SIDE_BACKEND];
@@ -1142,6 +1196,7 @@ static void pump_b2c(struct core_shard *shard, struct core_conn *c) {
         cl->bytes_tx += n;
     }
     if (be->recv_eof && be->in_bytes == 0 && !c->close_after_flush) {
+        backend_failed_silently(shard, c);
         if (c->b2c_frames.last_type != 'E' && core_pgwire_frames_is_boundary(&c->b2c_frames)) {
             // The backend went away without an ErrorResponse (killed, crashed): tell the
             // client in pgwire, which allows one between messages. Mid-message only the close
@@ -1230,7 +1285,9 @@ static void conn_pump(struct core_shard *shard, struct core_conn *c) {
         if (side_out_empty(&c->side[CORE_SIDE_CLIENT]) &&
             (c->state != CORE_CONN_FORWARD || side_out_empty(&c->side[CORE_SIDE_BACKEND]))) {
             conn_close(shard, c, c->close_reason ? c->close_reason : "session ended");
+            return;
         }
+        close_deadline(shard, c);
         return;
     }
     side_arm_recv(shard, c, CORE_SIDE_CLIENT);
@@ -1433,7 +1490,11 @@ static void on_recv(void *ctx, struct ring_op_id id, const struct io_uring_cqe *
             }
         }
     } else if (cqe->res != -ECANCELED) {
-        if (c->state != CORE_CONN_CLOSING) {
+        if (sid == CORE_SIDE_BACKEND && c->state == CORE_CONN_FORWARD) {
+            // A reset backend ends the session like one that closed it: what it sent goes out,
+            // then the client gets 08006 at a message boundary (pump_b2c), not a bare close.
+            s->recv_eof = true;
+        } else if (c->state != CORE_CONN_CLOSING) {
             conn_close(shard, c, sid == CORE_SIDE_CLIENT ? "client connection error"
                                                          : "backend connection error");
         }
@@ -1592,6 +1653,12 @@ static void on_accept(void *ctx, struct ring_op_id id, const struct io_uring_cqe
 }
 
 static void on_conn_expired(struct core_shard *shard, struct core_conn *c) {
+    if (c->close_after_flush && c->state != CORE_CONN_PASSTHROUGH) {
+        // Closing, and its peers did not take what was queued for them in time.
+        atomic_fetch_add_explicit(&shard->counters.timeouts, 1, memory_order_relaxed);
+        conn_close(shard, c, c->close_reason ? c->close_reason : "closing: queued bytes not taken");
+        return;
+    }
     uint64_t idle_ns = (uint64_t)shard->proc->cfg.idle_timeout_ms * 1000000ull;
     bool starting = c->state == CORE_CONN_FORWARD && c->scan_active;
     bool idle_timed = c->state == CORE_CONN_PASSTHROUGH || (c->state == CORE_CONN_FORWARD &&
@@ -1617,7 +1684,12 @@ static void on_conn_expired(struct core_shard *shard, struct core_conn *c) {
     case CORE_CONN_FORWARD:
     case CORE_CONN_PASSTHROUGH:
         if (starting) {
-            atomic_fetch_add_explicit(&shard->counters.backend_errors, 1, memory_order_relaxed);
+            if (c->side[CORE_SIDE_CLIENT].bytes_tx == 0) {
+                backend_failed_silently(shard, c); // counts the error
+            } else {
+                atomic_fetch_add_explicit(&shard->counters.backend_errors, 1,
+                                          memory_order_relaxed);
+            }
             conn_fail(shard, c, "08006",
                       "could not connect to the database: the backend did not complete the "
                       "session startup in time");
@@ -1650,8 +1722,9 @@ static void on_conn_expired(struct core_shard *shard, struct core_conn *c) {
 static void arm_tick(struct core_shard *shard) {
     struct io_uring_sqe *sqe = ring_get_sqe(&shard->ring);
     if (sqe == NULL) {
-        return;
+        return; // retried by the loop (tick_armed)
     }
+    shard->tick_armed = true;
     shard->tick_ts.tv_sec = 0;
     shard->tick_ts.tv_nsec = (long long)CORE_TICK_MS * 1000000ll;
     io_uring_prep_timeout(sqe, &shard->tick_ts, 0, 0);
@@ -1681,6 +1754,7 @@ static void on_tick(void *ctx, struct ring_op_id id, const struct io_uring_cqe *
     struct core_shard *shard = ctx;
     (void)id;
     (void)cqe;
+    shard->tick_armed = false;
     uint64_t now = core_base_now_ns();
     core_conn_wheel_expire(shard, now, on_conn_expired);
     core_hs_watch(shard, now);
@@ -1748,7 +1822,8 @@ static void on_audit(void *ctx, struct ring_op_id id, const struct io_uring_cqe 
 }
 
 static void arm_event(struct core_shard *shard) {
-    (void)arm_efd_read(shard, shard->event_fd, &shard->event_buf, CORE_OP_EVENT);
+    // Not queued: retried by the loop (event_armed).
+    shard->event_armed = arm_efd_read(shard, shard->event_fd, &shard->event_buf, CORE_OP_EVENT);
 }
 
 static void stop_accepting(struct core_shard *shard) {
@@ -1864,6 +1939,7 @@ static void on_event(void *ctx, struct ring_op_id id, const struct io_uring_cqe 
     struct core_shard *shard = ctx;
     (void)id;
     (void)cqe;
+    shard->event_armed = false;
     if (core_hs_inflight(shard) > 0) {
         // The handshake thread reads the policy, verifier, certificate cache and TLS context
         // this would replace: no new step starts, and the event is applied once the steps in
@@ -2045,6 +2121,12 @@ static void *shard_main(void *arg) {
         }
         if (shard->hs != NULL && !shard->hs_done_armed) {
             arm_hs_done(shard);
+        }
+        if (!shard->tick_armed) {
+            arm_tick(shard);
+        }
+        if (!shard->event_armed && !shard->event_deferred) {
+            arm_event(shard); // on_event defers while steps are away; event_apply re-arms
         }
         // No busy poll while handshake steps are at the handshake thread: it runs on this CPU,
         // at the lowest priority, and the poll would hold it off.

@@ -30,6 +30,53 @@ double SecondsSince(Clock::time_point t) {
 
 const std::string kTerminate("X\0\0\0\4", 5);
 
+// SlammingBackend listens on a free loopback port and closes every connection it accepts at
+// once, without a byte: a port something else owns, a node that shuts its sessions on arrival.
+class SlammingBackend {
+  public:
+    SlammingBackend() {
+        lfd_ = socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t len = sizeof(a);
+        ok_ = bind(lfd_, reinterpret_cast<sockaddr *>(&a), len) == 0 && listen(lfd_, 64) == 0 &&
+              getsockname(lfd_, reinterpret_cast<sockaddr *>(&a), &len) == 0;
+        port_ = ntohs(a.sin_port);
+        if (ok_) {
+            thread_ = std::thread([this] {
+                while (!stop_) {
+                    pollfd p{lfd_, POLLIN, 0};
+                    if (poll(&p, 1, 100) > 0) {
+                        int c = accept(lfd_, nullptr, nullptr);
+                        if (c >= 0) {
+                            accepted_++;
+                            close(c);
+                        }
+                    }
+                }
+            });
+        }
+    }
+    ~SlammingBackend() {
+        stop_ = true;
+        if (thread_.joinable()) {
+            thread_.join();
+        }
+        close(lfd_);
+    }
+    bool ok() const { return ok_; }
+    int port() const { return port_; }
+    int accepted() const { return accepted_; }
+
+  private:
+    int lfd_ = -1, port_ = 0;
+    bool ok_ = false;
+    std::atomic<bool> stop_{false};
+    std::atomic<int> accepted_{0};
+    std::thread thread_;
+};
+
 // CountingRelay listens on 127.0.0.1:`port`, counts the connections it accepts and relays each
 // to 127.0.0.1:`target`: a backend whose connection attempts the test can count.
 class CountingRelay {
@@ -196,6 +243,37 @@ TEST_F(BackendTest, HandshakeDeadlineWhileConnectingGives08006) {
     EXPECT_NE(e.find("could not connect to the database"), std::string::npos) << e;
     EXPECT_LT(took, 3.0 + 1.5) << "not cut at the handshake deadline (3 s)";
     EXPECT_EQ(WaitMetric(api_, "atls_connections_active", 0, 5), 0); // the connect was cancelled
+}
+
+// A backend that accepts connections and closes them without a byte fails sessions as they
+// start, not on connect. It is skipped for health_interval_ms like a backend whose connect
+// failed: least connections alone would send it every new session (its count drops back to 0
+// at once), so all of them would fail.
+TEST_F(BackendTest, BackendClosingNewSessionsWithoutAByteIsSkipped) {
+    SlammingBackend slam;
+    ASSERT_TRUE(slam.ok());
+    const int health_ms = 2000;
+    StartProxy("127.0.0.1:" + std::to_string(slam.port()) +
+                   ", 127.0.0.1:" + std::to_string(SharedPostgres().port()),
+               health_ms);
+    int failed = 0;
+    auto t0 = Clock::now();
+    for (int i = 0; i < 10; i++) {
+        RawClient c;
+        std::string e = OpenSession(&c, port_);
+        if (!e.empty()) {
+            EXPECT_NE(e.find("08006"), std::string::npos) << e;
+            failed++;
+        } else {
+            EXPECT_EQ(c.Query("select 1"), "1");
+            c.SendTls(kTerminate);
+        }
+    }
+    double secs = SecondsSince(t0);
+    EXPECT_GE(slam.accepted(), 1);
+    // The first session meets it; then at most one per interval.
+    EXPECT_LE(failed, (int)(secs * 1000 / health_ms) + 1) << failed << " of 10 in " << secs << " s";
+    EXPECT_GE(Metric(api_, "atls_backend_errors_total"), 1);
 }
 
 TEST_F(BackendTest, DeadBackendIsSkippedUntilItAnswersAgain) {

@@ -349,6 +349,54 @@ TEST(Lifecycle, WorkersAutoCountsTheCpusOfTheSetItWasStartedWith) {
         << ReadFile(p.log_path());
 }
 
+// A session ended by the gateway (here its idle timeout) whose client has stopped reading cannot
+// take the ErrorResponse: it is closed all the same, CORE_CLOSE_FLUSH_NS (10 s) later, and its
+// PostgreSQL session goes with it. Before, nothing bounded that wait: the slot, both sockets
+// and the database session were held until the gateway stopped.
+TEST(Lifecycle, SessionEndingWhileItsClientStopsReadingIsClosedWithinTheFlushDeadline) {
+    Postgres &pg = SharedPostgres();
+    TempDir d;
+    int port = FreePort();
+    std::string ini = MtlsIni(port, "127.0.0.1:" + std::to_string(pg.port()), SharedCerts(),
+                              "idle_timeout_ms = 1000\n");
+    int api = ApiPortOf(ini);
+    Proxy p;
+    std::string err;
+    ASSERT_TRUE(p.Start(d.path(), ini, &err)) << err;
+    RawClient c;
+    ASSERT_EQ(OpenSession(&c, port), "");
+    int small = 4096;
+    setsockopt(c.fd(), SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    const std::string marker = "flush-deadline-probe";
+    ASSERT_TRUE(c.SendTls(QueryMessage("select '" + marker +
+                                       "', repeat('x', 1000) from generate_series(1, 1000000)")));
+    auto t0 = std::chrono::steady_clock::now();
+    // Never read: the gateway stalls on the client, PostgreSQL on the gateway; the idle
+    // timeout fires after 1 s and its 57P05 cannot be sent.
+    long long active = 1;
+    double took = 0;
+    while (active != 0 && took < 20.0) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(250));
+        active = Metric(api, "atls_connections_active");
+        took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }
+    EXPECT_EQ(active, 0) << "the session still holds its slot after " << took << " s";
+    EXPECT_GE(took, 10.0) << "closed before the flush deadline";
+    EXPECT_LT(took, 16.0);
+    std::string count;
+    for (int i = 0; i < 40; i++) {
+        count = pg.Psql("select count(*) from pg_stat_activity where query like '%" + marker +
+                        "%' and pid <> pg_backend_pid()")
+                    .out;
+        if (count == "0\n") {
+            break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    }
+    EXPECT_EQ(count, "0\n") << "the database session outlived the gateway's";
+    EXPECT_TRUE(p.Running());
+}
+
 TEST(Lifecycle, IdleTimeoutEndsAnIdleSessionWith57P05ButNotABusyOne) {
     Postgres &pg = SharedPostgres();
     TempDir d;
