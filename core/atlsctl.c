@@ -10,7 +10,7 @@ static void usage(FILE *out) {
           "  nonce --url URL                      fetch a fresh nonce from a gateway\n"
           "  client-cert ...                      write a key and an evidence certificate\n"
           "  report show FILE                     decode an SNP report or evidence certificate\n"
-          "  report verify FILE [--vcek F] [--at UNIXTIME]\n"
+          "  report verify FILE [--vcek F] [--roots builtin|PEM] [--at UNIXTIME] [--nonce HEX]\n"
           "  audit list|show|verify [--db DIR | --url URL]\n"
           "run `atlsctl <command> --help` for the options of a command\n",
           out);

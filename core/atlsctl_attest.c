@@ -453,6 +453,14 @@ static void print_claims(const struct attest_claims *c) {
     }
     printf("%-20s %s\n", "product", attest_product_name(c->product));
     print_hex("chip_id", c->chip_id, 64);
+    if (c->signer == ATTEST_SIGNER_VCEK) {
+        // Where the verifier looks for this report's VCEK in [chain] vcek_dir (evidence without
+        // its VCEK): fetch it from AMD KDS for this chip and reported TCB, store it as this.
+        char name[160]; // 128 hex, "-", 16 hex, ".der"
+        if (attest_report_vcek_file_name(name, sizeof(name), c) == 0) {
+            printf("%-20s %s\n", "vcek_file", name);
+        }
+    }
     printf("%-20s %u.%u.%u\n", "current_fw", c->current_major, c->current_minor,
            c->current_build);
     printf("%-20s %u.%u.%u\n", "committed_fw", c->committed_major, c->committed_minor,
@@ -655,9 +663,45 @@ out:
     return rc;
 }
 
+// wants_help reports whether an argument after the first `skip` asks for help.
+static bool wants_help(int argc, char **argv, int skip) {
+    for (int i = skip; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 int atlsctl_attest_main(int argc, char **argv) {
     ASSERT(argc >= 1);
     const char *cmd = argv[0];
+    static const struct {
+        const char *cmd, *sub, *text;
+    } helps[] = {
+        {"nonce", NULL,
+         "usage: atlsctl nonce [--url URL]\n"
+         "  prints a fresh nonce (hex) from the gateway's API (default http://127.0.0.1:8081)\n"},
+        {"report", "show",
+         "usage: atlsctl report show FILE\n"
+         "  decodes FILE: a raw SNP report (1184 bytes) or an evidence certificate (PEM or DER);\n"
+         "  vcek_file is the name the gateway looks for in [chain] vcek_dir for this report\n"},
+        {"report", "verify",
+         "usage: atlsctl report verify FILE [--vcek F] [--roots builtin|PEM] [--at UNIXTIME] "
+         "[--nonce HEX]\n"
+         "  verifies FILE (a raw report, or an evidence certificate with its binding) against the\n"
+         "  AMD roots (default builtin) at UNIXTIME (default now); --nonce: the evidence must carry\n"
+         "  this nonce. Exit 0 verified, 1 not verified, 2 usage\n"},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(helps); i++) {
+        bool sub_ok = helps[i].sub == NULL ||
+                      (argc >= 2 && strcmp(argv[1], helps[i].sub) == 0);
+        if (strcmp(cmd, helps[i].cmd) == 0 && sub_ok &&
+            wants_help(argc, argv, helps[i].sub == NULL ? 1 : 2)) {
+            fputs(helps[i].text, stdout);
+            return 0;
+        }
+    }
     if (strcmp(cmd, "nonce") == 0) {
         return cmd_nonce(argc, argv);
     }

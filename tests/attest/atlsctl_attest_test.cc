@@ -214,6 +214,8 @@ TEST(AtlsctlAttest, ReportShowRawVector) {
     EXPECT_EQ(field(s.out, "chip_id"), hex(&report[0x1A0], 64));
     EXPECT_EQ(field(s.out, "chip_id").substr(0, 16), "3ac3fe21e13fb099");
     EXPECT_EQ(field(s.out, "launch_mit_vector"), "<absent>") << "v5 field on a v2 report";
+    // The file name [chain] vcek_dir is searched for: the whole chip id on Milan.
+    EXPECT_EQ(field(s.out, "vcek_file"), hex(&report[0x1A0], 64) + "-4405000000000002.der");
     // r and s: 48-byte big-endian integers, read from the little-endian report fields.
     EXPECT_EQ(field(s.out, "signature_r"), be_hex(&report[0x2A0]));
     EXPECT_EQ(field(s.out, "signature_s"), be_hex(&report[0x2E8]));
@@ -234,6 +236,7 @@ TEST(AtlsctlAttest, ReportShowTurinV5Vector) {
     EXPECT_EQ(field(s.out, "cpuid"), "fam 0x1a mod 0x02 step 0x01");
     EXPECT_EQ(field(s.out, "product"), "Turin");
     EXPECT_EQ(field(s.out, "chip_id"), "59790fb1c39f35c1" + std::string(112, '0'));
+    EXPECT_EQ(field(s.out, "vcek_file"), "59790fb1c39f35c1-5100000004010101.der"); // 8 bytes
     EXPECT_EQ(field(s.out, "measurement"),
               "6d6c354511d6f7c6d7504668903dc5bdc066a048b651840d8d03fb85299ebfa142fccf1d1b0baca4968"
               "41bdf243619d4");
@@ -243,6 +246,16 @@ TEST(AtlsctlAttest, ReportShowTurinV5Vector) {
     EXPECT_EQ(field(s.out, "signature_r"), be_hex(&report[0x2A0]));
     EXPECT_EQ(field(s.out, "signature_s"), be_hex(&report[0x2E8]));
     EXPECT_NE(field(s.out, "signature_r"), field(s.out, "signature_s"));
+}
+
+TEST(AtlsctlAttest, EveryCommandAnswersHelp) {
+    for (const char *cmd : {"nonce --help", "report show --help", "report verify -h",
+                            "report verify x.bin --help", "client-cert --help", "--help"}) {
+        Out h = run(cmd);
+        EXPECT_EQ(h.code, 0) << cmd << "\n" << h.out;
+        EXPECT_EQ(h.out.rfind("usage: atlsctl", 0), 0u) << cmd << "\n" << h.out;
+    }
+    EXPECT_NE(run("--help").out.find("--roots"), std::string::npos);
 }
 
 TEST(AtlsctlAttest, BadInputsGiveClearErrors) {
