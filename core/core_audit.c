@@ -14,22 +14,22 @@ const uint32_t core_hist_bounds_us[CORE_HIST_BUCKETS - 1] = {
 };
 
 int core_audit_shard_init(struct core_shard *shard) {
-    // calloc of this size is an anonymous mapping: pages are touched only when used, and the
-    // LIFO free list keeps reusing the same few entries.
-    shard->decisions = calloc(shard->conns_max, sizeof(*shard->decisions));
+    // A lazily backed table: pages are touched only when used. Entries are handed out fresh
+    // (decision_fresh) until each was used once, then from the LIFO free list, which keeps
+    // reusing the same few: nothing here touches an entry before it serves.
+    shard->decisions =
+        core_base_lazy_alloc((size_t)shard->conns_max * sizeof(*shard->decisions));
     shard->audit_wait = calloc(shard->conns_max, sizeof(*shard->audit_wait));
     if (shard->decisions == NULL || shard->audit_wait == NULL) {
         return -ENOMEM;
     }
-    for (uint32_t i = 0; i < shard->conns_max; i++) {
-        shard->decisions[i].next_free = i + 1 < shard->conns_max ? i + 1 : CORE_IDX_NONE;
-    }
-    shard->decision_free = 0;
+    shard->decision_free = CORE_IDX_NONE;
+    shard->decision_fresh = 0;
     return 0;
 }
 
 void core_audit_shard_cleanup(struct core_shard *shard) {
-    free(shard->decisions);
+    core_base_lazy_free(shard->decisions, (size_t)shard->conns_max * sizeof(*shard->decisions));
     shard->decisions = NULL;
     free(shard->audit_wait);
     shard->audit_wait = NULL;
@@ -38,10 +38,16 @@ void core_audit_shard_cleanup(struct core_shard *shard) {
 }
 
 uint32_t core_decision_take(struct core_shard *shard) {
-    uint32_t i = shard->decision_free;
-    ASSERT(i != CORE_IDX_NONE); // one entry per slot, and a slot holds at most one
+    uint32_t i;
+    if (shard->decision_free != CORE_IDX_NONE) {
+        i = shard->decision_free;
+        shard->decision_free = shard->decisions[i].next_free;
+    } else {
+        // One entry per slot, and a slot holds at most one.
+        ASSERT(shard->decision_fresh < shard->conns_max);
+        i = shard->decision_fresh++;
+    }
     struct core_decision *d = &shard->decisions[i];
-    shard->decision_free = d->next_free;
     // Reset only the header; the large arrays are written before they are read (have_*).
     d->verdict = ATLS__VERDICT__VERDICT_ALLOWED;
     d->have_report = d->have_vcek = d->have_spki = d->reused = false;

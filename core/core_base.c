@@ -1,11 +1,12 @@
-// core_base.c: assertion-failure handler, the logger sink, clocks, hex helpers and the copy
-// that avoids a slow memcpy case.
+// core_base.c: assertion-failure handler, the logger sink, clocks, hex helpers, the copy that
+// avoids a slow memcpy case, lazily backed tables and the UTF-8 check.
 #include "core_base.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -181,4 +182,16 @@ bool core_base_utf8_valid(const uint8_t *s, size_t len) {
         at += n;
     }
     return true;
+}
+
+void *core_base_lazy_alloc(size_t len) {
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+void core_base_lazy_free(void *ptr, size_t len) {
+    if (ptr != NULL) {
+        munmap(ptr, len);
+    }
 }

@@ -97,6 +97,14 @@ void core_base_hex_encode(char *out, const uint8_t *in, size_t len);
 // exactly 2*out_len hex digits). Returns 0 or -EINVAL.
 int core_base_hex_decode(uint8_t *out, size_t out_len, const char *in);
 
+// core_base_lazy_alloc returns `len` bytes of zeroed memory whose pages become resident only
+// when first touched (an anonymous mapping: calloc through mimalloc may zero, and so touch, the
+// whole block), or NULL. Free with core_base_lazy_free(ptr, len).
+void *core_base_lazy_alloc(size_t len);
+
+// core_base_lazy_free releases memory from core_base_lazy_alloc; NULL is a no-op.
+void core_base_lazy_free(void *ptr, size_t len);
+
 // core_base_utf8_seq_len returns the length (1..4) of the valid UTF-8 sequence at the start of
 // `s` (`len` bytes, len > 0), or 0 when `s` does not start with one (RFC 3629: no overlong
 // forms, no surrogates, nothing above U+10FFFF, no truncated sequence). A NUL byte is a valid

@@ -8,7 +8,7 @@
 int core_conn_table_init(struct core_shard *shard, uint32_t conns_max) {
     ASSERT(conns_max > 0 && conns_max <= RING_SLOT_MAX);
     shard->conns_max = conns_max;
-    shard->conns = calloc(conns_max, sizeof(*shard->conns));
+    shard->conns = core_base_lazy_alloc((size_t)conns_max * sizeof(*shard->conns));
     // Two staging chunks per slot (one per direction) so a connection can always get one; the
     // mapping is lazily backed, so resident memory follows actual use, not conns_max.
     shard->chunk_count = conns_max * 2u;
@@ -35,16 +35,12 @@ int core_conn_table_init(struct core_shard *shard, uint32_t conns_max) {
         shard->chunk_free[i] = shard->chunk_count - 1u - i;
     }
     shard->chunk_free_len = shard->chunk_count;
+    // Slots are handed out fresh (conn_fresh, in index order) until each was used once, then
+    // from the LIFO free list: a slot's page is touched only when it first serves, so resident
+    // memory follows the connections held, not conns_max. An untouched slot reads as zero:
+    // CORE_CONN_FREE, no magic.
     shard->free_head = CORE_IDX_NONE;
-    for (uint32_t i = conns_max; i-- > 0;) {
-        struct core_conn *c = &shard->conns[i];
-        c->shard = shard;
-        c->index = i;
-        c->magic = CORE_CONN_MAGIC;
-        c->state = CORE_CONN_FREE;
-        c->next_free = shard->free_head;
-        shard->free_head = i;
-    }
+    shard->conn_fresh = 0;
     for (uint32_t i = 0; i < CORE_WHEEL_SLOTS; i++) {
         shard->wheel[i] = CORE_IDX_NONE;
     }
@@ -65,7 +61,7 @@ void core_conn_table_cleanup(struct core_shard *shard) {
     }
     free(shard->chunk_free);
     shard->chunk_free = NULL;
-    free(shard->conns);
+    core_base_lazy_free(shard->conns, (size_t)shard->conns_max * sizeof(*shard->conns));
     shard->conns = NULL;
 }
 
@@ -78,12 +74,18 @@ static void side_reset(struct core_side *s) {
 }
 
 struct core_conn *core_conn_open(struct core_shard *shard) {
-    if (shard->free_head == CORE_IDX_NONE) {
+    struct core_conn *c;
+    if (shard->free_head != CORE_IDX_NONE) {
+        c = &shard->conns[shard->free_head];
+        ASSERT(c->magic == CORE_CONN_MAGIC && c->state == CORE_CONN_FREE);
+        shard->free_head = c->next_free;
+    } else if (shard->conn_fresh < shard->conns_max) {
+        c = &shard->conns[shard->conn_fresh];
+        ASSERT(c->magic == 0 && c->state == CORE_CONN_FREE);
+        c->index = shard->conn_fresh++;
+    } else {
         return NULL;
     }
-    struct core_conn *c = &shard->conns[shard->free_head];
-    ASSERT(c->magic == CORE_CONN_MAGIC && c->state == CORE_CONN_FREE);
-    shard->free_head = c->next_free;
     uint32_t gen = c->generation;
     uint32_t idx = c->index;
     memset(c, 0, sizeof(*c));

@@ -336,6 +336,7 @@ struct core_shard {
     // process's table (the client's) instead of two.
     uint32_t fixed_files;
     uint32_t free_head;
+    uint32_t conn_fresh; // slots below it have served once (core_conn_open)
     uint32_t active;
     uint8_t *chunks;
     // One record's plaintext, page-aligned with a page to spare: SSL_read lands here instead of
@@ -392,6 +393,7 @@ struct core_shard {
     // audit
     struct core_decision *decisions; // conns_max entries (lazily backed), LIFO free list
     uint32_t decision_free;
+    uint32_t decision_fresh; // entries below it have served once (core_decision_take)
     uint64_t conn_serial;
     uint64_t audit_efd_buf;
     bool audit_armed;
