@@ -24,6 +24,9 @@ struct opts {
     const char *scenario;
     struct bench_target t;
     const char *cert, *key;
+    const char *cert_pool;      // --cert-pool DIR: mTLS handshakes take its certificates in turn
+    const char *proxy_api;      // --proxy-api H:P: the gateway's API, for its client-chain counters
+    const char *proxy_priority; // --proxy-priority TEXT: recorded in the JSON as is
     struct bench_attest_opts at;
     bool attested;
     uint32_t conns;
@@ -45,6 +48,10 @@ struct opts {
     const char *ready_cmd; // query/storm: run once every connection is open, before measuring
     const char *listen;
 };
+
+// --cert-pool: loaded once in main; handshake and storm connections use it round robin.
+static struct bench_cert *g_pool;
+static uint32_t g_pool_n;
 
 static struct opts g_o = {
     .t = {.host = "127.0.0.1", .port = 5432, .tls = BENCH_TLS_NONE, .user = "postgres",
@@ -94,24 +101,54 @@ static const char *tls_name(enum bench_tls t) {
     return t == BENCH_TLS_NONE ? "none" : t == BENCH_TLS_SSLREQUEST ? "sslrequest" : "direct";
 }
 
-// json_head writes the fields every result has; the caller continues with ",..." and closes.
-static FILE *json_head(const struct bench_loop *l, uint64_t errors) {
-    FILE *f = json_open();
-    fprintf(f,
-            "{\"scenario\":\"%s\",\"target\":\"%s\",\"label\":\"%s\",\"host\":\"%s\",\"port\":%u,"
-            "\"tls\":\"%s\",\"auth\":\"%s\",\"tls_version\":\"%s\",\"cipher\":\"%s\","
-            "\"group\":\"%s\",\"alpn\":\"%s\",\"errors\":%llu,\"first_error\":\"",
-            g_o.scenario, g_o.target_name, g_o.label, g_o.t.host, g_o.t.port, tls_name(g_o.t.tls),
-            g_o.attested ? "attested" : g_o.cert ? "mtls" : "none", l->tls_version, l->tls_cipher,
-            l->tls_group, l->tls_alpn, (unsigned long long)errors);
-    for (const char *p = l->first_error; *p; p++) {
+// json_str writes `s` as the inside of a JSON string, and the closing quote.
+static void json_str(FILE *f, const char *s) {
+    for (const char *p = s; *p; p++) {
         if (*p == '"' || *p == '\\') {
             fputc('\\', f);
         }
         fputc((unsigned char)*p < 0x20 ? ' ' : *p, f);
     }
     fputc('"', f);
+}
+
+// json_head writes the fields every result has; the caller continues with ",..." and closes.
+static FILE *json_head(const struct bench_loop *l, uint64_t errors) {
+    FILE *f = json_open();
+    fprintf(f,
+            "{\"scenario\":\"%s\",\"target\":\"%s\",\"label\":\"%s\",\"host\":\"%s\",\"port\":%u,"
+            "\"tls\":\"%s\",\"auth\":\"%s\",\"tls_version\":\"%s\",\"cipher\":\"%s\","
+            "\"group\":\"%s\",\"alpn\":\"%s\",\"cert_pool\":%u,\"errors\":%llu,"
+            "\"first_error\":\"",
+            g_o.scenario, g_o.target_name, g_o.label, g_o.t.host, g_o.t.port, tls_name(g_o.t.tls),
+            g_o.attested ? "attested" : g_o.cert || g_pool ? "mtls" : "none", l->tls_version,
+            l->tls_cipher, l->tls_group, l->tls_alpn, g_pool_n, (unsigned long long)errors);
+    json_str(f, l->first_error);
+    fputs(",\"proxy_priority\":\"", f);
+    json_str(f, g_o.proxy_priority != NULL ? g_o.proxy_priority : "");
     return f;
+}
+
+// Client-chain counters of the gateway (--proxy-api), read before and after a timed section:
+// how many mTLS handshakes it verified in full and how many it took from its cache of verified
+// chains. -1 without --proxy-api or when the API did not answer.
+struct gw_certs {
+    long long v[2];
+};
+
+static void gw_certs_read(struct gw_certs *g) {
+    static const char *const names[2] = {"atls_client_cert_verifications_total",
+                                         "atls_client_cert_cache_hits_total"};
+    g->v[0] = g->v[1] = -1;
+    if (g_o.proxy_api != NULL && bench_gateway_metric(g_o.proxy_api, names, g->v, 2) != 0) {
+        fprintf(stderr, "atls-bench: --proxy-api %s: no /metrics answer\n", g_o.proxy_api);
+    }
+}
+
+static void gw_certs_json(FILE *f, const struct gw_certs *a, const struct gw_certs *b) {
+    long long ver = a->v[0] >= 0 && b->v[0] >= 0 ? b->v[0] - a->v[0] : -1;
+    long long hit = a->v[1] >= 0 && b->v[1] >= 0 ? b->v[1] - a->v[1] : -1;
+    fprintf(f, ",\"cert_verifications\":%lld,\"cert_cache_hits\":%lld", ver, hit);
 }
 
 // ---- proxy sampling -----------------------------------------------------------------------------
@@ -167,6 +204,7 @@ static double proxy_cpu(const struct sample *a, const struct sample *b) {
 struct hs {
     struct bench_cert *pool;
     uint32_t pool_n, pool_next;
+    bool pool_cycle; // --cert-pool: take pool[pool_next] in turn, round and round
     uint32_t conc, inflight;
     uint64_t start_ns, deadline_ns, count_max;
     uint64_t started, done, failed;
@@ -180,7 +218,7 @@ static bool hs_may_start(const struct hs *h) {
         return false;
     }
     return bench_now_ns() < h->deadline_ns && (h->count_max == 0 || h->started < h->count_max) &&
-           (h->pool == NULL || h->pool_next < h->pool_n);
+           (h->pool == NULL || h->pool_cycle || h->pool_next < h->pool_n);
 }
 
 static void hs_refill(struct bench_loop *l, struct hs *h) {
@@ -193,7 +231,7 @@ static void hs_refill(struct bench_loop *l, struct hs *h) {
             return;
         }
         if (h->pool != NULL) {
-            h->pool_next++;
+            h->pool_next = h->pool_cycle && h->pool_next + 1 == h->pool_n ? 0 : h->pool_next + 1;
         }
         h->started++;
         h->inflight++;
@@ -277,18 +315,26 @@ static int run_handshake(SSL_CTX *ctx) {
     hs_init(h, &d, g_o.conns, g_o.duration_s, g_o.count);
     h->pool = pool;
     h->pool_n = pool_n;
+    if (pool == NULL && g_pool != NULL) {
+        h->pool = g_pool; // mTLS: a different client certificate for each new connection
+        h->pool_n = g_pool_n;
+        h->pool_cycle = true;
+    }
     if (bench_loop_init(&l, g_o.conns * 2 + 16, &g_o.t, ctx, &d) != 0) {
         return 1;
     }
     struct sample s0, s1;
     struct calib_pair cal;
+    struct gw_certs g0, g1;
     cal.n = bench_calibrate(cal.before, cal.chase_before);
+    gw_certs_read(&g0);
     sample_now(&s0);
     h->start_ns = bench_now_ns(); // the clock starts after the calibration
     h->deadline_ns = h->start_ns + (uint64_t)(g_o.duration_s * (double)NS_PER_S);
     hs_refill(&l, h);
     bench_loop_run(&l, h->deadline_ns + 30 * NS_PER_S);
     sample_now(&s1);
+    gw_certs_read(&g1);
     bench_calibrate(cal.after, cal.chase_after);
     double el = secs(s1.t_ns - s0.t_ns);
     double pc = proxy_cpu(&s0, &s1);
@@ -302,6 +348,7 @@ static int run_handshake(SSL_CTX *ctx) {
             s1.self_cpu_s - s0.self_cpu_s, bench_steal_pct(&s0.ticks, &s1.ticks),
             bench_steal_ms(&s0.ticks, &s1.ticks));
     bench_hist_json(f, &h->hist);
+    gw_certs_json(f, &g0, &g1);
     bench_cpu_busy_json(f, &s0.ticks, &s1.ticks);
     calib_json(f, &cal);
     json_close(f);
@@ -466,6 +513,7 @@ struct storm_arg {
     struct hs *h;
     struct bench_cert *pool;
     uint32_t pool_n;
+    bool pool_cycle;
     struct bench_loop l;
     struct bench_target t;
     int rc;
@@ -496,6 +544,7 @@ static void *storm_main(void *arg) {
     hs_init(s->h, &d, g_o.storm_conns, 1e6, 0);
     s->h->pool = s->pool;
     s->h->pool_n = s->pool_n;
+    s->h->pool_cycle = s->pool_cycle;
     s->h->external_stop = &s->q->finished;
     s->t = g_o.t;
     if (g_o.storm_port != 0) {
@@ -553,6 +602,13 @@ static int run_query(SSL_CTX *ctx, bool storm, struct bench_cert *mtls) {
         s->q = q;
         s->pool = pool != NULL ? pool + g_o.conns : NULL;
         s->pool_n = pool != NULL ? g_o.count : 0;
+        if (pool == NULL && g_pool != NULL) {
+            // mTLS: the storm's handshakes take the --cert-pool certificates in turn (the
+            // probe's connections keep --cert).
+            s->pool = g_pool;
+            s->pool_n = g_pool_n;
+            s->pool_cycle = true;
+        }
         pthread_create(&tid, NULL, storm_main, s);
     }
     // --probe-sched fifo: the measured thread (only; the storm thread was created before, at
@@ -570,6 +626,8 @@ static int run_query(SSL_CTX *ctx, bool storm, struct bench_cert *mtls) {
         }
     }
     struct sample s0, s1;
+    struct gw_certs g0, g1;
+    gw_certs_read(&g0);
     sample_now(&s0);
     uint64_t t_setup = bench_now_ns();
     opener_tick(&l, &g_q_open, 0);
@@ -579,6 +637,7 @@ static int run_query(SSL_CTX *ctx, bool storm, struct bench_cert *mtls) {
     if (storm) {
         pthread_join(tid, NULL);
     }
+    gw_certs_read(&g1);
     double el = q->started ? secs(q->deadline_ns - q->start_ns) : 0;
     uint64_t n = q->hist[0].count + q->hist[1].count;
     FILE *f = json_head(&l, l.errors + (s ? s->l.errors : 0));
@@ -589,6 +648,7 @@ static int run_query(SSL_CTX *ctx, bool storm, struct bench_cert *mtls) {
             probe_sched, g_o.ready_cmd != NULL ? "true" : "false");
     fprintf(f, ",\"proxy_cpu_s\":%.3f,\"steal_pct\":%.1f,\"steal_ms\":%.0f", proxy_cpu(&s0, &s1),
             bench_steal_pct(&q->tk_start, &s1.ticks), bench_steal_ms(&q->tk_start, &s1.ticks));
+    gw_certs_json(f, &g0, &g1); // the probe's own handshakes included
     if (storm) {
         fprintf(f,
                 ",\"steal_pct_alone\":%.1f,\"steal_pct_storm\":%.1f,\"steal_ms_alone\":%.0f,"
@@ -905,6 +965,9 @@ static void usage(void) {
           "       atls-bench serve --listen 127.0.0.1:PORT [--conns N]\n"
           "target:  --host H --port P --tls none|sslrequest|direct --user U --db D\n"
           "         --cert F --key F                  client certificate (mutual TLS)\n"
+          "         --cert-pool DIR                   handshake, storm: each new connection takes\n"
+          "                                           the next NAME.crt/NAME.key of DIR in turn\n"
+          "                                           (storm: the probe keeps --cert)\n"
           "         --attest-api H:P --sim-dir D --measurement HEX96 [--svn N]\n"
           "                                           attested: one fresh certificate per handshake\n"
           "load:    --conns N --duration S --count N (handshake: stop after N; attested: pool size)\n"
@@ -918,7 +981,10 @@ static void usage(void) {
           "         --ready-cmd CMD (query, storm)    run CMD (sh -c) once the connections are\n"
           "                                           open, before measuring; fails the run if\n"
           "                                           CMD fails\n"
-          "report:  --proxy-pid PID --target-name NAME --label TEXT --out FILE (JSON lines)\n",
+          "report:  --proxy-pid PID --target-name NAME --label TEXT --out FILE (JSON lines)\n"
+          "         --proxy-api H:P                   atls-proxy API: client chains it verified\n"
+          "                                           / took from its cache (handshake, storm)\n"
+          "         --proxy-priority TEXT             the target's scheduling priority, recorded\n",
           stderr);
 }
 
@@ -971,6 +1037,12 @@ static int parse_args(int argc, char **argv) {
             g_o.cert = v;
         } else if (strcmp(a, "--key") == 0) {
             g_o.key = v;
+        } else if (strcmp(a, "--cert-pool") == 0) {
+            g_o.cert_pool = v;
+        } else if (strcmp(a, "--proxy-api") == 0) {
+            g_o.proxy_api = v;
+        } else if (strcmp(a, "--proxy-priority") == 0) {
+            g_o.proxy_priority = v;
         } else if (strcmp(a, "--attest-api") == 0) {
             g_o.at.api = v;
             g_o.attested = true;
@@ -1064,6 +1136,19 @@ int main(int argc, char **argv) {
     if (g_o.cert != NULL && bench_cert_load(&mtls, g_o.cert, g_o.key ? g_o.key : "") != 0) {
         return 2;
     }
+    if (g_o.cert_pool != NULL) {
+        bool hs_or_storm = strcmp(g_o.scenario, "handshake") == 0 || strcmp(g_o.scenario, "storm") == 0;
+        if (!hs_or_storm || g_o.attested || g_o.t.tls == BENCH_TLS_NONE) {
+            fprintf(stderr, "atls-bench: --cert-pool is for mTLS handshake and storm runs\n");
+            return 2;
+        }
+        uint64_t t0 = bench_now_ns();
+        if (bench_cert_pool_load(&g_pool, &g_pool_n, g_o.cert_pool) != 0) {
+            return 2;
+        }
+        fprintf(stderr, "atls-bench: %u client certificates from %s in %.2f s\n", g_pool_n,
+                g_o.cert_pool, secs(bench_now_ns() - t0));
+    }
     SSL_CTX *ctx = NULL;
     if (g_o.t.tls != BENCH_TLS_NONE) {
         // The mTLS certificate goes on each SSL (bench_conn_open), so attested and mTLS
@@ -1076,7 +1161,7 @@ int main(int argc, char **argv) {
     struct bench_cert *cert = g_o.cert != NULL ? &mtls : NULL;
     int rc = 2;
     if (strcmp(g_o.scenario, "handshake") == 0) {
-        if (cert != NULL && !g_o.attested) {
+        if (cert != NULL && !g_o.attested && g_pool == NULL) {
             SSL_CTX_use_certificate(ctx, mtls.x509);
             SSL_CTX_use_PrivateKey(ctx, mtls.pkey);
         }
@@ -1084,7 +1169,7 @@ int main(int argc, char **argv) {
     } else if (strcmp(g_o.scenario, "query") == 0) {
         rc = run_query(ctx, false, cert);
     } else if (strcmp(g_o.scenario, "storm") == 0) {
-        if (cert != NULL && !g_o.attested) {
+        if (cert != NULL && !g_o.attested && g_pool == NULL) {
             SSL_CTX_use_certificate(ctx, mtls.x509); // the storm's handshakes use it too
             SSL_CTX_use_PrivateKey(ctx, mtls.pkey);
         }
@@ -1098,5 +1183,6 @@ int main(int argc, char **argv) {
     }
     SSL_CTX_free(ctx);
     bench_cert_cleanup(&mtls);
+    free_pool(g_pool, g_pool_n);
     return rc;
 }

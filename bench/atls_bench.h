@@ -266,6 +266,16 @@ SSL_CTX *bench_tls_ctx_new(const struct bench_cert *cert);
 int bench_cert_load(struct bench_cert *out, const char *cert_path, const char *key_path);
 void bench_cert_cleanup(struct bench_cert *c);
 
+// bench_cert_pool_load reads every NAME.crt in `dir` with its NAME.key (names in strcmp order)
+// into a malloc'ed array `*out` of `*n` certificates (--cert-pool). Returns 0, or -errno with
+// nothing allocated (printed).
+int bench_cert_pool_load(struct bench_cert **out, uint32_t *n, const char *dir);
+
+// bench_gateway_metric GETs /metrics from `api` (host:port of an atls-proxy's HTTP API) and
+// stores the value of each of the `n` counters `names` (summed over its label sets) in `vals`,
+// -1 for one that is missing. Returns 0 or -errno (then every value is -1).
+int bench_gateway_metric(const char *api, const char *const *names, long long *vals, size_t n);
+
 // ---- attested certificate pool -----------------------------------------------------------------
 
 struct bench_attest_opts {

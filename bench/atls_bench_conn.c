@@ -3,11 +3,13 @@
 // One recv and at most one send are in flight per connection; a slot is released only when
 // neither is, so no completion can reach a recycled slot (the generation in user_data checks it).
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -639,4 +641,50 @@ void bench_cert_cleanup(struct bench_cert *c) {
     c->x509 = NULL;
     EVP_PKEY_free(c->pkey);
     c->pkey = NULL;
+}
+
+static int crt_only(const struct dirent *d) {
+    size_t n = strlen(d->d_name);
+    return n > 4 && strcmp(d->d_name + n - 4, ".crt") == 0;
+}
+
+int bench_cert_pool_load(struct bench_cert **out, uint32_t *n, const char *dir) {
+    *out = NULL;
+    *n = 0;
+    struct dirent **names = NULL;
+    int count = scandir(dir, &names, crt_only, alphasort);
+    if (count <= 0) {
+        fprintf(stderr, "atls-bench: --cert-pool %s: %s\n", dir,
+                count < 0 ? strerror(errno) : "no NAME.crt in it");
+        free(names);
+        return count < 0 ? -errno : -ENOENT;
+    }
+    struct bench_cert *certs = calloc((size_t)count, sizeof(*certs));
+    int rc = certs == NULL ? -ENOMEM : 0;
+    for (int i = 0; i < count; i++) {
+        if (rc == 0) {
+            char crt[4096], key[4096];
+            size_t base = strlen(names[i]->d_name) - 4;
+            snprintf(crt, sizeof(crt), "%s/%s", dir, names[i]->d_name);
+            snprintf(key, sizeof(key), "%s/%.*s.key", dir, (int)base, names[i]->d_name);
+            rc = bench_cert_load(&certs[i], crt, key);
+            if (rc == 0 && X509_check_private_key(certs[i].x509, certs[i].pkey) != 1) {
+                ERR_clear_error();
+                fprintf(stderr, "atls-bench: %s and its key do not match\n", crt);
+                rc = -EINVAL;
+            }
+        }
+        free(names[i]);
+    }
+    free(names);
+    if (rc != 0) {
+        for (int i = 0; certs != NULL && i < count; i++) {
+            bench_cert_cleanup(&certs[i]);
+        }
+        free(certs);
+        return rc;
+    }
+    *out = certs;
+    *n = (uint32_t)count;
+    return 0;
 }

@@ -1,10 +1,14 @@
 // atls_bench_util.c: clock, /proc sampling, the latency histogram and the pgwire stream parser
 // shared by the atls-bench client engine and its built-in backend.
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -396,5 +400,75 @@ int bench_pg_parser_feed(struct bench_pg_parser *p, const uint8_t *data, size_t 
             }
         }
     }
+    return 0;
+}
+
+#define METRICS_BYTES_MAX (1u << 20)
+
+int bench_gateway_metric(const char *api, const char *const *names, long long *vals, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        vals[i] = -1;
+    }
+    char host[64];
+    const char *colon = strrchr(api, ':');
+    if (colon == NULL || (size_t)(colon - api) >= sizeof(host)) {
+        return -EINVAL;
+    }
+    memcpy(host, api, (size_t)(colon - api));
+    host[colon - api] = '\0';
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
+    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+        return -EINVAL;
+    }
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return -errno;
+    }
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    char *resp = malloc(METRICS_BYTES_MAX);
+    if (resp == NULL) {
+        close(fd);
+        return -ENOMEM;
+    }
+    char req[256];
+    int rl = snprintf(req, sizeof(req), "GET /metrics HTTP/1.0\r\nHost: %s\r\n\r\n", api);
+    size_t got = 0;
+    ssize_t r = send(fd, req, (size_t)rl, MSG_NOSIGNAL);
+    while (r >= 0 && got + 1 < METRICS_BYTES_MAX &&
+           (r = recv(fd, resp + got, METRICS_BYTES_MAX - 1 - got, 0)) > 0) {
+        got += (size_t)r;
+    }
+    close(fd);
+    resp[got] = '\0';
+    if (strncmp(resp, "HTTP/1.", 7) != 0 || strncmp(resp + 8, " 200", 4) != 0) {
+        free(resp);
+        return -EPROTO;
+    }
+    // Lines "name value" or "name{labels} value"; a name's label sets are summed.
+    for (char *line = resp; *line != '\0';) {
+        char *end = strchr(line, '\n');
+        size_t len = end != NULL ? (size_t)(end - line) : strlen(line);
+        for (size_t i = 0; i < n && line[0] != '#'; i++) {
+            size_t nl = strlen(names[i]);
+            if (len > nl && strncmp(line, names[i], nl) == 0 &&
+                (line[nl] == ' ' || line[nl] == '{')) {
+                size_t at = len; // the value follows the line's last space
+                while (at > nl && line[at - 1] != ' ') {
+                    at--;
+                }
+                if (at > nl) {
+                    vals[i] = (vals[i] < 0 ? 0 : vals[i]) + strtoll(line + at, NULL, 10);
+                }
+            }
+        }
+        line += len + (end != NULL ? 1 : 0);
+    }
+    free(resp);
     return 0;
 }
