@@ -19,6 +19,28 @@ bench_certs() {
     )
 }
 
+# bench_cert_pool DIR N DAYS NAME: in DIR/pool, N client certificates and keys c00000.crt/.key ...
+# (Ed25519, CN NAME-pool-i, valid DAYS days), signed by DIR/ca.crt, shaped like bench_certs'
+# client.crt (X.509 v1, no extensions): atls-bench --cert-pool. One openssl process per
+# certificate, as many at once as there are CPUs. A pool already there for the same CA and N is
+# kept (DIR/pool/.made names them).
+bench_cert_pool() {
+    (
+        cd "$1" || exit 1
+        local stamp
+        stamp="$(openssl x509 -in ca.crt -noout -fingerprint -sha256) n=$2"
+        [ -f pool/.made ] && [ "$(cat pool/.made)" = "$stamp" ] && exit 0
+        rm -rf pool && mkdir pool || exit 1
+        printf '[req]\ndistinguished_name = dn\nx509_extensions = none\n[dn]\n[none]\n' >pool/req.cnf
+        seq -f '%05g' 0 $(($2 - 1)) | xargs -P "$(nproc)" -I{} openssl req -x509 -config pool/req.cnf \
+            -newkey ed25519 -nodes -keyout pool/c{}.key -out pool/c{}.crt -CA ca.crt -CAkey ca.key \
+            -days "$3" -subj "/CN=$4-pool-{}" 2>/dev/null || exit 1
+        [ "$(find pool -name 'c*.crt' | wc -l)" -eq "$2" ] || exit 1
+        chmod 600 pool/*.key
+        echo "$stamp" >pool/.made
+    )
+}
+
 # bench_stop_all: kill every process in the array PIDS, then reap them.
 bench_stop_all() {
     local pid
