@@ -20,12 +20,23 @@
 #              BENCH_AB_ROUNDS rounds (4)
 #   --worker-priority  [proxy] worker_priority of the atls-proxy instances (default realtime:
 #              SCHED_FIFO workers while established sessions move bytes, normal priority while
-#              busy or without such sessions). HAProxy runs as shipped. The storm adds two rows
-#              at normal priority either way.
+#              busy or without such sessions). At realtime HAProxy runs under chrt -f 1
+#              (SCHED_FIFO 1, the whole process, all the time: it has no such guard); at normal
+#              it runs at normal priority, and so it does with --busy-poll (a SCHED_FIFO thread
+#              that never sleeps would get its CPU taken for the kernel's RT reserve, 50 ms a
+#              second) or when chrt fails. Every row records its target's priority
+#              (proxy_priority). The storm adds two rows at normal priority either way.
 #   --busy-poll  [proxy] busy_poll_us of the atls-proxy instances (default 0: off) and, for any
 #              value above 0, HAProxy's own busy-polling: both proxies then poll instead of
 #              sleeping, so whoever sends them data has no sleeping CPU to wake (in a VM, an
 #              interrupt and a VM exit). Meant for --pin split, where each proxy has its own CPU.
+#   BENCH_CERT_POOL (environment, 3072): client certificates of the mtls-distinct handshake
+#              rows, each new connection the next one in turn (atls-bench --cert-pool). The
+#              gateway caches verified client chains per worker (core/core_certcache.c: 256 sets
+#              x 4 ways, LRU in a set); cycling through N certificates, a chain is a hit only in
+#              a set that N/256 keys on average share with at most 3 others: expected hit share
+#              P(Poisson(N/256) <= 3), 15% at 1,536, 4% at 2,048, 0.2% at 3,072. Each row records
+#              the gateway's own count (cert_cache_hits, cert_verifications).
 #   BENCH_STEAL_RETRIES (environment, 2): a result during which the hypervisor stole CPU (>= 40 ms
 #              in a latency section, >= 5% of a throughput run) is run again up to this many
 #              times, every target alike; 0: never
@@ -67,6 +78,9 @@ fi
 HS_CONC=8      # handshakes in flight
 Q_CONNS=8      # persistent connections for query / storm
 STORM_CONC=8   # handshakes in flight during the storm
+CERT_POOL_N=${BENCH_CERT_POOL:-3072}
+[[ "$CERT_POOL_N" =~ ^[0-9]+$ ]] && [ "$CERT_POOL_N" -ge 1 ] ||
+    { echo "run.sh: BENCH_CERT_POOL takes a number of certificates" >&2; exit 2; }
 # storm: the measured side is a paced probe (open loop, latency from each query's scheduled time)
 # in a SCHED_FIFO thread, the same for every target; a closed loop of SELECT 1 saturates the load
 # core by itself, and its latency then measures that core's run queue, not the target.
@@ -163,6 +177,15 @@ OUT=$RESULTS/run-$STAMP-$PIN$([ "$BUSY_POLL" -gt 0 ] && echo "-bp$BUSY_POLL" || 
 
 # ---- certificates ----------------------------------------------------------------------------------
 bench_certs "$W" bench 2
+POOL_NOTE=""
+if want handshake; then
+    t0=$(date +%s.%N)
+    bench_cert_pool "$W" "$CERT_POOL_N" 2 bench ||
+        { echo "run.sh: making $CERT_POOL_N client certificates in $W/pool failed" >&2; exit 1; }
+    POOL_NOTE=$(awk -v a="$t0" -v b="$(date +%s.%N)" -v n="$CERT_POOL_N" \
+        'BEGIN{printf "%d client certificates, one CA with client.crt, made in %.1f s", n, b - a}')
+    echo "run.sh: mtls-distinct rows: $POOL_NOTE"
+fi
 # The simulated AMD hierarchy (RSA-4096 keys: takes a few seconds the first time).
 "$ATLSCTL" client-cert --nonce "$(printf '0%.0s' $(seq 64))" --provider simulated --sim-dir "$W/sim" \
     --out-cert "$W/warm.crt" --out-key "$W/warm.key" >/dev/null
@@ -213,7 +236,8 @@ roots = $W/sim/ark.pem
 INI
 
 # start_proxy NAME LISTEN_PORT API_PORT BACKEND_PORT attested(0|1) CONNS_MAX [PRIORITY]
-#   -> sets PID_<NAME>
+#   -> sets PID_<NAME>, API_OF_PID[pid], PRIO_OF_PID[pid]
+declare -A API_OF_PID PRIO_OF_PID
 start_proxy() {
     local name=$1 port=$2 api=$3 be=$4 att=$5 cmax=$6 prio=${7:-$WPRIO}
     local d=$W/$name
@@ -246,6 +270,8 @@ start_proxy() {
     for _ in $(seq 100); do grep -q ready "$d/out" 2>/dev/null && break; sleep 0.1; done
     grep -q ready "$d/out" || { echo "run.sh: atls-proxy $name did not start:"; cat "$d/log"; exit 1; }
     printf -v "PID_${name//-/_}" '%s' "$pid"
+    API_OF_PID[$pid]=$api
+    PRIO_OF_PID[$pid]=$prio
 }
 echo "run.sh: atls-proxy instances (workers = $WORKERS)"
 start_proxy pg-mtls $A_PG_MTLS $API_PG_MTLS $PG_PORT 0 1024
@@ -270,10 +296,32 @@ if [ "$BUSY_POLL" -gt 0 ]; then export HAP_BUSY_POLL=1; else unset HAP_BUSY_POLL
 export HAP_THREADS HAP_MAXCONN HAP_DIR=$W HAP_PG_PORT=$H_PG HAP_SRV_PORT=$H_SRV HAP_TCP_PORT=$H_TCP \
     HAP_PG_BACKEND=$PG_PORT HAP_SRV_BACKEND=$SRV_PORT
 haproxy -c -q -f "$ROOT/bench/haproxy.cfg"
-"${PROXY_CPU[@]}" haproxy -db -f "$ROOT/bench/haproxy.cfg" >"$W/haproxy.log" 2>&1 &
+# HAProxy's priority follows atls-proxy's (see --worker-priority): HAP_PRIO_DESC goes into every
+# HAProxy row (proxy_priority) and the report's header.
+HAP_PRIO=()
+HAP_PRIO_DESC=normal
+if [ "$WPRIO" = realtime ]; then
+    if [ "$BUSY_POLL" -gt 0 ]; then
+        HAP_PRIO_DESC="normal (busy-polling: not SCHED_FIFO)"
+    elif chrt -f 1 true 2>/dev/null; then
+        HAP_PRIO=(chrt -f 1)
+        HAP_PRIO_DESC="SCHED_FIFO 1 (chrt -f 1)"
+    else
+        HAP_PRIO_DESC="normal (chrt -f 1 failed)"
+        echo "WARNING: chrt -f 1 failed (needs CAP_SYS_NICE): HAProxy runs at normal priority"
+    fi
+fi
+"${PROXY_CPU[@]}" "${HAP_PRIO[@]}" haproxy -db -f "$ROOT/bench/haproxy.cfg" >"$W/haproxy.log" 2>&1 &
 HAP_PID=$!
 PIDS+=($HAP_PID)
 for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$H_SRV) 2>/dev/null && break; sleep 0.1; done
+# What its threads actually run at (ps CLS: FF = SCHED_FIFO, TS = normal).
+HAP_CLS=$(ps -L -o cls= -p "$HAP_PID" | sort -u | xargs)
+if [ ${#HAP_PRIO[@]} -gt 0 ] && [ "$HAP_CLS" != FF ]; then
+    HAP_PRIO_DESC="not all SCHED_FIFO (threads: $HAP_CLS)"
+    echo "WARNING: HAProxy under chrt -f 1 has threads of class $HAP_CLS"
+fi
+echo "run.sh: HAProxy priority: $HAP_PRIO_DESC (threads: $HAP_CLS)"
 
 # ---- scenario runner ---------------------------------------------------------------------------------
 # steal_rerun TRY N0: whether the result just written is to be run again because the hypervisor stole
@@ -314,6 +362,15 @@ hap_only_for() {
     if [ "$1" = haproxy ]; then kill -CONT "$HAP_PID"; else kill -STOP "$HAP_PID"; fi
 }
 
+# target_prio TARGET_NAME PID: the scheduling priority of that target, for its rows.
+target_prio() {
+    case "$1" in
+    atls) echo "worker_priority = ${PRIO_OF_PID[$2]:-?}" ;;
+    haproxy) echo "$HAP_PRIO_DESC" ;;
+    *) echo "none (no proxy)" ;;
+    esac
+}
+
 # bench TARGET_NAME PORT TLS PID SCENARIO ARGS... : one atls-bench run appended to $OUT.
 bench() { with_steal_retries bench_once "$@"; }
 bench_once() {
@@ -322,8 +379,11 @@ bench_once() {
     hap_only_for "$name"
     local auth=(--cert "$W/client.crt" --key "$W/client.key")
     [ "$tls" = none ] && auth=()
+    local api=()
+    [ "$name" = atls ] && api=(--proxy-api "127.0.0.1:${API_OF_PID[$pid]}")
     if ! timeout 300 "${LOAD_CPU[@]}" "$BENCH" "$scen" --port "$port" --tls "$tls" "${auth[@]}" \
-        --proxy-pid "$pid" --target-name "$name" --out "$OUT" "$@" 2>>"$W/bench.err"; then
+        --proxy-pid "$pid" --target-name "$name" --out "$OUT" "${api[@]}" \
+        --proxy-priority "$(target_prio "$name" "$pid")" "$@" 2>>"$W/bench.err"; then
         echo "run.sh: $scen against $name reported a failure (see $OUT, $W/bench.err)"
     fi
     tail -1 "$OUT" | python3 "$ROOT/bench/report.py" --line
@@ -340,6 +400,18 @@ if want handshake; then
         bench direct $dp none 0 handshake --label "$be" --conns $HS_CONC --duration $DUR
         bench atls $ap direct "$apid" handshake --label "$be" --conns $HS_CONC --duration $DUR
         bench haproxy $hp direct $HAP_PID handshake --label "$be" --conns $HS_CONC --duration $DUR
+        # The rows above give every handshake client.crt, which atls-proxy verifies once and
+        # then finds in its cache of verified chains (HAProxy verifies it every time): the
+        # gateway's best case. These give each new connection the next of $CERT_POOL_N
+        # certificates of the same CA, round robin, more than the cache holds (see
+        # BENCH_CERT_POOL above); the issue's "atls >= 2x haproxy" is judged on them.
+        # PostgreSQL's rows are bound by its fork per connection, so only srv gets them.
+        if [ $be = srv ]; then
+            bench atls $ap direct "$apid" handshake --label srv-mtls-distinct --conns $HS_CONC \
+                --duration $DUR --cert-pool "$W/pool"
+            bench haproxy $hp direct $HAP_PID handshake --label srv-mtls-distinct --conns $HS_CONC \
+                --duration $DUR --cert-pool "$W/pool"
+        fi
     done
     bench atls $A_SRV_MTLS sslrequest "$PID_srv_mtls" handshake --label srv-sslrequest --conns $HS_CONC --duration $DUR
     bench atls $A_SRV_ATT direct "$PID_srv_att" handshake --label srv-attested --conns $HS_CONC \
@@ -466,8 +538,8 @@ pgb_once() {
     [ -n "$tps" ] || { echo "run.sh: pgbench against $name failed: $out" | tail -3; tps=0; }
     local hz
     hz=$(getconf CLK_TCK)
-    printf '{"scenario":"pgbench","target":"%s","label":"%s","clients":8,"duration_s":%s,"tps":%s,"proxy_cpu_s":%s,"steal_pct":%s,"steal_ms":%s,"errors":0}\n' \
-        "$name" "$label" "$DUR" "$tps" "$(awk -v a="$c0" -v b="$c1" -v h="$hz" -v p="$pid" 'BEGIN{ if (p == 0) print -1; else printf "%.3f", (b - a) / h }')" \
+    printf '{"scenario":"pgbench","target":"%s","label":"%s","proxy_priority":"%s","clients":8,"duration_s":%s,"tps":%s,"proxy_cpu_s":%s,"steal_pct":%s,"steal_ms":%s,"errors":0}\n' \
+        "$name" "$label" "$(target_prio "$name" "$pid")" "$DUR" "$tps" "$(awk -v a="$c0" -v b="$c1" -v h="$hz" -v p="$pid" 'BEGIN{ if (p == 0) print -1; else printf "%.3f", (b - a) / h }')" \
         "$(echo "$s0 $s1" | awk '{ if ($4 > $2) printf "%.1f", 100 * ($3 - $1) / ($4 - $2); else print -1 }')" \
         "$(echo "$s0 $s1" | awk -v h="$hz" '{ printf "%.0f", 1000 * ($3 - $1) / h }')" >>"$OUT"
     tail -1 "$OUT" | python3 "$ROOT/bench/report.py" --line
@@ -494,6 +566,8 @@ echo
     done
     echo "results re-run because the host stole CPU during them: $STEAL_RERUNS (BENCH_STEAL_RETRIES=$STEAL_RETRIES per result)"
     echo "atls-proxy worker_priority = $WPRIO (storm rows *-normal-prio: normal); times a busy worker left SCHED_FIFO:$drops"
+    echo "HAProxy priority: $HAP_PRIO_DESC$([ "$WPRIO" = realtime ] && [ ${#HAP_PRIO[@]} -gt 0 ] && echo ': the whole process, all the time (no guard like the gateway'"'"'s 80% drop)' || true)"
+    [ -n "$POOL_NOTE" ] && echo "handshake rows *-mtls-distinct: $POOL_NOTE, each new connection the next in turn (other mTLS rows: client.crt for every connection)"
     python3 "$ROOT/bench/report.py" --table "$OUT" --pin "$PIN" --charts "$RESULTS"
 } | tee "${OUT%.json}.md"
 echo "run.sh: results in $OUT"
