@@ -271,6 +271,12 @@ void bench_cert_cleanup(struct bench_cert *c);
 // nothing allocated (printed).
 int bench_cert_pool_load(struct bench_cert **out, uint32_t *n, const char *dir);
 
+// bench_http_get GETs `path` from `api` (host:port, IPv4) over HTTP/1.0, from source address `src`
+// (host order; 0: any), and writes the whole answer, headers included, NUL-terminated into `out`
+// (`cap` bytes; a longer answer is cut). 5 s receive timeout. Returns 0 or -errno/-EINVAL.
+int bench_http_get(char *out, size_t cap, const char *api, uint32_t src, const char *path,
+                   const char *accept);
+
 // bench_gateway_metric GETs /metrics from `api` (host:port of an atls-proxy's HTTP API) and
 // stores the value of each of the `n` counters `names` (summed over its label sets) in `vals`,
 // -1 for one that is missing. Returns 0 or -errno (then every value is -1).

@@ -22,41 +22,11 @@
 // http_nonce GETs /api/v1/nonce from `api` (host:port) with source address `src` and decodes the
 // hex nonce. Returns 0, -EAGAIN (HTTP 429: rate limited) or -EPROTO/-errno.
 static int http_nonce(const char *api, uint32_t src, uint8_t out[32]) {
-    char host[64];
-    const char *colon = strrchr(api, ':');
-    if (colon == NULL || (size_t)(colon - api) >= sizeof(host)) {
-        return -EINVAL;
+    char resp[HTTP_RESP_BYTES_MAX];
+    int rc = bench_http_get(resp, sizeof(resp), api, src, "/api/v1/nonce", "application/json");
+    if (rc != 0) {
+        return rc;
     }
-    memcpy(host, api, (size_t)(colon - api));
-    host[colon - api] = '\0';
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
-    struct sockaddr_in me = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(src)};
-    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
-        return -EINVAL;
-    }
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        return -errno;
-    }
-    struct timeval tv = {.tv_sec = 5};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    if (bind(fd, (struct sockaddr *)&me, sizeof(me)) != 0 ||
-        connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-        int e = -errno;
-        close(fd);
-        return e;
-    }
-    char req[256], resp[HTTP_RESP_BYTES_MAX];
-    int rl = snprintf(req, sizeof(req),
-                      "GET /api/v1/nonce HTTP/1.0\r\nHost: %s\r\nAccept: application/json\r\n\r\n",
-                      api);
-    size_t got = 0;
-    ssize_t n = send(fd, req, (size_t)rl, MSG_NOSIGNAL);
-    while (n >= 0 && got + 1 < sizeof(resp) && (n = recv(fd, resp + got, sizeof(resp) - 1 - got, 0)) > 0) {
-        got += (size_t)n;
-    }
-    close(fd);
-    resp[got] = '\0';
     if (strncmp(resp, "HTTP/1.", 7) == 0 && strncmp(resp + 8, " 429", 4) == 0) {
         return -EAGAIN;
     }

@@ -405,10 +405,12 @@ int bench_pg_parser_feed(struct bench_pg_parser *p, const uint8_t *data, size_t 
 
 #define METRICS_BYTES_MAX (1u << 20)
 
-int bench_gateway_metric(const char *api, const char *const *names, long long *vals, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        vals[i] = -1;
+int bench_http_get(char *out, size_t cap, const char *api, uint32_t src, const char *path,
+                   const char *accept) {
+    if (cap == 0) {
+        return -EINVAL;
     }
+    out[0] = '\0';
     char host[64];
     const char *colon = strrchr(api, ':');
     if (colon == NULL || (size_t)(colon - api) >= sizeof(host)) {
@@ -417,6 +419,7 @@ int bench_gateway_metric(const char *api, const char *const *names, long long *v
     memcpy(host, api, (size_t)(colon - api));
     host[colon - api] = '\0';
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
+    struct sockaddr_in me = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(src)};
     if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
         return -EINVAL;
     }
@@ -426,26 +429,38 @@ int bench_gateway_metric(const char *api, const char *const *names, long long *v
     }
     struct timeval tv = {.tv_sec = 5};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+    if ((src != 0 && bind(fd, (struct sockaddr *)&me, sizeof(me)) != 0) ||
+        connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
         int e = -errno;
         close(fd);
         return e;
     }
-    char *resp = malloc(METRICS_BYTES_MAX);
-    if (resp == NULL) {
-        close(fd);
-        return -ENOMEM;
-    }
     char req[256];
-    int rl = snprintf(req, sizeof(req), "GET /metrics HTTP/1.0\r\nHost: %s\r\n\r\n", api);
+    int rl = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: %s\r\nAccept: %s\r\n\r\n",
+                      path, api, accept);
     size_t got = 0;
     ssize_t r = send(fd, req, (size_t)rl, MSG_NOSIGNAL);
-    while (r >= 0 && got + 1 < METRICS_BYTES_MAX &&
-           (r = recv(fd, resp + got, METRICS_BYTES_MAX - 1 - got, 0)) > 0) {
+    while (r >= 0 && got + 1 < cap && (r = recv(fd, out + got, cap - 1 - got, 0)) > 0) {
         got += (size_t)r;
     }
     close(fd);
-    resp[got] = '\0';
+    out[got] = '\0';
+    return 0;
+}
+
+int bench_gateway_metric(const char *api, const char *const *names, long long *vals, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        vals[i] = -1;
+    }
+    char *resp = malloc(METRICS_BYTES_MAX);
+    if (resp == NULL) {
+        return -ENOMEM;
+    }
+    int rc = bench_http_get(resp, METRICS_BYTES_MAX, api, 0, "/metrics", "text/plain");
+    if (rc != 0) {
+        free(resp);
+        return rc;
+    }
     if (strncmp(resp, "HTTP/1.", 7) != 0 || strncmp(resp + 8, " 200", 4) != 0) {
         free(resp);
         return -EPROTO;
