@@ -111,6 +111,19 @@ class AttestTest : public ::testing::Test {
         return name;
     }
 
+    // TlsAs connects `c` to the proxy at `port` (default: the suite's) and completes the TLS
+    // handshake (ALPN postgresql) with certificate `cert` from MakeCert. "" or what failed.
+    static std::string TlsAs(RawClient *c, const std::string &cert, int port = 0) {
+        if (!c->Connect(port ? port : port_)) {
+            return "connect failed";
+        }
+        std::string err;
+        if (!c->StartTls(*dir_ / (cert + ".crt"), *dir_ / (cert + ".key"), "postgresql", &err)) {
+            return "TLS failed: " + err;
+        }
+        return "";
+    }
+
     static CmdResult Connect(const std::string &cert, const std::string &user = "postgres",
                              int port = 0) {
         return Sh("psql -X -At 'host=127.0.0.1 port=" + std::to_string(port ? port : port_) +

@@ -351,10 +351,7 @@ TEST_F(AuditTest, NamesThatAreNotUtf8AreRefusedAndRecordedEscaped) {
     auto startup = [&](const std::string &user, const std::string &db) {
         MakeCert("au-utf8", "--measurement " + kGood, "", api);
         RawClient c;
-        EXPECT_TRUE(c.Connect(port));
-        std::string err;
-        EXPECT_TRUE(c.StartTls(*dir_ / "au-utf8.crt", *dir_ / "au-utf8.key", "postgresql", &err))
-            << err;
+        EXPECT_EQ(TlsAs(&c, "au-utf8", port), "");
         return c.Startup(user, db);
     };
     size_t backend_before = BackendConnections();
@@ -491,10 +488,7 @@ TEST_F(AuditTest, StatsEndpointsReflectLiveAndDeniedClients) {
     ASSERT_NE(p, nullptr);
     MakeCert("st-live", "--measurement " + kGood, "", api);
     RawClient live;
-    ASSERT_TRUE(live.Connect(port));
-    std::string err;
-    ASSERT_TRUE(live.StartTls(*dir_ / "st-live.crt", *dir_ / "st-live.key", "postgresql", &err))
-        << err;
+    ASSERT_EQ(TlsAs(&live, "st-live", port), "");
     ASSERT_EQ(live.Startup("postgres", "postgres"), "");
     EXPECT_EQ(live.Query("select 'live'"), "live");
     ExpectDeniedAt(port, MakeCert("st-bad", "--measurement " + kBad, "", api));
@@ -585,9 +579,7 @@ TEST_F(AuditTest, KillNineLosesNoRecordOfAnAdmittedConnection) {
     std::vector<std::unique_ptr<RawClient>> live;
     for (int i = 0; i < kSessions; i++) {
         auto c = std::make_unique<RawClient>();
-        ASSERT_TRUE(c->Connect(port));
-        std::string err;
-        ASSERT_TRUE(c->StartTls(*dir_ / "k9.crt", *dir_ / "k9.key", "postgresql", &err)) << err;
+        ASSERT_EQ(TlsAs(c.get(), "k9", port), "");
         ASSERT_EQ(c->Startup("postgres", "postgres"), "");
         ASSERT_EQ(c->Query("select " + std::to_string(i)), std::to_string(i));
         live.push_back(std::move(c));
