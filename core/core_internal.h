@@ -135,6 +135,10 @@ struct core_conn {
     // backend -> client scanner, active until the first ReadyForQuery
     bool scan_active;
     uint8_t scan_key[8]; // the backend's BackendKeyData body, as it arrives (b2c_frames says where)
+    // The first bytes of an ErrorResponse the backend sends before its first ReadyForQuery, to
+    // read its SQLSTATE: a node refusing new sessions (57P01..57P03) is marked down.
+    uint8_t scan_err[48];
+    uint8_t scan_err_len;
     struct core_pgwire_frames b2c_frames; // every backend -> client byte, the whole session
     // StartupMessage
     uint32_t startup_len;

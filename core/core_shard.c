@@ -1103,6 +1103,41 @@ static void start_backend(struct core_shard *shard, struct core_conn *c) {
     backend_connect(shard, c);
 }
 
+// backend_refused_session: the backend answered a starting session with an ErrorResponse (whose
+// first bytes are in scan_err). One whose SQLSTATE says the node takes no new sessions (57P01
+// admin_shutdown: CockroachDB's draining node, PostgreSQL shutting down; 57P02 crash_shutdown;
+// 57P03 cannot_connect_now: starting up, or in recovery) is marked down for
+// health_interval_ms, as a failed connect would be; any other error (a wrong password, an
+// unknown database) says nothing about the node.
+static void backend_refused_session(struct core_shard *shard, struct core_conn *c) {
+    char code[6] = "";
+    for (uint32_t at = 0; at < c->scan_err_len && c->scan_err[at] != 0;) {
+        uint8_t type = c->scan_err[at++];
+        const uint8_t *v = c->scan_err + at;
+        uint32_t n = 0;
+        while (at + n < c->scan_err_len && v[n] != 0) {
+            n++;
+        }
+        if (type == 'C' && n == 5 && at + n < c->scan_err_len) {
+            memcpy(code, v, 5);
+            code[5] = '\0';
+            break;
+        }
+        at += n + 1;
+    }
+    c->scan_err_len = 0;
+    if (strncmp(code, "57P0", 4) != 0 || code[4] < '1' || code[4] > '3' ||
+        c->backend_idx == CORE_IDX_NONE) {
+        return;
+    }
+    core_backend_mark_down(shard->proc, c->backend_idx);
+    atomic_fetch_add_explicit(&shard->counters.backend_errors, 1, memory_order_relaxed);
+    if (log_due(&shard->backend_silent_logged_ns)) {
+        LOG_WARN("backend %s: refuses new sessions (%s); skipped for health_interval_ms",
+                 shard->proc->cfg.backends[c->backend_idx].text, code);
+    }
+}
+
 // Backend -> client during startup: replace BackendKeyData with our routing key, until the
 // first ReadyForQuery. Follows the messages with c->b2c_frames, which it advances over all `n`
 // bytes (so the caller does not).
@@ -1114,6 +1149,13 @@ static void scan_backend_bytes(struct core_shard *shard, struct core_conn *c, ui
         // One header byte at a time (the frame's type and length decide what follows), a body
         // in one piece.
         uint32_t take = f->body_left == 0 ? 1 : (n - i < f->body_left ? n - i : f->body_left);
+        if (f->body_left > 0 && f->last_type == 'E') {
+            uint32_t off = f->body_len - f->body_left;
+            for (uint32_t k = 0; k < take && off + k < sizeof(c->scan_err); k++) {
+                c->scan_err[off + k] = p[i + k];
+                c->scan_err_len = (uint8_t)(off + k + 1);
+            }
+        }
         if (f->body_left > 0 && f->last_type == 'K' && f->body_len == 8) {
             uint8_t mine[8];
             core_pgwire_put_be32(mine, c->proxy_pid);
@@ -1131,6 +1173,9 @@ static void scan_backend_bytes(struct core_shard *shard, struct core_conn *c, ui
         }
         core_pgwire_frames_advance(f, p + i, take);
         i += take;
+        if (f->last_type == 'E' && core_pgwire_frames_is_boundary(f)) {
+            backend_refused_session(shard, c);
+        }
         if (f->last_type == 'Z' && core_pgwire_frames_is_boundary(f)) {
             c->scan_active = false;
         }

@@ -31,10 +31,11 @@ double SecondsSince(Clock::time_point t) {
 const std::string kTerminate("X\0\0\0\4", 5);
 
 // SlammingBackend listens on a free loopback port and closes every connection it accepts at
-// once, without a byte: a port something else owns, a node that shuts its sessions on arrival.
+// once, without a byte (a port something else owns, a node that shuts its sessions on arrival),
+// or, given `reply`, after reading the StartupMessage and sending `reply` (an ErrorResponse).
 class SlammingBackend {
   public:
-    SlammingBackend() {
+    explicit SlammingBackend(std::string reply = "") : reply_(std::move(reply)) {
         lfd_ = socket(AF_INET, SOCK_STREAM, 0);
         sockaddr_in a{};
         a.sin_family = AF_INET;
@@ -51,6 +52,13 @@ class SlammingBackend {
                         int c = accept(lfd_, nullptr, nullptr);
                         if (c >= 0) {
                             accepted_++;
+                            if (!reply_.empty()) {
+                                pollfd q{c, POLLIN, 0};
+                                char buf[512];
+                                if (poll(&q, 1, 2000) > 0 && recv(c, buf, sizeof(buf), 0) > 0) {
+                                    (void)send(c, reply_.data(), reply_.size(), MSG_NOSIGNAL);
+                                }
+                            }
                             close(c);
                         }
                     }
@@ -70,12 +78,25 @@ class SlammingBackend {
     int accepted() const { return accepted_; }
 
   private:
+    std::string reply_;
     int lfd_ = -1, port_ = 0;
     bool ok_ = false;
     std::atomic<bool> stop_{false};
     std::atomic<int> accepted_{0};
     std::thread thread_;
 };
+
+// ErrorResponse with FATAL severity, SQLSTATE `code` and message `msg`.
+std::string ErrorResponse(const std::string &code, const std::string &msg) {
+    std::string body = std::string("SFATAL") + '\0' + "VFATAL" + '\0' + "C" + code + '\0' + "M" +
+                       msg + '\0' + '\0';
+    uint32_t len = static_cast<uint32_t>(body.size() + 4);
+    std::string m = "E";
+    for (int s = 24; s >= 0; s -= 8) {
+        m += static_cast<char>((len >> s) & 0xff);
+    }
+    return m + body;
+}
 
 // CountingRelay listens on 127.0.0.1:`port`, counts the connections it accepts and relays each
 // to 127.0.0.1:`target`: a backend whose connection attempts the test can count.
@@ -274,6 +295,52 @@ TEST_F(BackendTest, BackendClosingNewSessionsWithoutAByteIsSkipped) {
     // The first session meets it; then at most one per interval.
     EXPECT_LE(failed, (int)(secs * 1000 / health_ms) + 1) << failed << " of 10 in " << secs << " s";
     EXPECT_GE(Metric(api_, "atls_backend_errors_total"), 1);
+}
+
+// SessionsThrough opens `n` sessions one after another through the gateway at `port`, expecting
+// each either to start or to fail with exactly `want_error`; returns how many failed.
+static int SessionsThrough(int port, int n, const std::string &want_error) {
+    int failed = 0;
+    for (int i = 0; i < n; i++) {
+        RawClient c;
+        std::string e = OpenSession(&c, port);
+        if (!e.empty()) {
+            EXPECT_EQ(e, want_error);
+            failed++;
+        } else {
+            c.SendTls(kTerminate);
+        }
+    }
+    return failed;
+}
+
+// A node that refuses new sessions with 57P01 (CockroachDB draining: "server is not accepting
+// clients"; PostgreSQL shutting down) is skipped for health_interval_ms like a dead one, and its
+// error reaches the client.
+TEST_F(BackendTest, BackendRefusingNewSessionsWith57P01IsSkipped) {
+    SlammingBackend refusing(ErrorResponse("57P01", "the server is not accepting clients"));
+    ASSERT_TRUE(refusing.ok());
+    const int health_ms = 2000;
+    StartProxy("127.0.0.1:" + std::to_string(refusing.port()) +
+                   ", 127.0.0.1:" + std::to_string(SharedPostgres().port()),
+               health_ms);
+    auto t0 = Clock::now();
+    int failed = SessionsThrough(port_, 10, "57P01 the server is not accepting clients");
+    double secs = SecondsSince(t0);
+    EXPECT_GE(failed, 1);
+    EXPECT_LE(failed, (int)(secs * 1000 / health_ms) + 1) << failed << " of 10 in " << secs << " s";
+}
+
+// A node answering another error (28P01, a wrong password) is not blamed: it stays in the
+// rotation, and least connections keeps sending new sessions to it.
+TEST_F(BackendTest, BackendAnsweringAnAuthenticationErrorIsNotSkipped) {
+    SlammingBackend refusing(ErrorResponse("28P01", "password authentication failed"));
+    ASSERT_TRUE(refusing.ok());
+    StartProxy("127.0.0.1:" + std::to_string(refusing.port()) +
+                   ", 127.0.0.1:" + std::to_string(SharedPostgres().port()),
+               2000);
+    EXPECT_EQ(SessionsThrough(port_, 5, "28P01 password authentication failed"), 5);
+    EXPECT_EQ(refusing.accepted(), 5);
 }
 
 TEST_F(BackendTest, DeadBackendIsSkippedUntilItAnswersAgain) {
