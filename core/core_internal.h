@@ -332,7 +332,7 @@ struct core_shard {
     bool accepting;
     uint32_t accept_paused;     // listeners (bits) paused at EMFILE, re-armed by the next tick
     uint64_t nofile_logged_ns;
-    uint64_t backend_silent_logged_ns; // last "ended a new session without a byte" warning
+    uint64_t backend_silent_logged_ns; // last warning of backend_blame (core_shard.c)
     struct core_conn *conns;
     uint32_t conns_max;
     // Slots of the ring's registered file table (0: none). Connection slot i keeps its backend

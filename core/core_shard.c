@@ -1103,6 +1103,17 @@ static void start_backend(struct core_shard *shard, struct core_conn *c) {
     backend_connect(shard, c);
 }
 
+// backend_blame marks the backend of starting session `c` down for health_interval_ms, as a failed
+// connect would, counts a backend error and says `why` (at most once a second).
+static void backend_blame(struct core_shard *shard, struct core_conn *c, const char *why) {
+    core_backend_mark_down(shard->proc, c->backend_idx);
+    atomic_fetch_add_explicit(&shard->counters.backend_errors, 1, memory_order_relaxed);
+    if (log_due(&shard->backend_silent_logged_ns)) {
+        LOG_WARN("backend %s: %s; skipped for health_interval_ms",
+                 shard->proc->cfg.backends[c->backend_idx].text, why);
+    }
+}
+
 // backend_refused_session: the backend answered a starting session with an ErrorResponse (whose
 // first bytes are in scan_err). One whose SQLSTATE says the node takes no new sessions (57P01
 // admin_shutdown: CockroachDB's draining node, PostgreSQL shutting down; 57P02 crash_shutdown;
@@ -1130,12 +1141,9 @@ static void backend_refused_session(struct core_shard *shard, struct core_conn *
         c->backend_idx == CORE_IDX_NONE) {
         return;
     }
-    core_backend_mark_down(shard->proc, c->backend_idx);
-    atomic_fetch_add_explicit(&shard->counters.backend_errors, 1, memory_order_relaxed);
-    if (log_due(&shard->backend_silent_logged_ns)) {
-        LOG_WARN("backend %s: refuses new sessions (%s); skipped for health_interval_ms",
-                 shard->proc->cfg.backends[c->backend_idx].text, code);
-    }
+    char why[48];
+    snprintf(why, sizeof(why), "refuses new sessions (%s)", code);
+    backend_blame(shard, c, why);
 }
 
 // Backend -> client during startup: replace BackendKeyData with our routing key, until the
@@ -1197,13 +1205,7 @@ static void backend_failed_silently(struct core_shard *shard, struct core_conn *
         c->side[CORE_SIDE_CLIENT].bytes_tx != 0 || c->backend_idx == CORE_IDX_NONE) {
         return;
     }
-    core_backend_mark_down(shard->proc, c->backend_idx);
-    atomic_fetch_add_explicit(&shard->counters.backend_errors, 1, memory_order_relaxed);
-    if (log_due(&shard->backend_silent_logged_ns)) {
-        LOG_WARN("backend %s: ended a new session without a byte; skipped for "
-                 "health_interval_ms",
-                 shard->proc->cfg.backends[c->backend_idx].text);
-    }
+    backend_blame(shard, c, "ended a new session without a byte");
 }
 
 // Backend bytes -> SSL_write -> client chunk, bounded by the client's free space.
