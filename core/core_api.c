@@ -782,6 +782,10 @@ static enum MHD_Result api_metrics(struct api_req *rq) {
             "receive buffers (256 KiB, 64 per worker) held by connections, as of the last tick",
             recv_bufs_in_use),
         ROW("atls_backend_errors_total", "counter", "backend connect failures", backend_errors),
+        ROW("atls_backend_session_retries_total", "counter",
+            "starting sessions moved to another backend after theirs refused them (57P01..57P03) "
+            "or closed without a byte",
+            backend_retries),
         ROW("atls_cancels_routed_total", "counter", "cancel requests forwarded",
             cancels_routed),
         ROW("atls_cancels_cross_worker_total", "counter",

@@ -161,6 +161,8 @@ void core_conn_release(struct core_shard *shard, struct core_conn *c) {
         SSL_free(c->ssl);
         c->ssl = NULL;
     }
+    free(c->startup_copy);
+    c->startup_copy = NULL;
     c->generation++; // every CQE still naming the old generation is now recognisably stale
     c->state = CORE_CONN_FREE;
     c->next_free = shard->free_head;

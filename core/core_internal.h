@@ -140,7 +140,10 @@ struct core_conn {
     uint8_t scan_err[48];
     uint8_t scan_err_len;
     struct core_pgwire_frames b2c_frames; // every backend -> client byte, the whole session
-    // StartupMessage
+    // The StartupMessage as sent to the backend, kept while the session starts when there is
+    // another backend to retry it on (backend_retry); NULL otherwise. Freed at the first
+    // ReadyForQuery or at release.
+    uint8_t *startup_copy;
     uint32_t startup_len;
     char user[CORE_NAME_MAX];
     char database[CORE_NAME_MAX];
@@ -272,6 +275,7 @@ struct core_counters {
     atomic_uint_fast64_t recv_starved; // receives that found the buffer pool empty (-ENOBUFS)
     atomic_uint_fast64_t recv_bufs_in_use; // gauge, published every tick
     atomic_uint_fast64_t backend_errors;
+    atomic_uint_fast64_t backend_retries; // starting sessions moved to another backend
     atomic_uint_fast64_t cancels_routed;
     atomic_uint_fast64_t cancels_cross_worker; // of those, received from another worker (MSG_RING)
     atomic_uint_fast64_t bytes_c2b;

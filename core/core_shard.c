@@ -979,6 +979,15 @@ static void step_startup(struct core_shard *shard, struct core_conn *c) {
         conn_fail(shard, c, "28000", c->deny_reason);
         return;
     }
+    if (shard->proc->cfg.backend_count > 1) {
+        // Kept to start the session again on another backend if the first one refuses it
+        // (backend_retry); without a copy it is simply not retried.
+        c->startup_copy = malloc(msg_len);
+        if (c->startup_copy != NULL) {
+            memcpy(c->startup_copy, buf, msg_len);
+            c->startup_len = msg_len;
+        }
+    }
     if (shard->proc->store != NULL) {
         audit_admit(shard, c);
         return;
@@ -1114,36 +1123,121 @@ static void backend_blame(struct core_shard *shard, struct core_conn *c, const c
     }
 }
 
-// backend_refused_session: the backend answered a starting session with an ErrorResponse (whose
-// first bytes are in scan_err). One whose SQLSTATE says the node takes no new sessions (57P01
-// admin_shutdown: CockroachDB's draining node, PostgreSQL shutting down; 57P02 crash_shutdown;
-// 57P03 cannot_connect_now: starting up, or in recovery) is marked down for
-// health_interval_ms, as a failed connect would be; any other error (a wrong password, an
-// unknown database) says nothing about the node.
-static void backend_refused_session(struct core_shard *shard, struct core_conn *c) {
-    char code[6] = "";
-    for (uint32_t at = 0; at < c->scan_err_len && c->scan_err[at] != 0;) {
-        uint8_t type = c->scan_err[at++];
-        const uint8_t *v = c->scan_err + at;
+// pg_error_sqlstate finds the SQLSTATE ('C' field) among the first `len` bytes of an
+// ErrorResponse body; `code` is empty when they do not hold it whole.
+static void pg_error_sqlstate(const uint8_t *fields, uint32_t len, char code[6]) {
+    code[0] = '\0';
+    for (uint32_t at = 0; at < len && fields[at] != 0;) {
+        uint8_t type = fields[at++];
+        const uint8_t *v = fields + at;
         uint32_t n = 0;
-        while (at + n < c->scan_err_len && v[n] != 0) {
+        while (at + n < len && v[n] != 0) {
             n++;
         }
-        if (type == 'C' && n == 5 && at + n < c->scan_err_len) {
+        if (type == 'C' && n == 5 && at + n < len) {
             memcpy(code, v, 5);
             code[5] = '\0';
-            break;
+            return;
         }
         at += n + 1;
     }
+}
+
+// sqlstate_refuses_sessions: the SQLSTATE says the node takes no new sessions (57P01
+// admin_shutdown: CockroachDB's draining node, PostgreSQL shutting down; 57P02 crash_shutdown;
+// 57P03 cannot_connect_now: starting up, or in recovery). Any other error (a wrong password, an
+// unknown database) says nothing about the node.
+static bool sqlstate_refuses_sessions(const char *code) {
+    return strncmp(code, "57P0", 4) == 0 && code[4] >= '1' && code[4] <= '3';
+}
+
+// backend_refused_session: the backend answered a starting session with an ErrorResponse (whose
+// first bytes are in scan_err). One whose SQLSTATE says the node takes no new sessions is marked
+// down for health_interval_ms, as a failed connect would be.
+static void backend_refused_session(struct core_shard *shard, struct core_conn *c) {
+    char code[6];
+    pg_error_sqlstate(c->scan_err, c->scan_err_len, code);
     c->scan_err_len = 0;
-    if (strncmp(code, "57P0", 4) != 0 || code[4] < '1' || code[4] > '3' ||
-        c->backend_idx == CORE_IDX_NONE) {
+    if (!sqlstate_refuses_sessions(code) || c->backend_idx == CORE_IDX_NONE) {
         return;
     }
     char why[48];
     snprintf(why, sizeof(why), "refuses new sessions (%s)", code);
     backend_blame(shard, c, why);
+}
+
+// backend_retry moves starting session `c`, whose backend refused it or ended it without a
+// byte, to another backend, if nothing of the first reached the client: the first is blamed
+// (backend_blame, with `why`) and the StartupMessage kept at startup is sent to the next one.
+// A client never learns of it. Only while no operation on the backend socket is in flight, and
+// the client has sent nothing but its StartupMessage (nothing else could be replayed), and an
+// untried backend is up. Returns whether it moved the session; if not, nothing changed.
+static bool backend_retry(struct core_shard *shard, struct core_conn *c, const char *why) {
+    struct core_side *be = &c->side[CORE_SIDE_BACKEND];
+    if (c->startup_copy == NULL || c->state != CORE_CONN_FORWARD || !c->scan_active ||
+        c->close_after_flush || c->side[CORE_SIDE_CLIENT].bytes_tx != 0 || be->recv_armed ||
+        be->recv_starved || !side_out_empty(be) || be->bytes_tx != c->startup_len) {
+        return false;
+    }
+    uint32_t next = core_backend_pick(shard->proc, c->connect_tries);
+    if (next == CORE_IDX_NONE) {
+        return false;
+    }
+    backend_blame(shard, c, why);
+    atomic_fetch_sub_explicit(&shard->proc->backends[c->backend_idx].active, 1,
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&shard->counters.backend_retries, 1, memory_order_relaxed);
+    LOG_DEBUG("conn %u.%u: backend %s %s; retrying on %s", shard->id, c->index,
+              shard->proc->cfg.backends[c->backend_idx].text, why,
+              shard->proc->cfg.backends[next].text);
+    in_release_all(shard, be); // the refusal, never forwarded
+    core_side_close(shard, be);
+    be->recv_eof = false;
+    be->wr_shut = false;
+    be->bytes_rx = 0;
+    be->bytes_tx = 0;
+    if (be->out_chunk != CORE_CHUNK_NONE) {
+        be->out_len = 0;
+        be->out_sent = 0;
+    }
+    memset(&c->b2c_frames, 0, sizeof(c->b2c_frames));
+    c->scan_active = false; // on_connect starts the scan again
+    c->scan_err_len = 0;
+    c->have_backend_key = false;
+    c->close_reason = NULL;
+    c->backend_idx = next;
+    c->state = CORE_CONN_CONNECTING;
+    uint32_t queued = core_shard_out_append(shard, be, c->startup_copy, c->startup_len);
+    ASSERT(queued == c->startup_len);
+    backend_connect(shard, c);
+    return true;
+}
+
+// backend_first_refusal: whether the first message the backend sent, held unforwarded in `be`,
+// is an ErrorResponse whose SQLSTATE refuses new sessions (1; its text in why), or not (0), or
+// its first bytes are still to come (-1).
+static int backend_first_refusal(struct core_shard *shard, const struct core_side *be,
+                                 char why[48]) {
+    uint8_t head[5 + 64];
+    uint32_t have = in_peek(shard, be, head, sizeof(head));
+    if (have == 0 || head[0] != 'E') {
+        return 0;
+    }
+    if (have < 5) {
+        return be->recv_eof ? 0 : -1;
+    }
+    uint32_t len = core_pgwire_be32(head + 1);
+    uint32_t want = len < 4 ? 5 : 5 + (len - 4 < 64 ? len - 4 : 64);
+    if (have < want) {
+        return be->recv_eof ? 0 : -1;
+    }
+    char code[6];
+    pg_error_sqlstate(head + 5, want - 5, code);
+    if (!sqlstate_refuses_sessions(code)) {
+        return 0;
+    }
+    snprintf(why, 48, "refuses new sessions (%s)", code);
+    return 1;
 }
 
 // Backend -> client during startup: replace BackendKeyData with our routing key, until the
@@ -1186,6 +1280,8 @@ static void scan_backend_bytes(struct core_shard *shard, struct core_conn *c, ui
         }
         if (f->last_type == 'Z' && core_pgwire_frames_is_boundary(f)) {
             c->scan_active = false;
+            free(c->startup_copy); // the session started: never retried from now on
+            c->startup_copy = NULL;
         }
     }
     core_pgwire_frames_advance(f, p + i, n - i); // the rest: framing only
@@ -1199,13 +1295,19 @@ static void scan_backend_bytes(struct core_shard *shard, struct core_conn *c, ui
 // shutting down, a port something else listens on). Health is otherwise judged on connect
 // only, and such a backend, its sessions failing at once, would always have the fewest
 // connections and draw every new session: mark it down like a failed connect. A backend that
-// answered anything, an authentication error for instance, is not blamed.
-static void backend_failed_silently(struct core_shard *shard, struct core_conn *c) {
+// answered anything, an authentication error for instance, is not blamed. The session is
+// retried on another backend where it can be (backend_retry): returns whether it was.
+static bool backend_failed_silently(struct core_shard *shard, struct core_conn *c) {
     if (c->state != CORE_CONN_FORWARD || !c->scan_active ||
         c->side[CORE_SIDE_CLIENT].bytes_tx != 0 || c->backend_idx == CORE_IDX_NONE) {
-        return;
+        return false;
     }
-    backend_blame(shard, c, "ended a new session without a byte");
+    const char *why = "ended a new session without a byte";
+    if (backend_retry(shard, c, why)) {
+        return true;
+    }
+    backend_blame(shard, c, why);
+    return false;
 }
 
 // Backend bytes -> SSL_write -> client chunk, bounded by the client's free space.
@@ -1213,6 +1315,16 @@ static void pump_b2c(struct core_shard *shard, struct core_conn *c) {
     struct core_side *be = &c->side[CORE_SIDE_BACKEND];
     struct core_side *cl = &c->side[CORE_SIDE_CLIENT];
     uint8_t scratch[CORE_TLS_RECORD_MAX];
+    if (c->startup_copy != NULL && c->scan_active && cl->bytes_tx == 0 && be->in_bytes > 0 &&
+        !c->close_after_flush) {
+        // The backend's first message is held until it is known not to refuse the session: a
+        // refusal the client has not seen can be retried on another backend.
+        char why[48];
+        int refused = backend_first_refusal(shard, be, why);
+        if (refused < 0 || (refused > 0 && backend_retry(shard, c, why))) {
+            return;
+        }
+    }
     // Once the session is failing (conn_fail) nothing more of the backend's goes out.
     while (be->in_bytes > 0 && c->state == CORE_CONN_FORWARD && !c->close_after_flush) {
         out_compact(shard, cl);
@@ -1243,7 +1355,9 @@ static void pump_b2c(struct core_shard *shard, struct core_conn *c) {
         cl->bytes_tx += n;
     }
     if (be->recv_eof && be->in_bytes == 0 && !c->close_after_flush) {
-        backend_failed_silently(shard, c);
+        if (backend_failed_silently(shard, c)) {
+            return; // moved to another backend
+        }
         if (c->b2c_frames.last_type != 'E' && core_pgwire_frames_is_boundary(&c->b2c_frames)) {
             // The backend went away without an ErrorResponse (killed, crashed): tell the
             // client in pgwire, which allows one between messages. Mid-message only the close
@@ -1732,7 +1846,10 @@ static void on_conn_expired(struct core_shard *shard, struct core_conn *c) {
     case CORE_CONN_PASSTHROUGH:
         if (starting) {
             if (c->side[CORE_SIDE_CLIENT].bytes_tx == 0) {
-                backend_failed_silently(shard, c); // counts the error
+                // Counts the error; returns whether it moved the session to another backend.
+                if (backend_failed_silently(shard, c)) {
+                    return;
+                }
             } else {
                 atomic_fetch_add_explicit(&shard->counters.backend_errors, 1,
                                           memory_order_relaxed);

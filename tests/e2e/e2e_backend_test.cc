@@ -32,10 +32,12 @@ const std::string kTerminate("X\0\0\0\4", 5);
 
 // SlammingBackend listens on a free loopback port and closes every connection it accepts at
 // once, without a byte (a port something else owns, a node that shuts its sessions on arrival),
-// or, given `reply`, after reading the StartupMessage and sending `reply` (an ErrorResponse).
+// or, given `reply`, after reading the StartupMessage and sending `reply` (an ErrorResponse);
+// with `split` > 0, its first `split` bytes, then the rest 100 ms later.
 class SlammingBackend {
   public:
-    explicit SlammingBackend(std::string reply = "") : reply_(std::move(reply)) {
+    explicit SlammingBackend(std::string reply = "", size_t split = 0)
+        : reply_(std::move(reply)), split_(split) {
         lfd_ = socket(AF_INET, SOCK_STREAM, 0);
         sockaddr_in a{};
         a.sin_family = AF_INET;
@@ -56,7 +58,14 @@ class SlammingBackend {
                                 pollfd q{c, POLLIN, 0};
                                 char buf[512];
                                 if (poll(&q, 1, 2000) > 0 && recv(c, buf, sizeof(buf), 0) > 0) {
-                                    (void)send(c, reply_.data(), reply_.size(), MSG_NOSIGNAL);
+                                    size_t at = 0;
+                                    if (split_ > 0 && split_ < reply_.size()) {
+                                        (void)send(c, reply_.data(), split_, MSG_NOSIGNAL);
+                                        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+                                        at = split_;
+                                    }
+                                    (void)send(c, reply_.data() + at, reply_.size() - at,
+                                               MSG_NOSIGNAL);
                                 }
                             }
                             close(c);
@@ -79,6 +88,7 @@ class SlammingBackend {
 
   private:
     std::string reply_;
+    size_t split_ = 0;
     int lfd_ = -1, port_ = 0;
     bool ok_ = false;
     std::atomic<bool> stop_{false};
@@ -266,35 +276,35 @@ TEST_F(BackendTest, HandshakeDeadlineWhileConnectingGives08006) {
     EXPECT_EQ(WaitMetric(api_, "atls_connections_active", 0, 5), 0); // the connect was cancelled
 }
 
-// A backend that accepts connections and closes them without a byte fails sessions as they
-// start, not on connect. It is skipped for health_interval_ms like a backend whose connect
-// failed: least connections alone would send it every new session (its count drops back to 0
-// at once), so all of them would fail.
-TEST_F(BackendTest, BackendClosingNewSessionsWithoutAByteIsSkipped) {
+// A backend that accepts connections and closes them without a byte (a node shutting down, a
+// port something else owns) fails sessions as they start, not on connect. Such a session, of
+// which the client has seen nothing yet, is started again on the other backend, and the node
+// is skipped for health_interval_ms like a backend whose connect failed: least connections
+// alone would send it every new session (its count drops back to 0 at once).
+TEST_F(BackendTest, BackendClosingNewSessionsWithoutAByteIsSkippedAndTheSessionRetried) {
     SlammingBackend slam;
     ASSERT_TRUE(slam.ok());
     const int health_ms = 2000;
     StartProxy("127.0.0.1:" + std::to_string(slam.port()) +
                    ", 127.0.0.1:" + std::to_string(SharedPostgres().port()),
                health_ms);
-    int failed = 0;
     auto t0 = Clock::now();
     for (int i = 0; i < 10; i++) {
         RawClient c;
         std::string e = OpenSession(&c, port_);
-        if (!e.empty()) {
-            EXPECT_NE(e.find("08006"), std::string::npos) << e;
-            failed++;
-        } else {
+        EXPECT_EQ(e, "") << "session " << i;
+        if (e.empty()) {
             EXPECT_EQ(c.Query("select 1"), "1");
             c.SendTls(kTerminate);
         }
     }
     double secs = SecondsSince(t0);
-    EXPECT_GE(slam.accepted(), 1);
     // The first session meets it; then at most one per interval.
-    EXPECT_LE(failed, (int)(secs * 1000 / health_ms) + 1) << failed << " of 10 in " << secs << " s";
+    EXPECT_GE(slam.accepted(), 1);
+    EXPECT_LE(slam.accepted(), (int)(secs * 1000 / health_ms) + 1)
+        << slam.accepted() << " of 10 in " << secs << " s";
     EXPECT_GE(Metric(api_, "atls_backend_errors_total"), 1);
+    EXPECT_EQ(Metric(api_, "atls_backend_session_retries_total"), slam.accepted());
 }
 
 // SessionsThrough opens `n` sessions one after another through the gateway at `port`, expecting
@@ -315,9 +325,9 @@ static int SessionsThrough(int port, int n, const std::string &want_error) {
 }
 
 // A node that refuses new sessions with 57P01 (CockroachDB draining: "server is not accepting
-// clients"; PostgreSQL shutting down) is skipped for health_interval_ms like a dead one, and its
-// error reaches the client.
-TEST_F(BackendTest, BackendRefusingNewSessionsWith57P01IsSkipped) {
+// clients"; PostgreSQL shutting down) is skipped for health_interval_ms like a dead one, and
+// the session it refused is started on the other backend: the client never sees the refusal.
+TEST_F(BackendTest, BackendRefusingNewSessionsWith57P01IsSkippedAndTheSessionRetried) {
     SlammingBackend refusing(ErrorResponse("57P01", "the server is not accepting clients"));
     ASSERT_TRUE(refusing.ok());
     const int health_ms = 2000;
@@ -325,10 +335,65 @@ TEST_F(BackendTest, BackendRefusingNewSessionsWith57P01IsSkipped) {
                    ", 127.0.0.1:" + std::to_string(SharedPostgres().port()),
                health_ms);
     auto t0 = Clock::now();
-    int failed = SessionsThrough(port_, 10, "57P01 the server is not accepting clients");
+    EXPECT_EQ(SessionsThrough(port_, 10, ""), 0);
     double secs = SecondsSince(t0);
-    EXPECT_GE(failed, 1);
-    EXPECT_LE(failed, (int)(secs * 1000 / health_ms) + 1) << failed << " of 10 in " << secs << " s";
+    EXPECT_GE(refusing.accepted(), 1);
+    EXPECT_LE(refusing.accepted(), (int)(secs * 1000 / health_ms) + 1)
+        << refusing.accepted() << " of 10 in " << secs << " s";
+    EXPECT_EQ(Metric(api_, "atls_backend_session_retries_total"), refusing.accepted());
+}
+
+// A refusal whose SQLSTATE arrives in a later segment than its first bytes is held until it is
+// read whole, and retried all the same.
+TEST_F(BackendTest, RefusalArrivingInPiecesIsRetried) {
+    for (size_t split : {1u, 5u, 12u}) {
+        SlammingBackend refusing(ErrorResponse("57P01", "the server is not accepting clients"),
+                                 split);
+        ASSERT_TRUE(refusing.ok());
+        StartProxy("127.0.0.1:" + std::to_string(refusing.port()) +
+                       ", 127.0.0.1:" + std::to_string(SharedPostgres().port()),
+                   60000);
+        EXPECT_EQ(SessionsThrough(port_, 2, ""), 0) << "split at " << split;
+        EXPECT_EQ(refusing.accepted(), 1) << "split at " << split;
+        EXPECT_EQ(Metric(api_, "atls_backend_session_retries_total"), 1) << "split at " << split;
+        proxy_.Stop();
+    }
+}
+
+// With no other backend to try, the refusal reaches the client as the node sent it. With two
+// nodes refusing, each is tried once and the client gets the last one's error.
+TEST_F(BackendTest, RefusalReachesTheClientWhenNoOtherBackendCanTakeTheSession) {
+    const std::string want = "57P03 the database system is starting up";
+    SlammingBackend a(ErrorResponse("57P03", "the database system is starting up"));
+    SlammingBackend b(ErrorResponse("57P03", "the database system is starting up"));
+    ASSERT_TRUE(a.ok() && b.ok());
+    StartProxy("127.0.0.1:" + std::to_string(a.port()));
+    EXPECT_EQ(SessionsThrough(port_, 1, want), 1);
+    EXPECT_EQ(a.accepted(), 1);
+    proxy_.Stop();
+    StartProxy("127.0.0.1:" + std::to_string(a.port()) + ", 127.0.0.1:" + std::to_string(b.port()),
+               60000);
+    EXPECT_EQ(SessionsThrough(port_, 1, want), 1);
+    EXPECT_EQ(a.accepted(), 2);
+    EXPECT_EQ(b.accepted(), 1);
+    EXPECT_EQ(Metric(api_, "atls_backend_session_retries_total"), 1);
+    EXPECT_EQ(Metric(api_, "atls_backend_errors_total"), 2);
+}
+
+// Once the client has been sent anything of the session (here AuthenticationOk), a refusal is
+// the session's own end: it is forwarded, never replayed on another backend.
+TEST_F(BackendTest, RefusalAfterTheClientSawTheSessionIsNotRetried) {
+    const std::string auth_ok("R\0\0\0\x08\0\0\0\0", 9);
+    SlammingBackend refusing(auth_ok + ErrorResponse("57P01", "terminating connection"));
+    ASSERT_TRUE(refusing.ok());
+    StartProxy("127.0.0.1:" + std::to_string(refusing.port()) +
+                   ", 127.0.0.1:" + std::to_string(SharedPostgres().port()),
+               60000);
+    EXPECT_EQ(SessionsThrough(port_, 1, "57P01 terminating connection"), 1);
+    EXPECT_EQ(Metric(api_, "atls_backend_session_retries_total"), 0);
+    // Still judged by its SQLSTATE: the node is skipped from then on.
+    EXPECT_EQ(SessionsThrough(port_, 3, ""), 0);
+    EXPECT_EQ(refusing.accepted(), 1);
 }
 
 // A node answering another error (28P01, a wrong password) is not blamed: it stays in the
