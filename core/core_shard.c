@@ -575,9 +575,7 @@ static void on_connect(void *ctx, struct ring_op_id id, const struct io_uring_cq
         c->state = CORE_CONN_FORWARD;
         c->scan_active = true;
     }
-    if (c->close_deadline_set) {
-        // Closing already (revoked while connecting): its flush deadline stands.
-    } else if (c->state == CORE_CONN_FORWARD) {
+    if (c->state == CORE_CONN_FORWARD && !c->close_deadline_set) {
         // Until the backend's first ReadyForQuery the session is still starting: a backend that
         // accepts and never answers must not hold the client forever (scan_backend_bytes then
         // switches to the idle deadline).
@@ -585,7 +583,7 @@ static void on_connect(void *ctx, struct ring_op_id id, const struct io_uring_cq
                                core_base_now_ns() +
                                    (uint64_t)shard->proc->cfg.handshake_timeout_ms * 1000000ull);
     } else {
-        set_idle_deadline(shard, c);
+        set_idle_deadline(shard, c); // a connection closing already keeps its flush deadline
     }
     if (c->state == CORE_CONN_PASSTHROUGH) {
         passthrough_pump(shard, c);
