@@ -51,14 +51,32 @@ static inline void side_sqe_file(struct io_uring_sqe *sqe, const struct core_sid
     }
 }
 
-static void ignore_sqe_cancel_side(struct core_shard *shard, const struct core_side *s) {
+// ignore_sqe_cancel_side queues a cancel of every operation on s's socket. Returns false when
+// no submission entry could be had (the submit that would free one failed).
+static bool ignore_sqe_cancel_side(struct core_shard *shard, const struct core_side *s) {
     struct io_uring_sqe *sqe = ring_get_sqe(&shard->ring);
     if (sqe == NULL) {
-        return;
+        return false;
     }
     unsigned flags = IORING_ASYNC_CANCEL_ALL | (s->fixed ? IORING_ASYNC_CANCEL_FD_FIXED : 0u);
     io_uring_prep_cancel_fd(sqe, s->fd, flags);
     io_uring_sqe_set_data64(sqe, ring_op_pack(CORE_OP_IGNORE, 0, 0));
+    return true;
+}
+
+// conn_cancel_pending cancels what closing connection `c` still has in flight, so that its slot
+// is released. A cancel that cannot be queued now is tried again a tick later (on_conn_expired):
+// a receive left pending would otherwise hold the slot until its peer sends or closes.
+static void conn_cancel_pending(struct core_shard *shard, struct core_conn *c) {
+    bool queued = true;
+    for (int i = 0; i < 2; i++) {
+        if (c->side[i].fd >= 0 && c->pending > 0) {
+            queued = ignore_sqe_cancel_side(shard, &c->side[i]) && queued;
+        }
+    }
+    if (!queued) {
+        core_conn_set_deadline(shard, c, core_base_now_ns() + CORE_TICK_MS * 1000000ull);
+    }
 }
 
 static struct core_conn *conn_of(struct core_shard *shard, struct ring_op_id id) {
@@ -380,11 +398,7 @@ static void conn_close(struct core_shard *shard, struct core_conn *c, const char
     c->state = CORE_CONN_CLOSING;
     core_conn_wheel_remove(shard, c);
     hs_remove(shard, c);
-    for (int i = 0; i < 2; i++) {
-        if (c->side[i].fd >= 0 && c->pending > 0) {
-            ignore_sqe_cancel_side(shard, &c->side[i]);
-        }
-    }
+    conn_cancel_pending(shard, c);
     conn_maybe_release(shard, c);
 }
 
@@ -1812,6 +1826,10 @@ static void on_accept(void *ctx, struct ring_op_id id, const struct io_uring_cqe
 }
 
 static void on_conn_expired(struct core_shard *shard, struct core_conn *c) {
+    if (c->state == CORE_CONN_CLOSING) {
+        conn_cancel_pending(shard, c); // a cancel conn_close could not queue
+        return;
+    }
     if (c->close_after_flush && c->state != CORE_CONN_PASSTHROUGH) {
         // Closing, and its peers did not take what was queued for them in time.
         atomic_fetch_add_explicit(&shard->counters.timeouts, 1, memory_order_relaxed);
