@@ -54,6 +54,10 @@ cat >policy.ini <<INI
 version = smoke-1
 [measurement]
 allow = $MEAS
+[tcb]
+min_bootloader = 3
+min_snp = 8
+min_microcode = 115
 [guest]
 min_guest_svn = 2
 [nonce]

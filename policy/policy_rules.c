@@ -502,6 +502,19 @@ static void validate(struct parse_ctx *ctx) {
                   "client; use mode = disabled to skip the check)");
         return;
     }
+    // Left out, the floors are 0 and every TCB passes: that must be said, not forgotten.
+    bool floor_set = false;
+    for (size_t i = 0; i < ARRAY_LEN(key_rows); i++) {
+        if (key_rows[i].section == SEC_TCB && strncmp(key_rows[i].name, "min_", 4) == 0 &&
+            (ctx->seen_keys & (1ull << i))) {
+            floor_set = true;
+        }
+    }
+    if (p->tcb.mode != POLICY_MODE_DISABLED && !floor_set) {
+        fail(ctx, "[tcb] sets no floor (min_bootloader, min_tee, min_snp, min_microcode): every "
+                  "TCB would pass; give the floors, or mode = disabled to skip the check");
+        return;
+    }
 }
 
 void policy_rules_defaults(struct policy *out_policy) {

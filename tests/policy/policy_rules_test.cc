@@ -76,9 +76,9 @@ Loaded Load(const std::string &text, const char *base = "/etc/atls-proxy") {
     return l;
 }
 
-// Minimal valid prefix: every other section keeps its defaults.
+// Minimal valid prefix: every other section keeps its defaults ([tcb] must name a floor).
 std::string Minimal(const std::string &extra = "") {
-    return "[policy]\nversion = v1\n[measurement]\nmode = disabled\n" + extra;
+    return "[policy]\nversion = v1\n[measurement]\nmode = disabled\n[tcb]\nmin_snp = 0\n" + extra;
 }
 
 TEST(PolicyRules, LoadsTheFullExample) {
@@ -140,6 +140,19 @@ TEST(PolicyRules, OmittedKeysTakeTheDocumentedDefaults) {
     EXPECT_STREQ(p.chain.roots_path, "");
     EXPECT_STREQ(p.chain.vcek_dir, "");
     EXPECT_EQ(p.roles.count, 0u);
+}
+
+TEST(PolicyRules, TcbFloorsOrDisabledModeAreEnough) {
+    Loaded off = Load("[policy]\nversion = v1\n[measurement]\nmode = disabled\n[tcb]\nmode = "
+                      "disabled\n");
+    ASSERT_EQ(off.rc, 0) << off.err;
+    EXPECT_EQ(off.p->tcb.mode, POLICY_MODE_DISABLED);
+    Loaded one = Load("[policy]\nversion = v1\n[measurement]\nmode = disabled\n[tcb]\nmin_fmc = "
+                      "1\n");
+    ASSERT_EQ(one.rc, 0) << one.err;
+    EXPECT_EQ(one.p->tcb.mode, POLICY_MODE_STRICT);
+    EXPECT_EQ(one.p->tcb.min.fmc, 1);
+    EXPECT_EQ(one.p->tcb.min.snp, 0);
 }
 
 TEST(PolicyRules, EmptyOptionalPathStaysUnset) {
@@ -272,8 +285,8 @@ INSTANTIATE_TEST_SUITE_P(
                 "p.ini:1: key 'mode' outside any section"},
         BadCase{"SyntaxError", kHead + "[tcb]\nmin_snp 3\n",
                 "p.ini:6: syntax error (expected [section] or key = value)"},
-        BadCase{"BadHex", "[policy]\nversion = v1\n[measurement]\nallow = " +
-                              std::string(95, 'a') + "g\n",
+        BadCase{"BadHex",
+                "[policy]\nversion = v1\n[measurement]\nallow = " + std::string(95, 'a') + "g\n",
                 "p.ini:4: [measurement] allow: 'aaaaaaaaaaaaaaaa...' is not hex"},
         BadCase{"WrongLengthShort", "[policy]\nversion = v1\n[measurement]\nallow = abcd\n",
                 "p.ini:4: [measurement] allow: expected 96 hex digits (48 bytes), got 4 "
@@ -283,8 +296,8 @@ INSTANTIATE_TEST_SUITE_P(
                 "p.ini:4: [measurement] allow: expected 96 hex digits (48 bytes), got 98 "
                 "characters"},
         BadCase{"DuplicateMeasurement",
-                "[policy]\nversion = v1\n[measurement]\nallow = " + kM1 + "\nallow = " +
-                    std::string(96, 'A') + "\n",
+                "[policy]\nversion = v1\n[measurement]\nallow = " + kM1 +
+                    "\nallow = " + std::string(96, 'A') + "\n",
                 "p.ini:5: [measurement] allow: duplicate measurement AAAAAAAAAAAA..."},
         BadCase{"BadNumber", kHead + "[tcb]\nmin_snp = eight\n",
                 "p.ini:6: [tcb] min_snp: 'eight' is not a number in 0..255"},
@@ -328,8 +341,7 @@ INSTANTIATE_TEST_SUITE_P(
                 kHead + "[roles]\n" + kM1 + " = a\n" + std::string(96, 'A') + " = b\n",
                 "p.ini:7: [roles]: measurement AAAAAAAAAAAA... listed twice"},
         BadCase{"RoleUserTooLong", kHead + "[roles]\n" + kM1 + " = " + std::string(64, 'u') + "\n",
-                "p.ini:6: [roles]: user name '" + std::string(64, 'u') +
-                    "' longer than 63 bytes"},
+                "p.ini:6: [roles]: user name '" + std::string(64, 'u') + "' longer than 63 bytes"},
         BadCase{"LineTooLong", kHead + "[roles]\n" + kM1 + " = " + std::string(120, 'u') + "\n",
                 "p.ini:6: line too long (220 bytes, at most 198)"},
         BadCase{"VersionTooLong", "[policy]\nversion = " + std::string(64, 'v') + "\n",
@@ -338,7 +350,15 @@ INSTANTIATE_TEST_SUITE_P(
                 "p.ini: [policy] version is required (it is recorded in every audit record)"},
         BadCase{"StrictWithoutAllow", "[policy]\nversion = v1\n",
                 "p.ini: [measurement] mode = strict but no allow = <measurement> (would deny "
-                "every client; use mode = disabled to skip the check)"}),
+                "every client; use mode = disabled to skip the check)"},
+        // A policy that leaves [tcb] out, or gives it only a mode, would pass every TCB: found
+        // by a review (2026-12-07 night), such a file loaded and admitted a report with TCB 0.
+        BadCase{"TcbLeftOut", kHead,
+                "p.ini: [tcb] sets no floor (min_bootloader, min_tee, min_snp, min_microcode): "
+                "every TCB would pass; give the floors, or mode = disabled to skip the check"},
+        BadCase{"TcbWithOnlyAMode", kHead + "[tcb]\nmode = warn\n",
+                "p.ini: [tcb] sets no floor (min_bootloader, min_tee, min_snp, min_microcode): "
+                "every TCB would pass; give the floors, or mode = disabled to skip the check"}),
     [](const ::testing::TestParamInfo<BadCase> &info) { return std::string(info.param.label); });
 
 TEST(PolicyRules, TooManyMeasurementsIsAnError) {
