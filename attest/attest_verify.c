@@ -655,7 +655,7 @@ static enum attest_status parse_vcek_ext(struct vcek_ext *out, struct attest_err
         return attest_error_set(err, ATTEST_VCEK_MALFORMED,
                                 "VCEK must carry hwID and no csp_id");
     }
-    if (vlek && (out->hwid_len != 0 || !out->csp_id[0] != '\0')) {
+    if (vlek && (out->hwid_len != 0 || out->csp_id[0] == '\0')) {
         return attest_error_set(err, ATTEST_VCEK_MALFORMED,
                                 "VLEK must carry csp_id and no hwID");
     }
@@ -1085,6 +1085,7 @@ enum attest_status attest_verifier_verify_report(struct attest_verifier *v,
         return st;
     }
     memcpy(out_claims->vcek_sha256, key, sizeof(key));
+    out_claims->chain_not_after = e->not_after;
     out_claims->verified = true;
     return ATTEST_OK;
 }
