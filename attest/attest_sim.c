@@ -218,15 +218,15 @@ static bool sign_cert(X509 *x, EVP_PKEY *key, enum attest_sim_sig sig) {
 }
 
 // new_cert starts a v3 certificate with serial, names, validity and public key.
-static X509 *new_cert(uint64_t serial, const char *subject_cn, const char *issuer_cn,
-                      EVP_PKEY *pub, long valid_days) {
+static X509 *new_cert(uint64_t serial, const char *subject_cn, const char *issuer_cn, EVP_PKEY *pub,
+                      long valid_s) {
     X509 *x = X509_new();
     ASN1_INTEGER *sn = ASN1_INTEGER_new();
     X509_NAME *subj = X509_NAME_new();
     X509_NAME *iss = X509_NAME_new();
     time_t now = time(NULL);
     ASN1_TIME *nb = ASN1_TIME_set(NULL, now - DAY_S); // KDS backdates too
-    ASN1_TIME *na = ASN1_TIME_adj(NULL, now, (int)valid_days, 0);
+    ASN1_TIME *na = ASN1_TIME_adj(NULL, now, (int)(valid_s / DAY_S), valid_s % DAY_S);
     bool ok = x != NULL && sn != NULL && subj != NULL && iss != NULL && nb != NULL && na != NULL &&
               X509_set_version(x, X509_VERSION_3) && ASN1_INTEGER_set_uint64(sn, serial) &&
               X509_set_serialNumber(x, sn) && set_amd_name(subj, subject_cn) &&
@@ -277,7 +277,7 @@ static X509 *make_ca(EVP_PKEY *key, EVP_PKEY *issuer_key, uint64_t serial, const
     static const uint8_t bc_ask[] = {0x30, 0x06, 0x01, 0x01, 0xFF, 0x02, 0x01, 0x00};
     static const uint8_t ku_root[] = {0x03, 0x02, 0x01, 0x06}; // keyCertSign, cRLSign
     static const uint8_t ku_ask[] = {0x03, 0x02, 0x02, 0x04};  // keyCertSign
-    X509 *x = new_cert(serial, cn, issuer_cn, key, 25L * 365);
+    X509 *x = new_cert(serial, cn, issuer_cn, key, 25L * 365 * DAY_S);
     bool ok = x != NULL &&
               add_nid_ext(x, NID_key_usage, true, root ? ku_root : ku_ask,
                           root ? sizeof(ku_root) : sizeof(ku_ask)) &&
@@ -293,7 +293,8 @@ static X509 *make_ca(EVP_PKEY *key, EVP_PKEY *issuer_key, uint64_t serial, const
 
 static X509 *make_vcek(EVP_PKEY *vcek_key, EVP_PKEY *ask_key, const struct attest_sim_params *p,
                        enum attest_sim_sig sig) {
-    X509 *x = new_cert(0, "SEV-VCEK", "SEV-" SIM_PRODUCT, vcek_key, 7L * 365);
+    long valid_s = p->vcek_valid_s != 0 ? (long)p->vcek_valid_s : 7L * 365 * DAY_S;
+    X509 *x = new_cert(0, "SEV-VCEK", "SEV-" SIM_PRODUCT, vcek_key, valid_s);
     static const char prefix[] = "1.3.6.1.4.1.3704.1.";
     char oid[48];
     uint8_t name_der[16];
@@ -551,7 +552,9 @@ static enum attest_status load_or_issue_vcek(struct sim_state *s, struct attest_
     char have[256] = {0};
     size_t have_len = 0;
     vcek_id(want, sizeof(want), &s->params);
-    if (read_file(dir, "vcek.id", (uint8_t *)have, sizeof(have) - 1, &have_len) == 0 &&
+    // A VCEK of a chosen lifetime (tests) is always a fresh one.
+    if (s->params.vcek_valid_s == 0 &&
+        read_file(dir, "vcek.id", (uint8_t *)have, sizeof(have) - 1, &have_len) == 0 &&
         strcmp(have, want) == 0 &&
         read_file(dir, "vcek.der", s->vcek_der, sizeof(s->vcek_der), &s->vcek_len) == 0 &&
         (s->vcek_key = read_pem_key(dir, "vcek.key")) != NULL) {

@@ -131,6 +131,7 @@ struct attest_claims {
     enum attest_product product; // from CPUID (v3+) or the verified chain
     bool verified;               // signature, chain and bindings all checked
     uint8_t vcek_sha256[32];     // SHA-256 of the VCEK/VLEK DER that verified (zero if none)
+    int64_t chain_not_after;     // when verified: the chain's validity ends (Unix s, inclusive)
 };
 
 // struct attest_vcek_info: the AMD extensions of a VCEK/VLEK certificate (spec §3.1).
@@ -192,6 +193,7 @@ struct attest_sim_params {
     uint8_t chip_id[ATTEST_CHIP_ID_BYTES];       // the sim VCEK is issued for this chip
     uint8_t host_data[ATTEST_HOST_DATA_BYTES];
     uint64_t platform_info;
+    uint32_t vcek_valid_s; // lifetime of the VCEK from now; 0 = 7 years (tests choose less)
 };
 
 // struct attest_provider_config: flat configuration for every provider (each reads its part).

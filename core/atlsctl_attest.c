@@ -204,7 +204,10 @@ static void cc_usage(FILE *out) {
           "  --smt                SMT enabled on the host\n"
           "for tests:\n"
           "  --bind-other-key     the report binds a different key than the certificate's, so a\n"
-          "                       gateway must refuse it (BINDING_MISMATCH)\n",
+          "                       gateway must refuse it (BINDING_MISMATCH)\n"
+          "  --sim-vcek-validity SECONDS\n"
+          "                       the simulated VCEK expires this long from now (default 7\n"
+          "                       years), so a gateway must refuse it after that (CERT_EXPIRED)\n",
           out);
 }
 
@@ -280,6 +283,13 @@ static int cc_parse(struct cc_opts *o, struct attest_provider_config *cfg, int a
             }
             cfg->sim.vmpl = (uint32_t)v;
             cfg->vmpl = (uint32_t)v;
+        } else if (strcmp(a, "--sim-vcek-validity") == 0) {
+            if (!parse_u64(val, 366u * 86400u, &v) || v == 0) {
+                return usage_error("client-cert: --sim-vcek-validity must be 1..31622400 "
+                                   "seconds, got '%s'",
+                                   val);
+            }
+            cfg->sim.vcek_valid_s = (uint32_t)v;
         } else if (strcmp(a, "--validity") == 0) {
             if (!parse_u64(val, 366u * 86400u, &v) || v == 0) {
                 return usage_error("client-cert: --validity must be 1..31622400 seconds, got "

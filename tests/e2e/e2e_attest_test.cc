@@ -309,6 +309,31 @@ TEST_F(AttestTest, ReuseWindowOutlivesTheNonceTtlAndItsReclaimedSlot) {
     delete p;
 }
 
+// A reuse is admitted on the cached verdict without verifying the chain again, so the cache
+// must not outlive the chain's validity: with reuse_window_s = 60 and a VCEK that expires 6 s
+// from now, a connection after the VCEK's end is no longer admitted on the cached verdict; its
+// nonce, consumed by the first one, is then refused (found by a review, 2026-12-07 night:
+// pooled connections were admitted for the whole window).
+TEST_F(AttestTest, ReuseEndsWhenTheVcekChainExpires) {
+    int port = 0, api = 0;
+    Proxy *p = StartProxy(Policy(sim_ + "/ark.pem", "strict", 60, 60), &port, &api);
+    ASSERT_NE(p, nullptr);
+    auto t0 = std::chrono::steady_clock::now();
+    MakeCert("short-vcek", "--measurement " + kGood + " --sim-vcek-validity 6", "", api);
+    CmdResult first = Connect("short-vcek", "postgres", port);
+    ASSERT_EQ(first.out, "admitted\n") << first.out;
+    CmdResult pooled = Connect("short-vcek", "postgres", port);
+    ASSERT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5)) << "too slow";
+    EXPECT_EQ(pooled.out, "admitted\n") << pooled.out; // within both: the cached verdict
+    EXPECT_EQ(e2e::Metric(api, "atls_attestations_reused_total"), 1);
+    std::this_thread::sleep_until(t0 + std::chrono::seconds(8));
+    CmdResult late = Connect("short-vcek", "postgres", port);
+    EXPECT_NE(late.status, 0) << late.out;
+    EXPECT_NE(late.out.find("attestation denied: NONCE_REPLAYED"), std::string::npos) << late.out;
+    EXPECT_EQ(e2e::Metric(api, "atls_attestations_reused_total"), 1);
+    delete p;
+}
+
 TEST_F(AttestTest, SighupReloadsPolicyAndClosesSessionsItNowDenies) {
     int port = 0, api = 0;
     Proxy *p = StartProxy(Policy(sim_ + "/ark.pem"), &port, &api);
