@@ -112,6 +112,18 @@ static void json_str(FILE *f, const char *s) {
     fputc('"', f);
 }
 
+// tickets_json writes the TLS 1.3 session tickets the target sent on `l`'s connections, in all
+// and per TLS handshake completed there (-1 without one), keys prefixed with `prefix`. The
+// client reads every ticket (a handshake's time includes it) and never resumes with one: the
+// count shows what the target spends on tickets that a client like this one never uses.
+static void tickets_json(FILE *f, const char *prefix, const struct bench_loop *l) {
+    fprintf(f, ",\"%stls_handshakes\":%llu,\"%stickets_received\":%llu,"
+               "\"%stickets_per_handshake\":%.3f",
+            prefix, (unsigned long long)l->tls_handshakes, prefix, (unsigned long long)l->tickets,
+            prefix,
+            l->tls_handshakes > 0 ? (double)l->tickets / (double)l->tls_handshakes : -1.0);
+}
+
 // json_head writes the fields every result has; the caller continues with ",..." and closes.
 static FILE *json_head(const struct bench_loop *l, uint64_t errors) {
     FILE *f = json_open();
@@ -126,6 +138,7 @@ static FILE *json_head(const struct bench_loop *l, uint64_t errors) {
     json_str(f, l->first_error);
     fputs(",\"proxy_priority\":\"", f);
     json_str(f, g_o.proxy_priority != NULL ? g_o.proxy_priority : "");
+    tickets_json(f, "", l);
     return f;
 }
 
@@ -673,6 +686,7 @@ static int run_query(SSL_CTX *ctx, bool storm, struct bench_cert *mtls) {
                 (unsigned long long)s->h->done, st_el > 0 ? (double)s->h->done / st_el : 0.0,
                 (unsigned long long)s->h->failed, s->l.first_error,
                 g_o.storm_sched_idle ? "idle" : "normal");
+        tickets_json(f, "storm_", &s->l);
     }
     json_close(f);
     int rc = n > 0 && q->failed == 0 && !q->ready_cmd_failed && (!storm || s->h->done > 0) ? 0 : 1;

@@ -220,6 +220,11 @@ struct bench_loop {
     uint64_t wake_ns; // the driver's next timed action (0: none); the wait ends by then
     uint64_t errors;
     uint64_t connect_errors;
+    // TLS 1.3 NewSessionTicket messages the target sent on this loop's connections (read and
+    // counted, never used: no connection resumes). A server that issues tickets pays for them
+    // on every handshake (bench_tls_ctx_new).
+    uint64_t tickets;
+    uint64_t tls_handshakes; // TLS handshakes this loop completed
     char first_error[BENCH_ERR_MAX];
     uint8_t *plain; // SSL_read scratch
     // Negotiated TLS parameters of the first connection that completed a handshake.
@@ -259,7 +264,8 @@ void bench_conn_fail(struct bench_loop *l, struct bench_conn *c, const char *why
 
 // bench_tls_ctx_new makes the client SSL_CTX: TLS 1.3 only, no session resumption, ALPN
 // "postgresql", server certificate not verified (libpq sslmode=require), and the default client
-// certificate `cert` (may be NULL). Returns NULL on failure (printed).
+// certificate `cert` (may be NULL). Every NewSessionTicket a server sends is counted in the
+// `tickets` of the connection's loop and dropped. Returns NULL on failure (printed).
 SSL_CTX *bench_tls_ctx_new(const struct bench_cert *cert);
 
 // bench_cert_load reads a PEM certificate and key. Returns 0 or -EINVAL (printed).

@@ -149,9 +149,11 @@ def summary(r):
         pool = f"  {r['cert_pool']} client certs in turn" if r.get("cert_pool") else ""
         hits = cache_cell(r)
         hits = f"  gateway chain cache hits {hits}" if hits else ""
+        tix = r.get("tickets_per_handshake")
+        tix = f"  {tix:.2f} session tickets/handshake" if isinstance(tix, (int, float)) and tix >= 0 else ""
         return (f"{head} {r['rate_per_s']:9.1f} conn/s  p50 {r['latency']['p50_us']:.0f} us"
                 f"  p99 {r['latency']['p99_us']:.0f} us  proxy {r['proxy_cpu_ms_per_handshake']:.3f}"
-                f" ms CPU/handshake  [{r.get('cipher', '')} {r.get('group', '')}]{pool}{hits}{err}")
+                f" ms CPU/handshake  [{r.get('cipher', '')} {r.get('group', '')}]{pool}{hits}{tix}{err}")
     if s == "bulk":
         return (f"{head} {r['direction']:4} x{r['connections']:<2} {r['gbit_per_s']:7.2f} Gbit/s"
                 f"  proxy {r['proxy_cpu_s_per_gb']:.3f} CPU-s/GB  client {r['client_cpu_s']:.2f} s{err}")
@@ -263,6 +265,11 @@ def table(rows, pin, raw=None, all_rows=None):
             get(h, "proxy_cpu_ms_per_handshake"))
         if cache_cell(a) is not None:
             add(f"  gateway client-chain cache hits", None, cache_cell(a), None)
+        # TLS 1.3 NewSessionTickets the proxy sent per handshake (atls-bench reads and drops
+        # them): work a proxy does per handshake that this client never uses. Older JSON has no
+        # count.
+        add(f"  session tickets sent per handshake", None, get(a, "tickets_per_handshake"),
+            get(h, "tickets_per_handshake"))
         add(f"  CPU busy % (CPU 0 / CPU 1 ...)", busy_cell(d), busy_cell(a), busy_cell(h))
         add(f"  calibration: ms per 1M steps; ns per load (CPU 0 / 1 ...)", calib_cell(d), calib_cell(a),
             calib_cell(h))

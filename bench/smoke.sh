@@ -140,6 +140,18 @@ for r in rows:
     s = r["scenario"]
     if r["tls"] != "none":
         assert r["tls_version"] == "TLSv1.3" and r["alpn"] == "postgresql", name
+        # Every connection's handshake is counted, and the session tickets the target sent:
+        # atls-proxy sends none (RESULTS.md relies on it).
+        assert r["tls_handshakes"] > 0 and r["tickets_received"] == 0, (name, r["tls_handshakes"])
+        assert r["tickets_per_handshake"] == 0, name
+    else:
+        assert r["tls_handshakes"] == 0 and r["tickets_per_handshake"] == -1, name
+    if s == "handshake":
+        assert r["tls_handshakes"] >= (r["handshakes"] if r["tls"] != "none" else 0), name
+    if s == "storm":
+        hs = r["storm_tls_handshakes"]
+        assert r["storm_tickets_received"] == 0, name
+        assert (hs >= r["storm_handshakes"]) if r["tls"] != "none" else hs == 0, (name, hs)
     if s == "handshake":
         assert r["handshakes"] > 0 and r["rate_per_s"] > 0, name
         hist_ok(r["latency"])
