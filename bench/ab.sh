@@ -110,7 +110,9 @@ start_gateway a "$A" $P_A $API_A
 start_gateway b "$B" $P_B $API_B
 export HAP_THREADS=1 HAP_MAXCONN=1000 HAP_DIR=$W HAP_PG_PORT=$H_PG HAP_SRV_PORT=$H_SRV \
     HAP_TCP_PORT=$H_TCP HAP_PG_BACKEND=$SRV HAP_SRV_BACKEND=$SRV
-"${PROXY_CPU[@]}" haproxy -db -f "$ROOT/bench/haproxy.cfg" >hap.log 2>&1 &
+# No TLS 1.3 session tickets, as run.sh (bench/haproxy-openssl.cnf).
+"${PROXY_CPU[@]}" env OPENSSL_CONF="$ROOT/bench/haproxy-openssl.cnf" haproxy -db \
+    -f "$ROOT/bench/haproxy.cfg" >hap.log 2>&1 &
 HAP=$!
 PIDS+=("$HAP")
 for _ in $(seq 50); do

@@ -266,8 +266,9 @@ def table(rows, pin, raw=None, all_rows=None):
         if cache_cell(a) is not None:
             add(f"  gateway client-chain cache hits", None, cache_cell(a), None)
         # TLS 1.3 NewSessionTickets the proxy sent per handshake (atls-bench reads and drops
-        # them): work a proxy does per handshake that this client never uses. Older JSON has no
-        # count.
+        # them): work a proxy does per handshake that this client never uses. run.sh turns
+        # HAProxy's off (bench/haproxy-openssl.cnf) unless BENCH_HAP_TICKETS=1; older JSON has
+        # no count.
         add(f"  session tickets sent per handshake", None, get(a, "tickets_per_handshake"),
             get(h, "tickets_per_handshake"))
         add(f"  CPU busy % (CPU 0 / CPU 1 ...)", busy_cell(d), busy_cell(a), busy_cell(h))

@@ -37,6 +37,10 @@
 #              a set that N/256 keys on average share with at most 3 others: expected hit share
 #              P(Poisson(N/256) <= 3), 15% at 1,536, 4% at 2,048, 0.2% at 3,072. Each row records
 #              the gateway's own count (cert_cache_hits, cert_verifications).
+#   BENCH_HAP_TICKETS (environment, 0): 1 starts HAProxy with OpenSSL's defaults, which send two
+#              TLS 1.3 session tickets per handshake despite no-tls-tickets; by default it gets
+#              bench/haproxy-openssl.cnf (NumTickets = 0), so that, like atls-proxy, it sends none.
+#              Each row records what the client received (tickets_per_handshake).
 #   BENCH_STEAL_RETRIES (environment, 2): a result during which the hypervisor stole CPU (>= 40 ms
 #              in a latency section, >= 5% of a throughput run) is run again up to this many
 #              times, every target alike; 0: never
@@ -295,7 +299,15 @@ cp "$W/ca.crt" "$W/hap-ca.crt"
 if [ "$BUSY_POLL" -gt 0 ]; then export HAP_BUSY_POLL=1; else unset HAP_BUSY_POLL; fi
 export HAP_THREADS HAP_MAXCONN HAP_DIR=$W HAP_PG_PORT=$H_PG HAP_SRV_PORT=$H_SRV HAP_TCP_PORT=$H_TCP \
     HAP_PG_BACKEND=$PG_PORT HAP_SRV_BACKEND=$SRV_PORT
-haproxy -c -q -f "$ROOT/bench/haproxy.cfg"
+# TLS 1.3 session tickets: see BENCH_HAP_TICKETS above and bench/haproxy-openssl.cnf.
+if [ "${BENCH_HAP_TICKETS:-0}" = 1 ]; then
+    HAP_ENV=(env -u OPENSSL_CONF)
+    HAP_TICKETS_DESC="OpenSSL's default (2 per handshake; BENCH_HAP_TICKETS=1)"
+else
+    HAP_ENV=(env OPENSSL_CONF="$ROOT/bench/haproxy-openssl.cnf")
+    HAP_TICKETS_DESC="off (OPENSSL_CONF=bench/haproxy-openssl.cnf: NumTickets = 0)"
+fi
+"${HAP_ENV[@]}" haproxy -c -q -f "$ROOT/bench/haproxy.cfg"
 # HAProxy's priority follows atls-proxy's (see --worker-priority): HAP_PRIO_DESC goes into every
 # HAProxy row (proxy_priority) and the report's header.
 HAP_PRIO=()
@@ -311,7 +323,7 @@ if [ "$WPRIO" = realtime ]; then
         echo "WARNING: chrt -f 1 failed (needs CAP_SYS_NICE): HAProxy runs at normal priority"
     fi
 fi
-"${PROXY_CPU[@]}" "${HAP_PRIO[@]}" haproxy -db -f "$ROOT/bench/haproxy.cfg" >"$W/haproxy.log" 2>&1 &
+"${PROXY_CPU[@]}" "${HAP_PRIO[@]}" "${HAP_ENV[@]}" haproxy -db -f "$ROOT/bench/haproxy.cfg" >"$W/haproxy.log" 2>&1 &
 HAP_PID=$!
 PIDS+=($HAP_PID)
 for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$H_SRV) 2>/dev/null && break; sleep 0.1; done
@@ -566,6 +578,7 @@ echo
     done
     echo "results re-run because the host stole CPU during them: $STEAL_RERUNS (BENCH_STEAL_RETRIES=$STEAL_RETRIES per result)"
     echo "atls-proxy worker_priority = $WPRIO (storm rows *-normal-prio: normal); times a busy worker left SCHED_FIFO:$drops"
+    echo "HAProxy TLS 1.3 session tickets: $HAP_TICKETS_DESC; atls-proxy sends none"
     echo "HAProxy priority: $HAP_PRIO_DESC$([ "$WPRIO" = realtime ] && [ ${#HAP_PRIO[@]} -gt 0 ] && echo ': the whole process, all the time (no guard like the gateway'"'"'s 80% drop)' || true)"
     [ -n "$POOL_NOTE" ] && echo "handshake rows *-mtls-distinct: $POOL_NOTE, each new connection the next in turn (other mTLS rows: client.crt for every connection)"
     python3 "$ROOT/bench/report.py" --table "$OUT" --pin "$PIN" --charts "$RESULTS"

@@ -342,6 +342,9 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 assert [r["target"] for r in rows] == ["A", "B", "haproxy"] * 2, rows
 assert all(r["gbit_per_s"] > 0 and r["proxy_cpu_s_per_gb"] > 0 and r.get("errors", 0) == 0 for r in rows), rows
+# HAProxy runs with bench/haproxy-openssl.cnf: no session tickets, like the gateway.
+assert all(r["tls_handshakes"] > 0 and r["tickets_received"] == 0 for r in rows), \
+    [(r["target"], r["tickets_received"]) for r in rows]
 ' "$W/ab.json" || { echo "bench smoke: ab.sh rows are not sane: $out"; exit 1; }
     for d in down up; do
         grep -q "^$d: B/A rate" <<<"$out" || { echo "bench smoke: ab.sh printed no $d summary: $out"; exit 1; }
