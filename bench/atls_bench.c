@@ -18,7 +18,13 @@
 #define OPEN_BURST_MAX 256u   // connections opening at once (idle, query, bulk set-up)
 #define SETUP_TIMEOUT_S 60.0  // bound on connecting a scenario's persistent connections
 #define BULK_HIGH_WATER_BYTES (128u * 1024u)
-#define COPY_CHUNK_BYTES (16u * 1024u)
+// Bulk upload: each CopyData message, header included, is one full TLS record's plaintext
+// (16 KiB), so the client hands the proxy full records, as a client streaming a large COPY
+// through a buffered TLS writer would; plaintext (direct) gets the same bytes.
+#define COPY_MSG_BYTES (16u * 1024u)
+#define COPY_MSG_DATA_BYTES (COPY_MSG_BYTES - 5u) // of the binary COPY stream per message
+#define COPY_HEAD_BYTES 19u                       // the binary COPY file header
+#define COPY_TUPLE_HEAD_BYTES 6u                  // int16 field count, int32 length
 
 struct opts {
     const char *scenario;
@@ -709,7 +715,12 @@ struct bulk {
     uint64_t start_ns, end_ns, deadline_ns;
     uint64_t bytes, queries;
     uint64_t failed;
-    uint8_t *copy_msg; // CopyData carrying COPY_CHUNK_BYTES of the binary stream
+    uint64_t rows;         // tuples per COPY (upload)
+    uint64_t stream_bytes; // length of one binary COPY stream: header, tuples, trailer
+    // One CopyData message (COPY_MSG_BYTES, plus room for a CopyDone after a short last one).
+    // WARNING: between messages it holds 'x' at every data byte; copy_fill writes the stream's
+    // other bytes over them and puts the 'x' back once the message is queued.
+    uint8_t *copy_msg;
     char sql[128];
     struct sample s0, s1;
 };
@@ -720,40 +731,90 @@ static void bulk_issue(struct bench_loop *l, struct bench_conn *c) {
     bench_conn_query(l, c, b->sql);
 }
 
-// bulk_fill writes the binary COPY stream: header, then tuples (int16 1, int32 len, bytes), then
-// the trailer, in CopyData messages of COPY_CHUNK_BYTES; user_u64 counts the payload left.
+// copy_fill writes bytes [off, off + n) of the binary COPY stream (19-byte header; b->rows
+// tuples of int16 1, int32 row_bytes, row_bytes of 'x'; int16 -1) to `out`, which holds 'x'
+// there already, so only the headers and the trailer are written; with `restore` it writes 'x'
+// over those instead. Returns how many of the n bytes are row payload.
+static uint32_t copy_fill(const struct bulk *b, uint8_t *out, uint64_t off, uint32_t n,
+                          bool restore) {
+    static const uint8_t head[COPY_HEAD_BYTES] = {'P', 'G', 'C', 'O', 'P', 'Y', '\n', 0xff, '\r',
+                                                  '\n', 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    static const uint8_t trailer[2] = {0xff, 0xff};
+    uint8_t tuple_head[COPY_TUPLE_HEAD_BYTES] = {0, 1};
+    bench_pg_put_be32(tuple_head + 2, g_o.row_bytes);
+    uint64_t tuple = COPY_TUPLE_HEAD_BYTES + (uint64_t)g_o.row_bytes;
+    uint64_t body_end = COPY_HEAD_BYTES + b->rows * tuple;
+    uint32_t done = 0, payload = 0;
+    while (done < n) {
+        uint64_t at = off + done;
+        uint64_t left = n - done;
+        const uint8_t *src = NULL;
+        uint64_t len;
+        if (at < COPY_HEAD_BYTES) {
+            src = head + at;
+            len = COPY_HEAD_BYTES - at;
+        } else if (at < body_end) {
+            uint64_t in = (at - COPY_HEAD_BYTES) % tuple;
+            if (in < COPY_TUPLE_HEAD_BYTES) {
+                src = tuple_head + in;
+                len = COPY_TUPLE_HEAD_BYTES - in;
+            } else {
+                len = tuple - in < left ? tuple - in : left;
+                payload += (uint32_t)len;
+            }
+        } else {
+            src = trailer + (at - body_end);
+            len = body_end + sizeof(trailer) - at;
+        }
+        len = len < left ? len : left;
+        if (src != NULL) {
+            if (restore) {
+                memset(out + done, 'x', (size_t)len);
+            } else {
+                memcpy(out + done, src, (size_t)len);
+            }
+        }
+        done += (uint32_t)len;
+    }
+    return payload;
+}
+
+// bulk_fill queues the binary COPY stream in CopyData messages of COPY_MSG_BYTES (the last one
+// shorter, with the CopyDone in the same write when it fits) while less than
+// BULK_HIGH_WATER_BYTES is pending; user_u64 is the stream offset reached, b->bytes counts the
+// row payload queued.
 static void bulk_fill(struct bench_loop *l, struct bench_conn *c) {
     struct bulk *b = l->drv.arg;
     if (c->user_u32 != 1) {
         return;
     }
-    while (c->user_u64 > 0 && bench_conn_pending(c) < BULK_HIGH_WATER_BYTES) {
-        // Stream bytes are all 'x' except tuple headers: a chunk is a whole number of tuples
-        // when row_bytes+6 divides it; otherwise build per chunk. We keep it exact and simple:
-        // one tuple per row, written as header message + payload messages.
-        uint8_t hdr[5 + 6];
-        hdr[0] = 'd';
-        bench_pg_put_be32(hdr + 1, 4 + 6);
-        hdr[5] = 0;
-        hdr[6] = 1;
-        bench_pg_put_be32(hdr + 7, g_o.row_bytes);
-        if (c->user_u64 % g_o.row_bytes == 0 && bench_conn_write(l, c, hdr, sizeof(hdr)) != 0) {
+    uint8_t *msg = b->copy_msg;
+    while (c->user_u64 < b->stream_bytes && bench_conn_pending(c) < BULK_HIGH_WATER_BYTES) {
+        uint64_t left = b->stream_bytes - c->user_u64;
+        uint32_t n = left < COPY_MSG_DATA_BYTES ? (uint32_t)left : COPY_MSG_DATA_BYTES;
+        size_t len = 5 + (size_t)n;
+        bench_pg_put_be32(msg + 1, 4 + n);
+        uint32_t payload = copy_fill(b, msg + 5, c->user_u64, n, false);
+        bool last = n == left;
+        if (last && len + 5 <= COPY_MSG_BYTES) {
+            static const uint8_t done[5] = {'c', 0, 0, 0, 4};
+            memcpy(msg + len, done, sizeof(done));
+            len += sizeof(done);
+            c->user_u32 = 2;
+        }
+        int rc = bench_conn_write(l, c, msg, len);
+        copy_fill(b, msg + 5, c->user_u64, n, true);
+        memset(msg + 5 + n, 'x', len - 5 - n);
+        if (rc != 0) {
             return;
         }
-        uint64_t row_left = c->user_u64 % g_o.row_bytes;
-        row_left = row_left == 0 ? g_o.row_bytes : row_left;
-        uint32_t n = row_left < COPY_CHUNK_BYTES ? (uint32_t)row_left : COPY_CHUNK_BYTES;
-        bench_pg_put_be32(b->copy_msg + 1, 4 + n);
-        if (bench_conn_write(l, c, b->copy_msg, 5 + n) != 0) {
-            return;
-        }
-        c->user_u64 -= n;
-        b->bytes += n;
+        c->user_u64 += n;
+        b->bytes += payload;
     }
-    if (c->user_u64 == 0) {
-        static const uint8_t trailer[] = {'d', 0, 0, 0, 6, 0xff, 0xff, 'c', 0, 0, 0, 4};
+    if (c->user_u64 == b->stream_bytes && c->user_u32 == 1) {
+        static const uint8_t done[5] = {'c', 0, 0, 0, 4};
         c->user_u32 = 2;
-        bench_conn_write(l, c, trailer, sizeof(trailer));
+        bench_conn_write(l, c, done, sizeof(done));
     }
 }
 
@@ -762,16 +823,9 @@ static void bulk_on_msg(struct bench_loop *l, struct bench_conn *c, uint8_t type
     (void)body;
     (void)len;
     if (type == 'G' && g_o.up) {
-        static const uint8_t head[] = {'d', 0, 0, 0, 4 + 19, 'P', 'G', 'C', 'O', 'P', 'Y', '\n',
-                                       0xff, '\r', '\n', 0, 0, 0, 0, 0, 0, 0, 0, 0};
-        struct bulk *b = l->drv.arg;
         c->user_u32 = 1;
-        uint64_t rows = g_o.query_bytes / g_o.row_bytes;
-        c->user_u64 = (rows == 0 ? 1 : rows) * g_o.row_bytes;
-        (void)b;
-        if (bench_conn_write(l, c, head, sizeof(head)) == 0) {
-            bulk_fill(l, c);
-        }
+        c->user_u64 = 0;
+        bulk_fill(l, c);
     }
 }
 
@@ -830,13 +884,19 @@ static int run_bulk(SSL_CTX *ctx, struct bench_cert *mtls) {
     if (b == NULL) {
         return 1;
     }
-    b->copy_msg = malloc(5 + COPY_CHUNK_BYTES);
+    b->copy_msg = malloc(COPY_MSG_BYTES + 5);
+    if (b->copy_msg == NULL) {
+        free(b);
+        return 1;
+    }
     b->copy_msg[0] = 'd';
-    memset(b->copy_msg + 5, 'x', COPY_CHUNK_BYTES);
+    memset(b->copy_msg + 5, 'x', COPY_MSG_BYTES);
     b->conns = g_o.conns;
     b->deadline_ns = (uint64_t)(g_o.duration_s * (double)NS_PER_S);
     uint64_t rows = g_o.query_bytes / g_o.row_bytes;
     rows = rows == 0 ? 1 : rows;
+    b->rows = rows;
+    b->stream_bytes = COPY_HEAD_BYTES + rows * (COPY_TUPLE_HEAD_BYTES + (uint64_t)g_o.row_bytes) + 2;
     if (g_o.up) {
         snprintf(b->sql, sizeof(b->sql), "COPY bench_sink FROM STDIN (FORMAT binary)");
     } else {
@@ -872,6 +932,8 @@ static int run_bulk(SSL_CTX *ctx, struct bench_cert *mtls) {
             b->started ? b->s1.self_cpu_s - b->s0.self_cpu_s : 0.0,
             b->started ? bench_steal_pct(&b->s0.ticks, &b->s1.ticks) : -1.0,
             b->started ? bench_steal_ms(&b->s0.ticks, &b->s1.ticks) : -1.0);
+    // Upload: the size of each CopyData message written (header included; one TLS record).
+    fprintf(f, ",\"copy_msg_bytes\":%u", g_o.up ? COPY_MSG_BYTES : 0u);
     if (b->started) {
         bench_cpu_busy_json(f, &b->s0.ticks, &b->s1.ticks);
     }

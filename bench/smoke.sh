@@ -157,6 +157,10 @@ for r in rows:
         hist_ok(r["latency"])
     elif s == "bulk":
         assert r["bytes"] > 0 and r["bytes_per_s"] > 0, name
+        # Upload: whole COPYs of 8 MiB of row payload, in CopyData messages of one TLS record.
+        up = r["direction"] == "up"
+        assert r["copy_msg_bytes"] == (16384 if up else 0), (name, r["copy_msg_bytes"])
+        assert not up or r["bytes"] == r["queries"] * 8388608, (name, r["bytes"], r["queries"])
     elif s == "query":
         hist_ok(r["latency"])
     elif s == "idle":
