@@ -31,6 +31,7 @@ struct opts {
     struct bench_target t;
     const char *cert, *key;
     const char *cert_pool;      // --cert-pool DIR: mTLS handshakes take its certificates in turn
+    uint32_t cert_pool_start;   // --cert-pool-start N: ... starting with the N-th (mod its size)
     const char *proxy_api;      // --proxy-api H:P: the gateway's API, for its client-chain counters
     const char *proxy_priority; // --proxy-priority TEXT: recorded in the JSON as is
     struct bench_attest_opts at;
@@ -300,6 +301,17 @@ static void hs_init(struct hs *h, struct bench_driver *d, uint32_t conc, double 
                                .on_tick = hs_on_tick};
 }
 
+// pool_json writes where a --cert-pool run began in the pool and the certificate the next run
+// would take (both -1 without one): run.sh passes the latter to the next run against the same
+// gateway as --cert-pool-start, so that its runs go round the whole pool one after another
+// instead of each starting at the first certificate, which the gateway's cache of verified
+// chains would still hold from the run before.
+static void pool_json(FILE *f, const struct hs *h) {
+    long long start = h->pool_cycle ? (long long)(g_o.cert_pool_start % h->pool_n) : -1;
+    long long next = h->pool_cycle ? (long long)h->pool_next : -1;
+    fprintf(f, ",\"cert_pool_start\":%lld,\"cert_pool_next\":%lld", start, next);
+}
+
 static int make_pool(struct bench_cert **pool, uint32_t n) {
     uint64_t t0 = bench_now_ns();
     int rc = bench_attest_pool_make(pool, n, &g_o.at);
@@ -338,6 +350,7 @@ static int run_handshake(SSL_CTX *ctx) {
         h->pool = g_pool; // mTLS: a different client certificate for each new connection
         h->pool_n = g_pool_n;
         h->pool_cycle = true;
+        h->pool_next = g_o.cert_pool_start % g_pool_n;
     }
     if (bench_loop_init(&l, g_o.conns * 2 + 16, &g_o.t, ctx, &d) != 0) {
         return 1;
@@ -367,6 +380,7 @@ static int run_handshake(SSL_CTX *ctx) {
             s1.self_cpu_s - s0.self_cpu_s, bench_steal_pct(&s0.ticks, &s1.ticks),
             bench_steal_ms(&s0.ticks, &s1.ticks));
     bench_hist_json(f, &h->hist);
+    pool_json(f, h);
     gw_certs_json(f, &g0, &g1);
     bench_cpu_busy_json(f, &s0.ticks, &s1.ticks);
     calib_json(f, &cal);
@@ -564,6 +578,7 @@ static void *storm_main(void *arg) {
     s->h->pool = s->pool;
     s->h->pool_n = s->pool_n;
     s->h->pool_cycle = s->pool_cycle;
+    s->h->pool_next = s->pool_cycle ? g_o.cert_pool_start % s->pool_n : 0;
     s->h->external_stop = &s->q->finished;
     s->t = g_o.t;
     if (g_o.storm_port != 0) {
@@ -693,6 +708,7 @@ static int run_query(SSL_CTX *ctx, bool storm, struct bench_cert *mtls) {
                 (unsigned long long)s->h->failed, s->l.first_error,
                 g_o.storm_sched_idle ? "idle" : "normal");
         tickets_json(f, "storm_", &s->l);
+        pool_json(f, s->h);
     }
     json_close(f);
     int rc = n > 0 && q->failed == 0 && !q->ready_cmd_failed && (!storm || s->h->done > 0) ? 0 : 1;
@@ -1044,6 +1060,8 @@ static void usage(void) {
           "         --cert-pool DIR                   handshake, storm: each new connection takes\n"
           "                                           the next NAME.crt/NAME.key of DIR in turn\n"
           "                                           (storm: the probe keeps --cert)\n"
+          "         --cert-pool-start N               begin with the N-th of them (default 0); the\n"
+          "                                           JSON gives the next one (cert_pool_next)\n"
           "         --attest-api H:P --sim-dir D --measurement HEX96 [--svn N]\n"
           "                                           attested: one fresh certificate per handshake\n"
           "load:    --conns N --duration S --count N (handshake: stop after N; attested: pool size)\n"
@@ -1115,6 +1133,8 @@ static int parse_args(int argc, char **argv) {
             g_o.key = v;
         } else if (strcmp(a, "--cert-pool") == 0) {
             g_o.cert_pool = v;
+        } else if (strcmp(a, "--cert-pool-start") == 0) {
+            g_o.cert_pool_start = (uint32_t)strtoul(v, NULL, 10);
         } else if (strcmp(a, "--proxy-api") == 0) {
             g_o.proxy_api = v;
         } else if (strcmp(a, "--proxy-priority") == 0) {

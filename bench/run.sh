@@ -31,7 +31,9 @@
 #              sleeping, so whoever sends them data has no sleeping CPU to wake (in a VM, an
 #              interrupt and a VM exit). Meant for --pin split, where each proxy has its own CPU.
 #   BENCH_CERT_POOL (environment, 3072): client certificates of the mtls-distinct handshake
-#              rows, each new connection the next one in turn (atls-bench --cert-pool). The
+#              rows and of every mTLS storm's handshakes (storm and storm-ab, both proxies; the
+#              probe's own connections keep client.crt), each new connection the next one in
+#              turn (atls-bench --cert-pool). The
 #              gateway caches verified client chains per worker (core/core_certcache.c: 256 sets
 #              x 4 ways, LRU in a set); cycling through N certificates, a chain is a hit only in
 #              a set that N/256 keys on average share with at most 3 others: expected hit share
@@ -182,14 +184,18 @@ OUT=$RESULTS/run-$STAMP-$PIN$([ "$BUSY_POLL" -gt 0 ] && echo "-bp$BUSY_POLL" || 
 # ---- certificates ----------------------------------------------------------------------------------
 bench_certs "$W" bench 2
 POOL_NOTE=""
-if want handshake; then
+if want handshake || want storm || want storm-ab; then
     t0=$(date +%s.%N)
     bench_cert_pool "$W" "$CERT_POOL_N" 2 bench ||
         { echo "run.sh: making $CERT_POOL_N client certificates in $W/pool failed" >&2; exit 1; }
     POOL_NOTE=$(awk -v a="$t0" -v b="$(date +%s.%N)" -v n="$CERT_POOL_N" \
         'BEGIN{printf "%d client certificates, one CA with client.crt, made in %.1f s", n, b - a}')
-    echo "run.sh: mtls-distinct rows: $POOL_NOTE"
+    echo "run.sh: mtls-distinct handshake rows and mTLS storms: $POOL_NOTE"
 fi
+# The mTLS storms' handshakes take the pool's certificates in turn, for atls-proxy and HAProxy
+# alike. Runs before this gave them all client.crt: the gateway then took each from its cache of
+# verified chains while HAProxy verified every one, which made the storm cheap for the gateway.
+POOL=(--cert-pool "$W/pool")
 # The simulated AMD hierarchy (RSA-4096 keys: takes a few seconds the first time).
 "$ATLSCTL" client-cert --nonce "$(printf '0%.0s' $(seq 64))" --provider simulated --sim-dir "$W/sim" \
     --out-cert "$W/warm.crt" --out-key "$W/warm.key" >/dev/null
@@ -385,6 +391,13 @@ target_prio() {
 
 # bench TARGET_NAME PORT TLS PID SCENARIO ARGS... : one atls-bench run appended to $OUT.
 bench() { with_steal_retries bench_once "$@"; }
+# POOL_AT[PORT]: the --cert-pool certificate the next run against the proxy on PORT starts with.
+# Each run continues where the last one against that proxy stopped (atls-bench's
+# cert_pool_next), so a proxy sees the whole pool go round before any certificate comes again:
+# started at the first each time, a run would find the certificates of the run before still in
+# the gateway's cache of verified chains (seen: 100% hits on the pg-fifo storm, whose ~110
+# handshakes, like the pg storm's before it, fit in the cache).
+declare -A POOL_AT=()
 bench_once() {
     local name=$1 port=$2 tls=$3 pid=$4 scen=$5
     shift 5
@@ -393,10 +406,17 @@ bench_once() {
     [ "$tls" = none ] && auth=()
     local api=()
     [ "$name" = atls ] && api=(--proxy-api "127.0.0.1:${API_OF_PID[$pid]}")
+    local pool=() n0
+    [[ " $* " == *" --cert-pool "* ]] && pool=(--cert-pool-start "${POOL_AT[$port]:-0}")
+    n0=$(wc -l <"$OUT")
     if ! timeout 300 "${LOAD_CPU[@]}" "$BENCH" "$scen" --port "$port" --tls "$tls" "${auth[@]}" \
         --proxy-pid "$pid" --target-name "$name" --out "$OUT" "${api[@]}" \
-        --proxy-priority "$(target_prio "$name" "$pid")" "$@" 2>>"$W/bench.err"; then
+        --proxy-priority "$(target_prio "$name" "$pid")" "${pool[@]}" "$@" 2>>"$W/bench.err"; then
         echo "run.sh: $scen against $name reported a failure (see $OUT, $W/bench.err)"
+    fi
+    if [ ${#pool[@]} -gt 0 ] && [ "$(wc -l <"$OUT")" -gt "$n0" ]; then
+        POOL_AT[$port]=$(tail -1 "$OUT" | python3 -c 'import json, sys
+print(max(json.load(sys.stdin).get("cert_pool_next", 0), 0))')
     fi
     tail -1 "$OUT" | python3 "$ROOT/bench/report.py" --line
 }
@@ -483,8 +503,8 @@ if want storm; then
         local label=$1 dp=$2 ap=$3 apid=$4 hp=$5
         shift 5
         bench direct "$dp" none 0 storm --label "$label" "${ST[@]}" "$@"
-        bench atls "$ap" direct "$apid" storm --label "$label" "${ST[@]}" "$@"
-        bench haproxy "$hp" direct $HAP_PID storm --label "$label" "${ST[@]}" "$@"
+        bench atls "$ap" direct "$apid" storm --label "$label" "${ST[@]}" "${POOL[@]}" "$@"
+        bench haproxy "$hp" direct $HAP_PID storm --label "$label" "${ST[@]}" "${POOL[@]}" "$@"
     }
     storm_rows pg $PG_PORT $A_PG_MTLS "$PID_pg_mtls" $H_PG
     # Built-in backend: the storm's cost falls on the proxy alone (PostgreSQL forks a process
@@ -494,7 +514,7 @@ if want storm; then
     # doing (bench/RESULTS.md, "Storm").
     chrt -a -f -p 1 "$SRV_PID" >/dev/null || echo "WARNING: backend not SCHED_FIFO (needs CAP_SYS_NICE)"
     storm_rows srv $SRV_PORT $A_SRV_MTLS "$PID_srv_mtls" $H_SRV
-    bench atls $A_SRV_MTLS_N direct "$PID_srv_mtls_normal" storm --label srv-normal-prio "${ST[@]}"
+    bench atls $A_SRV_MTLS_N direct "$PID_srv_mtls_normal" storm --label srv-normal-prio "${ST[@]}" "${POOL[@]}"
     bench atls $A_SRV_ATT direct "$PID_srv_att" storm --label srv-attested "${ST[@]}" \
         --count $STORM_ATT_SRV_N "${ATT[@]}"
     chrt -a -o -p 0 "$SRV_PID" >/dev/null || true
@@ -506,7 +526,8 @@ if want storm; then
     # behind the storm's forks, which direct shows as much as any proxy. With a database on its
     # own host, as in production, that wait does not exist. Every target the same way.
     storm_rows pg-fifo $PG_PORT $A_PG_MTLS "$PID_pg_mtls" $H_PG "${PF[@]}"
-    bench atls $A_PG_MTLS_N direct "$PID_pg_mtls_normal" storm --label pg-fifo-normal-prio "${ST[@]}" "${PF[@]}"
+    bench atls $A_PG_MTLS_N direct "$PID_pg_mtls_normal" storm --label pg-fifo-normal-prio "${ST[@]}" \
+        "${POOL[@]}" "${PF[@]}"
     bench atls $A_PG_ATT direct "$PID_pg_att" storm --label pg-attested-fifo "${ST[@]}" \
         --count $STORM_ATT_N "${ATT_PG[@]}" "${PF[@]}"
 fi
@@ -522,12 +543,12 @@ if want storm-ab; then
         echo "-- round $r"
         chrt -a -f -p 1 "$SRV_PID" >/dev/null
         bench direct $SRV_PORT none 0 storm --label ab-srv-direct "${ST[@]}"
-        bench atls $A_SRV_MTLS direct "$PID_srv_mtls" storm --label ab-srv-realtime "${ST[@]}"
-        bench atls $A_SRV_MTLS_N direct "$PID_srv_mtls_normal" storm --label ab-srv-normal "${ST[@]}"
+        bench atls $A_SRV_MTLS direct "$PID_srv_mtls" storm --label ab-srv-realtime "${ST[@]}" "${POOL[@]}"
+        bench atls $A_SRV_MTLS_N direct "$PID_srv_mtls_normal" storm --label ab-srv-normal "${ST[@]}" "${POOL[@]}"
         chrt -a -o -p 0 "$SRV_PID" >/dev/null
         bench direct $PG_PORT none 0 storm --label ab-pg-fifo-direct "${ST[@]}" "${PF[@]}"
-        bench atls $A_PG_MTLS direct "$PID_pg_mtls" storm --label ab-pg-fifo-realtime "${ST[@]}" "${PF[@]}"
-        bench atls $A_PG_MTLS_N direct "$PID_pg_mtls_normal" storm --label ab-pg-fifo-normal "${ST[@]}" "${PF[@]}"
+        bench atls $A_PG_MTLS direct "$PID_pg_mtls" storm --label ab-pg-fifo-realtime "${ST[@]}" "${POOL[@]}" "${PF[@]}"
+        bench atls $A_PG_MTLS_N direct "$PID_pg_mtls_normal" storm --label ab-pg-fifo-normal "${ST[@]}" "${POOL[@]}" "${PF[@]}"
         bench atls $A_PG_ATT direct "$PID_pg_att" storm --label ab-pg-attested-fifo-realtime "${ST[@]}" \
             --count $STORM_ATT_N "${ATT_PG[@]}" "${PF[@]}"
         bench atls $A_PG_ATT_N direct "$PID_pg_att_normal" storm --label ab-pg-attested-fifo-normal "${ST[@]}" \
@@ -580,7 +601,7 @@ echo
     echo "atls-proxy worker_priority = $WPRIO (storm rows *-normal-prio: normal); times a busy worker left SCHED_FIFO:$drops"
     echo "HAProxy TLS 1.3 session tickets: $HAP_TICKETS_DESC; atls-proxy sends none"
     echo "HAProxy priority: $HAP_PRIO_DESC$([ "$WPRIO" = realtime ] && [ ${#HAP_PRIO[@]} -gt 0 ] && echo ': the whole process, all the time (no guard like the gateway'"'"'s 80% drop)' || true)"
-    [ -n "$POOL_NOTE" ] && echo "handshake rows *-mtls-distinct: $POOL_NOTE, each new connection the next in turn (other mTLS rows: client.crt for every connection)"
+    [ -n "$POOL_NOTE" ] && echo "handshake rows *-mtls-distinct and the mTLS storms' handshakes: $POOL_NOTE, each new connection the next in turn (other mTLS connections: client.crt)"
     python3 "$ROOT/bench/report.py" --table "$OUT" --pin "$PIN" --charts "$RESULTS"
 } | tee "${OUT%.json}.md"
 echo "run.sh: results in $OUT"

@@ -114,8 +114,8 @@ unset -n args # a nameref still: ab.sh's "for args in" below would assign throug
 # --cert-pool (run.sh's mtls-distinct rows): 6 client certificates of the same CA, each new
 # connection the next in turn; --proxy-api reads the gateway's client-chain counters around it.
 bench_cert_pool "$W" 6 1 smoke
-"$BENCH" handshake "${M[@]}" --label pool --cert-pool "$W/pool" --proxy-api 127.0.0.1:$API1 \
-    --proxy-priority "smoke prio" --conns 2 --duration 0.5
+"$BENCH" handshake "${M[@]}" --label pool --cert-pool "$W/pool" --cert-pool-start 10 \
+    --proxy-api 127.0.0.1:$API1 --proxy-priority "smoke prio" --conns 2 --duration 0.5
 "$BENCH" storm "${M[@]}" --label pool --cert-pool "$W/pool" --proxy-api 127.0.0.1:$API1 \
     --conns 2 --storm-conns 2 --duration 0.5
 if "$BENCH" query "${M[@]}" --out "$W/pool-query.json" --cert-pool "$W/pool" --conns 2 --duration 0.3 2>/dev/null; then
@@ -189,11 +189,18 @@ for r in rows:
         # still in flight at its end.
         assert r["cert_pool"] == 6 and r["auth"] == "mtls", (name, r["cert_pool"])
         ver, hits = r["cert_verifications"], r["cert_cache_hits"]
+        # --cert-pool-start 10 begins at certificate 10 mod 6; cert_pool_next is where the
+        # next run would begin (run.sh passes it on).
         if s == "handshake":
             assert ver == 6 and ver + hits == r["handshakes"], (name, ver, hits, r["handshakes"])
             assert r["proxy_priority"] == "smoke prio", (name, r["proxy_priority"])
+            assert r["cert_pool_start"] == 4, (name, r["cert_pool_start"])
+            assert r["cert_pool_next"] == (4 + r["handshakes"]) % 6, (name, r["cert_pool_next"])
         else:
             assert ver == 0 and hits >= r["storm_handshakes"] + r["connections"], (name, ver, hits)
+            assert r["cert_pool_start"] == 0 and 0 <= r["cert_pool_next"] < 6, name
+    elif s in ("handshake", "storm"):
+        assert r["cert_pool_start"] == -1 and r["cert_pool_next"] == -1, name
     else:
         assert r["cert_pool"] == 0 and r["proxy_priority"] == "", (name, r["cert_pool"])
         assert r.get("cert_verifications", -1) == -1, (name, r.get("cert_verifications"))
