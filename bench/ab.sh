@@ -4,6 +4,8 @@
 # up), one row through A, one through B and one through HAProxy, so a slow host minute hits all
 # three. Pinning as run.sh's split mode: the gateways and HAProxy on CPU 0, the load generator and
 # atls-bench's built-in backend on CPU 1. Mutual TLS, the same certificates for every target.
+# Priorities as run.sh's default: the gateways at worker_priority = realtime, HAProxy under
+# chrt -f 1 (normal if chrt fails); every row records its target's (proxy_priority).
 #
 #   bash bench/ab.sh [--rounds N] [--duration S] [--conns N] PROXY_A PROXY_B
 #
@@ -21,7 +23,7 @@ while [ $# -gt 0 ]; do
     --rounds) ROUNDS=$2; shift 2 ;;
     --duration) DUR=$2; shift 2 ;;
     --conns) CONNS=$2; shift 2 ;;
-    -h | --help) sed -n 2,14p "$0"; exit 0 ;;
+    -h | --help) sed -n 2,15p "$0"; exit 0 ;;
     -*) echo "ab.sh: unknown option $1" >&2; exit 2 ;;
     *) break ;;
     esac
@@ -108,10 +110,28 @@ EOF
 }
 start_gateway a "$A" $P_A $API_A
 start_gateway b "$B" $P_B $API_B
+declare -A GW_PRIO=()
+for g in a b; do
+    GW_PRIO[$g]="worker_priority = realtime"
+    if grep -q "worker_priority = realtime refused" "$W/$g/log"; then
+        GW_PRIO[$g]="worker_priority = realtime refused (normal)"
+        echo "WARNING: gateway $g could not run its worker SCHED_FIFO (needs CAP_SYS_NICE)" >&2
+    fi
+done
+# HAProxy's priority follows the gateways', as in run.sh: SCHED_FIFO 1 for the whole process
+# (it has no guard like the gateway's drop to normal above 80% CPU).
+HAP_PRIO=()
+HAP_PRIO_DESC="normal (chrt -f 1 failed)"
+if chrt -f 1 true 2>/dev/null; then
+    HAP_PRIO=(chrt -f 1)
+    HAP_PRIO_DESC="SCHED_FIFO 1 (chrt -f 1)"
+else
+    echo "WARNING: chrt -f 1 failed (needs CAP_SYS_NICE): HAProxy runs at normal priority" >&2
+fi
 export HAP_THREADS=1 HAP_MAXCONN=1000 HAP_DIR=$W HAP_PG_PORT=$H_PG HAP_SRV_PORT=$H_SRV \
     HAP_TCP_PORT=$H_TCP HAP_PG_BACKEND=$SRV HAP_SRV_BACKEND=$SRV
 # No TLS 1.3 session tickets, as run.sh (bench/haproxy-openssl.cnf).
-"${PROXY_CPU[@]}" env OPENSSL_CONF="$ROOT/bench/haproxy-openssl.cnf" haproxy -db \
+"${PROXY_CPU[@]}" "${HAP_PRIO[@]}" env OPENSSL_CONF="$ROOT/bench/haproxy-openssl.cnf" haproxy -db \
     -f "$ROOT/bench/haproxy.cfg" >hap.log 2>&1 &
 HAP=$!
 PIDS+=("$HAP")
@@ -119,12 +139,18 @@ for _ in $(seq 50); do
     ss -Hltn | grep -q ":$H_SRV " && break
     sleep 0.1
 done
+# What its threads actually run at (ps CLS: FF = SCHED_FIFO, TS = normal).
+HAP_CLS=$(ps -L -o cls= -p "$HAP" | sort -u | xargs)
+if [ ${#HAP_PRIO[@]} -gt 0 ] && [ "$HAP_CLS" != FF ]; then
+    HAP_PRIO_DESC="not all SCHED_FIFO (threads: $HAP_CLS)"
+    echo "WARNING: HAProxy under chrt -f 1 has threads of class $HAP_CLS" >&2
+fi
 
-# row TARGET PORT PID DIRECTION
+# row TARGET PORT PID DIRECTION PRIORITY
 row() {
     if ! "${LOAD_CPU[@]}" "$BENCH" bulk --port "$2" --tls direct --cert "$W/client.crt" \
         --key "$W/client.key" --proxy-pid "$3" --target-name "$1" --out "$OUT" --label srv \
-        --"$4" --conns "$CONNS" --duration "$DUR" 2>>"$W/err"; then
+        --proxy-priority "$5" --"$4" --conns "$CONNS" --duration "$DUR" 2>>"$W/err"; then
         echo "ab.sh: row $1 $4 failed:" >&2
         tail -3 "$W/err" >&2
         exit 1
@@ -133,11 +159,12 @@ row() {
 echo "ab.sh: A=$A"
 echo "ab.sh: B=$B"
 echo "ab.sh: $ROUNDS rounds, $DUR s rows, $CONNS connection(s)"
+echo "ab.sh: priority: A ${GW_PRIO[a]}, B ${GW_PRIO[b]}, HAProxy $HAP_PRIO_DESC (threads: $HAP_CLS)"
 for _ in $(seq "$ROUNDS"); do
     for dir in down up; do
-        row A $P_A "${GW_PID[a]}" $dir
-        row B $P_B "${GW_PID[b]}" $dir
-        row haproxy $H_SRV $HAP $dir
+        row A $P_A "${GW_PID[a]}" $dir "${GW_PRIO[a]}"
+        row B $P_B "${GW_PID[b]}" $dir "${GW_PRIO[b]}"
+        row haproxy $H_SRV $HAP $dir "$HAP_PRIO_DESC"
     done
 done
 python3 - "$OUT" <<'PY'

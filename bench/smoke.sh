@@ -356,6 +356,15 @@ assert all(r["gbit_per_s"] > 0 and r["proxy_cpu_s_per_gb"] > 0 and r.get("errors
 # HAProxy runs with bench/haproxy-openssl.cnf: no session tickets, like the gateway.
 assert all(r["tls_handshakes"] > 0 and r["tickets_received"] == 0 for r in rows), \
     [(r["target"], r["tickets_received"]) for r in rows]
+# Priorities as run.sh: the gateways realtime, HAProxy SCHED_FIFO 1 when chrt may set it.
+import subprocess
+fifo = subprocess.run(["chrt", "-f", "1", "true"], capture_output=True).returncode == 0
+for r in rows:
+    p = r["proxy_priority"]
+    if r["target"] == "haproxy":
+        assert p == ("SCHED_FIFO 1 (chrt -f 1)" if fifo else "normal (chrt -f 1 failed)"), p
+    else:
+        assert p.startswith("worker_priority = realtime"), p
 ' "$W/ab.json" || { echo "bench smoke: ab.sh rows are not sane: $out"; exit 1; }
     for d in down up; do
         grep -q "^$d: B/A rate" <<<"$out" || { echo "bench smoke: ab.sh printed no $d summary: $out"; exit 1; }
