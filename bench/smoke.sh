@@ -414,5 +414,19 @@ assert "not judged" in same and "met" not in same, same
 assert "judged on distinct certs" in distinct and "| 1.88 |" in distinct and "**missed**" in distinct, distinct
 hits = [l for l in t if l.startswith("|   gateway client-chain cache hits")]
 assert len(hits) == 2 and "100.0% of 8,000" in hits[0] and "0.2% of 6,012" in hits[1], hits
+# A row that counted errors leaves its verdict unjudged (and out of --spread's count), however
+# good its ratio.
+bad = [dict(dist[0], rate_per_s=3000.0, errors=5, first_error="TLS handshake failed"), dist[1]]
+raw = []
+t = report.table([base, hap] + bad, "t", raw).split("\n")
+distinct = next(l for l in t if l.startswith("| handshakes/s, mTLS distinct certs"))
+assert "not judged: errors in atls (5)" in distinct and "met" not in distinct, distinct
+assert next(ok for m, _, _, ok in raw if m.startswith("handshakes/s, mTLS distinct")) is None, raw
+# pgbench: HAProxy's row is a plain TCP hop, and its cell says so.
+pgb = [{"scenario": "pgbench", "target": t, "label": l, "tps": v, "errors": 0}
+       for t, l, v in (("direct", "pg", 10000.0), ("atls", "pg-tls", 8500.0),
+                       ("haproxy", "pg-tcp-hop", 9000.0))]
+line = next(l for l in report.table(pgb, "t").split("\n") if l.startswith("| pgbench"))
+assert "| 0.94 (TLS vs HAProxy's plain TCP hop, not TLS) |" in line and "| met |" in line, line
 print("bench smoke: report.py load and drift notes ok")
 PY
