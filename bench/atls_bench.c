@@ -34,6 +34,7 @@ struct opts {
     uint32_t cert_pool_start;   // --cert-pool-start N: ... starting with the N-th (mod its size)
     const char *proxy_api;      // --proxy-api H:P: the gateway's API, for its client-chain counters
     const char *proxy_priority; // --proxy-priority TEXT: recorded in the JSON as is
+    const char *run_order;      // --run-order TEXT: recorded as is (run.sh: its group's order)
     struct bench_attest_opts at;
     bool attested;
     uint32_t conns;
@@ -145,6 +146,8 @@ static FILE *json_head(const struct bench_loop *l, uint64_t errors) {
     json_str(f, l->first_error);
     fputs(",\"proxy_priority\":\"", f);
     json_str(f, g_o.proxy_priority != NULL ? g_o.proxy_priority : "");
+    fputs(",\"run_order\":\"", f);
+    json_str(f, g_o.run_order != NULL ? g_o.run_order : "");
     tickets_json(f, "", l);
     return f;
 }
@@ -1078,7 +1081,9 @@ static void usage(void) {
           "report:  --proxy-pid PID --target-name NAME --label TEXT --out FILE (JSON lines)\n"
           "         --proxy-api H:P                   atls-proxy API: client chains it verified\n"
           "                                           / took from its cache (handshake, storm)\n"
-          "         --proxy-priority TEXT             the target's scheduling priority, recorded\n",
+          "         --proxy-priority TEXT             the target's scheduling priority, recorded\n"
+          "         --run-order TEXT                  the order of the runs compared with this one,\n"
+          "                                           recorded (run.sh: direct,atls,haproxy ...)\n",
           stderr);
 }
 
@@ -1139,6 +1144,8 @@ static int parse_args(int argc, char **argv) {
             g_o.proxy_api = v;
         } else if (strcmp(a, "--proxy-priority") == 0) {
             g_o.proxy_priority = v;
+        } else if (strcmp(a, "--run-order") == 0) {
+            g_o.run_order = v;
         } else if (strcmp(a, "--attest-api") == 0) {
             g_o.at.api = v;
             g_o.attested = true;

@@ -389,6 +389,19 @@ def table(rows, pin, raw=None, all_rows=None):
         ah_note=" (TLS vs HAProxy's plain TCP hop, not TLS)")
 
     out.append(f"pinning: {pin}")
+    # Row order (run.sh --order): in how many groups of rows atls-proxy ran before HAProxy.
+    orders = {}
+    for r in rows:
+        o = r.get("run_order")
+        if o and r["target"] in ("atls", "haproxy"):
+            key = ((r["scenario"],) if r["scenario"] == "pgbench" else  # labels differ there
+                   (r["scenario"], r.get("label"), r.get("direction"), r.get("connections")))
+            orders.setdefault(key, o)
+    if orders:
+        first = [o.split(",").index("atls") < o.split(",").index("haproxy")
+                 for o in orders.values() if "atls" in o.split(",") and "haproxy" in o.split(",")]
+        out.append(f"row order: direct first; atls-proxy before HAProxy in {sum(first)} groups "
+                   f"of rows, after it in {len(first) - sum(first)} (each row's run_order)")
     prio = {}
     for r in rows:
         if r.get("proxy_priority") and r["target"] in ("atls", "haproxy"):

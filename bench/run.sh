@@ -8,6 +8,7 @@
 #
 #   bash bench/run.sh [--quick] [--pin split|shared] [--only LIST] [--results DIR]
 #                     [--worker-priority realtime|normal] [--busy-poll US]
+#                     [--order alternate|atls-first|haproxy-first]
 #
 #   --quick    short runs (1 s, 1,000 idle connections, 300 attested handshakes): a sanity pass
 #   --pin      split (default): the proxy under test (1 worker / 1 thread) on CPU 0; load
@@ -30,6 +31,12 @@
 #              value above 0, HAProxy's own busy-polling: both proxies then poll instead of
 #              sleeping, so whoever sends them data has no sleeping CPU to wake (in a VM, an
 #              interrupt and a VM exit). Meant for --pin split, where each proxy has its own CPU.
+#   --order    the order of the rows that compare targets: direct always first (it runs no proxy),
+#              then atls-proxy and HAProxy; alternate (default): atls-proxy first in the first
+#              group of rows (e.g. handshake srv), HAProxy first in the next, and so on, so that
+#              work a row leaves behind (RocksDB compaction, a busy CPU cache) falls on either
+#              proxy's row alike; atls-first / haproxy-first: always that way (every run before
+#              this option was atls-first). Every row records its group's order (run_order).
 #   BENCH_CERT_POOL (environment, 3072): client certificates of the mtls-distinct handshake
 #              rows and of every mTLS storm's handshakes (storm and storm-ab, both proxies; the
 #              probe's own connections keep client.crt), each new connection the next one in
@@ -58,6 +65,7 @@ ONLY=handshake,bulk,query,idle,storm,pgbench
 RESULTS=$ROOT/bench/results
 WPRIO=realtime
 BUSY_POLL=0
+ORDER=alternate
 while [ $# -gt 0 ]; do
     case "$1" in
     --quick) QUICK=1 ;;
@@ -66,12 +74,14 @@ while [ $# -gt 0 ]; do
     --results) RESULTS=$2; shift ;;
     --worker-priority) WPRIO=$2; shift ;;
     --busy-poll) BUSY_POLL=$2; shift ;;
-    *) echo "usage: bash bench/run.sh [--quick] [--pin split|shared] [--only LIST] [--results DIR] [--worker-priority realtime|normal] [--busy-poll US]" >&2; exit 2 ;;
+    --order) ORDER=$2; shift ;;
+    *) echo "usage: bash bench/run.sh [--quick] [--pin split|shared] [--only LIST] [--results DIR] [--worker-priority realtime|normal] [--busy-poll US] [--order alternate|atls-first|haproxy-first]" >&2; exit 2 ;;
     esac
     shift
 done
 case "$PIN" in split | shared) ;; *) echo "run.sh: --pin split|shared" >&2; exit 2 ;; esac
 case "$WPRIO" in realtime | normal) ;; *) echo "run.sh: --worker-priority realtime|normal" >&2; exit 2 ;; esac
+case "$ORDER" in alternate | atls-first | haproxy-first) ;; *) echo "run.sh: --order alternate|atls-first|haproxy-first" >&2; exit 2 ;; esac
 [[ "$BUSY_POLL" =~ ^[0-9]+$ ]] && [ "$BUSY_POLL" -le 1000 ] ||
     { echo "run.sh: --busy-poll takes microseconds, 0..1000" >&2; exit 2; }
 want() { [[ ",$ONLY," == *",$1,"* ]]; }
@@ -411,7 +421,8 @@ bench_once() {
     n0=$(wc -l <"$OUT")
     if ! timeout 300 "${LOAD_CPU[@]}" "$BENCH" "$scen" --port "$port" --tls "$tls" "${auth[@]}" \
         --proxy-pid "$pid" --target-name "$name" --out "$OUT" "${api[@]}" \
-        --proxy-priority "$(target_prio "$name" "$pid")" "${pool[@]}" "$@" 2>>"$W/bench.err"; then
+        --proxy-priority "$(target_prio "$name" "$pid")" --run-order "$RUN_ORDER" "${pool[@]}" "$@" \
+        2>>"$W/bench.err"; then
         echo "run.sh: $scen against $name reported a failure (see $OUT, $W/bench.err)"
     fi
     if [ ${#pool[@]} -gt 0 ] && [ "$(wc -l <"$OUT")" -gt "$n0" ]; then
@@ -424,14 +435,57 @@ ATT=(--attest-api 127.0.0.1:$API_SRV_ATT --sim-dir "$W/sim" --measurement "$MEAS
 ATT_PG=(--attest-api 127.0.0.1:$API_PG_ATT --sim-dir "$W/sim" --measurement "$MEAS")
 ATT_PG_N=(--attest-api 127.0.0.1:$API_PG_ATT_N --sim-dir "$W/sim" --measurement "$MEAS") # storm-ab
 
+# Row order (--order): next_group sets PAIR, the order of atls-proxy and HAProxy in the next group
+# of rows that compare targets, and RUN_ORDER, which each of its rows records (run_order); rows
+# outside a group record "".
+GROUP_N=0
+RUN_ORDER=""
+PAIR=(atls haproxy)
+next_group() {
+    GROUP_N=$((GROUP_N + 1))
+    case "$ORDER" in
+    atls-first) PAIR=(atls haproxy) ;;
+    haproxy-first) PAIR=(haproxy atls) ;;
+    *) if [ $((GROUP_N % 2)) -eq 1 ]; then PAIR=(atls haproxy); else PAIR=(haproxy atls); fi ;;
+    esac
+    RUN_ORDER="direct,${PAIR[0]},${PAIR[1]}"
+}
+
+# trio DIRECT_PORT ATLS_PORT ATLS_PID HAPROXY_PORT SCENARIO ARGS... [--proxies ARGS...]
+#      [--haproxy-only ARGS...]: one group of rows: direct (unless DIRECT_PORT is -), then
+# atls-proxy and HAProxy in the group's order, all with ARGS; the arguments after --proxies go
+# to both proxies' rows only, those after --haproxy-only to HAProxy's only (atls-bench takes the
+# last of an option given twice).
+trio() {
+    local dp=$1 ap=$2 apid=$3 hp=$4 t a dest=common
+    shift 4
+    local common=() prox=() hap=()
+    for a in "$@"; do
+        case "$a" in
+        --proxies) dest=prox ;;
+        --haproxy-only) dest=hap ;;
+        *) if [ $dest = common ]; then common+=("$a"); elif [ $dest = prox ]; then prox+=("$a"); else hap+=("$a"); fi ;;
+        esac
+    done
+    next_group
+    [ "$dp" = - ] && RUN_ORDER=${RUN_ORDER#direct,}
+    [ "$dp" = - ] || bench direct "$dp" none 0 "${common[@]}"
+    for t in "${PAIR[@]}"; do
+        if [ "$t" = atls ]; then
+            bench atls "$ap" direct "$apid" "${common[@]}" "${prox[@]}"
+        else
+            bench haproxy "$hp" direct "$HAP_PID" "${common[@]}" "${prox[@]}" "${hap[@]}"
+        fi
+    done
+    RUN_ORDER=""
+}
+
 if want handshake; then
     echo "== handshake: new connection, TLS 1.3 + client certificate, startup, SELECT 1, Terminate"
     for be in srv pg; do
         if [ $be = srv ]; then dp=$SRV_PORT; ap=$A_SRV_MTLS; apid=$PID_srv_mtls; hp=$H_SRV
         else dp=$PG_PORT; ap=$A_PG_MTLS; apid=$PID_pg_mtls; hp=$H_PG; fi
-        bench direct $dp none 0 handshake --label "$be" --conns $HS_CONC --duration $DUR
-        bench atls $ap direct "$apid" handshake --label "$be" --conns $HS_CONC --duration $DUR
-        bench haproxy $hp direct $HAP_PID handshake --label "$be" --conns $HS_CONC --duration $DUR
+        trio $dp $ap "$apid" $hp handshake --label "$be" --conns $HS_CONC --duration $DUR
         # The rows above give every handshake client.crt, which atls-proxy verifies once and
         # then finds in its cache of verified chains (HAProxy verifies it every time): the
         # gateway's best case. These give each new connection the next of $CERT_POOL_N
@@ -439,9 +493,7 @@ if want handshake; then
         # BENCH_CERT_POOL above); the issue's "atls >= 2x haproxy" is judged on them.
         # PostgreSQL's rows are bound by its fork per connection, so only srv gets them.
         if [ $be = srv ]; then
-            bench atls $ap direct "$apid" handshake --label srv-mtls-distinct --conns $HS_CONC \
-                --duration $DUR --cert-pool "$W/pool"
-            bench haproxy $hp direct $HAP_PID handshake --label srv-mtls-distinct --conns $HS_CONC \
+            trio - $ap "$apid" $hp handshake --label srv-mtls-distinct --conns $HS_CONC \
                 --duration $DUR --cert-pool "$W/pool"
         fi
     done
@@ -457,9 +509,7 @@ if want bulk; then
         else dp=$PG_PORT; ap=$A_PG_MTLS; apid=$PID_pg_mtls; hp=$H_PG; ns="1"; fi
         for n in $ns; do
             for dir in down up; do
-                bench direct $dp none 0 bulk --label "$be" --$dir --conns $n --duration $DUR
-                bench atls $ap direct "$apid" bulk --label "$be" --$dir --conns $n --duration $DUR
-                bench haproxy $hp direct $HAP_PID bulk --label "$be" --$dir --conns $n --duration $DUR
+                trio $dp $ap "$apid" $hp bulk --label "$be" --$dir --conns $n --duration $DUR
             done
         done
     done
@@ -467,19 +517,14 @@ fi
 
 if want query; then
     echo "== query: SELECT 1 on $Q_CONNS persistent connections (PostgreSQL, then the built-in backend)"
-    bench direct $PG_PORT none 0 query --label pg --conns $Q_CONNS --duration $DUR
-    bench atls $A_PG_MTLS direct "$PID_pg_mtls" query --label pg --conns $Q_CONNS --duration $DUR
-    bench haproxy $H_PG direct $HAP_PID query --label pg --conns $Q_CONNS --duration $DUR
-    bench direct $SRV_PORT none 0 query --label srv --conns $Q_CONNS --duration $DUR
-    bench atls $A_SRV_MTLS direct "$PID_srv_mtls" query --label srv --conns $Q_CONNS --duration $DUR
-    bench haproxy $H_SRV direct $HAP_PID query --label srv --conns $Q_CONNS --duration $DUR
+    trio $PG_PORT $A_PG_MTLS "$PID_pg_mtls" $H_PG query --label pg --conns $Q_CONNS --duration $DUR
+    trio $SRV_PORT $A_SRV_MTLS "$PID_srv_mtls" $H_SRV query --label srv --conns $Q_CONNS --duration $DUR
 fi
 
 if want idle; then
     echo "== idle: $IDLE_N established connections held (built-in backend), RSS of the proxy"
-    bench direct $SRV_PORT none 0 idle --label srv --conns $IDLE_N --hold 2
-    bench atls $A_SRV_MTLS direct "$PID_srv_mtls" idle --label srv --conns $IDLE_N --hold 2
-    bench haproxy $H_SRV direct $HAP_PID idle --label srv --conns $HAP_IDLE_N --hold 2
+    trio $SRV_PORT $A_SRV_MTLS "$PID_srv_mtls" $H_SRV idle --label srv --conns $IDLE_N --hold 2 \
+        --haproxy-only --conns $HAP_IDLE_N
 fi
 
 # The storm's probe (both storm groups): ST the atls-bench arguments; PF (--ready-cmd) sets the
@@ -502,9 +547,7 @@ if want storm; then
     storm_rows() {
         local label=$1 dp=$2 ap=$3 apid=$4 hp=$5
         shift 5
-        bench direct "$dp" none 0 storm --label "$label" "${ST[@]}" "$@"
-        bench atls "$ap" direct "$apid" storm --label "$label" "${ST[@]}" "${POOL[@]}" "$@"
-        bench haproxy "$hp" direct $HAP_PID storm --label "$label" "${ST[@]}" "${POOL[@]}" "$@"
+        trio "$dp" "$ap" "$apid" "$hp" storm --label "$label" "${ST[@]}" "$@" --proxies "${POOL[@]}"
     }
     storm_rows pg $PG_PORT $A_PG_MTLS "$PID_pg_mtls" $H_PG
     # Built-in backend: the storm's cost falls on the proxy alone (PostgreSQL forks a process
@@ -571,8 +614,8 @@ pgb_once() {
     [ -n "$tps" ] || { echo "run.sh: pgbench against $name failed: $out" | tail -3; tps=0; }
     local hz
     hz=$(getconf CLK_TCK)
-    printf '{"scenario":"pgbench","target":"%s","label":"%s","proxy_priority":"%s","clients":8,"duration_s":%s,"tps":%s,"proxy_cpu_s":%s,"steal_pct":%s,"steal_ms":%s,"errors":0}\n' \
-        "$name" "$label" "$(target_prio "$name" "$pid")" "$DUR" "$tps" "$(awk -v a="$c0" -v b="$c1" -v h="$hz" -v p="$pid" 'BEGIN{ if (p == 0) print -1; else printf "%.3f", (b - a) / h }')" \
+    printf '{"scenario":"pgbench","target":"%s","label":"%s","proxy_priority":"%s","run_order":"%s","clients":8,"duration_s":%s,"tps":%s,"proxy_cpu_s":%s,"steal_pct":%s,"steal_ms":%s,"errors":0}\n' \
+        "$name" "$label" "$(target_prio "$name" "$pid")" "$RUN_ORDER" "$DUR" "$tps" "$(awk -v a="$c0" -v b="$c1" -v h="$hz" -v p="$pid" 'BEGIN{ if (p == 0) print -1; else printf "%.3f", (b - a) / h }')" \
         "$(echo "$s0 $s1" | awk '{ if ($4 > $2) printf "%.1f", 100 * ($3 - $1) / ($4 - $2); else print -1 }')" \
         "$(echo "$s0 $s1" | awk -v h="$hz" '{ printf "%.0f", 1000 * ($3 - $1) / h }')" >>"$OUT"
     tail -1 "$OUT" | python3 "$ROOT/bench/report.py" --line
@@ -580,9 +623,16 @@ pgb_once() {
 if want pgbench; then
     echo "== pgbench -S: 8 clients, ${DUR}s (libpq 15: SSLRequest to atls-proxy; no direct TLS, so HAProxy gets a plain TCP hop)"
     PGC="user=postgres dbname=postgres host=127.0.0.1"
+    next_group
     pgb direct 0 "$PGC port=$PG_PORT sslmode=disable" pg
-    pgb atls "$PID_pg_mtls" "$PGC port=$A_PG_MTLS sslmode=require sslcert=$W/client.crt sslkey=$W/client.key" pg-tls
-    pgb haproxy $HAP_PID "$PGC port=$H_TCP sslmode=disable" pg-tcp-hop
+    for t in "${PAIR[@]}"; do
+        if [ "$t" = atls ]; then
+            pgb atls "$PID_pg_mtls" "$PGC port=$A_PG_MTLS sslmode=require sslcert=$W/client.crt sslkey=$W/client.key" pg-tls
+        else
+            pgb haproxy $HAP_PID "$PGC port=$H_TCP sslmode=disable" pg-tcp-hop
+        fi
+    done
+    RUN_ORDER=""
 fi
 
 echo
@@ -599,6 +649,7 @@ echo
     done
     echo "results re-run because the host stole CPU during them: $STEAL_RERUNS (BENCH_STEAL_RETRIES=$STEAL_RETRIES per result)"
     echo "atls-proxy worker_priority = $WPRIO (storm rows *-normal-prio: normal); times a busy worker left SCHED_FIFO:$drops"
+    echo "row order: --order $ORDER (direct first, then atls-proxy and HAProxy$([ "$ORDER" = alternate ] && echo ', the first of the two alternating from one group of rows to the next' || true); each row's run_order)"
     echo "HAProxy TLS 1.3 session tickets: $HAP_TICKETS_DESC; atls-proxy sends none"
     echo "HAProxy priority: $HAP_PRIO_DESC$([ "$WPRIO" = realtime ] && [ ${#HAP_PRIO[@]} -gt 0 ] && echo ': the whole process, all the time (no guard like the gateway'"'"'s 80% drop)' || true)"
     [ -n "$POOL_NOTE" ] && echo "handshake rows *-mtls-distinct and the mTLS storms' handshakes: $POOL_NOTE, each new connection the next in turn (other mTLS connections: client.crt)"

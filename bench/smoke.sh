@@ -137,6 +137,7 @@ def hist_ok(h):
 for r in rows:
     name = f"{r['scenario']}/{r['target']}/{r.get('label')}"
     assert r["errors"] == 0, (name, r["first_error"])
+    assert r["run_order"] == "", (name, r["run_order"])  # run.sh's --run-order, not given here
     s = r["scenario"]
     if r["tls"] != "none":
         assert r["tls_version"] == "TLSv1.3" and r["alpn"] == "postgresql", name
@@ -335,6 +336,43 @@ grep -q '^hap_only_for() {' "$W/hap.sh" || { echo "bench smoke: run.sh has no ha
         { echo "bench smoke: hap_only_for left HAProxy '$stopped' / '$running' / '$untouched' (want T / S / T)"; exit 1; }
 )
 echo "bench smoke: run.sh --busy-poll refuses bad values and stops HAProxy outside its rows"
+
+# run.sh --order: trio and next_group (taken from run.sh as they are) run direct first, then
+# the proxies in the group's order, alternating by default, each row with its run_order; a bad
+# --order is refused before anything starts.
+out=$(bash "$(dirname "$REPORT")/run.sh" --order sideways 2>&1) && rc=0 || rc=$?
+[ "$rc" -eq 2 ] && [[ "$out" == *"--order alternate|atls-first|haproxy-first"* ]] ||
+    { echo "bench smoke: run.sh --order sideways was not refused ($rc): $out"; exit 1; }
+sed -n '/^next_group() {/,/^}/p;/^trio() {/,/^}/p' "$(dirname "$REPORT")/run.sh" >"$W/order.sh"
+[ "$(grep -c -e '^next_group() {' -e '^trio() {' "$W/order.sh")" -eq 2 ] ||
+    { echo "bench smoke: run.sh has no next_group or trio"; exit 1; }
+(
+    # shellcheck source=/dev/null
+    source "$W/order.sh"
+    bench() { echo "$1 $2 [$RUN_ORDER] ${*:5}" >>"$W/order.out"; }
+    HAP_PID=7 GROUP_N=0 RUN_ORDER="" ORDER=alternate
+    : >"$W/order.out"
+    trio 1 2 3 4 handshake --label a
+    trio - 2 3 4 handshake --label b --proxies --cert-pool p
+    trio 1 2 3 4 idle --conns 10 --haproxy-only --conns 9
+    ORDER=atls-first
+    trio 1 2 3 4 query
+    got=$(cat "$W/order.out")
+    want="direct 1 [direct,atls,haproxy] handshake --label a
+atls 2 [direct,atls,haproxy] handshake --label a
+haproxy 4 [direct,atls,haproxy] handshake --label a
+haproxy 4 [haproxy,atls] handshake --label b --cert-pool p
+atls 2 [haproxy,atls] handshake --label b --cert-pool p
+direct 1 [direct,atls,haproxy] idle --conns 10
+atls 2 [direct,atls,haproxy] idle --conns 10
+haproxy 4 [direct,atls,haproxy] idle --conns 10 --conns 9
+direct 1 [direct,atls,haproxy] query
+atls 2 [direct,atls,haproxy] query
+haproxy 4 [direct,atls,haproxy] query"
+    [ "$got" = "$want" ] && [ -z "$RUN_ORDER" ] ||
+        { echo "bench smoke: run.sh's row order is not as --order says:"; echo "$got"; exit 1; }
+)
+echo "bench smoke: run.sh --order alternates atls-proxy and HAProxy by group and records it"
 
 # ab.sh: bad arguments are refused before anything starts; one short round with the same
 # gateway as A and B runs its six rows (A, B, HAProxy; down and up) and prints both summaries.
