@@ -24,6 +24,17 @@
 #define API_MEASUREMENTS_MAX 4096u
 #define API_RESPONSE_MAX (64u * 1024u * 1024u)
 #define API_SNAPSHOT_WAIT_MS 1000
+// Answers queued and not yet taken by their clients, all connections together: a client that
+// asks for large pages and never reads them makes libmicrohttpd hold each one (up to ~20 MB for
+// 1,000 JSON records). Past this, a large answer is refused with 503 until some are sent.
+#define API_HELD_MAX (64u * 1024u * 1024u)
+#define API_HELD_SMALL 16384u // answers this small are always given (errors, health, nonces)
+
+// struct api_state: one request's state across libmicrohttpd's calls (its con_cls).
+struct api_state {
+    bool body_seen; // a body came with the request (discarded)
+    size_t held;    // bytes of its queued answer counted in api_held_bytes
+};
 
 extern const unsigned char core_dashboard_html[];
 extern const size_t core_dashboard_html_len;
@@ -39,7 +50,9 @@ struct api_req {
     enum api_format format;
     char bad_param[160]; // set when a query parameter is not allowed
     const char *const *allowed;
-    bool csp; // the dashboard page: add a Content-Security-Policy
+    bool csp;          // the dashboard page: add a Content-Security-Policy
+    const char *allow; // a 405: the methods the path takes (the Allow header)
+    struct api_state *state;
 };
 
 // list_has reports whether the comma- (or space-) separated `list` holds the `len` bytes at
@@ -110,6 +123,18 @@ static bool host_allowed(const char *host, const char *allow) {
 
 static enum MHD_Result respond(struct api_req *rq, unsigned status, void *body, size_t len,
                                const char *type, enum MHD_ResponseMemoryMode mode) {
+    if (len > API_HELD_SMALL && mode != MHD_RESPMEM_PERSISTENT) {
+        if (rq->proc->api_held_bytes + len > API_HELD_MAX) {
+            if (mode == MHD_RESPMEM_MUST_FREE) {
+                free(body);
+            }
+            static const char busy[] = "the API is still sending earlier large answers; retry\n";
+            return respond(rq, 503, (void *)busy, sizeof(busy) - 1, "text/plain; charset=utf-8",
+                           MHD_RESPMEM_PERSISTENT);
+        }
+        rq->proc->api_held_bytes += len;
+        rq->state->held += len;
+    }
     struct MHD_Response *r = MHD_create_response_from_buffer(len, body, mode);
     if (r == NULL) {
         if (mode == MHD_RESPMEM_MUST_FREE) {
@@ -120,6 +145,9 @@ static enum MHD_Result respond(struct api_req *rq, unsigned status, void *body, 
     MHD_add_response_header(r, "Content-Type", type);
     MHD_add_response_header(r, "Cache-Control", "no-store");
     MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    if (rq->allow != NULL) {
+        MHD_add_response_header(r, "Allow", rq->allow);
+    }
     if (rq->csp) {
         // The page is self-contained (inline script and style, SVG); it may read this and the
         // peer gateways' APIs, and nothing may frame it.
@@ -199,7 +227,7 @@ static enum MHD_Result check_param(void *cls, enum MHD_ValueKind kind, const cha
         return MHD_YES;
     }
     for (const char *const *a = rq->allowed; a != NULL && *a != NULL; a++) {
-        if (strcmp(*a, key) == 0) {
+        if (strcmp(*a, key) == 0 || strcmp(*a, "*") == 0) {
             return MHD_YES;
         }
     }
@@ -581,10 +609,14 @@ static enum MHD_Result api_measurements(struct api_req *rq) {
     return res;
 }
 
-// snapshot_shard asks worker `shard` to copy its live sessions and waits for the answer.
-// Returns the item count (items valid while `sn->mu` is held by the caller) or -ETIMEDOUT.
-static int snapshot_shard(struct core_shard *shard) {
+// snapshot_request asks worker `shard` to copy its live sessions (with `sn->mu` held by the
+// caller; snapshot_wait then waits for the answer). Returns the generation to wait for, 0 when the
+// worker has stopped (it holds no session) or -ENOMEM.
+static int64_t snapshot_request(struct core_shard *shard) {
     struct core_snapshot *sn = &shard->snap;
+    if (sn->closed) {
+        return 0;
+    }
     if (sn->items == NULL) {
         sn->items = calloc(shard->conns_max, sizeof(*sn->items));
         if (sn->items == NULL) {
@@ -594,17 +626,22 @@ static int snapshot_shard(struct core_shard *shard) {
     uint64_t gen = ++sn->requested;
     atomic_store_explicit(&sn->pending, true, memory_order_release);
     core_shard_wake(shard);
-    struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_nsec += (long)API_SNAPSHOT_WAIT_MS * 1000000L;
-    dl.tv_sec += dl.tv_nsec / 1000000000L;
-    dl.tv_nsec %= 1000000000L;
-    while (sn->answered < gen) {
-        if (pthread_cond_timedwait(&sn->cv, &sn->mu, &dl) == ETIMEDOUT) {
+    return (int64_t)gen;
+}
+
+// snapshot_wait waits until `deadline` for the answer to request `gen` of snapshot_request.
+// Returns the item count (items valid while `sn->mu` is held by the caller) or -ETIMEDOUT.
+static int snapshot_wait(struct core_shard *shard, int64_t gen, const struct timespec *deadline) {
+    struct core_snapshot *sn = &shard->snap;
+    if (gen <= 0) {
+        return gen == 0 ? 0 : (int)gen;
+    }
+    while (sn->answered < (uint64_t)gen && !sn->closed) {
+        if (pthread_cond_timedwait(&sn->cv, &sn->mu, deadline) == ETIMEDOUT) {
             return -ETIMEDOUT;
         }
     }
-    return (int)sn->count;
+    return sn->closed ? 0 : (int)sn->count;
 }
 
 static enum MHD_Result api_active(struct api_req *rq) {
@@ -633,10 +670,30 @@ static enum MHD_Result api_active(struct api_req *rq) {
     }
     size_t n = 0;
     bool partial = false;
+    // Every worker is asked first, then each answer awaited against one deadline: a worker that
+    // does not answer costs the request API_SNAPSHOT_WAIT_MS once, not once per worker. No lock is
+    // held across workers: a worker answering takes its own, and must never wait for another's.
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_nsec += (long)API_SNAPSHOT_WAIT_MS * 1000000L;
+    dl.tv_sec += dl.tv_nsec / 1000000000L;
+    dl.tv_nsec %= 1000000000L;
+    int64_t *gens = calloc(proc->worker_count, sizeof(*gens));
+    if (gens == NULL) {
+        free(all);
+        free(items);
+        free(ptrs);
+        return respond_error(rq, 500, "out of memory");
+    }
+    for (uint32_t w = 0; w < proc->worker_count; w++) {
+        pthread_mutex_lock(&proc->shards[w].snap.mu);
+        gens[w] = snapshot_request(&proc->shards[w]);
+        pthread_mutex_unlock(&proc->shards[w].snap.mu);
+    }
     for (uint32_t w = 0; w < proc->worker_count; w++) {
         struct core_shard *shard = &proc->shards[w];
         pthread_mutex_lock(&shard->snap.mu);
-        int got = snapshot_shard(shard);
+        int got = snapshot_wait(shard, gens[w], &dl);
         if (got < 0) {
             partial = true;
         }
@@ -645,6 +702,7 @@ static enum MHD_Result api_active(struct api_req *rq) {
         }
         pthread_mutex_unlock(&shard->snap.mu);
     }
+    free(gens);
     if (partial && !atomic_load(&proc->draining)) {
         LOG_WARN("api: a worker did not answer the active-sessions snapshot in time");
     }
@@ -932,17 +990,27 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     rq.format = API_JSON;
     (void)version;
     (void)upload;
-    if (*state == NULL) { // first call: headers only
-        static int marker;
-        *state = &marker;
+    // libmicrohttpd calls once with the headers, then once per piece of a body (no response may
+    // be queued in those calls), then once more: the answer is given in that last call.
+    if (*state == NULL) {
+        *state = calloc(1, sizeof(struct api_state));
+        return *state != NULL ? MHD_YES : MHD_NO; // freed by request_done
+    }
+    rq.state = *state;
+    if (*upload_size != 0) {
+        *upload_size = 0; // discarded: no endpoint takes a body
+        rq.state->body_seen = true;
         return MHD_YES;
     }
-    bool body = *upload_size != 0;
-    *upload_size = 0; // discarded: no endpoint takes a body
-    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
-        return respond_error(&rq, 405, "only GET is supported");
+    bool head = strcmp(method, "HEAD") == 0;
+    // The nonce endpoint issues one per request: a HEAD would spend one without handing it out.
+    bool nonce = strcmp(url, "/api/v1/nonce") == 0;
+    if ((strcmp(method, "GET") != 0 && !head) || (head && nonce)) {
+        rq.allow = nonce ? "GET" : "GET, HEAD";
+        return respond_error(&rq, 405,
+                             nonce ? "only GET is supported here" : "only GET is supported");
     }
-    if (body) {
+    if (rq.state->body_seen) {
         return respond_error(&rq, 413, "GET requests take no body");
     }
     const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host");
@@ -984,8 +1052,28 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     if (strcmp(url, "/api/v1/stats/measurements") == 0) {
         return api_measurements(&rq);
     }
-    (void)negotiate(&rq, API_PROTOBUF, NULL, &res);
+    // An unknown path is a 404 whatever its query says (only a bad format is a 400).
+    static const char *const any_param[] = {"*", NULL};
+    if (!negotiate(&rq, API_PROTOBUF, any_param, &res)) {
+        return res;
+    }
     return respond_error(&rq, 404, "no such path");
+}
+
+// request_done: libmicrohttpd is finished with a request (its answer sent, or the connection
+// gone): what its answer held is released.
+static void request_done(void *cls, struct MHD_Connection *conn, void **state,
+                         enum MHD_RequestTerminationCode why) {
+    struct core_proc *proc = cls;
+    struct api_state *st = *state;
+    (void)conn;
+    (void)why;
+    if (st != NULL) {
+        ASSERT(proc->api_held_bytes >= st->held);
+        proc->api_held_bytes -= st->held;
+        free(st);
+        *state = NULL;
+    }
 }
 
 int core_api_start(struct core_proc *proc, char *err, size_t err_len) {
@@ -1006,7 +1094,7 @@ int core_api_start(struct core_proc *proc, char *err, size_t err_len) {
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)API_CONNECTIONS_MAX,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)API_CONNECTIONS_PER_ADDRESS,
         MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768,
-        MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, request_done, proc, MHD_OPTION_END);
     if (d == NULL) {
         snprintf(err, err_len, "%s: [api] listen %s: cannot bind", proc->cfg.path, a->text);
         return -EADDRINUSE;

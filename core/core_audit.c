@@ -292,6 +292,15 @@ void core_audit_disconnect(struct core_shard *shard, struct core_conn *c, const 
     }
 }
 
+void core_audit_snapshot_close(struct core_shard *shard) {
+    struct core_snapshot *sn = &shard->snap;
+    pthread_mutex_lock(&sn->mu);
+    sn->closed = true;
+    sn->count = 0;
+    pthread_cond_broadcast(&sn->cv);
+    pthread_mutex_unlock(&sn->mu);
+}
+
 void core_audit_snapshot_answer(struct core_shard *shard) {
     struct core_snapshot *sn = &shard->snap;
     if (!atomic_load_explicit(&sn->pending, memory_order_acquire)) {

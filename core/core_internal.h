@@ -261,6 +261,7 @@ struct core_snapshot {
     atomic_bool pending;
     struct core_active_item *items; // conns_max entries, allocated by the control thread
     uint32_t count;
+    bool closed; // (under mu) the worker's loop ended: it answers no more, and holds no session
 };
 
 // Per-worker counters: written by the owning worker only, read relaxed by others.
@@ -443,6 +444,7 @@ struct core_proc {
     struct policy_reuse *reuse;   // shared by all threads, lock-free
     struct policy_ratelimit *nonce_limiter; // control thread only
     void *api;                    // HTTP API daemon (core_api.c)
+    size_t api_held_bytes;        // API answers queued and not yet sent (the API thread's)
     struct store *store;          // audit store; NULL when [audit] enabled = false
     atomic_bool draining;
     uint64_t drain_deadline_ns;
@@ -662,6 +664,9 @@ void core_hist_add(struct core_hist *h, uint64_t ns);
 void core_deny_count_add(struct core_shard *shard, const char *code);
 // core_audit_snapshot_answer fills the snapshot of live sessions if one is requested (worker).
 void core_audit_snapshot_answer(struct core_shard *shard);
+// core_audit_snapshot_close: the worker's loop has ended; snapshots of it are empty from now on
+// and nobody waits for it to answer (worker, last thing).
+void core_audit_snapshot_close(struct core_shard *shard);
 
 /* core_api.c */
 

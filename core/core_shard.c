@@ -2330,6 +2330,7 @@ static void *shard_main(void *arg) {
     }
     core_hs_stop(shard); // after the last step came back (every away connection was active)
     core_prio_stop(shard);
+    core_audit_snapshot_close(shard);
     return NULL;
 }
 

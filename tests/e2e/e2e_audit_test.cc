@@ -4,8 +4,12 @@
 // with the generated code), through atlsctl, and after kill -9.
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <map>
@@ -336,6 +340,114 @@ TEST_F(AuditTest, BadParametersAnswer400WithAReason) {
     EXPECT_GE(Status(api_, "/api/v1/attestations?limit=" + std::string(40000, '1')), 400);
     // And the API still answers afterwards.
     EXPECT_EQ(Status(api_, "/api/v1/stats/overview"), 200);
+}
+
+// Every request gets an HTTP answer, never a dropped connection: an unknown path with a query
+// (404), a request with a body (405 for other methods, 413 for GET; the answer waits for the
+// body to be read), and a 405 names the methods (Allow). A HEAD of the nonce endpoint would
+// issue a nonce nobody receives: 405 (found by a review of the API, 2026-12-07 night: curl got
+// "Empty reply from server" for the first three, and HEADs filled the nonce table).
+TEST_F(AuditTest, EveryRequestGetsAnAnswerAndHeadIssuesNoNonce) {
+    EXPECT_EQ(Status(api_, "/nope?x=1"), 404);
+    EXPECT_EQ(Status(api_, "/api/v1/nope?format=json&limit=3"), 404);
+    EXPECT_EQ(Status(api_, "/nope?format=xml"), 400);
+    EXPECT_EQ(Status(api_, "/api/v1/nonce", "-X POST -d abc"), 405);
+    EXPECT_EQ(Status(api_, "/api/v1/stats/overview", "-X GET -d abc"), 413);
+    EXPECT_EQ(Status(api_, "/api/v1/stats/overview",
+                     "-X PUT --data-binary " + std::string(1, '@') + "/proc/self/exe"),
+              405);
+    std::string headers =
+        Sh("curl -s -D - -o /dev/null -X DELETE 'http://127.0.0.1:" + std::to_string(api_) +
+           "/api/v1/attestations'")
+            .out;
+    EXPECT_NE(headers.find("Allow: GET, HEAD"), std::string::npos) << headers;
+    long long live = e2e::Metric(api_, "atls_nonces_live");
+    for (int i = 0; i < 3; i++) {
+        EXPECT_EQ(Status(api_, "/api/v1/nonce", "-I"), 405);
+    }
+    headers = Sh("curl -s -I 'http://127.0.0.1:" + std::to_string(api_) + "/api/v1/nonce'").out;
+    EXPECT_NE(headers.find("Allow: GET\r\n"), std::string::npos) << headers;
+    EXPECT_EQ(e2e::Metric(api_, "atls_nonces_live"), live);
+    EXPECT_EQ(Status(api_, "/api/v1/stats/overview", "-I"), 200);
+    EXPECT_EQ(Status(api_, "/api/v1/nonce"), 200);
+}
+
+// Answers queued for clients that do not read them are bounded (64 MiB all together): past
+// that a large answer is refused with 503, small ones are still given, and the room comes back
+// when those clients go. Found by a review of the API (2026-12-07 night): 256 unread pages of
+// 1,000 JSON records held ~750 MB in the gateway's own process.
+TEST_F(AuditTest, UnreadLargeAnswersAreBoundedAndSmallOnesStillServed) {
+    int port = 0, api = 0;
+    std::unique_ptr<Proxy> p(StartProxy(Policy(sim_ + "/ark.pem"), &port, &api));
+    ASSERT_NE(p, nullptr);
+    MakeCert("held", "--measurement " + kGood, std::string(64, 'd')); // a nonce never issued
+    for (int i = 0; i < 1000; i++) {
+        RawClient c; // each handshake is denied and recorded with its evidence
+        ASSERT_EQ(TlsAs(&c, "held", port), "");
+    }
+    const std::string page = "/api/v1/attestations?limit=1000&format=json";
+    std::string one;
+    ASSERT_TRUE(Eventually([&] {
+        one = Get(api, page);
+        return Count(one, "\"global_seq\"") >= 1000;
+    })) << Count(one, "\"global_seq\"");
+    ASSERT_GT(one.size(), 16384u);
+    // Enough clients asking for the page and never reading (a 4 KiB receive buffer) to hold
+    // more than the bound, at most 30 from one address (the API allows 32 per address).
+    int n = (int)(64u * 1024u * 1024u / one.size()) + 2;
+    std::vector<int> fds;
+    const std::string rq = "GET " + page + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    for (int i = 0; i < n; i++) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        ASSERT_GE(fd, 0);
+        fds.push_back(fd);
+        int small = 4096;
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+        sockaddr_in src{};
+        src.sin_family = AF_INET;
+        src.sin_addr.s_addr = htonl(0x7f000002u + (uint32_t)(i / 30));
+        ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr *>(&src), sizeof(src)), 0);
+        sockaddr_in dst{};
+        dst.sin_family = AF_INET;
+        dst.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        dst.sin_port = htons((uint16_t)api);
+        ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr *>(&dst), sizeof(dst)), 0);
+        ASSERT_EQ(send(fd, rq.data(), rq.size(), MSG_NOSIGNAL), (ssize_t)rq.size());
+    }
+    EXPECT_TRUE(Eventually([&] { return Status(api, page) == 503; }))
+        << n << " unread pages of " << one.size() << " bytes";
+    EXPECT_EQ(Status(api, "/api/v1/stats/overview"), 200);
+    EXPECT_EQ(Status(api, "/api/v1/attestations?limit=1&format=json"), 200);
+    for (int fd : fds) {
+        close(fd);
+    }
+    EXPECT_TRUE(Eventually([&] { return Status(api, page) == 200; }));
+}
+
+// After SIGTERM a worker without sessions stops while another drains its own: /clients/active
+// answers at once (a stopped worker holds no session) and lists the live one. Found by a review
+// of the API (2026-12-07 night): each request waited 1 s for every stopped worker, and a /readyz
+// behind it as long, just when a load balancer watches it.
+TEST_F(AuditTest, ActiveClientsAnswersAtOnceWhileAWorkerHasStopped) {
+    int port = 0, api = 0;
+    std::unique_ptr<Proxy> p(StartProxy(Policy(sim_ + "/ark.pem"), &port, &api));
+    ASSERT_NE(p, nullptr);
+    MakeCert("drain-live", "--measurement " + kGood, "", api);
+    RawClient live;
+    ASSERT_EQ(TlsAs(&live, "drain-live", port), "");
+    ASSERT_EQ(live.Startup("postgres", "postgres"), "");
+    p->Signal(SIGTERM);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500)); // the idle worker stops
+    for (int i = 0; i < 3; i++) {
+        auto t0 = std::chrono::steady_clock::now();
+        std::string body = Get(api, "/api/v1/clients/active?format=json");
+        double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        EXPECT_LT(took, 0.5) << "waited for a stopped worker";
+        EXPECT_NE(body.find("\"db_user\":\"postgres\""), std::string::npos) << body;
+    }
+    EXPECT_EQ(live.Query("select 'still here'"), "still here");
+    live.SendTls(std::string("X\0\0\0\4", 5)); // Terminate: the drain ends
+    EXPECT_EQ(p->Stop(0, 15), 0);
 }
 
 // A StartupMessage whose user or database name is not UTF-8 is refused before the backend with
