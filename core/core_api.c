@@ -222,7 +222,12 @@ static enum MHD_Result check_param(void *cls, enum MHD_ValueKind kind, const cha
                                    const char *value) {
     struct api_req *rq = cls;
     (void)kind;
-    (void)value;
+    if (value == NULL && rq->bad_param[0] == '\0' &&
+        (rq->allowed == NULL || strcmp(rq->allowed[0], "*") != 0)) {
+        // "?limit" without "=": not the same as leaving it out.
+        snprintf(rq->bad_param, sizeof(rq->bad_param), "query parameter '%.64s' has no value", key);
+        return MHD_YES;
+    }
     if (strcmp(key, "format") == 0) {
         return MHD_YES;
     }

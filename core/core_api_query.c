@@ -71,8 +71,11 @@ int core_api_parse_since(uint64_t *out_ns, const char *text) {
         digits(text + 17, 2, &s) != 0) {
         return -EINVAL;
     }
-    if (Y < 1970 || M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || s > 60) {
-        return -ERANGE;
+    static const int month_days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = (Y % 4 == 0 && Y % 100 != 0) || Y % 400 == 0;
+    if (Y < 1970 || M < 1 || M > 12 || D < 1 || h > 23 || m > 59 || s > 60 ||
+        D > month_days[M - 1] + (M == 2 && leap ? 1 : 0)) {
+        return -ERANGE; // a day the month does not have (timegm would roll it into the next)
     }
     const char *p = text + 19;
     uint64_t frac_ns = 0;
