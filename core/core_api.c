@@ -22,6 +22,9 @@
 #define API_DENIED_DEFAULT 50u
 #define API_ACTIVE_MAX 100000u
 #define API_MEASUREMENTS_MAX 4096u
+// How many measurements an answer chooses its API_MEASUREMENTS_MAX from: as many as the store
+// keeps counts of in memory (STORE_COUNTS_ENTRIES_MAX), so that choosing costs no index scan.
+#define API_MEASUREMENTS_CONSIDERED 16384u
 #define API_RESPONSE_MAX (64u * 1024u * 1024u)
 #define API_SNAPSHOT_WAIT_MS 1000
 // Answers queued and not yet taken by their clients, all connections together: a client that
@@ -568,12 +571,42 @@ static enum MHD_Result api_recent(struct api_req *rq, bool denied) {
     return answer_records(rq, &col, ret, "", denied);
 }
 
+// measurement_admitted: whether a measurement has admitted decisions (allowed or warned), which
+// only a report that verified can have; a denied one may carry any measurement a client chose.
+static bool measurement_admitted(const struct store_measurement_count *m) {
+    return m->by_verdict[ATLS__VERDICT__VERDICT_ALLOWED] +
+               m->by_verdict[ATLS__VERDICT__VERDICT_WARNED] >
+           0;
+}
+
+// Admitted measurements first, each group by measurement bytes (the store's order).
+static int measurement_admitted_first(const void *a, const void *b) {
+    const struct store_measurement_count *x = a;
+    const struct store_measurement_count *y = b;
+    bool ax = measurement_admitted(x);
+    bool ay = measurement_admitted(y);
+    if (ax != ay) {
+        return ax ? -1 : 1;
+    }
+    return memcmp(x->measurement, y->measurement, sizeof(x->measurement));
+}
+
+static int measurement_bytes_order(const void *a, const void *b) {
+    const struct store_measurement_count *x = a;
+    const struct store_measurement_count *y = b;
+    return memcmp(x->measurement, y->measurement, sizeof(x->measurement));
+}
+
+// api_measurements answers the decision counts per measurement. Past API_MEASUREMENTS_MAX it
+// keeps every measurement with admitted decisions before the others: denied handshakes can
+// record any number of made-up measurements, which in byte order alone would push the real ones
+// out of the answer. The answer lists them by measurement bytes.
 static enum MHD_Result api_measurements(struct api_req *rq) {
     enum MHD_Result res;
     if (!negotiate(rq, API_PROTOBUF, NULL, &res) || !need_store(rq, &res)) {
         return res;
     }
-    struct store_measurement_count *counts = calloc(API_MEASUREMENTS_MAX, sizeof(*counts));
+    struct store_measurement_count *counts = calloc(API_MEASUREMENTS_CONSIDERED, sizeof(*counts));
     Atls__MeasurementCount *items = calloc(API_MEASUREMENTS_MAX, sizeof(*items));
     Atls__MeasurementCount **ptrs = calloc(API_MEASUREMENTS_MAX, sizeof(*ptrs));
     if (counts == NULL || items == NULL || ptrs == NULL) {
@@ -583,10 +616,16 @@ static enum MHD_Result api_measurements(struct api_req *rq) {
         return respond_error(rq, 500, "out of memory");
     }
     size_t n = 0;
-    int ret = store_query_measurements(rq->proc->store, counts, &n, API_MEASUREMENTS_MAX);
+    int ret = store_query_measurements(rq->proc->store, counts, &n, API_MEASUREMENTS_CONSIDERED);
     if (ret != 0 && ret != -ENOSPC) {
         res = respond_error(rq, 500, "audit store read failed");
     } else {
+        bool truncated = ret == -ENOSPC || n > API_MEASUREMENTS_MAX;
+        if (n > API_MEASUREMENTS_MAX) {
+            qsort(counts, n, sizeof(*counts), measurement_admitted_first);
+            n = API_MEASUREMENTS_MAX;
+            qsort(counts, n, sizeof(*counts), measurement_bytes_order);
+        }
         static const uint8_t zero[STORE_MEASUREMENT_BYTES];
         Atls__MeasurementStats m = ATLS__MEASUREMENT_STATS__INIT;
         for (size_t i = 0; i < n; i++) {
@@ -605,7 +644,7 @@ static enum MHD_Result api_measurements(struct api_req *rq) {
         }
         m.n_measurements = n;
         m.measurements = ptrs;
-        m.truncated = ret == -ENOSPC; // the first API_MEASUREMENTS_MAX by measurement bytes
+        m.truncated = truncated;
         res = respond_msg(rq, 200, &m.base);
     }
     free(counts);

@@ -556,9 +556,11 @@ TEST_F(AuditTest, ReusedAttestationIsRecordedWithTheSameFindings) {
 }
 
 // /api/v1/stats/measurements lists at most 4096 measurements and says when more are on record:
-// a trail holding 4100 (written here through the store, as a gateway would have) is answered
-// with the first 4096 and truncated = true.
-TEST_F(AuditTest, MeasurementStatsSayWhenTheyAreTruncated) {
+// a trail holding 4101 (written here through the store, as a gateway would have) is answered
+// with 4096 and truncated = true. The one measurement with an admitted decision is among them,
+// though it is the greatest: denied handshakes can record any measurement a client makes up, and
+// by bytes alone 4100 of them pushed it out (found by a review of the API, 2026-12-07 night).
+TEST_F(AuditTest, MeasurementStatsSayWhenTheyAreTruncatedAndKeepAdmittedOnes) {
     std::string dir = *dir_ / "many-measurements";
     {
         struct store_config cfg;
@@ -583,6 +585,17 @@ TEST_F(AuditTest, MeasurementStatsSayWhenTheyAreTruncated) {
             }
             ASSERT_EQ(rc, 0);
         }
+        Atls__AuditRecord r = ATLS__AUDIT_RECORD__INIT;
+        r.kind = ATLS__AUDIT_KIND__AUDIT_KIND_DECISION;
+        r.time_ns = 1700000000000000000ull + 4100;
+        r.verdict = ATLS__VERDICT__VERDICT_ALLOWED;
+        memset(meas, 0xff, sizeof(meas));
+        r.measurement = {sizeof(meas), meas};
+        int rc;
+        while ((rc = store_audit_push(s, &last, 0, &r)) == -EAGAIN) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+        ASSERT_EQ(rc, 0);
         store_close(s); // writes everything pushed
     }
     int port = 0, api = 0;
@@ -594,8 +607,14 @@ TEST_F(AuditTest, MeasurementStatsSayWhenTheyAreTruncated) {
         nullptr, body.size(), reinterpret_cast<const uint8_t *>(body.data()));
     ASSERT_NE(ms, nullptr);
     EXPECT_TRUE(ms->truncated);
-    EXPECT_EQ(ms->n_measurements, 4096u);
+    ASSERT_EQ(ms->n_measurements, 4096u);
     EXPECT_EQ(ms->total, 4096u);
+    // The admitted one is listed (last: the answer is in measurement order), with its count.
+    EXPECT_EQ(Hex(ms->measurements[4095]->measurement), std::string(96, 'f'));
+    EXPECT_EQ(ms->measurements[4095]->allowed, 1u);
+    for (size_t i = 1; i < ms->n_measurements; i++) {
+        ASSERT_LT(Hex(ms->measurements[i - 1]->measurement), Hex(ms->measurements[i]->measurement));
+    }
     atls__measurement_stats__free_unpacked(ms, nullptr);
     std::string json = Get(api, "/api/v1/stats/measurements?format=json");
     EXPECT_NE(json.find("\"truncated\":true"), std::string::npos) << json.substr(0, 200);
