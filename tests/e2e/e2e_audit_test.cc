@@ -156,6 +156,13 @@ class AuditTest : public AttestTest {
         EXPECT_NE(r.status, 0) << r.out;
         EXPECT_NE(r.out.find("attestation denied"), std::string::npos) << r.out;
     }
+    // Open `live`, an admitted session as postgres with a fresh certificate `cert` of the allowed
+    // measurement, through the proxy at `port` (nonce from `api`). Empty, or what went wrong.
+    static std::string OpenLive(RawClient *live, const std::string &cert, int port, int api) {
+        MakeCert(cert, "--measurement " + kGood, "", api);
+        std::string e = TlsAs(live, cert, port);
+        return e.empty() ? live->Startup("postgres", "postgres") : e;
+    }
 };
 
 TEST_F(AuditTest, RealConnectionsAppearInOrderWithTheirEvidenceInBothEncodings) {
@@ -439,10 +446,8 @@ TEST_F(AuditTest, ActiveClientsAnswersAtOnceWhileAWorkerHasStopped) {
     int port = 0, api = 0;
     std::unique_ptr<Proxy> p(StartProxy(Policy(sim_ + "/ark.pem"), &port, &api));
     ASSERT_NE(p, nullptr);
-    MakeCert("drain-live", "--measurement " + kGood, "", api);
     RawClient live;
-    ASSERT_EQ(TlsAs(&live, "drain-live", port), "");
-    ASSERT_EQ(live.Startup("postgres", "postgres"), "");
+    ASSERT_EQ(OpenLive(&live, "drain-live", port, api), "");
     p->Signal(SIGTERM);
     std::this_thread::sleep_for(std::chrono::milliseconds(1500)); // the idle worker stops
     for (int i = 0; i < 3; i++) {
@@ -624,10 +629,8 @@ TEST_F(AuditTest, StatsEndpointsReflectLiveAndDeniedClients) {
     int port = 0, api = 0;
     std::unique_ptr<Proxy> p(StartProxy(Policy(sim_ + "/ark.pem"), &port, &api));
     ASSERT_NE(p, nullptr);
-    MakeCert("st-live", "--measurement " + kGood, "", api);
     RawClient live;
-    ASSERT_EQ(TlsAs(&live, "st-live", port), "");
-    ASSERT_EQ(live.Startup("postgres", "postgres"), "");
+    ASSERT_EQ(OpenLive(&live, "st-live", port, api), "");
     EXPECT_EQ(live.Query("select 'live'"), "live");
     ExpectDeniedAt(port, MakeCert("st-bad", "--measurement " + kBad, "", api));
     ExpectDeniedAt(port, MakeCert("st-nonce", "--measurement " + kGood, std::string(64, 'e')));
