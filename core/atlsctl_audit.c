@@ -393,8 +393,16 @@ static int url_list(const struct audit_opts *o) {
     if (l->next_cursor[0] != '\0') {
         printf("next cursor: %s\n", l->next_cursor);
     }
+    int rc = 0;
+    if (l->unreadable > 0) {
+        fprintf(stderr,
+                "atlsctl: the gateway left out %" PRIu32 " stored record(s) of this page that do "
+                "not decode (audit verify names them)\n",
+                l->unreadable);
+        rc = 1;
+    }
     atls__attestation_list__free_unpacked(l, NULL);
-    return 0;
+    return rc;
 }
 
 static int url_show(const struct audit_opts *o, const char *key_text) {
@@ -510,8 +518,18 @@ static int url_collect(const struct audit_opts *o, struct served_set *set) {
             }
         }
         first_page = false;
+        uint32_t unreadable = l->unreadable;
         snprintf(cursor, sizeof(cursor), "%s", l->next_cursor);
         atls__attestation_list__free_unpacked(l, NULL);
+        if (unreadable > 0 && rc == 0) {
+            // The gateway left out stored records that do not decode: a gap that must not pass
+            // for retention.
+            printf("audit chain BROKEN (CORRUPT): the gateway left out %" PRIu32 " stored "
+                   "record(s) that do not decode, after %zu records served; `atlsctl audit "
+                   "verify --db` on its host names them\n",
+                   unreadable, set->n);
+            return 1;
+        }
         if (rc == -ENOMEM) {
             fprintf(stderr, "atlsctl: out of memory after %zu records\n", set->n);
             return 3;

@@ -457,6 +457,7 @@ struct collect {
     Atls__AuditRecord **recs;
     size_t n;
     size_t cap;
+    uint32_t unreadable; // records that did not decode, left out of the page
     bool failed;
 };
 
@@ -487,9 +488,18 @@ static int collect_one(void *arg, const struct store_key *key, const uint8_t *va
         return 1;
     }
     ProtobufCMessage *m = NULL;
-    if (proto_unpack(&col->arena, &m, &atls__audit_record__descriptor, value, len) != 0) {
+    size_t mark = col->arena.used;
+    int rc = proto_unpack(&col->arena, &m, &atls__audit_record__descriptor, value, len);
+    if (rc == -EBADMSG) {
+        // A damaged record: the page serves the others and says how many it left out (the
+        // chain check, `atlsctl audit verify`, names it), rather than failing whole.
+        col->arena.used = mark; // what the failed decode took
+        col->unreadable++;
+        return 0;
+    }
+    if (rc != 0) {
         col->failed = true;
-        return -EBADMSG;
+        return rc;
     }
     col->recs[col->n++] = (Atls__AuditRecord *)m;
     return 0;
@@ -498,6 +508,16 @@ static int collect_one(void *arg, const struct store_key *key, const uint8_t *va
 static enum MHD_Result answer_records(struct api_req *rq, struct collect *col, int ret,
                                       const char *next_cursor, bool denied_shape) {
     enum MHD_Result r;
+    if (col->unreadable > 0) {
+        static uint64_t logged_ns; // the API thread's
+        uint64_t now = core_base_now_ns();
+        if (now - logged_ns > 1000000000ull) {
+            logged_ns = now;
+            LOG_WARN("api: %u stored audit records do not decode and were left out of a page; "
+                     "run atlsctl audit verify",
+                     col->unreadable);
+        }
+    }
     if (ret != 0) {
         r = respond_error(rq, ret == -EINVAL ? 400 : 500,
                           ret == -EINVAL ? "bad cursor" : "audit store read failed");
@@ -505,11 +525,13 @@ static enum MHD_Result answer_records(struct api_req *rq, struct collect *col, i
         Atls__DeniedClients m = ATLS__DENIED_CLIENTS__INIT;
         m.n_records = col->n;
         m.records = col->recs;
+        m.unreadable = col->unreadable;
         r = respond_msg(rq, 200, &m.base);
     } else {
         Atls__AttestationList m = ATLS__ATTESTATION_LIST__INIT;
         m.n_records = col->n;
         m.records = col->recs;
+        m.unreadable = col->unreadable;
         m.next_cursor = (char *)(next_cursor != NULL ? next_cursor : "");
         r = respond_msg(rq, 200, &m.base);
     }

@@ -262,7 +262,7 @@ TEST(ProtoJson, StringsAreAlwaysValidUtf8) {
 
 TEST(ProtoJson, UnsetSubMessageIsNull) {
     Atls__AttestationList list = ATLS__ATTESTATION_LIST__INIT;
-    EXPECT_EQ(json_of(&list.base), "{\"records\":[],\"next_cursor\":\"\"}");
+    EXPECT_EQ(json_of(&list.base), "{\"records\":[],\"next_cursor\":\"\",\"unreadable\":0}");
     Atls__AuditRecord r = ATLS__AUDIT_RECORD__INIT;
     EXPECT_NE(json_of(&r.base).find("\"reported_tcb\":null"), std::string::npos);
 }

@@ -208,7 +208,9 @@ TEST(AtlsctlAudit, ListShowVerifyOnIntactDatabase) {
     CmdResult j = atlsctl("audit list --db " + t.path + " --json --limit 2");
     EXPECT_EQ(j.status, 0) << j.out;
     EXPECT_EQ(j.out.rfind("{\"records\":[{\"kind\":\"AUDIT_KIND_DECISION\"", 0), 0u) << j.out;
-    EXPECT_NE(j.out.find("\"next_cursor\":\"" + key_text(keys[3]) + "\"}"), std::string::npos);
+    EXPECT_NE(j.out.find("\"next_cursor\":\"" + key_text(keys[3]) + "\",\"unreadable\":0}"),
+              std::string::npos)
+        << j.out;
 
     CmdResult s = atlsctl("audit show --db " + t.path + " " + key_text(keys[2]));
     EXPECT_EQ(s.status, 0) << s.out;
