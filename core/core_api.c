@@ -508,15 +508,11 @@ static int collect_one(void *arg, const struct store_key *key, const uint8_t *va
 static enum MHD_Result answer_records(struct api_req *rq, struct collect *col, int ret,
                                       const char *next_cursor, bool denied_shape) {
     enum MHD_Result r;
-    if (col->unreadable > 0) {
-        static uint64_t logged_ns; // the API thread's
-        uint64_t now = core_base_now_ns();
-        if (now - logged_ns > 1000000000ull) {
-            logged_ns = now;
-            LOG_WARN("api: %u stored audit records do not decode and were left out of a page; "
-                     "run atlsctl audit verify",
-                     col->unreadable);
-        }
+    static uint64_t unreadable_logged_ns; // the API thread's
+    if (col->unreadable > 0 && core_base_log_due(&unreadable_logged_ns)) {
+        LOG_WARN("api: %u stored audit records do not decode and were left out of a page; run "
+                 "atlsctl audit verify",
+                 col->unreadable);
     }
     if (ret != 0) {
         r = respond_error(rq, ret == -EINVAL ? 400 : 500,

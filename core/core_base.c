@@ -195,3 +195,12 @@ void core_base_lazy_free(void *ptr, size_t len) {
         munmap(ptr, len);
     }
 }
+
+bool core_base_log_due(uint64_t *last_ns) {
+    uint64_t now = core_base_now_ns();
+    if (now - *last_ns <= 1000000000ull) {
+        return false;
+    }
+    *last_ns = now;
+    return true;
+}

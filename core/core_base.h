@@ -73,6 +73,10 @@ __attribute__((noreturn, format(printf, 1, 2))) void fatal(const char *fmt, ...)
 // core_base_now_ns returns CLOCK_MONOTONIC in nanoseconds.
 uint64_t core_base_now_ns(void);
 
+// core_base_log_due: whether a warning rate-limited to one a second (per `*last_ns`, owned by
+// the caller's thread) is due now; if so, `*last_ns` becomes now.
+bool core_base_log_due(uint64_t *last_ns);
+
 // core_base_wall_ns returns CLOCK_REALTIME in nanoseconds since the Unix epoch.
 uint64_t core_base_wall_ns(void);
 

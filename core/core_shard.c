@@ -459,7 +459,6 @@ static void conn_fail(struct core_shard *shard, struct core_conn *c, const char 
 // Backend connect.
 
 static void backend_connect(struct core_shard *shard, struct core_conn *c);
-static bool log_due(uint64_t *last_ns);
 
 static void backend_connect_failed(struct core_shard *shard, struct core_conn *c, int err) {
     uint32_t idx = c->backend_idx;
@@ -470,7 +469,7 @@ static void backend_connect_failed(struct core_shard *shard, struct core_conn *c
         core_backend_mark_down(shard->proc, idx);
         atomic_fetch_add_explicit(&shard->counters.backend_errors, 1, memory_order_relaxed);
         LOG_WARN("backend %s: %s", shard->proc->cfg.backends[idx].text, strerror(-err));
-    } else if (log_due(&shard->nofile_logged_ns)) {
+    } else if (core_base_log_due(&shard->nofile_logged_ns)) {
         LOG_WARN("worker %u: cannot open a backend connection: %s", shard->id, strerror(-err));
     }
     core_side_close(shard, &c->side[CORE_SIDE_BACKEND]);
@@ -1129,7 +1128,7 @@ static void start_backend(struct core_shard *shard, struct core_conn *c) {
 static void backend_blame(struct core_shard *shard, struct core_conn *c, const char *why) {
     core_backend_mark_down(shard->proc, c->backend_idx);
     atomic_fetch_add_explicit(&shard->counters.backend_errors, 1, memory_order_relaxed);
-    if (log_due(&shard->backend_silent_logged_ns)) {
+    if (core_base_log_due(&shard->backend_silent_logged_ns)) {
         LOG_WARN("backend %s: %s; skipped for health_interval_ms",
                  shard->proc->cfg.backends[c->backend_idx].text, why);
     }
@@ -1711,17 +1710,6 @@ static void on_send(void *ctx, struct ring_op_id id, const struct io_uring_cqe *
     conn_pump(shard, c);
 }
 
-// log_due: whether a warning rate-limited to one a second (per `*last_ns`) is due now; if so,
-// `*last_ns` becomes now.
-static bool log_due(uint64_t *last_ns) {
-    uint64_t now = core_base_now_ns();
-    if (now - *last_ns <= 1000000000ull) {
-        return false;
-    }
-    *last_ns = now;
-    return true;
-}
-
 static void conn_accept(struct core_shard *shard, int fd) {
     if (shard->draining) {
         close(fd);
@@ -1733,7 +1721,7 @@ static void conn_accept(struct core_shard *shard, int fd) {
     if (audited && !core_audit_reserve(shard)) {
         atomic_fetch_add_explicit(&shard->counters.refused_audit_busy, 1, memory_order_relaxed);
         static _Thread_local uint64_t last_busy_log_ns;
-        if (log_due(&last_busy_log_ns)) {
+        if (core_base_log_due(&last_busy_log_ns)) {
             LOG_WARN("worker %u: audit ring full (the store is behind), refusing connections",
                      shard->id);
         }
@@ -1744,7 +1732,7 @@ static void conn_accept(struct core_shard *shard, int fd) {
     if (c == NULL) {
         atomic_fetch_add_explicit(&shard->counters.refused_full, 1, memory_order_relaxed);
         static _Thread_local uint64_t last_log_ns;
-        if (log_due(&last_log_ns)) {
+        if (core_base_log_due(&last_log_ns)) {
             LOG_WARN("worker %u: all %u connection slots busy, refusing", shard->id,
                      shard->conns_max);
         }
@@ -1809,7 +1797,7 @@ static void on_accept(void *ctx, struct ring_op_id id, const struct io_uring_cqe
         // Out of descriptors: the connection stays in the backlog, so accepting again at once
         // would fail at once (a busy loop). Pause this listener until the next tick.
         atomic_fetch_add_explicit(&shard->counters.refused_nofile, 1, memory_order_relaxed);
-        if (log_due(&shard->nofile_logged_ns)) {
+        if (core_base_log_due(&shard->nofile_logged_ns)) {
             LOG_WARN("worker %u: accept failed: %s; pausing accepts (raise LimitNOFILE)",
                      shard->id, strerror(-cqe->res));
         }

@@ -65,6 +65,17 @@ TEST(CoreBase, MonotonicClockAdvances) {
     EXPECT_GT(core_base_wall_ns(), 1700000000ull * 1000000000ull);
 }
 
+TEST(CoreBase, LogDueAtMostOnceASecond) {
+    uint64_t last = 0;
+    EXPECT_TRUE(core_base_log_due(&last)); // the first is always due
+    EXPECT_GT(last, 0u);
+    uint64_t first = last;
+    EXPECT_FALSE(core_base_log_due(&last)); // within the second: not again
+    EXPECT_EQ(last, first);
+    last -= 1000000001ull; // as if the last one was more than a second ago
+    EXPECT_TRUE(core_base_log_due(&last));
+}
+
 TEST(CoreBase, CopySlowCaseIsTheShortDistancePast4KiB) {
     alignas(4096) static uint8_t a[8192];
     const size_t big = CORE_BASE_COPY_LOOP_MIN;
