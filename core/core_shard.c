@@ -1154,12 +1154,17 @@ static void pg_error_sqlstate(const uint8_t *fields, uint32_t len, char code[6])
     }
 }
 
-// sqlstate_refuses_sessions: the SQLSTATE says the node takes no new sessions (57P01
+// sqlstate_refusal: whether SQLSTATE `code` says the node takes no new sessions (57P01
 // admin_shutdown: CockroachDB's draining node, PostgreSQL shutting down; 57P02 crash_shutdown;
-// 57P03 cannot_connect_now: starting up, or in recovery). Any other error (a wrong password, an
-// unknown database) says nothing about the node.
-static bool sqlstate_refuses_sessions(const char *code) {
-    return strncmp(code, "57P0", 4) == 0 && code[4] >= '1' && code[4] <= '3';
+// 57P03 cannot_connect_now: starting up, or in recovery); if so, `why` says it for
+// backend_blame. Any other error (a wrong password, an unknown database) says nothing about the
+// node.
+static bool sqlstate_refusal(const char *code, char why[48]) {
+    if (strncmp(code, "57P0", 4) != 0 || code[4] < '1' || code[4] > '3') {
+        return false;
+    }
+    snprintf(why, 48, "refuses new sessions (%s)", code);
+    return true;
 }
 
 // backend_refused_session: the backend answered a starting session with an ErrorResponse (whose
@@ -1167,14 +1172,12 @@ static bool sqlstate_refuses_sessions(const char *code) {
 // down for health_interval_ms, as a failed connect would be.
 static void backend_refused_session(struct core_shard *shard, struct core_conn *c) {
     char code[6];
+    char why[48];
     pg_error_sqlstate(c->scan_err, c->scan_err_len, code);
     c->scan_err_len = 0;
-    if (!sqlstate_refuses_sessions(code) || c->backend_idx == CORE_IDX_NONE) {
-        return;
+    if (c->backend_idx != CORE_IDX_NONE && sqlstate_refusal(code, why)) {
+        backend_blame(shard, c, why);
     }
-    char why[48];
-    snprintf(why, sizeof(why), "refuses new sessions (%s)", code);
-    backend_blame(shard, c, why);
 }
 
 // backend_retry moves starting session `c`, whose backend refused it or ended it without a
@@ -1244,11 +1247,7 @@ static int backend_first_refusal(struct core_shard *shard, const struct core_sid
     }
     char code[6];
     pg_error_sqlstate(head + 5, want - 5, code);
-    if (!sqlstate_refuses_sessions(code)) {
-        return 0;
-    }
-    snprintf(why, 48, "refuses new sessions (%s)", code);
-    return 1;
+    return sqlstate_refusal(code, why) ? 1 : 0;
 }
 
 // Backend -> client during startup: replace BackendKeyData with our routing key, until the
