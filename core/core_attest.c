@@ -299,12 +299,12 @@ static void verify_evidence(struct core_shard *shard, struct core_conn *c,
         }
         // The cached verdict ends with the window, or with the chain's validity if that comes
         // first: a reuse is not verified again, so it must not outlive the certificates.
-        int64_t valid_s = claims.chain_not_after - (int64_t)time(NULL);
         uint64_t window_s = pol->nonce.reuse_window_s;
-        if (valid_s >= 0 && (uint64_t)valid_s < window_s) {
-            window_s = (uint64_t)valid_s;
-        }
-        if (window_s > 0 && valid_s > 0) {
+        int64_t valid_s = window_s > 0 ? claims.chain_not_after - (int64_t)time(NULL) : 0;
+        if (valid_s > 0) {
+            if ((uint64_t)valid_s < window_s) {
+                window_s = (uint64_t)valid_s;
+            }
             policy_reuse_remember(proc->reuse, ev->spki_sha256, ev_hash, shard->policy_ref->epoch,
                                   now + window_s * 1000000000ull, now);
         }
