@@ -597,6 +597,12 @@ static bool measurement_admitted(const struct store_measurement_count *m) {
            0;
 }
 
+static int measurement_bytes_order(const void *a, const void *b) {
+    const struct store_measurement_count *x = a;
+    const struct store_measurement_count *y = b;
+    return memcmp(x->measurement, y->measurement, sizeof(x->measurement));
+}
+
 // Admitted measurements first, each group by measurement bytes (the store's order).
 static int measurement_admitted_first(const void *a, const void *b) {
     const struct store_measurement_count *x = a;
@@ -606,13 +612,7 @@ static int measurement_admitted_first(const void *a, const void *b) {
     if (ax != ay) {
         return ax ? -1 : 1;
     }
-    return memcmp(x->measurement, y->measurement, sizeof(x->measurement));
-}
-
-static int measurement_bytes_order(const void *a, const void *b) {
-    const struct store_measurement_count *x = a;
-    const struct store_measurement_count *y = b;
-    return memcmp(x->measurement, y->measurement, sizeof(x->measurement));
+    return measurement_bytes_order(a, b);
 }
 
 // api_measurements answers the decision counts per measurement. Past API_MEASUREMENTS_MAX it
