@@ -215,6 +215,13 @@ class BackendTest : public ::testing::Test {
         std::string err;
         ASSERT_TRUE(proxy_.Start(dir_->path(), ini, &err)) << err;
     }
+    // StartProxyBeforePostgres starts a gateway whose first backend is 127.0.0.1:`first_port`
+    // and whose second is the shared PostgreSQL.
+    void StartProxyBeforePostgres(int first_port, int health_ms) {
+        StartProxy("127.0.0.1:" + std::to_string(first_port) +
+                       ", 127.0.0.1:" + std::to_string(SharedPostgres().port()),
+                   health_ms);
+    }
     std::unique_ptr<TempDir> dir_;
     Proxy proxy_;
     int port_ = 0;
@@ -285,9 +292,7 @@ TEST_F(BackendTest, BackendClosingNewSessionsWithoutAByteIsSkippedAndTheSessionR
     SlammingBackend slam;
     ASSERT_TRUE(slam.ok());
     const int health_ms = 2000;
-    StartProxy("127.0.0.1:" + std::to_string(slam.port()) +
-                   ", 127.0.0.1:" + std::to_string(SharedPostgres().port()),
-               health_ms);
+    StartProxyBeforePostgres(slam.port(), health_ms);
     auto t0 = Clock::now();
     for (int i = 0; i < 10; i++) {
         RawClient c;
@@ -331,9 +336,7 @@ TEST_F(BackendTest, BackendRefusingNewSessionsWith57P01IsSkippedAndTheSessionRet
     SlammingBackend refusing(ErrorResponse("57P01", "the server is not accepting clients"));
     ASSERT_TRUE(refusing.ok());
     const int health_ms = 2000;
-    StartProxy("127.0.0.1:" + std::to_string(refusing.port()) +
-                   ", 127.0.0.1:" + std::to_string(SharedPostgres().port()),
-               health_ms);
+    StartProxyBeforePostgres(refusing.port(), health_ms);
     auto t0 = Clock::now();
     EXPECT_EQ(SessionsThrough(port_, 10, ""), 0);
     double secs = SecondsSince(t0);
@@ -350,9 +353,7 @@ TEST_F(BackendTest, RefusalArrivingInPiecesIsRetried) {
         SlammingBackend refusing(ErrorResponse("57P01", "the server is not accepting clients"),
                                  split);
         ASSERT_TRUE(refusing.ok());
-        StartProxy("127.0.0.1:" + std::to_string(refusing.port()) +
-                       ", 127.0.0.1:" + std::to_string(SharedPostgres().port()),
-                   60000);
+        StartProxyBeforePostgres(refusing.port(), 60000);
         EXPECT_EQ(SessionsThrough(port_, 2, ""), 0) << "split at " << split;
         EXPECT_EQ(refusing.accepted(), 1) << "split at " << split;
         EXPECT_EQ(Metric(api_, "atls_backend_session_retries_total"), 1) << "split at " << split;
@@ -386,9 +387,7 @@ TEST_F(BackendTest, RefusalAfterTheClientSawTheSessionIsNotRetried) {
     const std::string auth_ok("R\0\0\0\x08\0\0\0\0", 9);
     SlammingBackend refusing(auth_ok + ErrorResponse("57P01", "terminating connection"));
     ASSERT_TRUE(refusing.ok());
-    StartProxy("127.0.0.1:" + std::to_string(refusing.port()) +
-                   ", 127.0.0.1:" + std::to_string(SharedPostgres().port()),
-               60000);
+    StartProxyBeforePostgres(refusing.port(), 60000);
     EXPECT_EQ(SessionsThrough(port_, 1, "57P01 terminating connection"), 1);
     EXPECT_EQ(Metric(api_, "atls_backend_session_retries_total"), 0);
     // Still judged by its SQLSTATE: the node is skipped from then on.
@@ -401,9 +400,7 @@ TEST_F(BackendTest, RefusalAfterTheClientSawTheSessionIsNotRetried) {
 TEST_F(BackendTest, BackendAnsweringAnAuthenticationErrorIsNotSkipped) {
     SlammingBackend refusing(ErrorResponse("28P01", "password authentication failed"));
     ASSERT_TRUE(refusing.ok());
-    StartProxy("127.0.0.1:" + std::to_string(refusing.port()) +
-                   ", 127.0.0.1:" + std::to_string(SharedPostgres().port()),
-               2000);
+    StartProxyBeforePostgres(refusing.port(), 2000);
     EXPECT_EQ(SessionsThrough(port_, 5, "28P01 password authentication failed"), 5);
     EXPECT_EQ(refusing.accepted(), 5);
 }
@@ -412,8 +409,7 @@ TEST_F(BackendTest, DeadBackendIsSkippedUntilItAnswersAgain) {
     Postgres &pg = SharedPostgres();
     const int health_ms = 1000;
     int dead = FreePort(); // nothing listens there yet
-    StartProxy("127.0.0.1:" + std::to_string(dead) + ", 127.0.0.1:" + std::to_string(pg.port()),
-               health_ms);
+    StartProxyBeforePostgres(dead, health_ms);
     // Sessions one after another for three health intervals. The dead backend is first in the
     // list and has no connections, so least connections alone would pick it for every one;
     // each attempt is a counted backend error.
@@ -467,13 +463,10 @@ TEST_F(BackendTest, DeadBackendIsProbedByOneSessionAtATime) {
     // A backend whose connects hang (dropped SYNs) costs the session that probes it
     // connect_timeout_ms (1 s in MtlsIni). While one probes, the other sessions must skip it,
     // even though it has the fewest connections.
-    Postgres &pg = SharedPostgres();
     Blackhole hole;
     ASSERT_TRUE(hole.ok());
     const int health_ms = 1500;
-    StartProxy("127.0.0.1:" + std::to_string(hole.port()) + ", 127.0.0.1:" +
-                   std::to_string(pg.port()),
-               health_ms);
+    StartProxyBeforePostgres(hole.port(), health_ms);
     {
         RawClient first; // marks it down: waits out the connect timeout, then fails over
         ASSERT_EQ(OpenSession(&first, port_), "");
