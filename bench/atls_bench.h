@@ -277,6 +277,9 @@ void bench_cert_cleanup(struct bench_cert *c);
 // nothing allocated (printed).
 int bench_cert_pool_load(struct bench_cert **out, uint32_t *n, const char *dir);
 
+// bench_parse_addr reads "a.b.c.d:port" into `out`. Returns 0 or -EINVAL.
+int bench_parse_addr(struct sockaddr_in *out, const char *text);
+
 // bench_http_get GETs `path` from `api` (host:port, IPv4) over HTTP/1.0, from source address `src`
 // (host order; 0: any), and writes the whole answer, headers included, NUL-terminated into `out`
 // (`cap` bytes; a longer answer is cut). 5 s receive timeout. Returns 0 or -errno/-EINVAL.

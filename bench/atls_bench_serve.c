@@ -284,15 +284,8 @@ static void on_readable(struct sconn *c, uint8_t *rx) {
 }
 
 static int listen_on(const char *addr) {
-    char host[64];
-    const char *colon = strrchr(addr, ':');
-    if (colon == NULL || (size_t)(colon - addr) >= sizeof(host)) {
-        return -EINVAL;
-    }
-    memcpy(host, addr, (size_t)(colon - addr));
-    host[colon - addr] = '\0';
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
-    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+    struct sockaddr_in sa;
+    if (bench_parse_addr(&sa, addr) != 0) {
         return -EINVAL;
     }
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

@@ -405,22 +405,29 @@ int bench_pg_parser_feed(struct bench_pg_parser *p, const uint8_t *data, size_t 
 
 #define METRICS_BYTES_MAX (1u << 20)
 
+int bench_parse_addr(struct sockaddr_in *out, const char *text) {
+    char host[64];
+    const char *colon = strrchr(text, ':');
+    if (colon == NULL || (size_t)(colon - text) >= sizeof(host)) {
+        return -EINVAL;
+    }
+    memcpy(host, text, (size_t)(colon - text));
+    host[colon - text] = '\0';
+    memset(out, 0, sizeof(*out));
+    out->sin_family = AF_INET;
+    out->sin_port = htons((uint16_t)atoi(colon + 1));
+    return inet_pton(AF_INET, host, &out->sin_addr) == 1 ? 0 : -EINVAL;
+}
+
 int bench_http_get(char *out, size_t cap, const char *api, uint32_t src, const char *path,
                    const char *accept) {
     if (cap == 0) {
         return -EINVAL;
     }
     out[0] = '\0';
-    char host[64];
-    const char *colon = strrchr(api, ':');
-    if (colon == NULL || (size_t)(colon - api) >= sizeof(host)) {
-        return -EINVAL;
-    }
-    memcpy(host, api, (size_t)(colon - api));
-    host[colon - api] = '\0';
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
+    struct sockaddr_in sa;
     struct sockaddr_in me = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(src)};
-    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+    if (bench_parse_addr(&sa, api) != 0) {
         return -EINVAL;
     }
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
