@@ -22,9 +22,6 @@
 #define API_DENIED_DEFAULT 50u
 #define API_ACTIVE_MAX 100000u
 #define API_MEASUREMENTS_MAX 4096u
-// How many measurements an answer chooses its API_MEASUREMENTS_MAX from: as many as the store
-// keeps counts of in memory (STORE_COUNTS_ENTRIES_MAX), so that choosing costs no index scan.
-#define API_MEASUREMENTS_CONSIDERED 16384u
 #define API_RESPONSE_MAX (64u * 1024u * 1024u)
 #define API_SNAPSHOT_WAIT_MS 1000
 // Answers queued and not yet taken by their clients, all connections together: a client that
@@ -616,15 +613,15 @@ static int measurement_admitted_first(const void *a, const void *b) {
 }
 
 // api_measurements answers the decision counts per measurement. Past API_MEASUREMENTS_MAX it
-// keeps every measurement with admitted decisions before the others: denied handshakes can
-// record any number of made-up measurements, which in byte order alone would push the real ones
-// out of the answer. The answer lists them by measurement bytes.
+// keeps every measurement with admitted decisions (among those counted in memory) before the
+// others: denied handshakes can record any number of made-up measurements, which in byte order
+// alone would push the real ones out of the answer. The answer lists them by measurement bytes.
 static enum MHD_Result api_measurements(struct api_req *rq) {
     enum MHD_Result res;
     if (!negotiate(rq, API_PROTOBUF, NULL, &res) || !need_store(rq, &res)) {
         return res;
     }
-    struct store_measurement_count *counts = calloc(API_MEASUREMENTS_CONSIDERED, sizeof(*counts));
+    struct store_measurement_count *counts = calloc(STORE_COUNTS_ENTRIES_MAX, sizeof(*counts));
     Atls__MeasurementCount *items = calloc(API_MEASUREMENTS_MAX, sizeof(*items));
     Atls__MeasurementCount **ptrs = calloc(API_MEASUREMENTS_MAX, sizeof(*ptrs));
     if (counts == NULL || items == NULL || ptrs == NULL) {
@@ -633,8 +630,14 @@ static enum MHD_Result api_measurements(struct api_req *rq) {
         free(ptrs);
         return respond_error(rq, 500, "out of memory");
     }
+    // The answer is chosen among the measurements the store counts in memory, which costs no
+    // index scan; only when those are fewer than a page (retention after the table overflowed)
+    // is the page read exactly, the index past the table included.
     size_t n = 0;
-    int ret = store_query_measurements(rq->proc->store, counts, &n, API_MEASUREMENTS_CONSIDERED);
+    int ret = store_query_measurements_kept(rq->proc->store, counts, &n, STORE_COUNTS_ENTRIES_MAX);
+    if (ret == -ENOSPC && n < API_MEASUREMENTS_MAX) {
+        ret = store_query_measurements(rq->proc->store, counts, &n, API_MEASUREMENTS_MAX);
+    }
     if (ret != 0 && ret != -ENOSPC) {
         res = respond_error(rq, 500, "audit store read failed");
     } else {

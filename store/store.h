@@ -172,6 +172,13 @@ int store_query_latest(struct store *store, uint32_t limit, store_record_fn fn, 
 // first (through the verdict index). Any thread.
 int store_query_denied(struct store *store, uint32_t limit, store_record_fn fn, void *arg);
 
+// STORE_COUNTS_ENTRIES_MAX is how many distinct measurements the in-memory decision counts hold
+// (store_counts.c): 104 bytes each, 1.7 MiB allocated at open, plus 73 bytes per record of the
+// largest write batch for staging (at most 292 KiB). Four times the HTTP API's page of 4096, so
+// that page is answered from memory even after the table has overflowed and retention has
+// since dropped up to 12288 of its measurements.
+#define STORE_COUNTS_ENTRIES_MAX 16384u
+
 // store_query_measurements fills `out` (room for `cap`) with decision counts per measurement,
 // ordered by measurement bytes, and sets `*out_n`. A store opened by store_open answers from
 // counts it keeps in memory, in O(distinct measurements): they follow every committed write
@@ -182,6 +189,14 @@ int store_query_denied(struct store *store, uint32_t limit, store_record_fn fn, 
 // than `cap` distinct measurements (the first `cap` are filled), -ENOMEM, -EIO. Any thread.
 int store_query_measurements(struct store *store, struct store_measurement_count *out,
                              size_t *out_n, size_t cap);
+
+// store_query_measurements_kept is store_query_measurements limited to the measurements the
+// in-memory counts hold (at most STORE_COUNTS_ENTRIES_MAX): it never reads the index, and returns
+// -ENOSPC whenever more measurements are on record than it filled (more than `cap`, or past the
+// table's limit after an overflow). A store opened by store_open_readonly scans, as
+// store_query_measurements does. Any thread.
+int store_query_measurements_kept(struct store *store, struct store_measurement_count *out,
+                                  size_t *out_n, size_t cap);
 
 // store_query_get copies the stored bytes of the record named `key` into `out` (`cap` bytes)
 // and sets `*out_len`. Returns 0, -ENOENT, -EMSGSIZE, -EIO. Any thread.

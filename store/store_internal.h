@@ -43,12 +43,6 @@ extern const char *const store_cf_names[STORE_CF_COUNT];
 #define STORE_VERDICT_KEY_BYTES (4u + STORE_KEY_BYTES)
 #define STORE_MEAS_KEY_BYTES (STORE_MEASUREMENT_BYTES + 4u + STORE_KEY_BYTES)
 #define STORE_ARENA_BYTES 32768u // unpacking one AuditRecord (report copy, strings, slabs)
-// STORE_COUNTS_ENTRIES_MAX is how many distinct measurements the in-memory decision counts hold
-// (store_counts.c): 104 bytes each, 1.7 MiB allocated at open, plus 73 bytes per record of the
-// largest write batch for staging (at most 292 KiB). Four times the HTTP API's page of 4096, so
-// that page is answered from memory even after the table has overflowed and retention has
-// since dropped up to 12288 of its measurements.
-#define STORE_COUNTS_ENTRIES_MAX 16384u
 
 // ---- Ring slot ----
 #define STORE_SLOT_MAGIC 0x41554431u // "AUD1"

@@ -229,6 +229,21 @@ int store_query_measurements(struct store *store, struct store_measurement_count
     return scan_measurements(store, out, out_n, cap, from);
 }
 
+int store_query_measurements_kept(struct store *store, struct store_measurement_count *out,
+                                  size_t *out_n, size_t cap) {
+    ASSERT(store != NULL);
+    ASSERT(out_n != NULL);
+    ASSERT(out != NULL || cap == 0);
+    *out_n = 0;
+    if (store->counts == NULL) {
+        return scan_measurements(store, out, out_n, cap, NULL);
+    }
+    uint8_t from[STORE_MEASUREMENT_BYTES];
+    bool partial = false;
+    int rc = store_counts_copy(store->counts, out, out_n, cap, from, &partial);
+    return rc == 0 && partial ? -ENOSPC : rc; // partial: more on disk, from the table's limit on
+}
+
 int store_query_get(struct store *store, uint8_t *out, size_t *out_len, size_t cap,
                     const struct store_key *key) {
     ASSERT(store != NULL);

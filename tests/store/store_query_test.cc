@@ -305,6 +305,37 @@ TEST(StoreQuery, MeasurementCountsPastTheTableLimitStayExact) {
     EXPECT_EQ(store_query_measurement_scans(f.s), scans);
 }
 
+// store_query_measurements_kept answers from the in-memory table alone: with 4 of 31
+// measurements kept, the 4 smallest (or fewer, for a smaller cap) and -ENOSPC, never an index
+// scan; on a store whose table holds them all it equals store_query_measurements.
+TEST(StoreQuery, MeasurementCountsKeptNeverScanTheIndex) {
+    Filled f(4);
+    Mixed mx(f, 30);
+    mx.add(400);
+    ASSERT_EQ(mx.model.m.size(), 31u);
+    for (size_t cap : {0, 3, 4, 5, 31, 32}) {
+        uint64_t scans = store_query_measurement_scans(f.s);
+        MeasAnswer got;
+        got.out.resize(cap + 1);
+        size_t n = 12345;
+        got.rc = store_query_measurements_kept(f.s, got.out.data(), &n, cap);
+        got.out.resize(n);
+        MeasAnswer want = expected_measurements(mx.model, cap < 4 ? cap : 4);
+        want.rc = -ENOSPC;
+        EXPECT_TRUE(same_answer(got, want)) << "cap " << cap;
+        EXPECT_EQ(store_query_measurement_scans(f.s), scans) << "cap " << cap;
+    }
+    f.reopen(0); // a table that holds every measurement
+    for (size_t cap : {0, 3, 31, 32}) {
+        MeasAnswer got;
+        got.out.resize(cap + 1);
+        size_t n = 12345;
+        got.rc = store_query_measurements_kept(f.s, got.out.data(), &n, cap);
+        got.out.resize(n);
+        EXPECT_TRUE(same_answer(got, expected_measurements(mx.model, cap))) << "cap " << cap;
+    }
+}
+
 // A write batch that fails is not counted: RLIMIT_FSIZE makes the WAL write fail (EFBIG) once
 // it grows past 256 KiB, in a child process so the limit stays there. Nor does a retention
 // batch that fails lower the counts.
