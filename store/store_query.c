@@ -206,8 +206,10 @@ uint64_t store_query_measurement_scans(const struct store *store) {
     return atomic_load_explicit(&store->measurement_scans, memory_order_relaxed);
 }
 
-int store_query_measurements(struct store *store, struct store_measurement_count *out,
-                             size_t *out_n, size_t cap) {
+// query_measurements serves store_query_measurements and, with `kept_only`,
+// store_query_measurements_kept.
+static int query_measurements(struct store *store, struct store_measurement_count *out,
+                              size_t *out_n, size_t cap, bool kept_only) {
     ASSERT(store != NULL);
     ASSERT(out_n != NULL);
     ASSERT(out != NULL || cap == 0);
@@ -223,25 +225,23 @@ int store_query_measurements(struct store *store, struct store_measurement_count
     if (rc != 0 || !partial) {
         return rc;
     }
+    if (kept_only) {
+        return -ENOSPC; // more are on disk, from the table's limit on
+    }
     // The table has overflowed and holds fewer measurements than the caller has room for: the
     // rest come from the index, from the table's limit on. The two parts are read a moment
     // apart, each exact at its moment (the store thread may write in between).
     return scan_measurements(store, out, out_n, cap, from);
 }
 
+int store_query_measurements(struct store *store, struct store_measurement_count *out,
+                             size_t *out_n, size_t cap) {
+    return query_measurements(store, out, out_n, cap, false);
+}
+
 int store_query_measurements_kept(struct store *store, struct store_measurement_count *out,
                                   size_t *out_n, size_t cap) {
-    ASSERT(store != NULL);
-    ASSERT(out_n != NULL);
-    ASSERT(out != NULL || cap == 0);
-    *out_n = 0;
-    if (store->counts == NULL) {
-        return scan_measurements(store, out, out_n, cap, NULL);
-    }
-    uint8_t from[STORE_MEASUREMENT_BYTES];
-    bool partial = false;
-    int rc = store_counts_copy(store->counts, out, out_n, cap, from, &partial);
-    return rc == 0 && partial ? -ENOSPC : rc; // partial: more on disk, from the table's limit on
+    return query_measurements(store, out, out_n, cap, true);
 }
 
 int store_query_get(struct store *store, uint8_t *out, size_t *out_len, size_t cap,
