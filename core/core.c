@@ -225,6 +225,35 @@ static uint32_t usable_cpus(void) {
     return ncpu > 0 ? (uint32_t)ncpu : 1u;
 }
 
+// stop_all stops the first `started` workers, the health checks and the API, and closes the
+// audit store, writing every record already queued. `at_once`: a start-up failure, so the
+// workers get no drain time (they may have taken connections since they started listening).
+static void stop_all(struct core_proc *proc, uint32_t started, bool at_once) {
+    if (at_once) {
+        proc->drain_deadline_ns = core_base_now_ns();
+        atomic_store(&proc->draining, true);
+        for (uint32_t i = 0; i < started; i++) {
+            core_shard_wake(&proc->shards[i]);
+        }
+    }
+    // Every worker stops before any ring closes: a draining worker may still route a cancel to
+    // another's ring (MSG_RING), whose descriptor must stay open until then.
+    for (uint32_t i = 0; i < started; i++) {
+        core_shard_wait(&proc->shards[i]);
+    }
+    core_health_stop(proc);
+    // The API thread wakes workers (snapshots for /api/v1/clients/active) through their event
+    // descriptors and reads their snapshot buffers: it stops before the joins free them.
+    core_api_stop(proc);
+    for (uint32_t i = 0; i < started; i++) {
+        core_shard_join(&proc->shards[i]);
+    }
+    store_close(proc->store);
+    proc->store = NULL;
+    free(proc->shards);
+    proc->shards = NULL;
+}
+
 static int run(const char *path) {
     static struct core_proc proc; // large; lives for the whole process
     char err[512];
@@ -291,12 +320,15 @@ static int run(const char *path) {
         if (core_shard_start(&proc, &proc.shards[i], i, ctx, err, sizeof(err)) != 0) {
             fprintf(stderr, "%s: %s\n", path, err);
             SSL_CTX_free(ctx);
+            stop_all(&proc, i, true);
             return 2;
         }
     }
     SSL_CTX_free(ctx);
-    if (core_api_start(&proc, err, sizeof(err)) != 0) {
+    if (core_api_start(&proc, err, sizeof(err)) != 0 ||
+        core_health_start(&proc, err, sizeof(err)) != 0) {
         fprintf(stderr, "%s\n", err);
+        stop_all(&proc, proc.worker_count, true);
         return 2;
     }
     LOG_INFO("atls-proxy %s: %u workers, listening on %s (%s), backend %s", proc.cfg.node_id,
@@ -330,20 +362,7 @@ static int run(const char *path) {
             break;
         }
     }
-    // Every worker stops before any ring closes: a draining worker may still route a cancel to
-    // another's ring (MSG_RING), whose descriptor must stay open until then.
-    for (uint32_t i = 0; i < proc.worker_count; i++) {
-        core_shard_wait(&proc.shards[i]);
-    }
-    // The API thread wakes workers (snapshots for /api/v1/clients/active) through their event
-    // descriptors and reads their snapshot buffers: it stops before the joins free them.
-    core_api_stop(&proc);
-    for (uint32_t i = 0; i < proc.worker_count; i++) {
-        core_shard_join(&proc.shards[i]);
-    }
-    store_close(proc.store); // writes every record already queued
-    proc.store = NULL;
-    free(proc.shards);
+    stop_all(&proc, proc.worker_count, false);
     policy_nonce_free(proc.nonces);
     policy_reuse_free(proc.reuse);
     policy_ratelimit_free(proc.nonce_limiter);

@@ -833,6 +833,49 @@ __attribute__((format(printf, 2, 3))) static void text_add(struct text *t, const
     }
 }
 
+// metrics_backends writes each backend's state and health checks, labelled with its address as
+// the config gives it.
+static void metrics_backends(struct text *t, const struct core_proc *proc) {
+    static const struct {
+        const char *name, *type, *help;
+    } fam[] = {
+        {"atls_backend_up", "gauge",
+         "1 while the backend is in rotation, 0 while it is marked down (by health checks or "
+         "by sessions it failed)"},
+        {"atls_backend_health_checks_total", "counter", "active health checks of the backend"},
+        {"atls_backend_health_checks_failed_total", "counter", "of those, failed"},
+    };
+    uint64_t now = core_base_now_ns();
+    for (size_t f = 0; f < ARRAY_LEN(fam); f++) {
+        text_add(t, "# HELP %s %s\n# TYPE %s %s\n", fam[f].name, fam[f].help, fam[f].name,
+                 fam[f].type);
+        for (uint32_t i = 0; i < proc->cfg.backend_count; i++) {
+            const struct core_backend_state *b = &proc->backends[i];
+            uint64_t v;
+            if (f == 0) {
+                v = atomic_load_explicit(&b->down_until, memory_order_relaxed) <= now;
+            } else if (f == 1) {
+                v = atomic_load_explicit(&b->probes, memory_order_relaxed);
+            } else {
+                v = atomic_load_explicit(&b->probes_failed, memory_order_relaxed);
+            }
+            // A label value escapes backslash, double quote and newline; an address holds
+            // none of them, but the config is not ours to trust here.
+            char label[2 * CORE_NAME_MAX];
+            size_t o = 0;
+            for (const char *c = proc->cfg.backends[i].text; *c != '\0' && o + 2 < sizeof(label);
+                 c++) {
+                if (*c == '\\' || *c == '"' || *c == '\n') {
+                    label[o++] = '\\';
+                }
+                label[o++] = *c == '\n' ? 'n' : *c;
+            }
+            label[o] = '\0';
+            text_add(t, "%s{backend=\"%s\"} %llu\n", fam[f].name, label, (unsigned long long)v);
+        }
+    }
+}
+
 static void metrics_hist(struct text *t, const struct core_proc *proc, size_t offset,
                          const char *name, const char *help) {
     text_add(t, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
@@ -996,6 +1039,7 @@ static enum MHD_Result api_metrics(struct api_req *rq) {
         text_add(&t, "atls_denials_total{reason=\"%s\"} %llu\n", codes[j],
                  (unsigned long long)counts[j]);
     }
+    metrics_backends(&t, proc);
     metrics_hist(&t, proc, offsetof(struct core_counters, handshake_hist),
                  "atls_handshake_seconds", "accept to TLS handshake completion");
     metrics_hist(&t, proc, offsetof(struct core_counters, verify_hist),

@@ -1,4 +1,5 @@
-// core_backend.c: backend pool shared by all workers: least connections with passive health.
+// core_backend.c: backend pool shared by all workers: least connections; passive health here,
+// active checks in core_health.c.
 // Counters are atomics (the only state workers share besides the nonce table).
 #include "core_internal.h"
 

@@ -61,6 +61,10 @@ static const struct choice choices_prio[] = {{"normal", CORE_PRIO_NORMAL},
 static const struct choice choices_sync[] = {{"always", STORE_SYNC_ALWAYS},
                                              {"batch", STORE_SYNC_BATCH}};
 
+static const struct choice choices_health[] = {{"connect", CORE_HEALTH_CONNECT},
+                                               {"startup", CORE_HEALTH_STARTUP},
+                                               {"off", CORE_HEALTH_OFF}};
+
 static const struct key_row rows[] = {
     ROW("proxy", "node_id", KEY_STR, node_id, 0, 0, "node name in audit records and stats"),
     ROW("proxy", "listen", KEY_LISTEN, listen, 0, 0, "pgwire/TLS listener host:port, repeatable"),
@@ -91,7 +95,15 @@ static const struct key_row rows[] = {
     ROW("backend", "servers", KEY_SERVERS, backends, 0, 0, "comma-separated host:port"),
     ROW("backend", "connect_timeout_ms", KEY_U32, connect_timeout_ms, 10, 600000, ""),
     ROW("backend", "health_interval_ms", KEY_U32, health_interval_ms, 100, 600000,
-        "how often a failed backend is probed"),
+        "how often each backend is probed (and a failed one retried)"),
+    ROW_CHOICE("backend", "health_check", health_check, choices_health,
+        "connect | startup | off: active probe of every backend each health_interval_ms; "
+        "startup sends a StartupMessage as health_user and reads the answer, so that a node "
+        "refusing sessions (57P01..57P03) counts as down"),
+    ROW("backend", "health_user", KEY_STR, health_user, 0, 0,
+        "user of the startup probe (needs no password: the probe stops at the first answer)"),
+    ROW("backend", "health_database", KEY_STR, health_database, 0, 0,
+        "database of the startup probe (default: health_user)"),
     ROW("api", "listen", KEY_ADDR, api_listen, 0, 0, "HTTP API host:port"),
     ROW("api", "allow_origin", KEY_STR, api_allow_origin, 0, 0,
         "origins (scheme://host:port, comma-separated) whose pages may read this API"),
@@ -138,6 +150,7 @@ static void config_defaults(struct core_config *cfg) {
     cfg->attestation_required = true;
     cfg->nonce_capacity = CORE_NONCE_CAPACITY_DEFAULT;
     cfg->connect_timeout_ms = 3000;
+    cfg->health_check = CORE_HEALTH_CONNECT;
     cfg->health_interval_ms = 1000;
     cfg->audit_enabled = true;
     store_config_defaults(&cfg->audit);
@@ -508,6 +521,11 @@ static int validate(const struct core_config *cfg, char *err, size_t err_len) {
     }
     if (cfg->backend_count == 0) {
         snprintf(err, err_len, "%s: [backend] servers is required", p);
+        return -EINVAL;
+    }
+    if (cfg->health_check == CORE_HEALTH_STARTUP && cfg->health_user[0] == '\0') {
+        snprintf(err, err_len, "%s:%u: [backend] health_check = startup needs health_user", p,
+                 find_key_line(p, "backend", "health_check"));
         return -EINVAL;
     }
     if (cfg->mode == CORE_MODE_TERMINATE) {

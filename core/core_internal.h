@@ -312,6 +312,8 @@ struct core_counters {
 struct core_backend_state {
     atomic_uint_fast32_t active;     // connections across all workers
     atomic_uint_fast64_t down_until; // monotonic ns; 0 = healthy
+    atomic_uint_fast64_t probes;     // active health checks run (core_health.c)
+    atomic_uint_fast64_t probes_failed; // of those, failed
 };
 
 struct core_proc;
@@ -444,12 +446,21 @@ struct core_proc {
     struct policy_reuse *reuse;   // shared by all threads, lock-free
     struct policy_ratelimit *nonce_limiter; // control thread only
     void *api;                    // HTTP API daemon (core_api.c)
+    struct core_health *health;   // active backend health checks (core_health.c), or NULL
     size_t api_held_bytes;        // API answers queued and not yet sent (the API thread's)
     struct store *store;          // audit store; NULL when [audit] enabled = false
     atomic_bool draining;
     uint64_t drain_deadline_ns;
     uint64_t started_ns;
 };
+
+/* core_health.c: active backend health checks ([backend] health_check) */
+
+// core_health_start starts the thread that probes every backend each health_interval_ms (none
+// with health_check = off). Returns 0 or -errno with a reason in `err`.
+int core_health_start(struct core_proc *proc, char *err, size_t err_len);
+// core_health_stop stops and joins it, even mid-probe. Idempotent.
+void core_health_stop(struct core_proc *proc);
 
 /* core_tls.c */
 
@@ -590,6 +601,16 @@ enum core_pgwire_startup {
 enum core_pgwire_startup core_pgwire_startup(const uint8_t *buf, uint32_t len, uint32_t *out_len,
                                              char *user, size_t user_cap, char *database,
                                              size_t db_cap, const char **reason);
+
+// core_pgwire_error_sqlstate finds the SQLSTATE ('C' field) among the first `len` bytes of an
+// ErrorResponse body; `code` is empty when they do not hold it whole.
+void core_pgwire_error_sqlstate(const uint8_t *fields, uint32_t len, char code[6]);
+
+// core_pgwire_sqlstate_refuses: whether SQLSTATE `code` says the node takes no new sessions
+// (57P01 admin_shutdown: CockroachDB's draining node, PostgreSQL shutting down; 57P02
+// crash_shutdown; 57P03 cannot_connect_now: starting up, or in recovery); if so, `why` says it.
+// Any other error (a wrong password, an unknown database) says nothing about the node.
+bool core_pgwire_sqlstate_refuses(const char *code, char why[48]);
 
 // core_pgwire_be32 / core_pgwire_put_be32: big-endian helpers.
 uint32_t core_pgwire_be32(const uint8_t *p);

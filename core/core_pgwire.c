@@ -220,3 +220,29 @@ void core_pgwire_frames_advance(struct core_pgwire_frames *f, const uint8_t *p, 
 bool core_pgwire_frames_is_boundary(const struct core_pgwire_frames *f) {
     return f->hdr_len == 0 && f->body_left == 0;
 }
+
+void core_pgwire_error_sqlstate(const uint8_t *fields, uint32_t len, char code[6]) {
+    code[0] = '\0';
+    for (uint32_t at = 0; at < len && fields[at] != 0;) {
+        uint8_t type = fields[at++];
+        const uint8_t *v = fields + at;
+        uint32_t n = 0;
+        while (at + n < len && v[n] != 0) {
+            n++;
+        }
+        if (type == 'C' && n == 5 && at + n < len) {
+            memcpy(code, v, 5);
+            code[5] = '\0';
+            return;
+        }
+        at += n + 1;
+    }
+}
+
+bool core_pgwire_sqlstate_refuses(const char *code, char why[48]) {
+    if (strncmp(code, "57P0", 4) != 0 || code[4] < '1' || code[4] > '3') {
+        return false;
+    }
+    snprintf(why, 48, "refuses new sessions (%s)", code);
+    return true;
+}

@@ -1134,48 +1134,15 @@ static void backend_blame(struct core_shard *shard, struct core_conn *c, const c
     }
 }
 
-// pg_error_sqlstate finds the SQLSTATE ('C' field) among the first `len` bytes of an
-// ErrorResponse body; `code` is empty when they do not hold it whole.
-static void pg_error_sqlstate(const uint8_t *fields, uint32_t len, char code[6]) {
-    code[0] = '\0';
-    for (uint32_t at = 0; at < len && fields[at] != 0;) {
-        uint8_t type = fields[at++];
-        const uint8_t *v = fields + at;
-        uint32_t n = 0;
-        while (at + n < len && v[n] != 0) {
-            n++;
-        }
-        if (type == 'C' && n == 5 && at + n < len) {
-            memcpy(code, v, 5);
-            code[5] = '\0';
-            return;
-        }
-        at += n + 1;
-    }
-}
-
-// sqlstate_refusal: whether SQLSTATE `code` says the node takes no new sessions (57P01
-// admin_shutdown: CockroachDB's draining node, PostgreSQL shutting down; 57P02 crash_shutdown;
-// 57P03 cannot_connect_now: starting up, or in recovery); if so, `why` says it for
-// backend_blame. Any other error (a wrong password, an unknown database) says nothing about the
-// node.
-static bool sqlstate_refusal(const char *code, char why[48]) {
-    if (strncmp(code, "57P0", 4) != 0 || code[4] < '1' || code[4] > '3') {
-        return false;
-    }
-    snprintf(why, 48, "refuses new sessions (%s)", code);
-    return true;
-}
-
 // backend_refused_session: the backend answered a starting session with an ErrorResponse (whose
 // first bytes are in scan_err). One whose SQLSTATE says the node takes no new sessions is marked
 // down for health_interval_ms, as a failed connect would be.
 static void backend_refused_session(struct core_shard *shard, struct core_conn *c) {
     char code[6];
     char why[48];
-    pg_error_sqlstate(c->scan_err, c->scan_err_len, code);
+    core_pgwire_error_sqlstate(c->scan_err, c->scan_err_len, code);
     c->scan_err_len = 0;
-    if (c->backend_idx != CORE_IDX_NONE && sqlstate_refusal(code, why)) {
+    if (c->backend_idx != CORE_IDX_NONE && core_pgwire_sqlstate_refuses(code, why)) {
         backend_blame(shard, c, why);
     }
 }
@@ -1246,8 +1213,8 @@ static int backend_first_refusal(struct core_shard *shard, const struct core_sid
         return be->recv_eof ? 0 : -1;
     }
     char code[6];
-    pg_error_sqlstate(head + 5, want - 5, code);
-    return sqlstate_refusal(code, why) ? 1 : 0;
+    core_pgwire_error_sqlstate(head + 5, want - 5, code);
+    return core_pgwire_sqlstate_refuses(code, why) ? 1 : 0;
 }
 
 // Backend -> client during startup: replace BackendKeyData with our routing key, until the

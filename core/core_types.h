@@ -76,6 +76,13 @@ enum core_worker_priority {
                           // leaves room on its CPU for the rest
 };
 
+// [backend] health_check: how the active health checks probe each backend (core_health.c).
+enum core_health_check {
+    CORE_HEALTH_CONNECT = 0, // a TCP connect
+    CORE_HEALTH_STARTUP,     // a StartupMessage as health_user, and the backend's first answer
+    CORE_HEALTH_OFF,         // none: backends are judged by real sessions alone
+};
+
 struct core_config {
     char path[CORE_PATH_MAX]; // the config file itself
     // [proxy]
@@ -104,6 +111,9 @@ struct core_config {
     uint32_t backend_count;
     uint32_t connect_timeout_ms;
     uint32_t health_interval_ms;
+    enum core_health_check health_check;
+    char health_user[CORE_NAME_MAX];     // health_check = startup: the probe's user
+    char health_database[CORE_NAME_MAX]; // and database ("" = the user's name)
     // [api]
     struct core_addr api_listen;
     bool api_enabled;

@@ -87,7 +87,7 @@ expect_ok "the examples as shipped"
 # policy/policy_rules.c.
 for k in node_id listen mode workers drain_timeout_ms conns_max handshake_timeout_ms \
     idle_timeout_ms cert key client_ca required policy nonce_capacity servers connect_timeout_ms \
-    health_interval_ms allow_origin allow_hosts enabled dir sync retention_days retention_max_records \
+    health_interval_ms health_check health_user health_database allow_origin allow_hosts enabled dir sync retention_days retention_max_records \
     retention_interval_ms ring_slots_per_worker batch_max; do
     checks=$((checks + 1))
     grep -Eq "^;? ?$k =" "$SRC/deploy/atls-proxy.ini.example" || fail "atls-proxy.ini.example lacks '$k'"
@@ -114,6 +114,11 @@ reset_files
 cp "$T/server.crt" "$T/clients-ca.pem"
 sed -i 's/^; client_ca = /client_ca = /' "$T/atls-proxy.ini"
 expect_ok "client_ca switched on"
+reset_files
+sed -i 's/^health_check = connect/health_check = startup/; s/^; health_user = /health_user = /' \
+    "$T/atls-proxy.ini"
+grep -q '^health_user = atls_health' "$T/atls-proxy.ini" || fail "health_user not switched on"
+expect_ok "startup health checks switched on"
 
 # An unknown key in place of each key line is refused at that line.
 for f in atls-proxy.ini policy.ini; do
@@ -136,7 +141,7 @@ bad_values_ini=(
     "ring_slots_per_worker=1" "ring_slots_per_worker=131072" "batch_max=0" "batch_max=4097"
     "dir=no/such/parent/audit" "nonce_capacity=8" "nonce_capacity=1000" "nonce_capacity=33554432"
     "handshake_thread=sometimes" "worker_priority=urgent" "busy_poll_us=1001"
-    "busy_poll_us=-1"
+    "busy_poll_us=-1" "health_check=sometimes"
 )
 for kv in "${bad_values_ini[@]}"; do
     key=${kv%%=*}

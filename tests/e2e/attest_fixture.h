@@ -63,9 +63,13 @@ class AttestTest : public ::testing::Test {
         delete dir_;
     }
 
+    // The denial tests count every connection the database logs (BackendConnections): the
+    // gateway's active health checks would add theirs, so these gateways run none.
+    static constexpr const char *kNoHealthChecks = "health_check = off\n";
+
     // `audit`: the [audit] section (default: a store in the proxy's own directory);
     // `attestation`: extra [attestation] lines; `backend`: the [backend] lines (default: the
-    // shared PostgreSQL).
+    // shared PostgreSQL, without health checks).
     static Proxy *StartProxy(const std::string &policy, int *port, int *api,
                              const std::string &audit = "[audit]\ndir = audit\n",
                              const std::string &attestation = "",
@@ -76,17 +80,15 @@ class AttestTest : public ::testing::Test {
         WriteFile(sub + "/policy.ini", policy);
         *port = FreePort();
         *api = FreePort();
-        std::string ini = "[proxy]\nnode_id = e2e-attest\nlisten = 127.0.0.1:" +
-                          std::to_string(*port) +
-                          "\nworkers = 2\n[tls]\ncert = " + certs_->server_crt +
-                          "\nkey = " + certs_->server_key +
-                          "\n[attestation]\nrequired = true\npolicy = policy.ini\n" +
-                          attestation + "[backend]\n" +
-                          (backend.empty() ? "servers = 127.0.0.1:" + std::to_string(pg_->port()) +
-                                                 "\n"
-                                           : backend) +
-                          "[api]\nlisten = 127.0.0.1:" +
-                          std::to_string(*api) + "\n" + audit;
+        std::string ini =
+            "[proxy]\nnode_id = e2e-attest\nlisten = 127.0.0.1:" + std::to_string(*port) +
+            "\nworkers = 2\n[tls]\ncert = " + certs_->server_crt + "\nkey = " + certs_->server_key +
+            "\n[attestation]\nrequired = true\npolicy = policy.ini\n" + attestation +
+            "[backend]\n" +
+            (backend.empty()
+                 ? "servers = 127.0.0.1:" + std::to_string(pg_->port()) + "\n" + kNoHealthChecks
+                 : backend) +
+            "[api]\nlisten = 127.0.0.1:" + std::to_string(*api) + "\n" + audit;
         auto *p = new Proxy();
         std::string err;
         if (!p->Start(sub, ini, &err)) {

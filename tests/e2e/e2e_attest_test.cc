@@ -471,7 +471,7 @@ TEST_F(AttestTest, SighupRechecksSessionsThatHaveNotReachedForwardYet) {
         ASSERT_TRUE(hole.ok());
         int port = 0, api = 0;
         std::string backend = "servers = 127.0.0.1:" + std::to_string(hole.port()) +
-                              "\nconnect_timeout_ms = 30000\n";
+                              "\nconnect_timeout_ms = 30000\n" + kNoHealthChecks;
         std::unique_ptr<Proxy> p(
             StartProxy(policy, &port, &api, "[audit]\ndir = audit\n", "", backend));
         ASSERT_NE(p, nullptr);

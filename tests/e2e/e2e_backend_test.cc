@@ -14,6 +14,7 @@
 #include <chrono>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -109,10 +110,11 @@ std::string ErrorResponse(const std::string &code, const std::string &msg) {
 }
 
 // CountingRelay listens on 127.0.0.1:`port`, counts the connections it accepts and relays each
-// to 127.0.0.1:`target`: a backend whose connection attempts the test can count.
+// to `target_host`:`target`: a backend whose connection attempts the test can count.
 class CountingRelay {
   public:
-    CountingRelay(int port, int target) : target_(target) {
+    CountingRelay(int port, int target, const char *target_host = "127.0.0.1")
+        : target_(target), target_host_(target_host) {
         lfd_ = socket(AF_INET, SOCK_STREAM, 0);
         int one = 1;
         setsockopt(lfd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -155,7 +157,7 @@ class CountingRelay {
             int b = socket(AF_INET, SOCK_STREAM, 0);
             sockaddr_in a{};
             a.sin_family = AF_INET;
-            a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+            inet_pton(AF_INET, target_host_, &a.sin_addr);
             a.sin_port = htons((uint16_t)target_);
             if (connect(b, reinterpret_cast<sockaddr *>(&a), sizeof(a)) != 0) {
                 close(b);
@@ -187,6 +189,7 @@ class CountingRelay {
     }
     int lfd_ = -1;
     int target_;
+    const char *target_host_;
     bool ok_ = false;
     std::atomic<bool> stop_{false};
     std::atomic<int> accepted_{0};
@@ -200,11 +203,14 @@ class CountingRelay {
 class BackendTest : public ::testing::Test {
   protected:
     // StartProxy starts a gateway in front of `backends`; `health_ms` > 0 replaces MtlsIni's
-    // health_interval_ms.
-    void StartProxy(const std::string &backends, int health_ms = 0) {
+    // health_interval_ms. `health` are [backend] lines for the active health checks: by
+    // default none run, so that only sessions judge the backends (the passive tests count
+    // every connection a backend receives).
+    void StartProxy(const std::string &backends, int health_ms = 0,
+                    const std::string &health = "health_check = off\n") {
         dir_ = std::make_unique<TempDir>();
         port_ = FreePort();
-        std::string ini = MtlsIni(port_, backends, SharedCerts());
+        std::string ini = MtlsIni(port_, backends, SharedCerts(), "", health);
         if (health_ms > 0) {
             const std::string key = "health_interval_ms = 500\n";
             size_t at = ini.find(key);
@@ -217,10 +223,11 @@ class BackendTest : public ::testing::Test {
     }
     // StartProxyBeforePostgres starts a gateway whose first backend is 127.0.0.1:`first_port`
     // and whose second is the shared PostgreSQL.
-    void StartProxyBeforePostgres(int first_port, int health_ms) {
+    void StartProxyBeforePostgres(int first_port, int health_ms,
+                                  const std::string &health = "health_check = off\n") {
         StartProxy("127.0.0.1:" + std::to_string(first_port) +
                        ", 127.0.0.1:" + std::to_string(SharedPostgres().port()),
-                   health_ms);
+                   health_ms, health);
     }
     std::unique_ptr<TempDir> dir_;
     Proxy proxy_;
@@ -617,4 +624,190 @@ TEST_F(BackendTest, BackendEndingTheSessionWithAnErrorGetsNoSecondError) {
     EXPECT_EQ(WaitMetric(api_, "atls_connections_active", 0, 10), 0);
     CmdResult ok = Sh("psql -X -At '" + ConnStr(port_, SharedCerts()) + "' -c 'select 2'");
     EXPECT_EQ(ok.out, "2\n") << ok.out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Active health checks ([backend] health_check)
+
+// BackendMetric is the line name of metric `family` for the backend 127.0.0.1:`port`.
+static std::string BackendMetric(const std::string &family, int port) {
+    return family + "{backend=\"127.0.0.1:" + std::to_string(port) + "\"}";
+}
+
+// SilentListener listens on a free loopback port and never accepts: connects succeed (the
+// kernel completes them into the queue) and nothing is ever answered.
+class SilentListener {
+  public:
+    SilentListener() {
+        fd_ = socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t len = sizeof(a);
+        ok_ = bind(fd_, reinterpret_cast<sockaddr *>(&a), len) == 0 && listen(fd_, 64) == 0 &&
+              getsockname(fd_, reinterpret_cast<sockaddr *>(&a), &len) == 0;
+        port_ = ntohs(a.sin_port);
+    }
+    ~SilentListener() {
+        close(fd_);
+    }
+    bool ok() const {
+        return ok_;
+    }
+    int port() const {
+        return port_;
+    }
+
+  private:
+    int fd_ = -1, port_ = 0;
+    bool ok_ = false;
+};
+
+// With health_check = connect, a backend nobody listens on is taken out of rotation by the
+// checks alone, before any session meets it; sessions then never try it (with checks off, one
+// session an interval does: DeadBackendIsSkippedUntilItAnswersAgain). When it listens again the
+// checks put it back, again without a session, and new sessions reach it.
+TEST_F(BackendTest, ConnectCheckTakesADeadBackendOutAndBackWithoutASessionMeetingIt) {
+    Postgres &pg = SharedPostgres();
+    int dead = FreePort();
+    StartProxyBeforePostgres(dead, 300, "health_check = connect\n");
+    ASSERT_EQ(WaitMetric(api_, BackendMetric("atls_backend_up", dead), 0, 5), 0);
+    EXPECT_GE(Metric(api_, BackendMetric("atls_backend_health_checks_failed_total", dead)), 2);
+    EXPECT_EQ(Metric(api_, BackendMetric("atls_backend_up", pg.port())), 1);
+    EXPECT_EQ(Metric(api_, BackendMetric("atls_backend_health_checks_failed_total", pg.port())), 0);
+    auto t0 = Clock::now();
+    int sessions = 0;
+    while (SecondsSince(t0) < 1.5) { // five check intervals
+        RawClient c;
+        ASSERT_EQ(OpenSession(&c, port_), "") << "session " << sessions;
+        ASSERT_EQ(c.Query("select 1"), "1");
+        c.SendTls(kTerminate);
+        sessions++;
+    }
+    EXPECT_GE(sessions, 5);
+    EXPECT_EQ(Metric(api_, "atls_backend_errors_total"), 0) << "a session met the dead backend";
+    EXPECT_EQ(Metric(api_, "atls_backend_session_retries_total"), 0);
+
+    // It answers again (through 127.0.0.2, so that a session can tell where it went).
+    CountingRelay relay(dead, pg.port(), "127.0.0.2");
+    ASSERT_TRUE(relay.ok());
+    EXPECT_EQ(WaitMetric(api_, BackendMetric("atls_backend_up", dead), 1, 3), 1);
+    EXPECT_GE(relay.accepted(), 1); // the check that found it
+    // Least connections sends the next session to it (0 connections against 1 held).
+    RawClient held;
+    ASSERT_EQ(OpenSession(&held, port_), "");
+    RawClient next;
+    ASSERT_EQ(OpenSession(&next, port_), "");
+    std::set<std::string> via = {held.Query("select host(inet_server_addr())"),
+                                 next.Query("select host(inet_server_addr())")};
+    EXPECT_EQ(via.count("127.0.0.2"), 1u) << "no session reached the revived backend";
+    EXPECT_EQ(Metric(api_, "atls_backend_errors_total"), 0);
+}
+
+// A node that accepts connections but refuses every session with 57P03 (starting up) looks
+// healthy to a connect check; health_check = startup reads its answer and takes it out, so no
+// session is sent there to be refused and retried.
+TEST_F(BackendTest, StartupCheckTakesOutANodeThatRefusesSessions) {
+    SlammingBackend refusing(ErrorResponse("57P03", "the database system is starting up"));
+    ASSERT_TRUE(refusing.ok());
+    StartProxyBeforePostgres(refusing.port(), 300,
+                             "health_check = startup\nhealth_user = postgres\n");
+    ASSERT_EQ(WaitMetric(api_, BackendMetric("atls_backend_up", refusing.port()), 0, 5), 0);
+    EXPECT_EQ(SessionsThrough(port_, 10, ""), 0);
+    EXPECT_EQ(Metric(api_, "atls_backend_session_retries_total"), 0);
+    EXPECT_EQ(Metric(api_, "atls_backend_errors_total"), 0);
+    std::string log = ReadFile(proxy_.log_path());
+    EXPECT_NE(log.find("refuses new sessions (57P03)"), std::string::npos) << log;
+}
+
+// The connect check cannot see such a node (the session retry still hides it from clients).
+TEST_F(BackendTest, ConnectCheckKeepsANodeThatRefusesSessionsInRotation) {
+    SlammingBackend refusing(ErrorResponse("57P03", "the database system is starting up"));
+    ASSERT_TRUE(refusing.ok());
+    const std::string checks = BackendMetric("atls_backend_health_checks_total", refusing.port());
+    StartProxyBeforePostgres(refusing.port(), 300, "health_check = connect\n");
+    auto t0 = Clock::now();
+    while (Metric(api_, checks) < 3 && SecondsSince(t0) < 5) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    EXPECT_GE(Metric(api_, checks), 3);
+    EXPECT_EQ(
+        Metric(api_, BackendMetric("atls_backend_health_checks_failed_total", refusing.port())), 0);
+}
+
+// Startup checks against real PostgreSQL as an existing role pass, every one; a node that
+// answers the check's session with another error (here: no such role) takes sessions, so it
+// stays in rotation, and the gateway says once that health_user is wrong there.
+TEST_F(BackendTest, StartupCheckPassesOnPostgresAndOnANodeThatRejectsTheRole) {
+    Postgres &pg = SharedPostgres();
+    SlammingBackend rejecting(ErrorResponse("28000", "role \"postgres\" does not exist"));
+    ASSERT_TRUE(rejecting.ok());
+    StartProxy("127.0.0.1:" + std::to_string(rejecting.port()) +
+                   ", 127.0.0.1:" + std::to_string(pg.port()),
+               200, "health_check = startup\nhealth_user = postgres\n");
+    const std::string checks = BackendMetric("atls_backend_health_checks_total", pg.port());
+    auto t0 = Clock::now();
+    while (Metric(api_, checks) < 4 && SecondsSince(t0) < 5) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    EXPECT_GE(Metric(api_, checks), 4);
+    for (int port : {pg.port(), rejecting.port()}) {
+        EXPECT_EQ(Metric(api_, BackendMetric("atls_backend_health_checks_failed_total", port)), 0)
+            << port;
+        EXPECT_EQ(Metric(api_, BackendMetric("atls_backend_up", port)), 1) << port;
+    }
+    std::string log = ReadFile(proxy_.log_path());
+    EXPECT_NE(log.find("takes sessions but refused the health check's (28000)"), std::string::npos)
+        << log;
+    size_t first = log.find("check [backend] health_user");
+    EXPECT_EQ(log.find("check [backend] health_user", first + 1), std::string::npos)
+        << "said more than once";
+}
+
+// A node whose connects hang (dropped SYNs) and one that takes connections but never answers
+// are both taken out by startup checks within connect_timeout_ms (1 s here) a check.
+TEST_F(BackendTest, StartupCheckTakesOutSilentAndUnreachableNodes) {
+    Postgres &pg = SharedPostgres();
+    Blackhole hole;
+    ASSERT_TRUE(hole.ok());
+    SilentListener silent;
+    ASSERT_TRUE(silent.ok());
+    StartProxy("127.0.0.1:" + std::to_string(hole.port()) + ", 127.0.0.1:" +
+                   std::to_string(silent.port()) + ", 127.0.0.1:" + std::to_string(pg.port()),
+               300, "health_check = startup\nhealth_user = postgres\n");
+    EXPECT_EQ(WaitMetric(api_, BackendMetric("atls_backend_up", hole.port()), 0, 6), 0);
+    EXPECT_EQ(WaitMetric(api_, BackendMetric("atls_backend_up", silent.port()), 0, 6), 0);
+    EXPECT_EQ(Metric(api_, BackendMetric("atls_backend_up", pg.port())), 1);
+    EXPECT_EQ(SessionsThrough(port_, 5, ""), 0);
+    EXPECT_EQ(Metric(api_, "atls_backend_errors_total"), 0);
+    std::string log = ReadFile(proxy_.log_path());
+    EXPECT_NE(log.find("connect timed out"), std::string::npos) << log;
+    EXPECT_NE(log.find("no answer within connect_timeout_ms"), std::string::npos) << log;
+}
+
+// Bad health check settings end in a clear error at load, with the line.
+TEST(BackendConfig, HealthCheckSettingsAreValidated) {
+    TempDir d;
+    Certs &c = SharedCerts();
+    auto ini = [&](const std::string &backend_lines) {
+        return "[proxy]\nlisten = 127.0.0.1:" + std::to_string(FreePort()) +
+               "\n[tls]\ncert = " + c.server_crt + "\nkey = " + c.server_key +
+               "\nclient_ca = " + c.ca +
+               "\n[attestation]\nrequired = false\n[backend]\nservers = 127.0.0.1:1\n" +
+               backend_lines + "[audit]\nenabled = false\n";
+    };
+    WriteFile(d / "proxy.ini", ini("health_check = startup\n"));
+    CmdResult r = Sh(ProxyBinary() + " --check-config " + (d / "proxy.ini") + " 2>&1");
+    EXPECT_EQ(r.status, 2) << r.out;
+    EXPECT_NE(r.out.find("proxy.ini:11: [backend] health_check = startup needs health_user"),
+              std::string::npos)
+        << r.out;
+    WriteFile(d / "proxy.ini", ini("health_check = sometimes\n"));
+    r = Sh(ProxyBinary() + " --check-config " + (d / "proxy.ini") + " 2>&1");
+    EXPECT_EQ(r.status, 2) << r.out;
+    EXPECT_NE(r.out.find("proxy.ini:11:"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("sometimes"), std::string::npos) << r.out;
+    WriteFile(d / "proxy.ini", ini("health_check = startup\nhealth_user = app\n"));
+    r = Sh(ProxyBinary() + " --check-config " + (d / "proxy.ini") + " 2>&1");
+    EXPECT_EQ(r.status, 0) << r.out;
 }

@@ -46,9 +46,10 @@ struct Gateway {
     int port = 0;
     int api = 0;
 
-    bool Start(const std::string &backends, const std::string &extra_proxy, std::string *err) {
+    bool Start(const std::string &backends, const std::string &extra_proxy, std::string *err,
+               const std::string &extra_backend = "") {
         port = FreePort();
-        std::string ini = MtlsIni(port, backends, SharedCerts(), extra_proxy);
+        std::string ini = MtlsIni(port, backends, SharedCerts(), extra_proxy, extra_backend);
         api = ApiPortOf(ini);
         return proxy.Start(dir.path(), ini, err);
     }
@@ -268,7 +269,10 @@ TEST(FaultBackend, SilentBackendGivesAnErrorWithinTheTimeouts) {
     SilentBackend silent;
     Gateway gw;
     std::string err;
-    ASSERT_TRUE(gw.Start("127.0.0.1:" + std::to_string(silent.port()), "", &err)) << err;
+    // No health checks: the test counts the connections the backend accepts.
+    ASSERT_TRUE(
+        gw.Start("127.0.0.1:" + std::to_string(silent.port()), "", &err, "health_check = off\n"))
+        << err;
     auto t0 = Clock::now();
     RawClient c;
     ASSERT_TRUE(c.Connect(gw.port));

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <sched.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <signal.h>
 #include <unistd.h>
@@ -477,4 +478,45 @@ TEST(Lifecycle, BadConfigUnreadableKeyExitsTwoNamingTheKey) {
               std::string::npos)
         << r.out;
     EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out; // one line
+}
+
+// A gateway that cannot bind its API port exits 2 naming the address, after stopping the
+// workers it had started (listening already) and closing its audit store, so that the next
+// start on the same directory works.
+TEST(Lifecycle, ApiPortTakenExitsTwoAndTheNextStartUsesTheSameAuditStore) {
+    TempDir d;
+    Postgres &pg = SharedPostgres(); // first: a server started later would inherit `taken`
+    int taken = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    ASSERT_EQ(bind(taken, reinterpret_cast<sockaddr *>(&a), len), 0);
+    ASSERT_EQ(listen(taken, 4), 0);
+    ASSERT_EQ(getsockname(taken, reinterpret_cast<sockaddr *>(&a), &len), 0);
+    int api = ntohs(a.sin_port);
+    int port = FreePort();
+    std::string ini = MtlsIni(port, "127.0.0.1:" + std::to_string(pg.port()), SharedCerts());
+    const std::string key = "[api]\nlisten = 127.0.0.1:";
+    size_t at = ini.find(key);
+    ASSERT_NE(at, std::string::npos);
+    size_t end = ini.find('\n', at + key.size());
+    ini.replace(at + key.size(), end - at - key.size(), std::to_string(api));
+    WriteFile(d / "proxy.ini", ini);
+    auto t0 = std::chrono::steady_clock::now();
+    CmdResult r =
+        Sh("cd " + d.path() + " && timeout 30 " + ProxyBinary() + " --config proxy.ini 2>&1");
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    EXPECT_EQ(r.status, 2) << r.out;
+    EXPECT_NE(r.out.find("[api] listen 127.0.0.1:" + std::to_string(api) + ": cannot bind"),
+              std::string::npos)
+        << r.out;
+    EXPECT_LT(secs, 10.0) << r.out;
+    close(taken);
+    Proxy p;
+    std::string err;
+    ASSERT_TRUE(p.Start(d.path(), ini, &err)) << err;
+    CmdResult q = Sh("psql -X -At '" + ConnStr(port, SharedCerts()) + "' -c 'select 7'");
+    EXPECT_EQ(q.out, "7\n") << q.out;
+    EXPECT_EQ(p.Stop(), 0);
 }

@@ -882,7 +882,7 @@ std::string PassthroughIni(int listen_port, int backend_port, int workers, int a
 }
 
 std::string MtlsIni(int listen_port, const std::string &backends, const Certs &c,
-                    const std::string &extra_proxy) {
+                    const std::string &extra_proxy, const std::string &extra_backend) {
     // A key may be set once: `extra_proxy` replaces the defaults it names.
     std::string proxy;
     for (const char *line : {"node_id = e2e", "workers = 2", "conns_max = 256",
@@ -893,11 +893,13 @@ std::string MtlsIni(int listen_port, const std::string &backends, const Certs &c
         }
     }
     return "[proxy]\n" + proxy + "listen = 127.0.0.1:" + std::to_string(listen_port) + "\n" +
-           extra_proxy +
-           "[tls]\ncert = " + c.server_crt + "\nkey = " + c.server_key +
-           "\nclient_ca = " + c.ca + "\n[attestation]\nrequired = false\n[backend]\nservers = " +
-           backends + "\nconnect_timeout_ms = 1000\nhealth_interval_ms = 500\n[api]\nlisten = "
-           "127.0.0.1:" + std::to_string(FreePort()) + "\n[audit]\ndir = audit\n";
+           extra_proxy + "[tls]\ncert = " + c.server_crt + "\nkey = " + c.server_key +
+           "\nclient_ca = " + c.ca +
+           "\n[attestation]\nrequired = false\n[backend]\nservers = " + backends +
+           "\nconnect_timeout_ms = 1000\nhealth_interval_ms = 500\n" + extra_backend +
+           "[api]\nlisten = "
+           "127.0.0.1:" +
+           std::to_string(FreePort()) + "\n[audit]\ndir = audit\n";
 }
 
 } // namespace e2e

@@ -236,8 +236,8 @@ std::string PassthroughIni(int listen_port, int backend_port, int workers, int a
 
 // Minimal terminate-mode mTLS config for `listen_port` in front of `backends`; `extra_proxy`
 // lines go to [proxy] and replace the defaults for the keys they set (node_id, workers,
-// conns_max, handshake_timeout_ms).
+// conns_max, handshake_timeout_ms); `extra_backend` lines go to [backend] (health_check, say).
 std::string MtlsIni(int listen_port, const std::string &backends, const Certs &c,
-                    const std::string &extra_proxy = "");
+                    const std::string &extra_proxy = "", const std::string &extra_backend = "");
 
 } // namespace e2e

@@ -1,0 +1,381 @@
+// core_health.c: active backend health checks (DESIGN §8), on a thread of their own.
+//
+// Every health_interval_ms the thread probes all backends at once, each within
+// connect_timeout_ms: with health_check = connect, a TCP connect; with startup, a StartupMessage
+// as health_user and the backend's first answer. An authentication request or AuthenticationOk,
+// or an ErrorResponse other than 57P01..57P03 (a wrong password, an unknown role), shows a node
+// that takes sessions; 57P01..57P03, a refused or unanswered connect, silence, a close or
+// anything else, one that does not. The probe never authenticates: it ends the session at the
+// first answer (after AuthenticationOk, with a Terminate).
+//
+// A backend marked down (by probes, or by real sessions: core_backend_mark_down) is marked up by
+// the first probe it answers; a healthy one is marked down when HEALTH_FALL probes in a row
+// fail. While its probes fail, its down_until stays beyond the next round, so that real sessions
+// do not probe it themselves (they still do when every backend is down: core_backend_pick).
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+
+#include "core_internal.h"
+
+#define HEALTH_FALL 2u          // failed probes in a row that mark a healthy backend down
+#define HEALTH_ANSWER_MAX 128u  // bytes of the first answer kept (a SQLSTATE comes early)
+#define HEALTH_STARTUP_MAX 256u // the probe's StartupMessage
+#define HEALTH_WHY_MAX 96u
+
+struct core_health {
+    struct core_proc *proc;
+    pthread_t thread;
+    int stop_fd;                       // eventfd, written once to stop
+    uint32_t fails[CORE_BACKENDS_MAX]; // failed probes in a row
+    bool warned[CORE_BACKENDS_MAX];    // "takes sessions but refused the probe's" said once
+    uint8_t startup[HEALTH_STARTUP_MAX];
+    uint32_t startup_len;
+};
+
+enum probe_state {
+    PROBE_CONNECTING = 0,
+    PROBE_SENDING,
+    PROBE_READING,
+    PROBE_DONE,
+};
+
+struct probe {
+    int fd;
+    enum probe_state state;
+    bool ok;
+    uint32_t sent;
+    uint32_t skip; // bytes still to drop of a NoticeResponse or NegotiateProtocolVersion
+    uint32_t have;
+    uint8_t in[HEALTH_ANSWER_MAX];
+    char why[HEALTH_WHY_MAX]; // failure; or, for an ErrorResponse that passes, its SQLSTATE
+};
+
+static void probe_end(struct probe *p, bool ok, const char *fmt, const char *arg) {
+    p->ok = ok;
+    p->state = PROBE_DONE;
+    snprintf(p->why, sizeof(p->why), fmt, arg);
+}
+
+// startup_build writes the probe's StartupMessage (protocol 3.0) into h->startup.
+static void startup_build(struct core_health *h) {
+    const struct core_config *cfg = &h->proc->cfg;
+    const char *db = cfg->health_database[0] != '\0' ? cfg->health_database : cfg->health_user;
+    const char *kv[] = {"user", cfg->health_user,   "database",
+                        db,     "application_name", "atls-proxy health check"};
+    uint32_t n = 8;
+    for (size_t i = 0; i < ARRAY_LEN(kv); i++) {
+        size_t l = strlen(kv[i]) + 1; // names are below CORE_NAME_MAX: the sum fits
+        memcpy(h->startup + n, kv[i], l);
+        n += (uint32_t)l;
+    }
+    h->startup[n++] = 0;
+    ASSERT(n <= sizeof(h->startup));
+    core_pgwire_put_be32(h->startup, n);
+    core_pgwire_put_be32(h->startup + 4, CORE_PG_PROTOCOL_3_0);
+    h->startup_len = n;
+}
+
+// answer_judge decides a startup probe from the first answer bytes held in p->in (`eof`: the
+// backend closed after them). Leaves the probe READING while they do not yet decide it.
+static void answer_judge(struct probe *p, bool eof) {
+    while (p->state == PROBE_READING && p->skip == 0) {
+        if (p->have < 5) {
+            if (eof) {
+                probe_end(p, false, "closed the session without answering%s", "");
+            }
+            return;
+        }
+        uint8_t type = p->in[0];
+        uint32_t len = core_pgwire_be32(p->in + 1);
+        if (len < 4) {
+            probe_end(p, false, "answered with a malformed message%s", "");
+            return;
+        }
+        if (type == 'N' || type == 'v') { // a notice, or the protocol version it speaks: skip
+            uint32_t whole = len + 1u;
+            if (whole <= p->have) {
+                memmove(p->in, p->in + whole, p->have - whole);
+                p->have -= whole;
+            } else {
+                p->skip = whole - p->have;
+                p->have = 0;
+            }
+            continue;
+        }
+        if (type == 'R') {
+            if (len == 8 && p->have >= 9 && core_pgwire_be32(p->in + 5) == 0) {
+                // AuthenticationOk: the session started; end it politely.
+                static const uint8_t terminate[5] = {'X', 0, 0, 0, 4};
+                (void)send(p->fd, terminate, sizeof(terminate), MSG_NOSIGNAL | MSG_DONTWAIT);
+            }
+            probe_end(p, true, "%s", "");
+            return;
+        }
+        if (type != 'E') {
+            char t[8];
+            snprintf(t, sizeof(t), "'%c'", type >= 0x20 && type < 0x7f ? type : '?');
+            probe_end(p, false, "answered the StartupMessage with message %s", t);
+            return;
+        }
+        uint32_t body = len - 4;
+        uint32_t want = body < sizeof(p->in) - 5 ? body : (uint32_t)sizeof(p->in) - 5;
+        if (p->have < 5 + want && !eof) {
+            return;
+        }
+        uint32_t got = p->have - 5 < want ? p->have - 5 : want;
+        char code[6];
+        char refusal[48];
+        core_pgwire_error_sqlstate(p->in + 5, got, code);
+        if (core_pgwire_sqlstate_refuses(code, refusal)) {
+            probe_end(p, false, "%s", refusal);
+        } else {
+            probe_end(p, true, "%s", code[0] != '\0' ? code : "an error without SQLSTATE");
+        }
+        return;
+    }
+}
+
+// probe_recv reads what the backend sent and judges it.
+static void probe_recv(struct probe *p) {
+    uint8_t buf[512];
+    ssize_t r = recv(p->fd, buf, sizeof(buf), MSG_DONTWAIT);
+    if (r < 0) {
+        if (errno != EAGAIN && errno != EINTR) {
+            probe_end(p, false, "receive failed: %s", strerror(errno));
+        }
+        return;
+    }
+    uint32_t n = (uint32_t)r;
+    uint32_t at = 0;
+    while (p->state != PROBE_DONE) {
+        uint32_t k = n - at < p->skip ? n - at : p->skip;
+        p->skip -= k;
+        at += k;
+        uint32_t room = (uint32_t)sizeof(p->in) - p->have;
+        uint32_t c = n - at < room ? n - at : room;
+        memcpy(p->in + p->have, buf + at, c);
+        p->have += c;
+        at += c;
+        // A full buffer always decides the probe or skips a message, making room again: the
+        // first HEALTH_ANSWER_MAX bytes of a message that decides are all it needs.
+        answer_judge(p, r == 0);
+        if (at == n) {
+            break;
+        }
+    }
+    if (r == 0 && p->state != PROBE_DONE) { // closed inside a skipped message
+        probe_end(p, false, "closed the session without answering%s", "");
+    }
+}
+
+// probe_step advances `p` after poll reported `revents` on its socket.
+static void probe_step(struct core_health *h, struct probe *p, short revents) {
+    if (p->state == PROBE_CONNECTING) {
+        int soerr = 0;
+        socklen_t sl = sizeof(soerr);
+        if (getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0) {
+            soerr = errno;
+        }
+        if (soerr != 0) {
+            probe_end(p, false, "connect failed: %s", strerror(soerr));
+            return;
+        }
+        if (h->proc->cfg.health_check == CORE_HEALTH_CONNECT) {
+            probe_end(p, true, "%s", "");
+            return;
+        }
+        p->state = PROBE_SENDING;
+    }
+    if (p->state == PROBE_SENDING) {
+        ssize_t r = send(p->fd, h->startup + p->sent, h->startup_len - p->sent,
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (r < 0 && errno != EAGAIN && errno != EINTR) {
+            probe_end(p, false, "send failed: %s", strerror(errno));
+            return;
+        }
+        p->sent += r > 0 ? (uint32_t)r : 0u;
+        if (p->sent == h->startup_len) {
+            p->state = PROBE_READING;
+        }
+        return;
+    }
+    if (p->state == PROBE_READING && (revents & (POLLIN | POLLHUP | POLLERR))) {
+        probe_recv(p);
+    }
+}
+
+// probes_run probes every backend into `p` until all are decided, connect_timeout_ms passes
+// or the thread is told to stop (returns false then).
+static bool probes_run(struct core_health *h, struct probe *p, uint32_t n) {
+    const struct core_config *cfg = &h->proc->cfg;
+    for (uint32_t i = 0; i < n; i++) {
+        memset(&p[i], 0, sizeof(p[i]));
+        const struct core_addr *a = &cfg->backends[i];
+        p[i].fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (p[i].fd < 0) {
+            probe_end(&p[i], false, "socket: %s", strerror(errno));
+            continue;
+        }
+        if (connect(p[i].fd, (const struct sockaddr *)&a->ss, a->len) != 0 &&
+            errno != EINPROGRESS) {
+            probe_end(&p[i], false, "connect failed: %s", strerror(errno));
+        }
+    }
+    uint64_t deadline = core_base_now_ns() + (uint64_t)cfg->connect_timeout_ms * 1000000ull;
+    bool stopped = false;
+    for (;;) {
+        struct pollfd pfd[CORE_BACKENDS_MAX + 1];
+        uint32_t of[CORE_BACKENDS_MAX];
+        uint32_t k = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            if (p[i].state != PROBE_DONE) {
+                short ev = p[i].state == PROBE_READING ? POLLIN : POLLOUT;
+                pfd[k] = (struct pollfd){.fd = p[i].fd, .events = ev};
+                of[k++] = i;
+            }
+        }
+        uint64_t now = core_base_now_ns();
+        if (k == 0 || now >= deadline) {
+            break;
+        }
+        pfd[k] = (struct pollfd){.fd = h->stop_fd, .events = POLLIN};
+        int ms = (int)((deadline - now + 999999ull) / 1000000ull);
+        int r = poll(pfd, k + 1, ms);
+        if (r < 0 && errno != EINTR) {
+            LOG_ERROR("health checks: poll: %s", strerror(errno));
+            stopped = true; // cannot wait: stop rather than spin
+            break;
+        }
+        if (r > 0 && pfd[k].revents != 0) {
+            stopped = true;
+            break;
+        }
+        for (uint32_t j = 0; j < k && r > 0; j++) {
+            if (pfd[j].revents != 0) {
+                probe_step(h, &p[of[j]], pfd[j].revents);
+            }
+        }
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        if (p[i].state == PROBE_CONNECTING) {
+            probe_end(&p[i], false, "connect timed out (connect_timeout_ms)%s", "");
+        } else if (p[i].state != PROBE_DONE) {
+            probe_end(&p[i], false, "no answer within connect_timeout_ms%s", "");
+        }
+        if (p[i].fd >= 0) {
+            close(p[i].fd);
+            p[i].fd = -1;
+        }
+    }
+    return !stopped;
+}
+
+// probes_apply marks each backend up or down from its probe (see the top of the file).
+static void probes_apply(struct core_health *h, const struct probe *p, uint32_t n) {
+    struct core_proc *proc = h->proc;
+    const struct core_config *cfg = &proc->cfg;
+    uint64_t now = core_base_now_ns();
+    uint64_t hold = now + (2ull * cfg->health_interval_ms + cfg->connect_timeout_ms) * 1000000ull;
+    for (uint32_t i = 0; i < n; i++) {
+        struct core_backend_state *b = &proc->backends[i];
+        const char *name = cfg->backends[i].text;
+        atomic_fetch_add_explicit(&b->probes, 1, memory_order_relaxed);
+        uint64_t down = atomic_load_explicit(&b->down_until, memory_order_relaxed);
+        if (p[i].ok) {
+            h->fails[i] = 0;
+            if (down != 0) {
+                core_backend_mark_up(proc, i);
+                LOG_INFO("backend %s answers the health check again: back in rotation", name);
+            }
+            if (p[i].why[0] != '\0' && !h->warned[i]) {
+                h->warned[i] = true;
+                LOG_WARN("backend %s takes sessions but refused the health check's (%s): check "
+                         "[backend] health_user",
+                         name, p[i].why);
+            }
+            continue;
+        }
+        atomic_fetch_add_explicit(&b->probes_failed, 1, memory_order_relaxed);
+        if (h->fails[i] < UINT32_MAX) {
+            h->fails[i]++;
+        }
+        if (down != 0 || h->fails[i] >= HEALTH_FALL) {
+            atomic_store_explicit(&b->down_until, hold, memory_order_relaxed);
+            if (down == 0) {
+                LOG_WARN("backend %s: %s (%u health checks in a row): out of rotation", name,
+                         p[i].why, h->fails[i]);
+            }
+        }
+    }
+}
+
+static void *health_main(void *arg) {
+    struct core_health *h = arg;
+    uint32_t n = h->proc->cfg.backend_count;
+    uint64_t interval_ns = (uint64_t)h->proc->cfg.health_interval_ms * 1000000ull;
+    struct probe probes[CORE_BACKENDS_MAX];
+    for (;;) {
+        uint64_t started = core_base_now_ns();
+        if (!probes_run(h, probes, n)) {
+            break;
+        }
+        probes_apply(h, probes, n);
+        uint64_t now = core_base_now_ns();
+        int ms = now - started >= interval_ns
+                     ? 0
+                     : (int)((interval_ns - (now - started) + 999999ull) / 1000000ull);
+        struct pollfd stop = {.fd = h->stop_fd, .events = POLLIN};
+        int r = poll(&stop, 1, ms);
+        if (r != 0 && !(r < 0 && errno == EINTR)) {
+            break; // told to stop (or poll itself failed: stop rather than spin)
+        }
+    }
+    return NULL;
+}
+
+int core_health_start(struct core_proc *proc, char *err, size_t err_len) {
+    if (proc->cfg.health_check == CORE_HEALTH_OFF) {
+        return 0;
+    }
+    struct core_health *h = calloc(1, sizeof(*h));
+    if (h == NULL) {
+        snprintf(err, err_len, "health checks: out of memory");
+        return -ENOMEM;
+    }
+    h->proc = proc;
+    h->stop_fd = eventfd(0, EFD_CLOEXEC);
+    if (h->stop_fd < 0) {
+        int e = errno;
+        snprintf(err, err_len, "health checks: eventfd: %s", strerror(e));
+        free(h);
+        return -e;
+    }
+    if (proc->cfg.health_check == CORE_HEALTH_STARTUP) {
+        startup_build(h);
+    }
+    int e = pthread_create(&h->thread, NULL, health_main, h);
+    if (e != 0) {
+        snprintf(err, err_len, "health checks: cannot start a thread: %s", strerror(e));
+        close(h->stop_fd);
+        free(h);
+        return -e;
+    }
+    (void)pthread_setname_np(h->thread, "atls-health");
+    proc->health = h;
+    return 0;
+}
+
+void core_health_stop(struct core_proc *proc) {
+    struct core_health *h = proc->health;
+    if (h == NULL) {
+        return;
+    }
+    uint64_t one = 1;
+    (void)!write(h->stop_fd, &one, sizeof(one));
+    pthread_join(h->thread, NULL);
+    close(h->stop_fd);
+    free(h);
+    proc->health = NULL;
+}
