@@ -246,15 +246,16 @@ static enum MHD_Result check_param(void *cls, enum MHD_ValueKind kind, const cha
 static bool negotiate(struct api_req *rq, enum api_format dflt, const char *const *allowed,
                       enum MHD_Result *out) {
     rq->format = dflt;
-    const char *accept = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "Accept");
-    if (accept != NULL) {
-        bool json = strstr(accept, "application/json") != NULL;
-        bool pb = strstr(accept, "application/x-protobuf") != NULL;
-        if (json && !pb) {
-            rq->format = API_JSON;
-        } else if (pb && !json) {
-            rq->format = API_PROTOBUF;
-        }
+    switch (
+        core_api_parse_accept(MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "Accept"))) {
+    case CORE_API_ACCEPT_JSON:
+        rq->format = API_JSON;
+        break;
+    case CORE_API_ACCEPT_PROTOBUF:
+        rq->format = API_PROTOBUF;
+        break;
+    case CORE_API_ACCEPT_EITHER:
+        break;
     }
     const char *fmt = MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, "format");
     if (fmt != NULL) {

@@ -1,13 +1,14 @@
-// core_api_query.c: the HTTP API's query-string values (limit, since): pure functions with no
-// I/O, kept apart from core_api.c so that tests/fuzz/fuzz_api_query.c can fuzz them alone.
+// core_api_query.c: the HTTP API's query-string values (limit, since) and its Accept header: pure
+// functions with no I/O, kept apart from core_api.c so that tests/fuzz/fuzz_api_query.c can fuzz
+// them alone.
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
-#include "core_internal.h"
-
+#include "core_api_query.h"
 
 int core_api_parse_limit(uint32_t *out, const char *text, uint32_t max) {
     if (text == NULL || text[0] == '\0' || strlen(text) > 10) {
@@ -110,3 +111,99 @@ int core_api_parse_since(uint64_t *out_ns, const char *text) {
     return 0;
 }
 
+// accept_q parses the value of a q parameter into thousandths. -1 when malformed.
+static int accept_q(const char *v, size_t n) {
+    if (n == 0 || (v[0] != '0' && v[0] != '1') || (n > 1 && v[1] != '.') || n > 5) {
+        return -1;
+    }
+    int q = (v[0] - '0') * 1000;
+    int scale = 100;
+    for (size_t i = 2; i < n; i++, scale /= 10) {
+        if (v[i] < '0' || v[i] > '9') {
+            return -1;
+        }
+        q += (v[i] - '0') * scale;
+    }
+    return q <= 1000 ? q : -1;
+}
+
+static bool ows(char c) {
+    return c == ' ' || c == '\t';
+}
+
+// trimmed narrows [*p, *p + *n) to its part without leading or trailing spaces and tabs.
+static void trimmed(const char **p, size_t *n) {
+    while (*n > 0 && ows(**p)) {
+        (*p)++;
+        (*n)--;
+    }
+    while (*n > 0 && ows((*p)[*n - 1])) {
+        (*n)--;
+    }
+}
+
+static bool names(const char *p, size_t n, const char *want) {
+    return n == strlen(want) && strncasecmp(p, want, n) == 0;
+}
+
+enum core_api_accept core_api_parse_accept(const char *accept) {
+    if (accept == NULL) {
+        return CORE_API_ACCEPT_EITHER;
+    }
+    // Best q per kind of range: exact JSON, exact protobuf, application/*, */* (-1: not named).
+    int best[4] = {-1, -1, -1, -1};
+    for (const char *at = accept; *at != '\0';) {
+        size_t len = strcspn(at, ",");
+        const char *range = at;
+        at += len + (at[len] == ',' ? 1 : 0);
+        size_t type_len = strcspn(range, ";");
+        if (type_len > len) {
+            type_len = len;
+        }
+        int q = 1000;
+        // Parameters: ";name=value" pairs after the type; only q matters.
+        for (size_t i = type_len; i < len && q >= 0;) {
+            const char *param = range + i + 1;
+            size_t plen = strcspn(param, ";,");
+            if (param + plen > range + len) {
+                plen = (size_t)(range + len - param);
+            }
+            i += plen + 1;
+            const char *eq = memchr(param, '=', plen);
+            if (eq == NULL) {
+                continue;
+            }
+            const char *name = param;
+            size_t name_len = (size_t)(eq - param);
+            trimmed(&name, &name_len);
+            if (names(name, name_len, "q")) {
+                const char *v = eq + 1;
+                size_t vlen = (size_t)(param + plen - v);
+                trimmed(&v, &vlen);
+                q = accept_q(v, vlen);
+            }
+        }
+        if (q < 0) {
+            continue; // malformed q: the range is ignored
+        }
+        const char *type = range;
+        trimmed(&type, &type_len);
+        int kind = names(type, type_len, "application/json")         ? 0
+                   : names(type, type_len, "application/x-protobuf") ? 1
+                   : names(type, type_len, "application/*")          ? 2
+                   : names(type, type_len, "*/*")                    ? 3
+                                                                     : -1;
+        if (kind >= 0 && q > best[kind]) {
+            best[kind] = q;
+        }
+    }
+    int wild = best[2] >= 0 ? best[2] : best[3];
+    int json = best[0] >= 0 ? best[0] : wild;
+    int pb = best[1] >= 0 ? best[1] : wild;
+    json = json < 0 ? 0 : json;
+    pb = pb < 0 ? 0 : pb;
+    if (json > pb) {
+        return CORE_API_ACCEPT_JSON;
+    }
+    return pb > json ? CORE_API_ACCEPT_PROTOBUF : CORE_API_ACCEPT_EITHER;
+}

@@ -10,6 +10,7 @@
 
 #include "core.h"
 #include "core_base.h"
+#include "core_api_query.h"
 #include "core_prio.h"
 #include "policy_types.h"
 #include "ring.h"
@@ -690,13 +691,6 @@ void core_audit_snapshot_answer(struct core_shard *shard);
 void core_audit_snapshot_close(struct core_shard *shard);
 
 /* core_api.c */
-
-// core_api_parse_limit parses a decimal `limit` query value in 1..max. Returns 0, -EINVAL (not a
-// number) or -ERANGE.
-int core_api_parse_limit(uint32_t *out, const char *text, uint32_t max);
-// core_api_parse_since parses a `since` query value: unix seconds, or RFC 3339 UTC
-// ("2026-11-22T10:00:00Z", optional fraction). Returns 0, -EINVAL or -ERANGE.
-int core_api_parse_since(uint64_t *out_ns, const char *text);
 
 // core_api_start starts the HTTP API (control thread) on cfg.api_listen. Returns 0 or -errno
 // with a reason in `err`.

@@ -73,6 +73,24 @@ std::string Hex(const ProtobufCBinaryData &b) {
 
 } // namespace
 
+// The API reads Accept as media ranges with q values, not by substring: a lookalike type names
+// neither format (the endpoint's default answers), and the higher q wins.
+TEST_F(AttestTest, ApiAcceptHeaderIsReadAsMediaRanges) {
+    auto type_for = [&](const std::string &accept) {
+        return Sh("curl -s -o /dev/null -H 'Accept: " + accept +
+                  "' -w '%{content_type}' http://127.0.0.1:" + std::to_string(api_) +
+                  "/api/v1/stats/overview")
+            .out;
+    };
+    // /api/v1/stats/overview answers protobuf unless asked otherwise.
+    EXPECT_EQ(type_for("application/jsonx"), "application/x-protobuf");
+    EXPECT_EQ(type_for("application/json"), "application/json");
+    EXPECT_EQ(type_for("application/x-protobuf;q=0.1, application/json"), "application/json");
+    EXPECT_EQ(type_for("application/json;q=0.4, application/x-protobuf;q=0.9"),
+              "application/x-protobuf");
+    EXPECT_EQ(type_for("application/json;q=0, */*"), "application/x-protobuf");
+}
+
 TEST_F(AttestTest, NonceApiAnswersJsonAndProtobuf) {
     CmdResult j = Sh("curl -s -i http://127.0.0.1:" + std::to_string(api_) + "/api/v1/nonce");
     EXPECT_NE(j.out.find("Content-Type: application/json"), std::string::npos) << j.out;

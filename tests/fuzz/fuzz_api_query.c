@@ -1,5 +1,6 @@
-// fuzz_api_query.c: libFuzzer target for the HTTP API's query-string values
-// (core/core_api_query.c): `limit` and `since` reach these parsers from any local HTTP client.
+// fuzz_api_query.c: libFuzzer target for the HTTP API's query-string values and Accept header
+// (core/core_api_query.c): `limit`, `since` and Accept reach these parsers from any local HTTP
+// client.
 // Checks: no crash or sanitizer report, results within the documented ranges, and a value that
 // parses once parses the same way again.
 #include <errno.h>
@@ -46,6 +47,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             ASSERT(since / 1000000000ull >= (year - 1970) * 365ull * 86400ull);
         }
     }
+    // The Accept header reaches core_api_parse_accept from any local HTTP client too.
+    enum core_api_accept a = core_api_parse_accept(text);
+    ASSERT(a == CORE_API_ACCEPT_EITHER || a == CORE_API_ACCEPT_JSON ||
+           a == CORE_API_ACCEPT_PROTOBUF);
+    ASSERT(core_api_parse_accept(text) == a);
     free(text);
     return 0;
 }
