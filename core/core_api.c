@@ -736,6 +736,7 @@ static enum MHD_Result api_active(struct api_req *rq) {
     }
     size_t n = 0;
     bool partial = false;
+    bool truncated = false;
     // Every worker is asked first, then each answer awaited against one deadline: a worker that
     // does not answer costs the request API_SNAPSHOT_WAIT_MS once, not once per worker. No lock is
     // held across workers: a worker answering takes its own, and must never wait for another's.
@@ -763,7 +764,11 @@ static enum MHD_Result api_active(struct api_req *rq) {
         if (got < 0) {
             partial = true;
         }
-        for (int i = 0; i < got && n < cap; i++) {
+        for (int i = 0; i < got; i++) {
+            if (n == cap) {
+                truncated = true;
+                break;
+            }
             all[n++] = shard->snap.items[i];
         }
         pthread_mutex_unlock(&shard->snap.mu);
@@ -794,6 +799,8 @@ static enum MHD_Result api_active(struct api_req *rq) {
     }
     m.n_clients = n;
     m.clients = ptrs;
+    m.truncated = truncated;
+    m.partial = partial;
     res = respond_msg(rq, 200, &m.base);
     free(all);
     free(items);

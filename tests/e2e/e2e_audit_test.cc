@@ -681,6 +681,35 @@ TEST_F(AuditTest, MeasurementStatsSayWhenTheyAreTruncatedAndKeepAdmittedOnes) {
     EXPECT_NE(json.find("\"truncated\":true"), std::string::npos) << json.substr(0, 200);
 }
 
+// /api/v1/clients/active?limit=N lists N of more live sessions and says so (truncated).
+TEST_F(AuditTest, ActiveClientsSaysWhenItListsFewerThanAreLive) {
+    int port = 0, api = 0;
+    std::unique_ptr<Proxy> p(StartProxy(Policy(sim_ + "/ark.pem"), &port, &api));
+    ASSERT_NE(p, nullptr);
+    RawClient first, second;
+    ASSERT_EQ(OpenLive(&first, "ac-1", port, api), "");
+    ASSERT_EQ(OpenLive(&second, "ac-2", port, api), "");
+    std::string body = GetProto(api, "/api/v1/clients/active?limit=1");
+    Atls__ActiveClients *ac = atls__active_clients__unpack(
+        nullptr, body.size(), reinterpret_cast<const uint8_t *>(body.data()));
+    ASSERT_NE(ac, nullptr);
+    EXPECT_EQ(ac->n_clients, 1u);
+    EXPECT_TRUE(ac->truncated);
+    EXPECT_FALSE(ac->partial);
+    atls__active_clients__free_unpacked(ac, nullptr);
+    EXPECT_NE(Get(api, "/api/v1/clients/active?limit=1&format=json").find("\"truncated\":true"),
+              std::string::npos);
+    for (const char *all : {"/api/v1/clients/active?limit=2", "/api/v1/clients/active"}) {
+        body = GetProto(api, all);
+        ac = atls__active_clients__unpack(nullptr, body.size(),
+                                          reinterpret_cast<const uint8_t *>(body.data()));
+        ASSERT_NE(ac, nullptr) << all;
+        EXPECT_EQ(ac->n_clients, 2u) << all;
+        EXPECT_FALSE(ac->truncated) << all;
+        atls__active_clients__free_unpacked(ac, nullptr);
+    }
+}
+
 TEST_F(AuditTest, StatsEndpointsReflectLiveAndDeniedClients) {
     int port = 0, api = 0;
     std::unique_ptr<Proxy> p(StartProxy(Policy(sim_ + "/ark.pem"), &port, &api));
@@ -700,6 +729,8 @@ TEST_F(AuditTest, StatsEndpointsReflectLiveAndDeniedClients) {
     EXPECT_STREQ(ac->clients[0]->db_user, "postgres");
     EXPECT_GT(ac->clients[0]->bytes_client_to_backend, 0u);
     EXPECT_GT(ac->clients[0]->since_ns, 0u);
+    EXPECT_FALSE(ac->truncated);
+    EXPECT_FALSE(ac->partial);
     atls__active_clients__free_unpacked(ac, nullptr);
     EXPECT_NE(Get(api, "/api/v1/clients/active?format=json").find("\"db_user\":\"postgres\""),
               std::string::npos);
