@@ -39,7 +39,7 @@ class SlammingBackend {
   public:
     explicit SlammingBackend(std::string reply = "", size_t split = 0)
         : reply_(std::move(reply)), split_(split) {
-        lfd_ = socket(AF_INET, SOCK_STREAM, 0);
+        lfd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         sockaddr_in a{};
         a.sin_family = AF_INET;
         a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -115,7 +115,7 @@ class CountingRelay {
   public:
     CountingRelay(int port, int target, const char *target_host = "127.0.0.1")
         : target_(target), target_host_(target_host) {
-        lfd_ = socket(AF_INET, SOCK_STREAM, 0);
+        lfd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         int one = 1;
         setsockopt(lfd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
         sockaddr_in a{};
@@ -154,7 +154,7 @@ class CountingRelay {
                 continue;
             }
             accepted_++;
-            int b = socket(AF_INET, SOCK_STREAM, 0);
+            int b = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
             sockaddr_in a{};
             a.sin_family = AF_INET;
             inet_pton(AF_INET, target_host_, &a.sin_addr);
@@ -639,7 +639,7 @@ static std::string BackendMetric(const std::string &family, int port) {
 class SilentListener {
   public:
     SilentListener() {
-        fd_ = socket(AF_INET, SOCK_STREAM, 0);
+        fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         sockaddr_in a{};
         a.sin_family = AF_INET;
         a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -672,7 +672,8 @@ TEST_F(BackendTest, ConnectCheckTakesADeadBackendOutAndBackWithoutASessionMeetin
     int dead = FreePort();
     StartProxyBeforePostgres(dead, 300, "health_check = connect\n");
     ASSERT_EQ(WaitMetric(api_, BackendMetric("atls_backend_up", dead), 0, 5), 0);
-    EXPECT_GE(Metric(api_, BackendMetric("atls_backend_health_checks_failed_total", dead)), 2);
+    // One failed check is enough for a backend no check has seen up yet.
+    EXPECT_GE(Metric(api_, BackendMetric("atls_backend_health_checks_failed_total", dead)), 1);
     EXPECT_EQ(Metric(api_, BackendMetric("atls_backend_up", pg.port())), 1);
     EXPECT_EQ(Metric(api_, BackendMetric("atls_backend_health_checks_failed_total", pg.port())), 0);
     auto t0 = Clock::now();
@@ -810,4 +811,78 @@ TEST(BackendConfig, HealthCheckSettingsAreValidated) {
     WriteFile(d / "proxy.ini", ini("health_check = startup\nhealth_user = app\n"));
     r = Sh(ProxyBinary() + " --check-config " + (d / "proxy.ini") + " 2>&1");
     EXPECT_EQ(r.status, 0) << r.out;
+}
+
+// pgwire message `type` with body `body`.
+static std::string PgMessage(char type, const std::string &body) {
+    uint32_t len = static_cast<uint32_t>(body.size() + 4);
+    std::string m(1, type);
+    for (int s = 24; s >= 0; s -= 8) {
+        m += static_cast<char>((len >> s) & 0xff);
+    }
+    return m + body;
+}
+
+// Startup checks read past notices (also split across segments) to the answer that decides, and
+// take out a node whose answer is malformed (a length of 0xffffffff, once a busy loop of the
+// check thread) or cut short by a close, without ever stalling: checks keep running and the
+// gateway stops at once.
+TEST_F(BackendTest, StartupCheckReadsNoticesAndRejectsMalformedOrCutAnswers) {
+    Postgres &pg = SharedPostgres();
+    const std::string notice =
+        PgMessage('N', std::string("SNOTICE") + '\0' + "C00000" + '\0' + "Mwelcome" + '\0' + '\0');
+    const std::string auth_ok = PgMessage('R', std::string("\0\0\0\0", 4));
+    SlammingBackend chatty(notice + notice + auth_ok, 3);                    // up
+    SlammingBackend huge(std::string("N\xff\xff\xff\xff", 5) + "xyz");       // malformed
+    SlammingBackend cut(ErrorResponse("57P03", "starting up").substr(0, 9)); // cut
+    ASSERT_TRUE(chatty.ok() && huge.ok() && cut.ok());
+    StartProxy("127.0.0.1:" + std::to_string(chatty.port()) + ", 127.0.0.1:" +
+                   std::to_string(huge.port()) + ", 127.0.0.1:" + std::to_string(cut.port()) +
+                   ", 127.0.0.1:" + std::to_string(pg.port()),
+               200, "health_check = startup\nhealth_user = postgres\n");
+    EXPECT_EQ(WaitMetric(api_, BackendMetric("atls_backend_up", huge.port()), 0, 5), 0);
+    EXPECT_EQ(WaitMetric(api_, BackendMetric("atls_backend_up", cut.port()), 0, 5), 0);
+    const std::string huge_checks = BackendMetric("atls_backend_health_checks_total", huge.port());
+    long long before = Metric(api_, huge_checks);
+    std::this_thread::sleep_for(std::chrono::milliseconds(700));
+    EXPECT_GE(Metric(api_, huge_checks), before + 2) << "the checks stalled";
+    EXPECT_EQ(Metric(api_, BackendMetric("atls_backend_up", chatty.port())), 1);
+    EXPECT_EQ(Metric(api_, BackendMetric("atls_backend_health_checks_failed_total", chatty.port())),
+              0);
+    std::string log = ReadFile(proxy_.log_path());
+    EXPECT_NE(log.find("answered with a malformed message"), std::string::npos) << log;
+    EXPECT_NE(log.find("closed the session in the middle of its answer"), std::string::npos) << log;
+    auto t0 = Clock::now();
+    EXPECT_EQ(proxy_.Stop(15, 10), 0);
+    EXPECT_LT(SecondsSince(t0), 3.0);
+}
+
+// A backend that was up goes out only after two failed checks in a row, and is found on its own
+// schedule: a sibling whose checks hang for connect_timeout_ms (1 s) does not hold it up.
+TEST_F(BackendTest, BackendDyingIsTakenOutAfterTwoFailedChecksWhateverItsSiblingsDo) {
+    Postgres &pg = SharedPostgres();
+    Blackhole hole;
+    ASSERT_TRUE(hole.ok());
+    int port = FreePort();
+    auto relay = std::make_unique<CountingRelay>(port, pg.port());
+    ASSERT_TRUE(relay->ok());
+    StartProxy("127.0.0.1:" + std::to_string(port) + ", 127.0.0.1:" + std::to_string(hole.port()) +
+                   ", 127.0.0.1:" + std::to_string(pg.port()),
+               200, "health_check = connect\n");
+    const std::string up = BackendMetric("atls_backend_up", port);
+    const std::string failed = BackendMetric("atls_backend_health_checks_failed_total", port);
+    const std::string checks = BackendMetric("atls_backend_health_checks_total", port);
+    auto t0 = Clock::now();
+    while (Metric(api_, checks) < 2 && SecondsSince(t0) < 5) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ASSERT_EQ(Metric(api_, up), 1);
+    relay.reset(); // the backend dies
+    auto t1 = Clock::now();
+    ASSERT_EQ(WaitMetric(api_, failed, 1, 3), 1);
+    EXPECT_EQ(Metric(api_, up), 1) << "out after one failed check";
+    EXPECT_EQ(WaitMetric(api_, up, 0, 3), 0);
+    // Two checks 200 ms apart (plus the scrape's own time), not two of the sibling's 1 s rounds.
+    EXPECT_LT(SecondsSince(t1), 0.9);
+    EXPECT_EQ(WaitMetric(api_, BackendMetric("atls_backend_up", hole.port()), 0, 3), 0);
 }

@@ -133,7 +133,7 @@ int ConnectTcp(int port, bool nonblocking) {
 }
 
 Blackhole::Blackhole() {
-    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -142,7 +142,7 @@ Blackhole::Blackhole() {
           listen(fd_, 0) == 0 && getsockname(fd_, reinterpret_cast<sockaddr *>(&a), &len) == 0;
     port_ = ntohs(a.sin_port);
     // Backlog 0 queues one connection; this filler takes it.
-    filler_ = socket(AF_INET, SOCK_STREAM, 0);
+    filler_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     ok_ = ok_ && connect(filler_, reinterpret_cast<sockaddr *>(&a), sizeof(a)) == 0;
 }
 
