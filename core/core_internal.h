@@ -46,6 +46,7 @@ enum core_op {
     CORE_OP_MSG,
     CORE_OP_AUDIT, // read of the store's durable-seq eventfd for this worker
     CORE_OP_HS_DONE, // read of the handshake thread's done eventfd
+    CORE_OP_SHUTDOWN, // shutdown(SHUT_WR) of the backend socket after the client's close_notify
     CORE_OP_COUNT,
 };
 
@@ -124,6 +125,10 @@ struct core_conn {
     bool gss_done;
     bool close_after_flush;
     bool close_deadline_set; // the CORE_CLOSE_FLUSH_NS deadline is armed
+    // The client sent close_notify while forwarding: it sends no more but may still read (a
+    // half-close, RFC 8446 §6.1). The backend gets the half-close once what the client sent is
+    // written, and its answer still goes to the client; the session ends when the backend closes.
+    bool client_shut;
     bool closed_logged;
     uint32_t backend_idx;
     uint32_t connect_tries;

@@ -906,6 +906,17 @@ static bool tls_read_into_backend(struct core_shard *shard, struct core_conn *c)
             }
             return true;
         }
+        if (err == SSL_ERROR_ZERO_RETURN && c->state == CORE_CONN_FORWARD) {
+            // close_notify: a half-close (see client_shut). A bare TCP close without it still
+            // ends the session at once below: it may be a truncation, and the client is gone.
+            ERR_clear_error();
+            c->side[CORE_SIDE_CLIENT].recv_eof = true;
+            if (!c->client_shut) {
+                c->client_shut = true;
+                c->close_reason = "client ended the session (close_notify)";
+            }
+            return true;
+        }
         if (err == SSL_ERROR_ZERO_RETURN || (err == SSL_ERROR_SYSCALL && n == 0)) {
             ERR_clear_error();
             c->side[CORE_SIDE_CLIENT].recv_eof = true;
@@ -1335,7 +1346,8 @@ static void pump_b2c(struct core_shard *shard, struct core_conn *c) {
         if (backend_failed_silently(shard, c)) {
             return; // moved to another backend
         }
-        if (c->b2c_frames.last_type != 'E' && core_pgwire_frames_is_boundary(&c->b2c_frames)) {
+        if (!c->client_shut && c->b2c_frames.last_type != 'E' &&
+            core_pgwire_frames_is_boundary(&c->b2c_frames)) {
             // The backend went away without an ErrorResponse (killed, crashed): tell the
             // client in pgwire, which allows one between messages. Mid-message only the close
             // can say it. (A client that sent Terminate and keeps reading gets it too.)
@@ -1360,6 +1372,37 @@ static void pump_b2c(struct core_shard *shard, struct core_conn *c) {
         (void)SSL_shutdown(c->ssl);
         ERR_clear_error();
         c->close_after_flush = true;
+    }
+}
+
+// backend_shut_write passes the client's half-close on: shutdown(SHUT_WR) of the backend socket
+// once everything the client sent is written to it (through the ring: the socket may be a ring
+// file slot). Once per connection; the session then waits for the backend to close.
+static void backend_shut_write(struct core_shard *shard, struct core_conn *c) {
+    struct core_side *be = &c->side[CORE_SIDE_BACKEND];
+    if (be->wr_shut || be->fd < 0 || !side_out_empty(be)) {
+        return;
+    }
+    struct io_uring_sqe *sqe = conn_sqe(shard, c, CORE_OP_SHUTDOWN);
+    if (sqe == NULL) {
+        conn_close(shard, c, "submission queue unavailable");
+        return;
+    }
+    io_uring_prep_shutdown(sqe, be->fd, SHUT_WR);
+    side_sqe_file(sqe, be);
+    be->wr_shut = true;
+}
+
+static void on_shutdown(void *ctx, struct ring_op_id id, const struct io_uring_cqe *cqe) {
+    struct core_shard *shard = ctx;
+    struct core_conn *c = conn_of(shard, id);
+    conn_cqe_done(shard, c, cqe);
+    if (conn_is_gone(c)) {
+        conn_maybe_release(shard, c);
+        return;
+    }
+    if (cqe->res < 0 && cqe->res != -ENOTCONN) {
+        conn_close(shard, c, "backend shutdown failed");
     }
 }
 
@@ -1393,7 +1436,8 @@ static void conn_pump(struct core_shard *shard, struct core_conn *c) {
             step_startup(shard, c);
             break;
         case CORE_CONN_FORWARD:
-            if (!c->close_after_flush || c->side[CORE_SIDE_BACKEND].recv_eof) {
+            if (!c->client_shut &&
+                (!c->close_after_flush || c->side[CORE_SIDE_BACKEND].recv_eof)) {
                 (void)tls_read_into_backend(shard, c);
             }
             if (c->state == CORE_CONN_FORWARD) {
@@ -1418,6 +1462,12 @@ static void conn_pump(struct core_shard *shard, struct core_conn *c) {
     side_flush(shard, c, CORE_SIDE_CLIENT);
     if (c->state != CORE_CONN_CONNECTING && c->state != CORE_CONN_AUDIT_WAIT) {
         side_flush(shard, c, CORE_SIDE_BACKEND);
+    }
+    if (c->client_shut && c->state == CORE_CONN_FORWARD && !c->close_after_flush) {
+        backend_shut_write(shard, c);
+        if (conn_is_gone(c)) {
+            return;
+        }
     }
     if (c->close_after_flush) {
         if (side_out_empty(&c->side[CORE_SIDE_CLIENT]) &&
@@ -1641,7 +1691,8 @@ static void on_recv(void *ctx, struct ring_op_id id, const struct io_uring_cqe *
         conn_maybe_release(shard, c);
         return;
     }
-    if (s->recv_eof && sid == CORE_SIDE_BACKEND && c->state == CORE_CONN_FORWARD) {
+    if (s->recv_eof && sid == CORE_SIDE_BACKEND && c->state == CORE_CONN_FORWARD &&
+        !c->client_shut) {
         c->close_reason = "backend closed the session";
     }
     conn_pump(shard, c);
@@ -1659,7 +1710,11 @@ static void on_send(void *ctx, struct ring_op_id id, const struct io_uring_cqe *
         return;
     }
     if (cqe->res < 0) {
-        conn_close(shard, c, sid == CORE_SIDE_CLIENT ? "client send failed" : "backend send failed");
+        const char *why = sid == CORE_SIDE_BACKEND ? "backend send failed" : "client send failed";
+        if (sid == CORE_SIDE_CLIENT && c->client_shut && c->close_reason != NULL) {
+            why = c->close_reason; // it half-closed, then left before reading the end: its choice
+        }
+        conn_close(shard, c, why);
         return;
     }
     s->out_sent += (uint32_t)cqe->res; // a short send leaves the rest for the next side_flush
@@ -2134,6 +2189,7 @@ static const struct ring_op_entry core_ops[CORE_OP_COUNT] = {
     [CORE_OP_MSG] = {"msg", on_msg, NULL, false},
     [CORE_OP_AUDIT] = {"audit", on_audit, NULL, false},
     [CORE_OP_HS_DONE] = {"handshake-done", on_hs_done, NULL, false},
+    [CORE_OP_SHUTDOWN] = {"shutdown", on_shutdown, NULL, true},
 };
 
 // ---------------------------------------------------------------------------------------------

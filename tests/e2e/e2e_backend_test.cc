@@ -605,6 +605,64 @@ TEST_F(BackendTest, BackendKilledMidSessionEndsOnlyThatSession) {
     EXPECT_EQ(got, "2\n");
 }
 
+// pgwire message `type` with body `body`.
+static std::string PgMessage(char type, const std::string &body) {
+    uint32_t len = static_cast<uint32_t>(body.size() + 4);
+    std::string m(1, type);
+    for (int s = 24; s >= 0; s -= 8) {
+        m += static_cast<char>((len >> s) & 0xff);
+    }
+    return m + body;
+}
+
+// A client that sends its query and then close_notify (and its FIN) has only stopped sending: it
+// still gets the whole answer, then the gateway's close_notify, with no error added; the
+// backend's session ends (it reads the half-close) and the slot is freed. Before, the gateway
+// closed at the client's close_notify and the answer was lost.
+TEST_F(BackendTest, ClientHalfCloseStillGetsTheWholeAnswer) {
+    Postgres &pg = SharedPostgres();
+    StartProxy("127.0.0.1:" + std::to_string(pg.port()));
+    RawClient c;
+    ASSERT_EQ(OpenSession(&c, port_), "");
+    ASSERT_EQ(c.Query("set application_name = 'half-close'"), "");
+    // ~4 MB of rows: more than one buffer's worth must still reach the client.
+    std::string q = "select g, repeat('x', 2000) from generate_series(1, 2000) g";
+    ASSERT_TRUE(c.SendTls(PgMessage('Q', q + '\0')));
+    ASSERT_TRUE(c.SendCloseNotify());
+    c.ShutWrite();
+    int rows = 0;
+    char t = 0;
+    std::string body;
+    std::string error;
+    bool ready = false;
+    while (!ready && c.RecvTlsMessage(&t, &body, 10000)) {
+        if (t == 'D') {
+            rows++;
+        } else if (t == 'E') {
+            error = ParseError(body);
+        } else if (t == 'Z') {
+            ready = true;
+        }
+    }
+    EXPECT_TRUE(ready) << rows << " rows before the end";
+    EXPECT_EQ(rows, 2000);
+    EXPECT_EQ(error, "");
+    // Then the end: the gateway's close_notify (no ErrorResponse before it).
+    EXPECT_FALSE(c.RecvTlsMessage(&t, &body, 5000)) << "a message after the answer: " << t;
+    EXPECT_EQ(WaitMetric(api_, "atls_connections_active", 0, 10), 0);
+    std::string left;
+    for (int i = 0; i < 50; i++) {
+        left = pg.Psql("select count(*) from pg_stat_activity where application_name = "
+                       "'half-close'")
+                   .out;
+        if (left == "0\n") {
+            break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    EXPECT_EQ(left, "0\n") << "the backend session outlived the client";
+}
+
 TEST_F(BackendTest, BackendEndingTheSessionWithAnErrorGetsNoSecondError) {
     // pg_terminate_backend: the backend sends its own FATAL (57P01) and closes; the gateway
     // passes it on and adds nothing (its 08006 is only for a backend lost without a word).
@@ -811,16 +869,6 @@ TEST(BackendConfig, HealthCheckSettingsAreValidated) {
     WriteFile(d / "proxy.ini", ini("health_check = startup\nhealth_user = app\n"));
     r = Sh(ProxyBinary() + " --check-config " + (d / "proxy.ini") + " 2>&1");
     EXPECT_EQ(r.status, 0) << r.out;
-}
-
-// pgwire message `type` with body `body`.
-static std::string PgMessage(char type, const std::string &body) {
-    uint32_t len = static_cast<uint32_t>(body.size() + 4);
-    std::string m(1, type);
-    for (int s = 24; s >= 0; s -= 8) {
-        m += static_cast<char>((len >> s) & 0xff);
-    }
-    return m + body;
 }
 
 // Startup checks read past notices (also split across segments) to the answer that decides, and

@@ -678,6 +678,14 @@ bool RawClient::SendTls(const std::string &bytes) {
     return SSL_write(ssl_, bytes.data(), (int)bytes.size()) == (int)bytes.size();
 }
 
+bool RawClient::SendCloseNotify() {
+    return SSL_shutdown(ssl_) >= 0;
+}
+
+void RawClient::ShutWrite() {
+    (void)shutdown(fd_, SHUT_WR);
+}
+
 static bool ReadFull(SSL *ssl, char *out, size_t n) {
     size_t got = 0;
     while (got < n) {

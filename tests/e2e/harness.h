@@ -150,6 +150,10 @@ class RawClient {
     // Close with a RST instead of a FIN.
     void Reset();
     bool SendTls(const std::string &bytes);
+    // Send close_notify (SSL_shutdown): no more from us; reading goes on (a TLS half-close).
+    bool SendCloseNotify();
+    // Shut the TCP write side too (after SendCloseNotify: the client's FIN).
+    void ShutWrite();
     // Read one pgwire message (type + body) inside TLS. Returns false on EOF/error.
     bool RecvTlsMessage(char *type, std::string *body, int timeout_ms = 5000);
     // StartupMessage for `user`/`db`, then read until ReadyForQuery or ErrorResponse.
