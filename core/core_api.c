@@ -21,6 +21,8 @@
 #define API_RECENT_DEFAULT 20u
 #define API_DENIED_DEFAULT 50u
 #define API_ACTIVE_MAX 100000u
+#define API_NONCE_SHARE_DIVISOR 256u // past half full, an address holds at most 1/256 of the table
+#define API_NONCE_SHARE_MIN 4u
 #define API_MEASUREMENTS_MAX 4096u
 #define API_RESPONSE_MAX (64u * 1024u * 1024u)
 #define API_SNAPSHOT_WAIT_MS 1000
@@ -370,6 +372,37 @@ static void policy_release(struct core_proc *proc) {
 // ---------------------------------------------------------------------------------------------
 // Endpoints.
 
+// nonce_stats reads the nonce table's counters into `st`. Expired nonces leave the counters only
+// when their slot is reclaimed: the table is swept (one pass) first, at most once a second. The
+// control thread is the only caller (one libmicrohttpd polling thread).
+static void nonce_stats(struct core_proc *proc, uint64_t now, struct policy_nonce_stats *st) {
+    static uint64_t last_sweep_ns;
+    if (now - last_sweep_ns >= 1000000000ull) {
+        (void)policy_nonce_sweep(proc->nonces, now);
+        last_sweep_ns = now;
+    }
+    policy_nonce_get_stats(proc->nonces, st);
+}
+
+// nonce_share_exceeded: the table is at least half full of nonces (issued or consumed, not
+// expired) and `addr` holds API_NONCE_SHARE_DIVISOR-th of its slots or more (at least
+// API_NONCE_SHARE_MIN). Below half full any address may take what its rate allows; past it no
+// address can take more than its share, so that filling the rest takes that many addresses
+// (DESIGN §6: issuing fails with 503 once full, and never evicts a live nonce).
+static bool nonce_share_exceeded(struct core_proc *proc, const struct sockaddr *addr, uint64_t now,
+                                 uint64_t ttl_ns, uint32_t *out_held) {
+    struct policy_nonce_stats st;
+    nonce_stats(proc, now, &st);
+    *out_held = 0;
+    if ((st.live + st.consumed_held) * 2 < st.capacity) {
+        return false;
+    }
+    uint64_t share = st.capacity / API_NONCE_SHARE_DIVISOR;
+    share = share < API_NONCE_SHARE_MIN ? API_NONCE_SHARE_MIN : share;
+    *out_held = policy_ratelimit_held(proc->nonce_limiter, addr, now, ttl_ns);
+    return *out_held >= share;
+}
+
 static enum MHD_Result api_nonce(struct api_req *rq) {
     struct core_proc *proc = rq->proc;
     const struct core_policy *cp = policy_hold(proc);
@@ -386,13 +419,28 @@ static enum MHD_Result api_nonce(struct api_req *rq) {
             POLICY_RATELIMIT_ALLOW) {
         return respond_error(rq, 429, "too many nonce requests from this address");
     }
+    uint64_t ttl_ns = (uint64_t)ttl * 1000000000ull;
+    uint32_t held = 0;
+    if (ci != NULL && ci->client_addr != NULL &&
+        nonce_share_exceeded(proc, ci->client_addr, now, ttl_ns, &held)) {
+        proc->nonce_share_refused++;
+        char why[160];
+        snprintf(why, sizeof(why),
+                 "this address holds %u live nonces and the nonce table is over half full; "
+                 "retry later",
+                 held);
+        return respond_error(rq, 429, why);
+    }
     uint8_t nonce[32];
-    int ret = policy_nonce_issue(proc->nonces, nonce, now, (uint64_t)ttl * 1000000000ull);
+    int ret = policy_nonce_issue(proc->nonces, nonce, now, ttl_ns);
     if (ret == -ENOSPC) {
         return respond_error(rq, 503, "nonce table full of live nonces; retry later");
     }
     if (ret != 0) {
         return respond_error(rq, 500, "cannot issue a nonce");
+    }
+    if (ci != NULL && ci->client_addr != NULL) {
+        policy_ratelimit_held_add(proc->nonce_limiter, ci->client_addr, now, ttl_ns);
     }
     char hex[65];
     core_base_hex_encode(hex, nonce, sizeof(nonce));
@@ -1072,23 +1120,19 @@ static enum MHD_Result api_metrics(struct api_req *rq) {
                  store_is_healthy(proc->store) ? 1 : 0, (unsigned long long)st.memtable_bytes);
     }
     if (proc->nonces != NULL) {
-        // Expired nonces leave the counters only when their slot is reclaimed: sweep (one pass
-        // over the table) at most once a second, so that the gauge says what is live. The
-        // control thread is the only caller (one libmicrohttpd polling thread).
-        static uint64_t last_sweep_ns;
-        uint64_t now = core_base_now_ns();
-        if (now - last_sweep_ns >= 1000000000ull) {
-            (void)policy_nonce_sweep(proc->nonces, now);
-            last_sweep_ns = now;
-        }
         struct policy_nonce_stats st;
-        policy_nonce_get_stats(proc->nonces, &st);
+        nonce_stats(proc, core_base_now_ns(), &st);
         text_add(&t,
                  "# HELP atls_nonces_live nonces issued and not yet expired\n"
                  "# TYPE atls_nonces_live gauge\natls_nonces_live %llu\n"
                  "# HELP atls_nonces_capacity nonce table slots\n"
-                 "# TYPE atls_nonces_capacity gauge\natls_nonces_capacity %llu\n",
-                 (unsigned long long)st.live, (unsigned long long)st.capacity);
+                 "# TYPE atls_nonces_capacity gauge\natls_nonces_capacity %llu\n"
+                 "# HELP atls_nonce_share_refused_total nonce requests refused (429) because the "
+                 "table was over half full and the address held its share\n"
+                 "# TYPE atls_nonce_share_refused_total counter\n"
+                 "atls_nonce_share_refused_total %llu\n",
+                 (unsigned long long)st.live, (unsigned long long)st.capacity,
+                 (unsigned long long)proc->nonce_share_refused);
     }
     if (t.failed) {
         free(t.p);

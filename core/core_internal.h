@@ -454,6 +454,7 @@ struct core_proc {
     void *api;                    // HTTP API daemon (core_api.c)
     struct core_health *health;   // active backend health checks (core_health.c), or NULL
     size_t api_held_bytes;        // API answers queued and not yet sent (the API thread's)
+    uint64_t nonce_share_refused; // nonce requests refused for the address's share (API thread)
     struct store *store;          // audit store; NULL when [audit] enabled = false
     atomic_bool draining;
     uint64_t drain_deadline_ns;

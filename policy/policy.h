@@ -147,6 +147,17 @@ void policy_ratelimit_free(struct policy_ratelimit *limiter);
 enum policy_ratelimit_verdict policy_ratelimit_take(struct policy_ratelimit *limiter,
                                                     const struct sockaddr *addr, uint64_t now_ns);
 
+// policy_ratelimit_held bounds from above how many nonces issued to `addr` (as counted by
+// policy_ratelimit_held_add) are still live at `now_ns`, nonces living `ttl_ns`: it counts those
+// issued within the last ttl_ns, and some issued up to ttl_ns / 8 before. Counts restart when
+// ttl_ns changes, and when the address's bucket is recycled.
+uint32_t policy_ratelimit_held(struct policy_ratelimit *limiter, const struct sockaddr *addr,
+                               uint64_t now_ns, uint64_t ttl_ns);
+
+// policy_ratelimit_held_add counts one nonce issued to `addr` at `now_ns`, living `ttl_ns`.
+void policy_ratelimit_held_add(struct policy_ratelimit *limiter, const struct sockaddr *addr,
+                               uint64_t now_ns, uint64_t ttl_ns);
+
 /* policy_reuse.c */
 
 // The reuse cache remembers ALLOW verdicts for reuse_window_s (DESIGN.md §6), keyed by

@@ -11,7 +11,9 @@
 
 enum {
     key_bytes = 16,
-    tag_other = 0, // AF_UNIX and anything else: one shared bucket
+    held_windows = 16,            // sub-windows a nonce lifetime is cut into
+    held_ring = held_windows + 1, // sub-windows counted: at least one whole lifetime back
+    tag_other = 0,                // AF_UNIX and anything else: one shared bucket
     tag_ipv4 = 4,
     tag_ipv6_64 = 6,
 };
@@ -24,6 +26,13 @@ struct bucket {
     bool used;
     uint64_t credit; // 1e-9 tokens, at most burst * credit_per_token
     uint64_t last_ns;
+    // Nonces issued to the address, per sub-window of held_slot_ns (a nonce lifetime / held
+    // _windows, rounded up). The held_ring sub-windows up to held_epoch span more than a
+    // lifetime, so their sum bounds the address's nonces still live from above: one issued
+    // before the oldest of them was issued over held_windows * held_slot_ns > ttl ago.
+    uint64_t held_slot_ns; // 0: nothing counted yet
+    uint64_t held_epoch;   // now / held_slot_ns of the newest sub-window
+    uint32_t held[held_ring];
 };
 
 struct policy_ratelimit {
@@ -123,6 +132,8 @@ static struct bucket *find_bucket(struct policy_ratelimit *rl, const uint8_t *ke
     b->used = true;
     b->credit = (uint64_t)rl->burst * credit_per_token;
     b->last_ns = now_ns;
+    b->held_slot_ns = 0;
+    memset(b->held, 0, sizeof(b->held));
     return b;
 }
 
@@ -149,4 +160,54 @@ enum policy_ratelimit_verdict policy_ratelimit_take(struct policy_ratelimit *lim
     }
     b->credit -= credit_per_token;
     return POLICY_RATELIMIT_ALLOW;
+}
+
+// held_advance brings b's issue counts to `now_ns` for nonces living `ttl_ns`: sub-windows that
+// ended more than a lifetime ago are emptied. A new lifetime (a policy reload) starts afresh.
+static void held_advance(struct bucket *b, uint64_t now_ns, uint64_t ttl_ns) {
+    uint64_t slot = ttl_ns / held_windows + 1;
+    uint64_t epoch = now_ns / slot;
+    if (b->held_slot_ns != slot) {
+        b->held_slot_ns = slot;
+        b->held_epoch = epoch;
+        memset(b->held, 0, sizeof(b->held));
+        return;
+    }
+    if (epoch <= b->held_epoch) {
+        return;
+    }
+    uint64_t steps = epoch - b->held_epoch;
+    for (uint64_t i = 1; i <= steps && i <= held_ring; i++) {
+        b->held[(b->held_epoch + i) % held_ring] = 0;
+    }
+    b->held_epoch = epoch;
+}
+
+uint32_t policy_ratelimit_held(struct policy_ratelimit *limiter, const struct sockaddr *addr,
+                               uint64_t now_ns, uint64_t ttl_ns) {
+    ASSERT(limiter != NULL);
+    ASSERT(ttl_ns > 0);
+    uint8_t key[key_bytes];
+    uint8_t tag = address_key(key, addr);
+    struct bucket *b = find_bucket(limiter, key, tag, now_ns);
+    held_advance(b, now_ns, ttl_ns);
+    uint64_t sum = 0;
+    for (uint32_t i = 0; i < held_ring; i++) {
+        sum += b->held[i];
+    }
+    return sum > UINT32_MAX ? UINT32_MAX : (uint32_t)sum;
+}
+
+void policy_ratelimit_held_add(struct policy_ratelimit *limiter, const struct sockaddr *addr,
+                               uint64_t now_ns, uint64_t ttl_ns) {
+    ASSERT(limiter != NULL);
+    ASSERT(ttl_ns > 0);
+    uint8_t key[key_bytes];
+    uint8_t tag = address_key(key, addr);
+    struct bucket *b = find_bucket(limiter, key, tag, now_ns);
+    held_advance(b, now_ns, ttl_ns);
+    uint32_t *h = &b->held[b->held_epoch % held_ring];
+    if (*h < UINT32_MAX) {
+        (*h)++;
+    }
 }

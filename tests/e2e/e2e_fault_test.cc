@@ -821,8 +821,9 @@ class NonceClient {
         setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     }
     ~NonceClient() { close(fd_); }
-    // GET /api/v1/nonce: the HTTP status, or -1 when the connection failed.
-    int Get() {
+    // GET /api/v1/nonce: the HTTP status, or -1 when the connection failed; the body into
+    // `out_body` when given.
+    int Get(std::string *out_body = nullptr) {
         static const char kReq[] = "GET /api/v1/nonce HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
         if (!ok_ || send(fd_, kReq, sizeof(kReq) - 1, MSG_NOSIGNAL) != sizeof(kReq) - 1) {
             return -1;
@@ -846,6 +847,9 @@ class NonceClient {
             if (!Fill()) {
                 return -1;
             }
+        }
+        if (out_body != nullptr) {
+            *out_body = buf_.substr(head_end + 4, body);
         }
         buf_.erase(0, head_end + 4 + body);
         return status;
@@ -941,6 +945,52 @@ TEST_F(FaultNonce, FloodFillsTheTableWithoutEvictingALiveNonceAndTheRateLimitHol
     EXPECT_EQ(r.status, 0) << r.out;
     EXPECT_EQ(r.out, "admitted\n");
     EXPECT_TRUE(p->Running());
+}
+
+// Past half full, the table gives each address at most its share (1/256 of the slots, at least
+// 4): one address no longer fills it alone. A 64-slot table: the first address takes 32 (its
+// burst would allow 64, and did before, leaving nothing for anyone), then is refused with 429 and
+// the reason; a second address gets 4; a client from a third is still served and admitted.
+TEST_F(FaultNonce, PastHalfFullEachAddressGetsOnlyItsShare) {
+    std::string policy = Policy(sim_ + "/ark.pem");
+    policy.replace(policy.find("ttl_s = 4"), 9, "ttl_s = 300");
+    int port = 0, api = 0;
+    std::unique_ptr<Proxy> p(
+        StartProxy(policy, &port, &api, "[audit]\ndir = audit\n", "nonce_capacity = 64\n"));
+    ASSERT_NE(p, nullptr);
+    NonceClient first("127.1.9.1", api);
+    int granted = 0;
+    std::string refusal;
+    for (int i = 0; i < 64; i++) {
+        std::string body;
+        int st = first.Get(&body);
+        if (st == 200) {
+            granted++;
+        } else {
+            EXPECT_EQ(st, 429) << body;
+            refusal = body;
+            break;
+        }
+    }
+    EXPECT_EQ(granted, 32);
+    EXPECT_NE(refusal.find("this address holds 32 live nonces and the nonce table is over half "
+                           "full"),
+              std::string::npos)
+        << refusal;
+    NonceClient second("127.1.9.2", api);
+    int second_granted = 0;
+    for (int i = 0; i < 10; i++) {
+        int st = second.Get();
+        second_granted += st == 200;
+        ASSERT_TRUE(st == 200 || st == 429) << st;
+    }
+    EXPECT_EQ(second_granted, 4);
+    // A third address (the test's own, 127.0.0.1) is served, and its nonce admits its client.
+    MakeCert("share-third", "--measurement " + kGood, "", api);
+    CmdResult r = Connect("share-third", "postgres", port);
+    EXPECT_EQ(r.status, 0) << r.out;
+    EXPECT_EQ(r.out, "admitted\n");
+    EXPECT_GE(e2e::Metric(api, "atls_nonce_share_refused_total"), 7);
 }
 
 // ---------------------------------------------------------------------------------------------

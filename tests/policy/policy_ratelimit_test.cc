@@ -140,3 +140,55 @@ TEST_F(PolicyRatelimit, FullTableRecyclesTheLongestIdleBucket) {
 }
 
 } // namespace
+
+namespace {
+
+// Held counts: every nonce issued within the last lifetime is counted, none issued more than a
+// lifetime and a sixteenth before, whatever the phase of the sub-windows.
+TEST_F(PolicyRatelimit, HeldCountsEveryNonceStillLiveAndForgetsExpiredOnes) {
+    const uint64_t ttl = 300 * kSec;
+    auto a = V4("10.1.0.1");
+    auto b = V4("10.1.0.2");
+    EXPECT_EQ(policy_ratelimit_held(rl_, Sa(&a), kT0, ttl), 0u);
+    for (int i = 0; i < 10; i++) {
+        policy_ratelimit_held_add(rl_, Sa(&a), kT0 + (uint64_t)i * kSec, ttl);
+    }
+    policy_ratelimit_held_add(rl_, Sa(&b), kT0, ttl);
+    EXPECT_EQ(policy_ratelimit_held(rl_, Sa(&a), kT0 + 10 * kSec, ttl), 10u);
+    EXPECT_EQ(policy_ratelimit_held(rl_, Sa(&b), kT0 + 10 * kSec, ttl), 1u);
+    // Just before the first expires (issued at kT0, lives until kT0 + ttl): all still counted.
+    EXPECT_EQ(policy_ratelimit_held(rl_, Sa(&a), kT0 + ttl - 1, ttl), 10u);
+    // A lifetime and an eighth after the last was issued: none.
+    EXPECT_EQ(policy_ratelimit_held(rl_, Sa(&a), kT0 + 9 * kSec + ttl + ttl / 8, ttl), 0u);
+    EXPECT_EQ(policy_ratelimit_held(rl_, Sa(&b), kT0 + ttl + ttl / 8, ttl), 0u);
+}
+
+// Never an undercount: one nonce issued at each phase of a sub-window is still counted one
+// nanosecond before it expires.
+TEST_F(PolicyRatelimit, HeldNeverMissesALiveNonce) {
+    const uint64_t ttl = 16 * kSec; // sub-windows of 1 s (+1 ns)
+    for (uint64_t phase = 0; phase < 2 * kSec; phase += kSec / 8) {
+        struct policy_ratelimit *rl = nullptr;
+        ASSERT_EQ(policy_ratelimit_new(&rl, 64, 5, 2), 0);
+        auto a = V4("10.2.0.1");
+        uint64_t t = kT0 + phase;
+        policy_ratelimit_held_add(rl, Sa(&a), t, ttl);
+        for (uint64_t later = t; later < t + ttl; later += kSec / 4) {
+            ASSERT_EQ(policy_ratelimit_held(rl, Sa(&a), later, ttl), 1u)
+                << "phase " << phase << " at +" << (later - t);
+        }
+        EXPECT_EQ(policy_ratelimit_held(rl, Sa(&a), t + ttl - 1, ttl), 1u);
+        policy_ratelimit_free(rl);
+    }
+}
+
+// A new lifetime (a policy reload changed ttl_s) starts the counts again.
+TEST_F(PolicyRatelimit, HeldRestartsWhenTheLifetimeChanges) {
+    auto a = V4("10.3.0.1");
+    policy_ratelimit_held_add(rl_, Sa(&a), kT0, 300 * kSec);
+    policy_ratelimit_held_add(rl_, Sa(&a), kT0, 300 * kSec);
+    EXPECT_EQ(policy_ratelimit_held(rl_, Sa(&a), kT0 + kSec, 300 * kSec), 2u);
+    EXPECT_EQ(policy_ratelimit_held(rl_, Sa(&a), kT0 + kSec, 60 * kSec), 0u);
+}
+
+} // namespace
