@@ -91,6 +91,7 @@ client_ca = $W/ca.crt
 required = false
 [backend]
 servers = 127.0.0.1:$SRV
+health_check = off
 [api]
 listen = 127.0.0.1:$4
 [audit]

@@ -278,6 +278,9 @@ start_proxy() {
         if [ "$att" -eq 1 ]; then echo "required = true"; echo "policy = $W/policy.ini"; else echo "required = false"; fi
         echo "[backend]"
         echo "servers = 127.0.0.1:$be"
+        # No active health checks, like HAProxy's servers in bench/haproxy.cfg (no "check"):
+        # their probe connections (a PostgreSQL fork each) would load the load core.
+        echo "health_check = off"
         echo "[api]"
         echo "listen = 127.0.0.1:$api"
         echo "[audit]"
