@@ -21,7 +21,8 @@
 #define API_RECENT_DEFAULT 20u
 #define API_DENIED_DEFAULT 50u
 #define API_ACTIVE_MAX 100000u
-#define API_NONCE_SHARE_DIVISOR 256u // past half full, an address holds at most 1/256 of the table
+#define API_NONCE_SHARE_DIVISOR                                                                    \
+    32u // past 3/4 full, an address holds at most 1/32 of the free slots
 #define API_NONCE_SHARE_MIN 4u
 #define API_MEASUREMENTS_MAX 4096u
 #define API_RESPONSE_MAX (64u * 1024u * 1024u)
@@ -384,20 +385,28 @@ static void nonce_stats(struct core_proc *proc, uint64_t now, struct policy_nonc
     policy_nonce_get_stats(proc->nonces, st);
 }
 
-// nonce_share_exceeded: the table is at least half full of nonces (issued or consumed, not
-// expired) and `addr` holds API_NONCE_SHARE_DIVISOR-th of its slots or more (at least
-// API_NONCE_SHARE_MIN). Below half full any address may take what its rate allows; past it no
-// address can take more than its share, so that filling the rest takes that many addresses
-// (DESIGN §6: issuing fails with 503 once full, and never evicts a live nonce).
+// nonce_share_exceeded: the table is at least three quarters full of nonces (issued or consumed,
+// not expired) and `addr` holds its share of what is left free, 1/API_NONCE_SHARE_DIVISOR of the
+// free slots (at least API_NONCE_SHARE_MIN), or more. Below that any address may take what its
+// rate allows; past it the share shrinks with the free space, so that no address takes the rest
+// alone and busy clients slow down gradually instead of all at once (DESIGN §6: issuing fails
+// with 503 once full, and never evicts a live nonce). The counters are read first: the table is
+// swept (nonce_stats) only when they say it is that full, since unswept counters only overcount.
 static bool nonce_share_exceeded(struct core_proc *proc, const struct sockaddr *addr, uint64_t now,
                                  uint64_t ttl_ns, uint32_t *out_held) {
     struct policy_nonce_stats st;
-    nonce_stats(proc, now, &st);
     *out_held = 0;
-    if ((st.live + st.consumed_held) * 2 < st.capacity) {
+    policy_nonce_get_stats(proc->nonces, &st);
+    if ((st.live + st.consumed_held) * 4 < st.capacity * 3) {
         return false;
     }
-    uint64_t share = st.capacity / API_NONCE_SHARE_DIVISOR;
+    nonce_stats(proc, now, &st);
+    uint64_t used = st.live + st.consumed_held;
+    if (used * 4 < st.capacity * 3) {
+        return false;
+    }
+    uint64_t free_slots = used < st.capacity ? st.capacity - used : 0;
+    uint64_t share = free_slots / API_NONCE_SHARE_DIVISOR;
     share = share < API_NONCE_SHARE_MIN ? API_NONCE_SHARE_MIN : share;
     *out_held = policy_ratelimit_held(proc->nonce_limiter, addr, now, ttl_ns);
     return *out_held >= share;
@@ -426,8 +435,8 @@ static enum MHD_Result api_nonce(struct api_req *rq) {
         proc->nonce_share_refused++;
         char why[160];
         snprintf(why, sizeof(why),
-                 "this address holds %u live nonces and the nonce table is over half full; "
-                 "retry later",
+                 "this address holds %u live nonces and the nonce table is over three quarters "
+                 "full; retry later",
                  held);
         return respond_error(rq, 429, why);
     }
@@ -1128,7 +1137,7 @@ static enum MHD_Result api_metrics(struct api_req *rq) {
                  "# HELP atls_nonces_capacity nonce table slots\n"
                  "# TYPE atls_nonces_capacity gauge\natls_nonces_capacity %llu\n"
                  "# HELP atls_nonce_share_refused_total nonce requests refused (429) because the "
-                 "table was over half full and the address held its share\n"
+                 "table was over three quarters full and the address held its share\n"
                  "# TYPE atls_nonce_share_refused_total counter\n"
                  "atls_nonce_share_refused_total %llu\n",
                  (unsigned long long)st.live, (unsigned long long)st.capacity,

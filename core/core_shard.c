@@ -909,8 +909,9 @@ static bool tls_read_into_backend(struct core_shard *shard, struct core_conn *c)
         if (err == SSL_ERROR_ZERO_RETURN && c->state == CORE_CONN_FORWARD) {
             // close_notify: a half-close (see client_shut). A bare TCP close without it still
             // ends the session at once below: it may be a truncation, and the client is gone.
+            // The client's socket stays watched: a reset still ends the session, and anything
+            // it sends after close_notify is dropped unread (on_recv).
             ERR_clear_error();
-            c->side[CORE_SIDE_CLIENT].recv_eof = true;
             if (!c->client_shut) {
                 c->client_shut = true;
                 c->close_reason = "client ended the session (close_notify)";
@@ -1167,6 +1168,7 @@ static void backend_refused_session(struct core_shard *shard, struct core_conn *
 static bool backend_retry(struct core_shard *shard, struct core_conn *c, const char *why) {
     struct core_side *be = &c->side[CORE_SIDE_BACKEND];
     if (c->startup_copy == NULL || c->state != CORE_CONN_FORWARD || !c->scan_active ||
+        c->client_shut || // its SHUTDOWN may be in flight on the socket slot the retry reuses
         c->close_after_flush || c->side[CORE_SIDE_CLIENT].bytes_tx != 0 || be->recv_armed ||
         be->recv_starved || !side_out_empty(be) || be->bytes_tx != c->startup_len) {
         return false;
@@ -1346,8 +1348,15 @@ static void pump_b2c(struct core_shard *shard, struct core_conn *c) {
         if (backend_failed_silently(shard, c)) {
             return; // moved to another backend
         }
-        if (!c->client_shut && c->b2c_frames.last_type != 'E' &&
-            core_pgwire_frames_is_boundary(&c->b2c_frames)) {
+        // After the client's half-close, a backend that closes once idle (its last message a
+        // ReadyForQuery, as after Terminate or a half-close) ended the session cleanly: the
+        // client's reason stands and nothing is added. Any other close is the backend's doing.
+        bool boundary = core_pgwire_frames_is_boundary(&c->b2c_frames);
+        bool clean_after_shut = c->client_shut && boundary && c->b2c_frames.last_type == 'Z';
+        if (c->client_shut && !clean_after_shut) {
+            c->close_reason = "backend closed the session";
+        }
+        if (!clean_after_shut && c->b2c_frames.last_type != 'E' && boundary) {
             // The backend went away without an ErrorResponse (killed, crashed): tell the
             // client in pgwire, which allows one between messages. Mid-message only the close
             // can say it. (A client that sent Terminate and keeps reading gets it too.)
@@ -1404,6 +1413,25 @@ static void on_shutdown(void *ctx, struct ring_op_id id, const struct io_uring_c
     if (cqe->res < 0 && cqe->res != -ENOTCONN) {
         conn_close(shard, c, "backend shutdown failed");
     }
+}
+
+// client_watch_reset: after the client's half-close and then its FIN nothing more can be
+// received, but a reset must still end the session (the backend may not close for a long time):
+// a poll for POLLERR | POLLHUP on the client's socket, which a FIN alone does not raise.
+static void client_watch_reset(struct core_shard *shard, struct core_conn *c) {
+    struct core_side *cl = &c->side[CORE_SIDE_CLIENT];
+    if (!c->client_shut || !cl->recv_eof || cl->poll_in_armed || cl->fd < 0 ||
+        c->state != CORE_CONN_FORWARD || conn_is_gone(c)) {
+        return;
+    }
+    struct io_uring_sqe *sqe = conn_sqe(shard, c, CORE_OP_POLL_CLIENT);
+    if (sqe == NULL) {
+        conn_close(shard, c, "submission queue unavailable");
+        return;
+    }
+    io_uring_prep_poll_add(sqe, cl->fd, POLLERR | POLLHUP);
+    side_sqe_file(sqe, cl);
+    cl->poll_in_armed = true;
 }
 
 static void conn_pump(struct core_shard *shard, struct core_conn *c) {
@@ -1479,6 +1507,7 @@ static void conn_pump(struct core_shard *shard, struct core_conn *c) {
         return;
     }
     side_arm_recv(shard, c, CORE_SIDE_CLIENT);
+    client_watch_reset(shard, c);
     if (c->state == CORE_CONN_FORWARD) {
         side_arm_recv(shard, c, CORE_SIDE_BACKEND);
     }
@@ -1621,6 +1650,15 @@ static void on_poll(void *ctx, struct ring_op_id id, const struct io_uring_cqe *
         conn_close(shard, c, "poll failed");
         return;
     }
+    if (c->state != CORE_CONN_PASSTHROUGH) {
+        // client_watch_reset's poll: the half-closed client reset its connection.
+        if (cqe->res & (POLLERR | POLLHUP)) {
+            conn_close(shard, c, "client connection error");
+            return;
+        }
+        conn_pump(shard, c);
+        return;
+    }
     passthrough_pump(shard, c);
 }
 
@@ -1653,6 +1691,13 @@ static void on_recv(void *ctx, struct ring_op_id id, const struct io_uring_cqe *
             ring_buf_taken(&shard->bufs, bid);
             ring_buf_recycle(&shard->bufs, bid);
             conn_maybe_release(shard, c);
+            return;
+        }
+        if (sid == CORE_SIDE_CLIENT && c->client_shut) {
+            // Bytes after the client's close_notify: TLS allows none, and none are read.
+            ring_buf_taken(&shard->bufs, bid);
+            ring_buf_recycle(&shard->bufs, bid);
+            conn_pump(shard, c);
             return;
         }
         in_push(shard, c, s, bid, (uint32_t)cqe->res);

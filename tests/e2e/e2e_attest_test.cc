@@ -305,7 +305,7 @@ TEST_F(AttestTest, ReuseWindowOutlivesTheNonceTtlAndItsReclaimedSlot) {
     CmdResult first = Connect("churn", "postgres", port);
     ASSERT_EQ(first.out, "admitted\n") << first.out;
     std::this_thread::sleep_for(std::chrono::seconds(3)); // ttl_s = 2
-    // Four nonces from each of four addresses: past half full one address gets only its share
+    // Four nonces from each of four addresses: past 3/4 full one address gets only its share
     // (4 of a 16-slot table).
     std::string urls;
     for (int i = 0; i < 4; i++) {

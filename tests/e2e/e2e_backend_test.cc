@@ -671,6 +671,118 @@ TEST_F(BackendTest, ClientHalfCloseStillGetsTheWholeAnswer) {
     EXPECT_EQ(left, "0\n") << "the backend session outlived the client";
 }
 
+// After its half-close the client is still watched: a reset ends the session at once, even
+// while the backend is busy and would not close for a long time. Before, nothing watched it,
+// and with no idle timeout the session, its slot and its backend connection stayed for good.
+TEST_F(BackendTest, ClientResetAfterItsHalfCloseEndsTheSession) {
+    Postgres &pg = SharedPostgres();
+    StartProxy("127.0.0.1:" + std::to_string(pg.port()));
+    for (bool fin : {true, false}) { // close_notify then FIN then RST, and without the FIN
+        RawClient c;
+        ASSERT_EQ(OpenSession(&c, port_), "");
+        ASSERT_TRUE(c.SendTls(PgMessage('Q', std::string("select pg_sleep(20)") + '\0')));
+        ASSERT_TRUE(c.SendCloseNotify());
+        if (fin) {
+            c.ShutWrite();
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        ASSERT_EQ(Metric(api_, "atls_connections_active"), 1) << "fin " << fin;
+        c.Reset();
+        EXPECT_EQ(WaitMetric(api_, "atls_connections_active", 0, 5), 0)
+            << "the half-closed session outlived its client (fin " << fin << ")";
+    }
+}
+
+// ScriptedBackend serves one session on a free loopback port: it reads the StartupMessage and
+// answers AuthenticationOk and ReadyForQuery, reads one message (a Query), sends `answer`, then
+// closes (FIN).
+class ScriptedBackend {
+  public:
+    explicit ScriptedBackend(std::string answer) : answer_(std::move(answer)) {
+        lfd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t len = sizeof(a);
+        ok_ = bind(lfd_, reinterpret_cast<sockaddr *>(&a), len) == 0 && listen(lfd_, 4) == 0 &&
+              getsockname(lfd_, reinterpret_cast<sockaddr *>(&a), &len) == 0;
+        port_ = ntohs(a.sin_port);
+        if (ok_) {
+            thread_ = std::thread([this] { Serve(); });
+        }
+    }
+    ~ScriptedBackend() {
+        stop_ = true;
+        if (thread_.joinable()) {
+            thread_.join();
+        }
+        close(lfd_);
+    }
+    bool ok() const {
+        return ok_;
+    }
+    int port() const {
+        return port_;
+    }
+
+  private:
+    // ReadSome waits up to 5 s for bytes on `fd`; false on EOF, error or timeout.
+    bool ReadSome(int fd) {
+        pollfd p{fd, POLLIN, 0};
+        char buf[4096];
+        return !stop_ && poll(&p, 1, 5000) > 0 && recv(fd, buf, sizeof(buf), 0) > 0;
+    }
+    void Serve() {
+        pollfd p{lfd_, POLLIN, 0};
+        while (!stop_ && poll(&p, 1, 100) <= 0) {
+        }
+        int c = stop_ ? -1 : accept(lfd_, nullptr, nullptr);
+        if (c < 0) {
+            return;
+        }
+        std::string hello = PgMessage('R', std::string(4, '\0')) + PgMessage('Z', "I");
+        if (ReadSome(c) && send(c, hello.data(), hello.size(), MSG_NOSIGNAL) > 0 && ReadSome(c)) {
+            (void)send(c, answer_.data(), answer_.size(), MSG_NOSIGNAL);
+        }
+        close(c);
+    }
+    std::string answer_;
+    int lfd_ = -1, port_ = 0;
+    bool ok_ = false;
+    std::atomic<bool> stop_{false};
+    std::thread thread_;
+};
+
+// A backend that goes away mid-answer after the client's half-close is still a backend lost:
+// the client gets what it sent, then 08006, not a clean end. Only a backend closing when idle
+// (after ReadyForQuery) ends a half-closed session cleanly.
+TEST_F(BackendTest, BackendLostAfterTheClientsHalfCloseStillGives08006) {
+    std::string row_desc =
+        PgMessage('T', std::string("\0\1", 2) + "x" + '\0' + std::string(18, '\0'));
+    std::string row = PgMessage('D', std::string("\0\1\0\0\0\1", 6) + "1");
+    ScriptedBackend be(row_desc + row); // no CommandComplete, no ReadyForQuery: then the close
+    ASSERT_TRUE(be.ok());
+    StartProxy("127.0.0.1:" + std::to_string(be.port()));
+    RawClient c;
+    ASSERT_EQ(OpenSession(&c, port_), "");
+    ASSERT_TRUE(c.SendTls(PgMessage('Q', std::string("select 1") + '\0')));
+    ASSERT_TRUE(c.SendCloseNotify());
+    c.ShutWrite();
+    std::string types;
+    std::string error;
+    char t = 0;
+    std::string body;
+    while (c.RecvTlsMessage(&t, &body, 5000)) {
+        types += t;
+        if (t == 'E') {
+            error = ParseError(body);
+        }
+    }
+    EXPECT_EQ(types, "TDE");
+    EXPECT_EQ(error.substr(0, 5), "08006") << error;
+    EXPECT_EQ(WaitMetric(api_, "atls_connections_active", 0, 5), 0);
+}
+
 TEST_F(BackendTest, BackendEndingTheSessionWithAnErrorGetsNoSecondError) {
     // pg_terminate_backend: the backend sends its own FATAL (57P01) and closes; the gateway
     // passes it on and adds nothing (its 08006 is only for a backend lost without a word).

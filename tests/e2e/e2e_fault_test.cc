@@ -947,11 +947,12 @@ TEST_F(FaultNonce, FloodFillsTheTableWithoutEvictingALiveNonceAndTheRateLimitHol
     EXPECT_TRUE(p->Running());
 }
 
-// Past half full, the table gives each address at most its share (1/256 of the slots, at least
-// 4): one address no longer fills it alone. A 64-slot table: the first address takes 32 (its
-// burst would allow 64, and did before, leaving nothing for anyone), then is refused with 429 and
-// the reason; a second address gets 4; a client from a third is still served and admitted.
-TEST_F(FaultNonce, PastHalfFullEachAddressGetsOnlyItsShare) {
+// Past three quarters full, the table gives each address at most its share of the free slots
+// (1/32 of them, at least 4): one address no longer fills it alone. A 64-slot table: the first
+// address takes 48 (its burst would allow 64, and did before, leaving nothing for anyone), then
+// is refused with 429 and the reason; a second address gets 4; a client from a third is still
+// served and admitted.
+TEST_F(FaultNonce, PastThreeQuartersFullEachAddressGetsOnlyItsShare) {
     std::string policy = Policy(sim_ + "/ark.pem");
     policy.replace(policy.find("ttl_s = 4"), 9, "ttl_s = 300");
     int port = 0, api = 0;
@@ -972,9 +973,9 @@ TEST_F(FaultNonce, PastHalfFullEachAddressGetsOnlyItsShare) {
             break;
         }
     }
-    EXPECT_EQ(granted, 32);
-    EXPECT_NE(refusal.find("this address holds 32 live nonces and the nonce table is over half "
-                           "full"),
+    EXPECT_EQ(granted, 48);
+    EXPECT_NE(refusal.find("this address holds 48 live nonces and the nonce table is over three "
+                           "quarters full"),
               std::string::npos)
         << refusal;
     NonceClient second("127.1.9.2", api);
