@@ -183,14 +183,21 @@ static void held_advance(struct bucket *b, uint64_t now_ns, uint64_t ttl_ns) {
     b->held_epoch = epoch;
 }
 
-uint32_t policy_ratelimit_held(struct policy_ratelimit *limiter, const struct sockaddr *addr,
-                               uint64_t now_ns, uint64_t ttl_ns) {
+// held_bucket returns the bucket of `addr` with its issue counts brought to `now_ns`.
+static struct bucket *held_bucket(struct policy_ratelimit *limiter, const struct sockaddr *addr,
+                                  uint64_t now_ns, uint64_t ttl_ns) {
     ASSERT(limiter != NULL);
     ASSERT(ttl_ns > 0);
     uint8_t key[key_bytes];
     uint8_t tag = address_key(key, addr);
     struct bucket *b = find_bucket(limiter, key, tag, now_ns);
     held_advance(b, now_ns, ttl_ns);
+    return b;
+}
+
+uint32_t policy_ratelimit_held(struct policy_ratelimit *limiter, const struct sockaddr *addr,
+                               uint64_t now_ns, uint64_t ttl_ns) {
+    const struct bucket *b = held_bucket(limiter, addr, now_ns, ttl_ns);
     uint64_t sum = 0;
     for (uint32_t i = 0; i < held_ring; i++) {
         sum += b->held[i];
@@ -200,12 +207,7 @@ uint32_t policy_ratelimit_held(struct policy_ratelimit *limiter, const struct so
 
 void policy_ratelimit_held_add(struct policy_ratelimit *limiter, const struct sockaddr *addr,
                                uint64_t now_ns, uint64_t ttl_ns) {
-    ASSERT(limiter != NULL);
-    ASSERT(ttl_ns > 0);
-    uint8_t key[key_bytes];
-    uint8_t tag = address_key(key, addr);
-    struct bucket *b = find_bucket(limiter, key, tag, now_ns);
-    held_advance(b, now_ns, ttl_ns);
+    struct bucket *b = held_bucket(limiter, addr, now_ns, ttl_ns);
     uint32_t *h = &b->held[b->held_epoch % held_ring];
     if (*h < UINT32_MAX) {
         (*h)++;
