@@ -438,14 +438,17 @@ TEST(WorkerPriority, RealtimeWhileEstablishedSessionsMoveBytesNormalOtherwise) {
     EXPECT_EQ(Metric(p.api, kRealtime), 1);
     EXPECT_EQ(sched_getscheduler(hs), SCHED_IDLE);
     EXPECT_EQ(sched_getscheduler(p.proxy.pid()), SCHED_OTHER); // the main thread: untouched
-    // New clients meanwhile are served as usual.
+    // New clients meanwhile are served as usual. (Their handshakes can keep a slow build's
+    // worker above 80% of its CPU for a window, a busy drop: counted here, not judged.)
     ASSERT_NO_FATAL_FAILURE(ThreeClients(p.port, &s));
     EXPECT_EQ(Metric(p.api, kOk), 4);
-    // The session goes quiet: back to normal priority (not counted as a busy drop).
-    EXPECT_TRUE(WaitUntil(3.0, [&] { return sched_getscheduler(w) == SCHED_OTHER; }))
-        << "still " << sched_getscheduler(w);
-    EXPECT_EQ(Metric(p.api, kRealtime), 0);
-    EXPECT_EQ(Metric(p.api, kRtDropped), 0);
+    long long dropped = Metric(p.api, kRtDropped);
+    // The session goes quiet: back to normal priority (not counted as a busy drop). The worker
+    // switches, then updates the gauge: on a loaded machine a reader can come in between.
+    EXPECT_TRUE(WaitUntil(
+        3.0, [&] { return sched_getscheduler(w) == SCHED_OTHER && Metric(p.api, kRealtime) == 0; }))
+        << "still " << sched_getscheduler(w) << ", gauge " << Metric(p.api, kRealtime);
+    EXPECT_EQ(Metric(p.api, kRtDropped), dropped);
     EXPECT_EQ(s.Query("select 8"), "8");
     s.Close();
     EXPECT_EQ(p.proxy.Stop(), 0);
