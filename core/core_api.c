@@ -21,8 +21,9 @@
 #define API_RECENT_DEFAULT 20u
 #define API_DENIED_DEFAULT 50u
 #define API_ACTIVE_MAX 100000u
-#define API_NONCE_SHARE_DIVISOR                                                                    \
-    32u // past 3/4 full, an address holds at most 1/32 of the free slots
+// Past three quarters full, an address holds at most 1/API_NONCE_SHARE_DIVISOR of the free
+// nonce slots (at least API_NONCE_SHARE_MIN): nonce_share_exceeded.
+#define API_NONCE_SHARE_DIVISOR 32u
 #define API_NONCE_SHARE_MIN 4u
 #define API_MEASUREMENTS_MAX 4096u
 #define API_RESPONSE_MAX (64u * 1024u * 1024u)
@@ -392,19 +393,27 @@ static void nonce_stats(struct core_proc *proc, uint64_t now, struct policy_nonc
 // alone and busy clients slow down gradually instead of all at once (DESIGN §6: issuing fails
 // with 503 once full, and never evicts a live nonce). The counters are read first: the table is
 // swept (nonce_stats) only when they say it is that full, since unswept counters only overcount.
+static uint64_t nonce_slots_used(const struct policy_nonce_stats *st) {
+    return st->live + st->consumed_held;
+}
+
+static bool nonce_table_crowded(const struct policy_nonce_stats *st) {
+    return nonce_slots_used(st) * 4 >= st->capacity * 3;
+}
+
 static bool nonce_share_exceeded(struct core_proc *proc, const struct sockaddr *addr, uint64_t now,
                                  uint64_t ttl_ns, uint32_t *out_held) {
     struct policy_nonce_stats st;
     *out_held = 0;
     policy_nonce_get_stats(proc->nonces, &st);
-    if ((st.live + st.consumed_held) * 4 < st.capacity * 3) {
+    if (!nonce_table_crowded(&st)) {
         return false;
     }
     nonce_stats(proc, now, &st);
-    uint64_t used = st.live + st.consumed_held;
-    if (used * 4 < st.capacity * 3) {
+    if (!nonce_table_crowded(&st)) {
         return false;
     }
+    uint64_t used = nonce_slots_used(&st);
     uint64_t free_slots = used < st.capacity ? st.capacity - used : 0;
     uint64_t share = free_slots / API_NONCE_SHARE_DIVISOR;
     share = share < API_NONCE_SHARE_MIN ? API_NONCE_SHARE_MIN : share;
@@ -422,16 +431,15 @@ static enum MHD_Result api_nonce(struct api_req *rq) {
     }
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(rq->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *addr = ci != NULL ? ci->client_addr : NULL; // NULL: not limited
     uint64_t now = core_base_now_ns();
-    if (ci != NULL && ci->client_addr != NULL &&
-        policy_ratelimit_take(proc->nonce_limiter, ci->client_addr, now) !=
-            POLICY_RATELIMIT_ALLOW) {
+    if (addr != NULL &&
+        policy_ratelimit_take(proc->nonce_limiter, addr, now) != POLICY_RATELIMIT_ALLOW) {
         return respond_error(rq, 429, "too many nonce requests from this address");
     }
     uint64_t ttl_ns = (uint64_t)ttl * 1000000000ull;
     uint32_t held = 0;
-    if (ci != NULL && ci->client_addr != NULL &&
-        nonce_share_exceeded(proc, ci->client_addr, now, ttl_ns, &held)) {
+    if (addr != NULL && nonce_share_exceeded(proc, addr, now, ttl_ns, &held)) {
         proc->nonce_share_refused++;
         char why[160];
         snprintf(why, sizeof(why),
@@ -448,8 +456,8 @@ static enum MHD_Result api_nonce(struct api_req *rq) {
     if (ret != 0) {
         return respond_error(rq, 500, "cannot issue a nonce");
     }
-    if (ci != NULL && ci->client_addr != NULL) {
-        policy_ratelimit_held_add(proc->nonce_limiter, ci->client_addr, now, ttl_ns);
+    if (addr != NULL) {
+        policy_ratelimit_held_add(proc->nonce_limiter, addr, now, ttl_ns);
     }
     char hex[65];
     core_base_hex_encode(hex, nonce, sizeof(nonce));

@@ -66,10 +66,18 @@ struct core_health {
     uint32_t startup_len;
 };
 
-static void probe_end(struct probe *p, bool ok, const char *fmt, const char *arg) {
+// probe_end decides `p`: up (`ok`) or down, and why ("" for a plain pass).
+static void probe_end(struct probe *p, bool ok, const char *why) {
     p->ok = ok;
     p->state = PROBE_DONE;
-    snprintf(p->why, sizeof(p->why), fmt, arg);
+    snprintf(p->why, sizeof(p->why), "%s", why);
+}
+
+// probe_failed decides `p` down because `what` failed with errno `e`.
+static void probe_failed(struct probe *p, const char *what, int e) {
+    p->ok = false;
+    p->state = PROBE_DONE;
+    snprintf(p->why, sizeof(p->why), "%s: %s", what, strerror(e));
 }
 
 // local_error: whether socket(2) or connect(2) failing with `e` is this host's lack (descriptors,
@@ -104,20 +112,20 @@ static void answer_judge(struct probe *p, bool eof) {
     while (p->state == PROBE_READING && p->skip == 0) {
         if (p->have < 5) {
             if (eof) {
-                probe_end(p, false, "closed the session without answering%s", "");
+                probe_end(p, false, "closed the session without answering");
             }
             return;
         }
         uint8_t type = p->in[0];
         uint32_t len = core_pgwire_be32(p->in + 1);
         if (len < 4 || len > (uint32_t)INT32_MAX) { // the length is an Int32 on the wire
-            probe_end(p, false, "answered with a malformed message%s", "");
+            probe_end(p, false, "answered with a malformed message");
             return;
         }
         if (type == 'N' || type == 'v') { // a notice, or the protocol version it speaks: skip
             uint32_t whole = len + 1u;    // no wrap: len <= INT32_MAX
-            if (p->skipped + whole > HEALTH_SKIP_MAX || p->skipped + whole < p->skipped) {
-                probe_end(p, false, "answered with more than 64 KiB of notices%s", "");
+            if (p->skipped + whole > HEALTH_SKIP_MAX) { // no wrap: skipped <= 64 KiB
+                probe_end(p, false, "answered with more than 64 KiB of notices");
                 return;
             }
             p->skipped += whole;
@@ -136,20 +144,21 @@ static void answer_judge(struct probe *p, bool eof) {
                 static const uint8_t terminate[5] = {'X', 0, 0, 0, 4};
                 (void)send(p->fd, terminate, sizeof(terminate), MSG_NOSIGNAL | MSG_DONTWAIT);
             }
-            probe_end(p, true, "%s", "");
+            probe_end(p, true, "");
             return;
         }
         if (type != 'E') {
-            char t[8];
-            snprintf(t, sizeof(t), "'%c'", type >= 0x20 && type < 0x7f ? type : '?');
-            probe_end(p, false, "answered the StartupMessage with message %s", t);
+            char why[64];
+            snprintf(why, sizeof(why), "answered the StartupMessage with message '%c'",
+                     type >= 0x20 && type < 0x7f ? type : '?');
+            probe_end(p, false, why);
             return;
         }
         uint32_t body = len - 4;
         uint32_t want = body < sizeof(p->in) - 5 ? body : (uint32_t)sizeof(p->in) - 5;
         if (p->have < 5 + want) {
             if (eof) { // a cut answer says nothing reliable of the node
-                probe_end(p, false, "closed the session in the middle of its answer%s", "");
+                probe_end(p, false, "closed the session in the middle of its answer");
             }
             return;
         }
@@ -157,9 +166,9 @@ static void answer_judge(struct probe *p, bool eof) {
         char refusal[48];
         core_pgwire_error_sqlstate(p->in + 5, want, code);
         if (core_pgwire_sqlstate_refuses(code, refusal)) {
-            probe_end(p, false, "%s", refusal);
+            probe_end(p, false, refusal);
         } else {
-            probe_end(p, true, "%s", code[0] != '\0' ? code : "an error without SQLSTATE");
+            probe_end(p, true, code[0] != '\0' ? code : "an error without SQLSTATE");
         }
         return;
     }
@@ -171,7 +180,7 @@ static void probe_recv(struct probe *p) {
     ssize_t r = recv(p->fd, buf, sizeof(buf), MSG_DONTWAIT);
     if (r < 0) {
         if (errno != EAGAIN && errno != EINTR) {
-            probe_end(p, false, "receive failed: %s", strerror(errno));
+            probe_failed(p, "receive failed", errno);
         }
         return;
     }
@@ -194,7 +203,7 @@ static void probe_recv(struct probe *p) {
         }
     }
     if (r == 0 && p->state != PROBE_DONE) { // closed inside a skipped message
-        probe_end(p, false, "closed the session without answering%s", "");
+        probe_end(p, false, "closed the session without answering");
     }
 }
 
@@ -207,11 +216,11 @@ static void probe_step(struct core_health *h, struct probe *p, short revents) {
             soerr = errno;
         }
         if (soerr != 0) {
-            probe_end(p, false, "connect failed: %s", strerror(soerr));
+            probe_failed(p, "connect failed", soerr);
             return;
         }
         if (h->proc->cfg.health_check == CORE_HEALTH_CONNECT) {
-            probe_end(p, true, "%s", "");
+            probe_end(p, true, "");
             return;
         }
         p->state = PROBE_SENDING;
@@ -220,7 +229,7 @@ static void probe_step(struct core_health *h, struct probe *p, short revents) {
         ssize_t r = send(p->fd, h->startup + p->sent, h->startup_len - p->sent,
                          MSG_NOSIGNAL | MSG_DONTWAIT);
         if (r < 0 && errno != EAGAIN && errno != EINTR) {
-            probe_end(p, false, "send failed: %s", strerror(errno));
+            probe_failed(p, "send failed", errno);
             return;
         }
         p->sent += r > 0 ? (uint32_t)r : 0u;
@@ -248,12 +257,12 @@ static void probe_start(struct core_health *h, uint32_t i, uint64_t now) {
     p->fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (p->fd < 0) {
         p->local = local_error(errno);
-        probe_end(p, false, "socket: %s", strerror(errno));
+        probe_failed(p, "socket", errno);
         return;
     }
     if (connect(p->fd, (const struct sockaddr *)&a->ss, a->len) != 0 && errno != EINPROGRESS) {
         p->local = local_error(errno);
-        probe_end(p, false, "connect failed: %s", strerror(errno));
+        probe_failed(p, "connect failed", errno);
     }
 }
 
@@ -336,9 +345,8 @@ static void *health_main(void *arg) {
             }
             if (p->state != PROBE_IDLE && p->state != PROBE_DONE && now >= p->deadline_ns) {
                 probe_end(p, false,
-                          p->state == PROBE_CONNECTING ? "connect timed out (connect_timeout_ms)%s"
-                                                       : "no answer within connect_timeout_ms%s",
-                          "");
+                          p->state == PROBE_CONNECTING ? "connect timed out (connect_timeout_ms)"
+                                                       : "no answer within connect_timeout_ms");
             }
             if (p->state == PROBE_DONE) {
                 probe_apply(h, i);

@@ -360,6 +360,16 @@ static void conn_maybe_release(struct core_shard *shard, struct core_conn *c) {
     core_conn_release(shard, c);
 }
 
+// conn_released_if_gone: whether `c` is closing, for a completion handler to stop at; it is then
+// released if that completion was its last operation in flight.
+static bool conn_released_if_gone(struct core_shard *shard, struct core_conn *c) {
+    if (!conn_is_gone(c)) {
+        return false;
+    }
+    conn_maybe_release(shard, c);
+    return true;
+}
+
 static void conn_close(struct core_shard *shard, struct core_conn *c, const char *reason) {
     if (conn_is_gone(c)) {
         return;
@@ -559,8 +569,7 @@ static void on_connect(void *ctx, struct ring_op_id id, const struct io_uring_cq
     struct core_shard *shard = ctx;
     struct core_conn *c = conn_of(shard, id);
     conn_cqe_done(shard, c, cqe);
-    if (conn_is_gone(c)) {
-        conn_maybe_release(shard, c);
+    if (conn_released_if_gone(shard, c)) {
         return;
     }
     if (cqe->res < 0) {
@@ -1406,8 +1415,7 @@ static void on_shutdown(void *ctx, struct ring_op_id id, const struct io_uring_c
     struct core_shard *shard = ctx;
     struct core_conn *c = conn_of(shard, id);
     conn_cqe_done(shard, c, cqe);
-    if (conn_is_gone(c)) {
-        conn_maybe_release(shard, c);
+    if (conn_released_if_gone(shard, c)) {
         return;
     }
     if (cqe->res < 0 && cqe->res != -ENOTCONN) {
@@ -1642,8 +1650,7 @@ static void on_poll(void *ctx, struct ring_op_id id, const struct io_uring_cqe *
     enum core_side_id sid = id.op == CORE_OP_POLL_CLIENT ? CORE_SIDE_CLIENT : CORE_SIDE_BACKEND;
     c->side[sid].poll_in_armed = false;
     c->side[sid].poll_out_armed = false;
-    if (conn_is_gone(c)) {
-        conn_maybe_release(shard, c);
+    if (conn_released_if_gone(shard, c)) {
         return;
     }
     if (cqe->res < 0) {
@@ -1732,8 +1739,7 @@ static void on_recv(void *ctx, struct ring_op_id id, const struct io_uring_cqe *
                                                          : "backend connection error");
         }
     }
-    if (conn_is_gone(c)) {
-        conn_maybe_release(shard, c);
+    if (conn_released_if_gone(shard, c)) {
         return;
     }
     if (s->recv_eof && sid == CORE_SIDE_BACKEND && c->state == CORE_CONN_FORWARD &&
@@ -1750,8 +1756,7 @@ static void on_send(void *ctx, struct ring_op_id id, const struct io_uring_cqe *
     struct core_side *s = &c->side[sid];
     conn_cqe_done(shard, c, cqe);
     s->out_inflight = 0;
-    if (conn_is_gone(c)) {
-        conn_maybe_release(shard, c);
+    if (conn_released_if_gone(shard, c)) {
         return;
     }
     if (cqe->res < 0) {
