@@ -39,14 +39,8 @@ class SlammingBackend {
   public:
     explicit SlammingBackend(std::string reply = "", size_t split = 0)
         : reply_(std::move(reply)), split_(split) {
-        lfd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        socklen_t len = sizeof(a);
-        ok_ = bind(lfd_, reinterpret_cast<sockaddr *>(&a), len) == 0 && listen(lfd_, 64) == 0 &&
-              getsockname(lfd_, reinterpret_cast<sockaddr *>(&a), &len) == 0;
-        port_ = ntohs(a.sin_port);
+        lfd_ = ListenLoopback(64, &port_);
+        ok_ = lfd_ >= 0;
         if (ok_) {
             thread_ = std::thread([this] {
                 while (!stop_) {
@@ -699,14 +693,8 @@ TEST_F(BackendTest, ClientResetAfterItsHalfCloseEndsTheSession) {
 class ScriptedBackend {
   public:
     explicit ScriptedBackend(std::string answer) : answer_(std::move(answer)) {
-        lfd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        socklen_t len = sizeof(a);
-        ok_ = bind(lfd_, reinterpret_cast<sockaddr *>(&a), len) == 0 && listen(lfd_, 4) == 0 &&
-              getsockname(lfd_, reinterpret_cast<sockaddr *>(&a), &len) == 0;
-        port_ = ntohs(a.sin_port);
+        lfd_ = ListenLoopback(4, &port_);
+        ok_ = lfd_ >= 0;
         if (ok_) {
             thread_ = std::thread([this] { Serve(); });
         }
@@ -811,35 +799,6 @@ TEST_F(BackendTest, BackendEndingTheSessionWithAnErrorGetsNoSecondError) {
 static std::string BackendMetric(const std::string &family, int port) {
     return family + "{backend=\"127.0.0.1:" + std::to_string(port) + "\"}";
 }
-
-// SilentListener listens on a free loopback port and never accepts: connects succeed (the
-// kernel completes them into the queue) and nothing is ever answered.
-class SilentListener {
-  public:
-    SilentListener() {
-        fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        socklen_t len = sizeof(a);
-        ok_ = bind(fd_, reinterpret_cast<sockaddr *>(&a), len) == 0 && listen(fd_, 64) == 0 &&
-              getsockname(fd_, reinterpret_cast<sockaddr *>(&a), &len) == 0;
-        port_ = ntohs(a.sin_port);
-    }
-    ~SilentListener() {
-        close(fd_);
-    }
-    bool ok() const {
-        return ok_;
-    }
-    int port() const {
-        return port_;
-    }
-
-  private:
-    int fd_ = -1, port_ = 0;
-    bool ok_ = false;
-};
 
 // With health_check = connect, a backend nobody listens on is taken out of rotation by the
 // checks alone, before any session meets it; sessions then never try it (with checks off, one
@@ -949,7 +908,7 @@ TEST_F(BackendTest, StartupCheckTakesOutSilentAndUnreachableNodes) {
     Postgres &pg = SharedPostgres();
     Blackhole hole;
     ASSERT_TRUE(hole.ok());
-    SilentListener silent;
+    SilentBackend silent;
     ASSERT_TRUE(silent.ok());
     StartProxy("127.0.0.1:" + std::to_string(hole.port()) + ", 127.0.0.1:" +
                    std::to_string(silent.port()) + ", 127.0.0.1:" + std::to_string(pg.port()),

@@ -114,52 +114,6 @@ std::string ClientHelloBytes() {
     return out;
 }
 
-// A TCP listener that accepts and never says a word (a hung backend).
-class SilentBackend {
-  public:
-    SilentBackend() {
-        fd_ = socket(AF_INET, SOCK_STREAM, 0);
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        bind(fd_, reinterpret_cast<sockaddr *>(&a), sizeof(a));
-        socklen_t len = sizeof(a);
-        getsockname(fd_, reinterpret_cast<sockaddr *>(&a), &len);
-        port_ = ntohs(a.sin_port);
-        listen(fd_, 64);
-        thread_ = std::thread([this] {
-            while (!stop_) {
-                pollfd p{fd_, POLLIN, 0};
-                if (poll(&p, 1, 100) > 0) {
-                    int c = accept(fd_, nullptr, nullptr);
-                    if (c >= 0) {
-                        held_.push_back(c); // read nothing, answer nothing
-                        accepted_++;
-                    }
-                }
-            }
-        });
-    }
-    ~SilentBackend() {
-        stop_ = true;
-        thread_.join();
-        for (int c : held_) {
-            close(c);
-        }
-        close(fd_);
-    }
-    int port() const { return port_; }
-    int accepted() const { return accepted_; }
-
-  private:
-    int fd_ = -1;
-    int port_ = 0;
-    std::atomic<bool> stop_{false};
-    std::atomic<int> accepted_{0};
-    std::vector<int> held_;
-    std::thread thread_;
-};
-
 // A PostgreSQL of its own on a fixed port, so it can be stopped and started again at the same
 // address (the shared one picks a new port on every start).
 class OwnPostgres {

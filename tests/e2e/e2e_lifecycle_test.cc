@@ -486,15 +486,9 @@ TEST(Lifecycle, BadConfigUnreadableKeyExitsTwoNamingTheKey) {
 TEST(Lifecycle, ApiPortTakenExitsTwoAndTheNextStartUsesTheSameAuditStore) {
     TempDir d;
     Postgres &pg = SharedPostgres(); // first: a server started later would inherit `taken`
-    int taken = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(a);
-    ASSERT_EQ(bind(taken, reinterpret_cast<sockaddr *>(&a), len), 0);
-    ASSERT_EQ(listen(taken, 4), 0);
-    ASSERT_EQ(getsockname(taken, reinterpret_cast<sockaddr *>(&a), &len), 0);
-    int api = ntohs(a.sin_port);
+    int api = 0;
+    int taken = ListenLoopback(4, &api);
+    ASSERT_GE(taken, 0);
     int port = FreePort();
     std::string ini = MtlsIni(port, "127.0.0.1:" + std::to_string(pg.port()), SharedCerts());
     const std::string key = "[api]\nlisten = 127.0.0.1:";

@@ -119,7 +119,7 @@ int FreePort() {
 }
 
 int ConnectTcp(int port, bool nonblocking) {
-    int fd = socket(AF_INET, SOCK_STREAM | (nonblocking ? SOCK_NONBLOCK : 0), 0);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0), 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -132,18 +132,60 @@ int ConnectTcp(int port, bool nonblocking) {
     return fd;
 }
 
-Blackhole::Blackhole() {
-    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+int ListenLoopback(int backlog, int *port) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     socklen_t len = sizeof(a);
-    ok_ = fd_ >= 0 && bind(fd_, reinterpret_cast<sockaddr *>(&a), len) == 0 &&
-          listen(fd_, 0) == 0 && getsockname(fd_, reinterpret_cast<sockaddr *>(&a), &len) == 0;
-    port_ = ntohs(a.sin_port);
+    if (fd < 0 || bind(fd, reinterpret_cast<sockaddr *>(&a), len) != 0 ||
+        listen(fd, backlog) != 0 || getsockname(fd, reinterpret_cast<sockaddr *>(&a), &len) != 0) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        return -1;
+    }
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+SilentBackend::SilentBackend() {
+    fd_ = ListenLoopback(64, &port_);
+    if (fd_ < 0) {
+        return;
+    }
+    thread_ = std::thread([this] {
+        while (!stop_) {
+            pollfd p{fd_, POLLIN, 0};
+            if (poll(&p, 1, 100) > 0) {
+                int c = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+                if (c >= 0) {
+                    held_.push_back(c); // read nothing, answer nothing
+                    accepted_++;
+                }
+            }
+        }
+    });
+}
+
+SilentBackend::~SilentBackend() {
+    stop_ = true;
+    if (thread_.joinable()) {
+        thread_.join();
+    }
+    for (int c : held_) {
+        close(c);
+    }
+    if (fd_ >= 0) {
+        close(fd_);
+    }
+}
+
+Blackhole::Blackhole() {
+    fd_ = ListenLoopback(0, &port_);
     // Backlog 0 queues one connection; this filler takes it.
-    filler_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    ok_ = ok_ && connect(filler_, reinterpret_cast<sockaddr *>(&a), sizeof(a)) == 0;
+    filler_ = fd_ >= 0 ? ConnectTcp(port_) : -1;
+    ok_ = filler_ >= 0;
 }
 
 Blackhole::~Blackhole() {

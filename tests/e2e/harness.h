@@ -6,7 +6,9 @@
 #include <openssl/ssl.h>
 #include <sys/types.h>
 
+#include <atomic>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace e2e {
@@ -104,6 +106,38 @@ std::string ConnStr(int port, const Certs &c, const std::string &extra = "");
 // ConnectTcp connects to 127.0.0.1:`port` (non-blocking: the connect may still be in progress);
 // the descriptor, or -1.
 int ConnectTcp(int port, bool nonblocking = false);
+
+// ListenLoopback listens on a free 127.0.0.1 port with `backlog`, close-on-exec (a gateway
+// started afterwards must not inherit it and keep the port open). The descriptor, its port in
+// `*port`; -1 on failure.
+int ListenLoopback(int backlog, int *port);
+
+// SilentBackend listens on a free loopback port, accepts every connection and never says a word
+// (a hung backend); it counts what it accepted.
+class SilentBackend {
+  public:
+    SilentBackend();
+    ~SilentBackend();
+    SilentBackend(const SilentBackend &) = delete;
+    SilentBackend &operator=(const SilentBackend &) = delete;
+    bool ok() const {
+        return fd_ >= 0;
+    }
+    int port() const {
+        return port_;
+    }
+    int accepted() const {
+        return accepted_;
+    }
+
+  private:
+    int fd_ = -1;
+    int port_ = 0;
+    std::atomic<bool> stop_{false};
+    std::atomic<int> accepted_{0};
+    std::vector<int> held_;
+    std::thread thread_;
+};
 
 // Blackhole listens on a free loopback port with a full accept queue and never accepts: the
 // kernel drops every further SYN, so a connect there stays in flight until the connecting side
